@@ -1,0 +1,120 @@
+//! Knobs shared by both sides: limits that bound every copy across the kernel boundary, map
+//! indices and the names of the kernel programs and maps (so loader and programs cannot drift).
+
+/// Bytes of argv copied at exec (NUL-separated, as the kernel stores them). Longer argv is
+/// truncated and flagged with [`crate::FLAG_ARGV_TRUNCATED`].
+pub const ARGV_MAX: usize = 4096;
+/// Most path components one dentry walk follows before it gives up and flags truncation.
+pub const PATH_MAX_COMPONENTS: usize = 48;
+/// Longest single name read from a dentry (NAME_MAX + 1 for the separator).
+pub const NAME_MAX: usize = 256;
+/// Longest user-supplied string copied (a path argument, a memfd name).
+pub const USER_STR_MAX: usize = 4096;
+/// Size of the per-event data area that holds strings. Power of two: the kernel masks offsets.
+pub const DATA_SIZE: usize = 16384;
+/// Mask applied to data-area offsets in the kernel so the verifier can prove bounds.
+pub const DATA_MASK: usize = DATA_SIZE - 1;
+/// Slack after the data area so a write of up to `USER_STR_MAX` at any masked offset stays in
+/// bounds of the scratch buffer.
+pub const DATA_SLACK: usize = USER_STR_MAX;
+
+/// Indices into the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Ring buffer full: a record was dropped in the kernel.
+    pub const RINGBUF_DROP: u32 = 0;
+    /// An event was emitted to the ring buffer.
+    pub const EMITTED: u32 = 1;
+    /// A kernel read failed while building an event (the event is still sent, fields blank).
+    pub const READ_ERROR: u32 = 2;
+    /// A path walk hit `PATH_MAX_COMPONENTS` and was truncated.
+    pub const PATH_TRUNCATED: u32 = 3;
+    /// A tail call failed (program array entry missing).
+    pub const TAIL_CALL_FAILED: u32 = 4;
+    /// Number of counters.
+    pub const COUNT: u32 = 8;
+}
+
+/// Slots of the `SYSCALL_HANDLERS` program array used by the `sys_exit` dispatcher.
+pub mod handler {
+    pub const FILE_OPEN: u32 = 0;
+    pub const FILE_OTHER: u32 = 1;
+    pub const NET: u32 = 2;
+    pub const COUNT: u32 = 4;
+}
+
+/// Kernel struct member offsets resolved from the running kernel's BTF at load time.
+///
+/// Index into the `OFFSETS` global array with these constants. A value of `u32::MAX` means
+/// "not present in this kernel"; programs treat it as a failed read.
+pub mod off {
+    pub const TASK_REAL_PARENT: usize = 0;
+    pub const TASK_TGID: usize = 1;
+    pub const TASK_PID: usize = 2;
+    pub const TASK_MM: usize = 3;
+    pub const TASK_FS: usize = 4;
+    pub const TASK_FILES: usize = 5;
+    pub const TASK_REAL_CRED: usize = 6;
+    pub const TASK_SIGNAL: usize = 7;
+    pub const TASK_EXIT_CODE: usize = 8;
+    pub const TASK_START_BOOTTIME: usize = 9;
+    pub const TASK_GROUP_LEADER: usize = 10;
+    pub const MM_ARG_START: usize = 11;
+    pub const MM_ARG_END: usize = 12;
+    pub const MM_EXE_FILE: usize = 13;
+    pub const FS_PWD: usize = 14;
+    pub const FILES_FDT: usize = 15;
+    pub const FDT_FD: usize = 16;
+    pub const FDT_MAX_FDS: usize = 17;
+    pub const FILE_F_PATH: usize = 18;
+    pub const FILE_F_FLAGS: usize = 19;
+    pub const FILE_F_MODE: usize = 20;
+    pub const FILE_PRIVATE_DATA: usize = 21;
+    pub const PATH_MNT: usize = 22;
+    pub const PATH_DENTRY: usize = 23;
+    pub const DENTRY_D_PARENT: usize = 24;
+    pub const DENTRY_D_NAME: usize = 25;
+    pub const QSTR_NAME: usize = 26;
+    pub const QSTR_LEN: usize = 27;
+    pub const VFSMOUNT_MNT_ROOT: usize = 28;
+    pub const MOUNT_MNT: usize = 29;
+    pub const MOUNT_MNT_PARENT: usize = 30;
+    pub const MOUNT_MNT_MOUNTPOINT: usize = 31;
+    pub const CRED_UID: usize = 32;
+    pub const CRED_GID: usize = 33;
+    pub const CRED_EUID: usize = 34;
+    pub const CRED_EGID: usize = 35;
+    pub const SIGNAL_LIVE: usize = 36;
+    pub const BPRM_FILENAME: usize = 37;
+    pub const BPRM_FILE: usize = 38;
+    pub const SOCKET_SK: usize = 39;
+    pub const SOCK_FAMILY: usize = 40;
+    pub const SOCK_DADDR: usize = 41;
+    pub const SOCK_RCV_SADDR: usize = 42;
+    pub const SOCK_DPORT: usize = 43;
+    pub const SOCK_NUM: usize = 44;
+    pub const SOCK_V6_DADDR: usize = 45;
+    pub const SOCK_V6_RCV_SADDR: usize = 46;
+    pub const SOCK_PROTOCOL: usize = 47;
+    pub const SOCK_TYPE: usize = 48;
+    pub const FS_ROOT: usize = 49;
+    /// Number of offset slots (array length; spare slots stay `u32::MAX`).
+    pub const COUNT: usize = 64;
+}
+
+/// Program and map names, shared so the loader cannot drift from the object file.
+pub mod names {
+    pub const EVENTS: &str = "EVENTS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const WATCHED: &str = "WATCHED";
+    pub const SYSCALL_HANDLERS: &str = "SYSCALL_HANDLERS";
+    pub const OFFSETS: &str = "OFFSETS";
+    pub const RECORD_ALL: &str = "RECORD_ALL";
+    pub const AGENT_TGID: &str = "AGENT_TGID";
+    pub const PROG_SYS_EXIT: &str = "sys_exit";
+    pub const PROG_FILE_OPEN: &str = "sys_exit_open";
+    pub const PROG_FILE_OTHER: &str = "sys_exit_file";
+    pub const PROG_NET: &str = "sys_exit_net";
+    pub const PROG_EXEC: &str = "sched_process_exec";
+    pub const PROG_FORK: &str = "sched_process_fork";
+    pub const PROG_EXIT: &str = "sched_process_exit";
+}
