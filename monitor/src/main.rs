@@ -1,1 +1,32 @@
-fn main() {}
+//! `monitor`: an eBPF behaviour monitor. This file is wiring only: parse the command line,
+//! set up logging, hand over to the command.
+
+mod agent;
+mod cli;
+mod output;
+mod process;
+mod sensor;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Run(args) => agent::run(args),
+        cli::Command::Floor { ready_file } => agent::floor(ready_file),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("monitor: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

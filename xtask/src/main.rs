@@ -1,1 +1,110 @@
-fn main() {}
+//! `cargo xtask`: the project's build, run and test entry points.
+//!
+//! Every command first installs what is missing (`install-prereqs`), so a fresh Debian machine
+//! with only rustup's stable and nightly toolchains can build, run and test the monitor.
+
+mod prereqs;
+mod tasks;
+
+use std::{ffi::OsString, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run and test the monitor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building and testing need (rust-src, bpf-linker, Debian packages).
+    InstallPrereqs,
+    /// Build the agent (kernel programs included) into target/release/monitor.
+    Build {
+        /// Build the debug profile instead (target/debug/monitor).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build, then run target/release/monitor as root with ARGS.
+    Run {
+        /// Arguments for the monitor, e.g. `-- run --events`.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Build, then run all tests, clippy and rustfmt; fails if any of them fails.
+    Test {
+        /// Extra arguments for the test binaries (after cargo test's `--`), e.g. a name filter.
+        #[arg(last = true)]
+        extra: Vec<OsString>,
+    },
+    /// Build, then run the benchmarks (as root; they load the real probes).
+    Bench {
+        /// Extra arguments for the bench binaries.
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    // Print the error chain ourselves: anyhow's `Termination` would append a backtrace under
+    // RUST_BACKTRACE=1, burying the message under frames of xtask's own main.
+    match dispatch(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let ws = tasks::Workspace::locate()?;
+    match cli.command {
+        Command::InstallPrereqs => prereqs::install(),
+        Command::Build { debug } => {
+            prereqs::install()?;
+            ws.build(!debug)?;
+            Ok(())
+        }
+        Command::Run { args } => ws.run(&args),
+        Command::Test { extra } => ws.test(&extra),
+        Command::Bench { extra } => {
+            prereqs::install()?;
+            ws.bench(&extra)
+        }
+    }
+}
+
+/// Runs `cmd` with inherited stdio (its output streams through) and fails unless it exits 0.
+fn checked(cmd: &mut std::process::Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow::anyhow!("could not start {cmd:?}: {e}"))?;
+    anyhow::ensure!(status.success(), "{cmd:?} failed ({status})");
+    Ok(())
+}
+
+/// Whether this process runs with effective uid 0.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions, cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The first executable file called `name` on PATH.
+fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}

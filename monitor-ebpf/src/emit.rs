@@ -1,0 +1,108 @@
+//! Building and sending event records: the per-CPU scratch record, the common header, and the
+//! variable-size ring-buffer output (only the used part of the data area is copied).
+
+use aya_ebpf::helpers::generated::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+};
+use core::ffi::c_void;
+use monitor_common::{
+    DATA_OFFSET, EventHeader, EventKind, FLAG_PATH_TRUNCATED, PAYLOAD_OFFSET,
+    config::{DATA_SIZE, counter, off},
+};
+
+use crate::{
+    kernel::{Data, read, read_ptr},
+    maps::{EVENTS, SCRATCH, count, offset},
+};
+
+/// An event under construction in the per-CPU scratch record.
+pub struct Record {
+    pub base: *mut u8,
+    pub data: Data,
+}
+
+impl Record {
+    /// Takes this CPU's scratch record and fills the header for the current task.
+    #[inline(always)]
+    pub fn new(kind: EventKind, task: *const u8) -> Option<Self> {
+        let base = SCRATCH.get_ptr_mut(0)? as *mut u8;
+        let hdr = base as *mut EventHeader;
+        // SAFETY: helpers without preconditions; `hdr` points into the scratch record.
+        unsafe {
+            let pid_tgid = bpf_get_current_pid_tgid();
+            let uid_gid = bpf_get_current_uid_gid();
+            (*hdr).kind = kind as u32;
+            (*hdr).size = 0;
+            (*hdr).ktime_ns = bpf_ktime_get_boot_ns();
+            (*hdr).pid = (pid_tgid >> 32) as u32;
+            (*hdr).tid = pid_tgid as u32;
+            (*hdr).uid = uid_gid as u32;
+            (*hdr).gid = (uid_gid >> 32) as u32;
+            (*hdr).flags = 0;
+            (*hdr).cgroup_id = bpf_get_current_cgroup_id();
+            (*hdr).ppid = read_ptr(task, off::TASK_REAL_PARENT)
+                .and_then(|p| read::<u32>(p, offset(off::TASK_TGID)))
+                .unwrap_or(0);
+            (*hdr).start_time_ns = read_ptr(task, off::TASK_GROUP_LEADER)
+                .and_then(|l| read::<u64>(l, offset(off::TASK_START_BOOTTIME)))
+                .unwrap_or(0);
+            let comm = &mut (*hdr).comm;
+            if bpf_get_current_comm(comm.as_mut_ptr() as *mut c_void, 16) < 0 {
+                *comm = [0; 16];
+            }
+            // Clear the payload area: payloads are partly filled on error paths.
+            let payload =
+                base.add(PAYLOAD_OFFSET) as *mut [u64; (DATA_OFFSET - PAYLOAD_OFFSET) / 8];
+            *payload = [0; (DATA_OFFSET - PAYLOAD_OFFSET) / 8];
+        }
+        Some(Self {
+            base,
+            data: Data {
+                base: base.wrapping_add(DATA_OFFSET),
+                used: 0,
+            },
+        })
+    }
+
+    /// The payload, typed.
+    #[inline(always)]
+    pub fn payload<T>(&self) -> *mut T {
+        self.base.wrapping_add(PAYLOAD_OFFSET) as *mut T
+    }
+
+    #[inline(always)]
+    pub fn set_flag(&self, flag: u32) {
+        // SAFETY: header lives in the scratch record.
+        unsafe { (*(self.base as *mut EventHeader)).flags |= flag };
+    }
+
+    #[inline(always)]
+    pub fn note_truncation(&self, truncated: bool) {
+        if truncated {
+            self.set_flag(FLAG_PATH_TRUNCATED);
+            count(counter::PATH_TRUNCATED);
+        }
+    }
+
+    /// Sends header + payload + the used part of the data area. Counts a drop when the ring
+    /// buffer is full.
+    #[inline(always)]
+    pub fn send(self) {
+        let mut used = self.data.used;
+        if used > DATA_SIZE {
+            used = DATA_SIZE;
+        }
+        let size = DATA_OFFSET + used;
+        // SAFETY: header lives in the scratch record; `size` is at most the record size.
+        unsafe {
+            (*(self.base as *mut EventHeader)).size = size as u32;
+            let record = core::slice::from_raw_parts(self.base as *const u8, size);
+            if EVENTS.output::<[u8]>(record, 0).is_err() {
+                count(counter::RINGBUF_DROP);
+            } else {
+                count(counter::EMITTED);
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! File activity, from the `sys_exit` dispatcher: opens (with the path the kernel actually
+//! opened, walked from the new fd), unlink, rename, chmod and memfd_create.
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use monitor_common::{
+    EventKind, FILE_PATH_RESOLVED, FileEvent, StrRef,
+    config::off,
+    syscalls::{
+        AT_FDCWD, CHMOD, CREAT, FCHMOD, FCHMODAT, FCHMODAT2, MEMFD_CREATE, OPEN, OPENAT, OPENAT2,
+        RENAME, RENAMEAT, RENAMEAT2, UNLINK, UNLINKAT,
+    },
+};
+
+use crate::{
+    emit::Record,
+    kernel::{Data, current_task, fd_file, read, read_ptr, read_user},
+    maps::offset,
+    syscall::Syscall,
+};
+
+const O_WRONLY: u32 = 0o1;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
+
+/// Writes the user path argument; when relative, also the directory it is relative to
+/// (`dirfd`'s file, or the cwd for `AT_FDCWD`). Returns (path, base).
+#[inline(always)]
+fn user_path(
+    data: &mut Data,
+    rec_trunc: &mut bool,
+    task: *const u8,
+    dirfd: i32,
+    p: u64,
+) -> (StrRef, StrRef) {
+    let path = data.push_user_str(p as *const u8);
+    let first: u8 = read_user(p as *const u8).unwrap_or(b'/');
+    if first == b'/' || path.len == 0 {
+        return (path, StrRef::default());
+    }
+    let base_path = if dirfd == AT_FDCWD {
+        read_ptr(task, off::TASK_FS).map(|fs| fs.wrapping_add(offset(off::FS_PWD)))
+    } else {
+        fd_file(task, dirfd as i64).map(|f| f.wrapping_add(offset(off::FILE_F_PATH)))
+    };
+    match base_path {
+        Ok(bp) => {
+            let w = data.push_path(bp);
+            *rec_trunc |= w.truncated;
+            (path, w.s)
+        }
+        Err(_) => (path, StrRef::default()),
+    }
+}
+
+/// Handler for open, openat, openat2 and creat (slot `FILE_OPEN`).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_open(ctx: RawTracePointContext) -> i32 {
+    let _ = try_open(&ctx);
+    0
+}
+
+fn try_open(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let sc = Syscall::from_ctx(ctx)?;
+    let task = current_task();
+    let (dirfd, path_arg, flags) = match sc.nr {
+        OPEN => (AT_FDCWD, sc.arg(0), sc.arg(1) as u32),
+        CREAT => (AT_FDCWD, sc.arg(0), O_CREAT | O_WRONLY | O_TRUNC),
+        OPENAT => (sc.arg(0) as i32, sc.arg(1), sc.arg(2) as u32),
+        OPENAT2 => {
+            // struct open_how { u64 flags; u64 mode; u64 resolve; }
+            let how: u64 = read_user(sc.arg(2) as *const u8).unwrap_or(0);
+            (sc.arg(0) as i32, sc.arg(1), how as u32)
+        }
+        _ => return Ok(()),
+    };
+    let Some(mut rec) = Record::new(EventKind::Open, task) else {
+        return Ok(());
+    };
+    let p = rec.payload::<FileEvent>();
+    let mut trunc = false;
+    // SAFETY: `p` points into this CPU's scratch record.
+    unsafe {
+        (*p).result = sc.ret;
+        (*p).syscall = sc.nr as u32;
+        (*p).flags = flags;
+        let mut resolved = false;
+        if let Some(file) = (sc.ret >= 0).then(|| fd_file(task, sc.ret).ok()).flatten() {
+            let w = rec
+                .data
+                .push_path(file.wrapping_add(offset(off::FILE_F_PATH)));
+            trunc |= w.truncated;
+            (*p).path = w.s;
+            (*p).flags = read(file, offset(off::FILE_F_FLAGS)).unwrap_or(flags);
+            (*p).mode = read(file, offset(off::FILE_F_MODE)).unwrap_or(0);
+            (*p).file_flags = FILE_PATH_RESOLVED;
+            resolved = true;
+        }
+        if !resolved {
+            let (path, base) = user_path(&mut rec.data, &mut trunc, task, dirfd, path_arg);
+            (*p).path = path;
+            (*p).path_base = base;
+        }
+    }
+    rec.note_truncation(trunc);
+    rec.send();
+    Ok(())
+}
+
+/// Handler for unlink, rename, chmod and memfd_create families (slot `FILE_OTHER`).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_file(ctx: RawTracePointContext) -> i32 {
+    let _ = try_file(&ctx);
+    0
+}
+
+fn try_file(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let sc = Syscall::from_ctx(ctx)?;
+    let task = current_task();
+    let kind = match sc.nr {
+        UNLINK | UNLINKAT => EventKind::Unlink,
+        RENAME | RENAMEAT | RENAMEAT2 => EventKind::Rename,
+        CHMOD | FCHMOD | FCHMODAT | FCHMODAT2 => EventKind::Chmod,
+        MEMFD_CREATE => EventKind::Memfd,
+        _ => return Ok(()),
+    };
+    let Some(mut rec) = Record::new(kind, task) else {
+        return Ok(());
+    };
+    let p = rec.payload::<FileEvent>();
+    let mut trunc = false;
+    let d = &mut rec.data;
+    // SAFETY: `p` points into this CPU's scratch record.
+    unsafe {
+        (*p).result = sc.ret;
+        (*p).syscall = sc.nr as u32;
+        match sc.nr {
+            UNLINK => {
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, AT_FDCWD, sc.arg(0));
+            }
+            UNLINKAT => {
+                let dfd = sc.arg(0) as i32;
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, dfd, sc.arg(1));
+                (*p).flags = sc.arg(2) as u32;
+            }
+            RENAME => {
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, AT_FDCWD, sc.arg(0));
+                ((*p).path2, (*p).path2_base) = user_path(d, &mut trunc, task, AT_FDCWD, sc.arg(1));
+            }
+            RENAMEAT | RENAMEAT2 => {
+                let (odfd, ndfd) = (sc.arg(0) as i32, sc.arg(2) as i32);
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, odfd, sc.arg(1));
+                ((*p).path2, (*p).path2_base) = user_path(d, &mut trunc, task, ndfd, sc.arg(3));
+                if sc.nr == RENAMEAT2 {
+                    (*p).flags = sc.arg(4) as u32;
+                }
+            }
+            CHMOD => {
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, AT_FDCWD, sc.arg(0));
+                (*p).mode = sc.arg(1) as u32;
+            }
+            FCHMOD => {
+                if let Ok(file) = fd_file(task, sc.arg(0) as i32 as i64) {
+                    let w = d.push_path(file.wrapping_add(offset(off::FILE_F_PATH)));
+                    trunc |= w.truncated;
+                    (*p).path = w.s;
+                    (*p).file_flags = FILE_PATH_RESOLVED;
+                }
+                (*p).mode = sc.arg(1) as u32;
+            }
+            FCHMODAT | FCHMODAT2 => {
+                let dfd = sc.arg(0) as i32;
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, dfd, sc.arg(1));
+                (*p).mode = sc.arg(2) as u32;
+            }
+            _ => {
+                (*p).path = d.push_user_str(sc.arg(0) as *const u8);
+                (*p).flags = sc.arg(1) as u32;
+            }
+        }
+    }
+    rec.note_truncation(trunc);
+    rec.send();
+    Ok(())
+}

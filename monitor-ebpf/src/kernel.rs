@@ -1,0 +1,277 @@
+//! Reading kernel memory: typed reads at BTF-resolved offsets, the current task's fd table,
+//! and the dentry/mount walk that turns a `struct path` into the path the kernel used.
+
+use aya_ebpf::helpers::generated::{
+    bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+    bpf_probe_read_user_str,
+};
+use core::ffi::c_void;
+use monitor_common::{
+    StrRef,
+    config::{DATA_MASK, DATA_SIZE, NAME_MAX, PATH_MAX_COMPONENTS, USER_STR_MAX, off},
+};
+
+use crate::maps::offset;
+
+/// Reads a `T` at `base + off` in kernel memory.
+#[inline(always)]
+pub fn read<T: Copy>(base: *const u8, off: usize) -> Result<T, i64> {
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: bpf_probe_read_kernel never faults; it fails on a bad address.
+    let r = unsafe {
+        bpf_probe_read_kernel(
+            v.as_mut_ptr() as *mut c_void,
+            core::mem::size_of::<T>() as u32,
+            base.wrapping_add(off) as *const c_void,
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    // SAFETY: fully written by the successful read above.
+    Ok(unsafe { v.assume_init() })
+}
+
+/// Reads a kernel pointer at `base + offset(slot)`.
+#[inline(always)]
+pub fn read_ptr(base: *const u8, slot: usize) -> Result<*const u8, i64> {
+    read::<*const u8>(base, offset(slot))
+}
+
+/// Reads a `T` from user memory.
+#[inline(always)]
+pub fn read_user<T: Copy>(addr: *const u8) -> Result<T, i64> {
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: bpf_probe_read_user never faults.
+    let r = unsafe {
+        bpf_probe_read_user(
+            v.as_mut_ptr() as *mut c_void,
+            core::mem::size_of::<T>() as u32,
+            addr as *const c_void,
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    // SAFETY: fully written by the successful read above.
+    Ok(unsafe { v.assume_init() })
+}
+
+#[inline(always)]
+pub fn current_task() -> *const u8 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_get_current_task() as *const u8 }
+}
+
+/// The `struct file *` at index `fd` of the current task's fd table.
+#[inline(always)]
+pub fn fd_file(task: *const u8, fd: i64) -> Result<*const u8, i64> {
+    if fd < 0 {
+        return Err(-9);
+    }
+    let files = read_ptr(task, off::TASK_FILES)?;
+    let fdt = read_ptr(files, off::FILES_FDT)?;
+    let max: u32 = read(fdt, offset(off::FDT_MAX_FDS))?;
+    if fd as u64 >= max as u64 {
+        return Err(-9);
+    }
+    let arr = read_ptr(fdt, off::FDT_FD)?;
+    let file = read::<*const u8>(arr, (fd as usize) * 8)?;
+    if file.is_null() {
+        return Err(-9);
+    }
+    Ok(file)
+}
+
+/// A growing data area of an event record. Offsets are masked so the verifier can bound every
+/// write; a string that does not fit is left out (length 0) rather than written out of place.
+pub struct Data {
+    pub base: *mut u8,
+    pub used: usize,
+}
+
+/// Outcome of a path walk.
+pub struct Walked {
+    pub s: StrRef,
+    pub truncated: bool,
+}
+
+impl Data {
+    #[inline(always)]
+    fn room(&self, want: usize) -> bool {
+        self.used + want <= DATA_SIZE
+    }
+
+    #[inline(always)]
+    fn at(&self, pos: usize) -> *mut u8 {
+        self.base.wrapping_add(pos & DATA_MASK)
+    }
+
+    /// Copies a NUL-terminated user string (without the NUL).
+    #[inline(always)]
+    pub fn push_user_str(&mut self, src: *const u8) -> StrRef {
+        if src.is_null() || !self.room(USER_STR_MAX) {
+            return StrRef::default();
+        }
+        let start = self.used;
+        // SAFETY: destination has USER_STR_MAX bytes of room (slack after the data area).
+        let n = unsafe {
+            bpf_probe_read_user_str(
+                self.at(start) as *mut c_void,
+                USER_STR_MAX as u32,
+                src as *const c_void,
+            )
+        };
+        self.finish_str(start, n)
+    }
+
+    /// Copies a NUL-terminated kernel string (without the NUL).
+    #[inline(always)]
+    pub fn push_kernel_str(&mut self, src: *const u8) -> StrRef {
+        if src.is_null() || !self.room(USER_STR_MAX) {
+            return StrRef::default();
+        }
+        let start = self.used;
+        // SAFETY: as above.
+        let n = unsafe {
+            bpf_probe_read_kernel_str(
+                self.at(start) as *mut c_void,
+                USER_STR_MAX as u32,
+                src as *const c_void,
+            )
+        };
+        self.finish_str(start, n)
+    }
+
+    #[inline(always)]
+    fn finish_str(&mut self, start: usize, n: i64) -> StrRef {
+        if n <= 1 {
+            return StrRef::default();
+        }
+        let len = (n as usize - 1) & (USER_STR_MAX - 1);
+        self.used = start + len;
+        StrRef {
+            off: start as u16,
+            len: len as u16,
+        }
+    }
+
+    /// Copies `len` bytes of user memory (argv), at most `max` (a power of two, <= slack).
+    #[inline(always)]
+    pub fn push_user_bytes(&mut self, src: *const u8, len: usize, max: usize) -> StrRef {
+        if src.is_null() || len == 0 || !self.room(max) {
+            return StrRef::default();
+        }
+        let len = if len > max { max } else { len };
+        let len = len & (USER_STR_MAX * 2 - 1);
+        if len > USER_STR_MAX {
+            return StrRef::default();
+        }
+        let start = self.used;
+        // SAFETY: destination has `max` <= slack bytes of room.
+        let r = unsafe {
+            bpf_probe_read_user(
+                self.at(start) as *mut c_void,
+                len as u32,
+                src as *const c_void,
+            )
+        };
+        if r < 0 {
+            return StrRef::default();
+        }
+        self.used = start + len;
+        StrRef {
+            off: start as u16,
+            len: len as u16,
+        }
+    }
+
+    /// Writes the path of `struct path *p` (kernel pointer) by walking dentries up to the root,
+    /// crossing mount points. Encoding: components leaf first, each followed by `/`; a walk that
+    /// reached the root ends with one more `/` (so `/` alone is the root itself). A walk without
+    /// the final `/` was truncated at `PATH_MAX_COMPONENTS`.
+    #[inline(always)]
+    pub fn push_path(&mut self, p: *const u8) -> Walked {
+        let start = self.used;
+        let mut out = Walked {
+            s: StrRef::default(),
+            truncated: false,
+        };
+        let Ok(mut vfsmnt) = read_ptr(p, off::PATH_MNT) else {
+            return out;
+        };
+        let Ok(mut dentry) = read_ptr(p, off::PATH_DENTRY) else {
+            return out;
+        };
+        let mount_mnt = offset(off::MOUNT_MNT);
+        let mut mount = vfsmnt.wrapping_sub(mount_mnt);
+        let name_off = offset(off::DENTRY_D_NAME) + offset(off::QSTR_NAME);
+        let mut done = false;
+        for _ in 0..PATH_MAX_COMPONENTS {
+            let Ok(mnt_root) = read_ptr(vfsmnt, off::VFSMOUNT_MNT_ROOT) else {
+                break;
+            };
+            let Ok(parent) = read_ptr(dentry, off::DENTRY_D_PARENT) else {
+                break;
+            };
+            if dentry == mnt_root || dentry == parent {
+                if dentry != mnt_root {
+                    // Root of a filesystem that is not a mount root: unreachable/detached.
+                    done = true;
+                    break;
+                }
+                let Ok(mnt_parent) = read_ptr(mount, off::MOUNT_MNT_PARENT) else {
+                    break;
+                };
+                if mnt_parent == mount {
+                    done = true;
+                    break;
+                }
+                let Ok(mp) = read_ptr(mount, off::MOUNT_MNT_MOUNTPOINT) else {
+                    break;
+                };
+                dentry = mp;
+                mount = mnt_parent;
+                vfsmnt = mount.wrapping_add(mount_mnt);
+                continue;
+            }
+            if !self.room(NAME_MAX) {
+                break;
+            }
+            let Ok(name) = read::<*const u8>(dentry, name_off) else {
+                break;
+            };
+            let pos = self.used;
+            // SAFETY: NAME_MAX bytes of room checked above.
+            let n = unsafe {
+                bpf_probe_read_kernel_str(
+                    self.at(pos) as *mut c_void,
+                    NAME_MAX as u32,
+                    name as *const c_void,
+                )
+            };
+            if n <= 1 {
+                break;
+            }
+            let n = (n as usize) & (NAME_MAX - 1 + NAME_MAX);
+            // Replace the NUL by the separator.
+            // SAFETY: within the masked data area plus slack.
+            unsafe { *self.at(pos + n - 1) = b'/' };
+            self.used = pos + n;
+            dentry = parent;
+        }
+        if done && self.room(1) {
+            // SAFETY: room checked.
+            unsafe { *self.at(self.used) = b'/' };
+            self.used += 1;
+        } else {
+            out.truncated = true;
+        }
+        let len = self.used - start;
+        out.s = StrRef {
+            off: start as u16,
+            len: len as u16,
+        };
+        out
+    }
+}

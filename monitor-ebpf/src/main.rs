@@ -1,0 +1,28 @@
+//! The monitor's kernel programs. One probe family per module; this file only declares them.
+//!
+//! Hooks (all load on kernels without kprobes, fentry or BPF LSM):
+//! - raw tracepoints `sched_process_exec`, `sched_process_fork`, `sched_process_exit`
+//!   ([`process`]);
+//! - raw tracepoint `sys_exit` ([`syscall`]), a dispatcher that tail-calls the file ([`file`])
+//!   and network ([`net`]) handlers for the syscalls they cover, for watched processes only.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod file;
+mod floor;
+mod kernel;
+mod maps;
+mod net;
+mod process;
+mod syscall;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

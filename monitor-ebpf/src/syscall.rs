@@ -1,0 +1,76 @@
+//! The `sys_exit` dispatcher and the x86_64 syscall register layout its handlers share.
+//!
+//! One raw tracepoint on `sys_exit` (the cheapest hook that sees every syscall result) looks at
+//! the syscall number, and only for the file and network syscalls of a watched process does it
+//! tail-call a handler. Arguments are read back from the saved user registers, which the
+//! kernel does not modify during the syscall, so no `sys_enter` hook is needed.
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use monitor_common::{config::counter, syscalls::handler_for};
+
+use crate::{
+    kernel::read,
+    maps::{SYSCALL_HANDLERS, count, is_watched},
+};
+
+/// `struct pt_regs` offsets on x86_64 (arch ABI, stable).
+const REGS_DI: usize = 112;
+const REGS_SI: usize = 104;
+const REGS_DX: usize = 96;
+const REGS_R10: usize = 56;
+const REGS_R8: usize = 72;
+const REGS_R9: usize = 64;
+const REGS_ORIG_AX: usize = 120;
+
+/// A syscall that just returned: number, result and arguments.
+pub struct Syscall {
+    pub nr: u64,
+    pub ret: i64,
+    regs: *const u8,
+}
+
+impl Syscall {
+    /// Reads the syscall from raw tracepoint `sys_exit` arguments:
+    /// `TP_PROTO(struct pt_regs *regs, long ret)`.
+    #[inline(always)]
+    pub fn from_ctx(ctx: &RawTracePointContext) -> Result<Self, i64> {
+        let regs: *const u8 = ctx.arg(0);
+        let ret: i64 = ctx.arg(1);
+        let nr: u64 = read(regs, REGS_ORIG_AX)?;
+        Ok(Self { nr, ret, regs })
+    }
+
+    /// Syscall argument `i` (0-based) as passed in registers.
+    #[inline(always)]
+    pub fn arg(&self, i: usize) -> u64 {
+        let off = match i {
+            0 => REGS_DI,
+            1 => REGS_SI,
+            2 => REGS_DX,
+            3 => REGS_R10,
+            4 => REGS_R8,
+            _ => REGS_R9,
+        };
+        read(self.regs, off).unwrap_or(0)
+    }
+}
+
+/// Raw tracepoint `sys_exit`: `TP_PROTO(struct pt_regs *regs, long ret)`.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let regs: *const u8 = ctx.arg(0);
+    let Ok(nr) = read::<u64>(regs, REGS_ORIG_AX) else {
+        return 0;
+    };
+    let Some(slot) = handler_for(nr) else {
+        return 0;
+    };
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    if !is_watched(tgid) {
+        return 0;
+    }
+    // SAFETY: on success control does not come back; on failure we count it.
+    unsafe { SYSCALL_HANDLERS.tail_call(&ctx, slot) };
+    count(counter::TAIL_CALL_FAILED);
+    0
+}

@@ -1,0 +1,207 @@
+//! Sensor benchmark (run as root: `cargo xtask bench`, or `cargo bench -p monitor --bench sensor`).
+//!
+//! Reports, all measured in this one run so the machine's noise cancels in the ratios:
+//! 1. an open/close loop's cost per iteration bare, with empty programs on the sensor's hooks
+//!    (the floor), with the agent running but not recording this process (`monitor run`), and
+//!    with the agent recording everything (`monitor run --events`); configurations are
+//!    interleaved over several rounds and the median per configuration is used;
+//! 2. the event rate the pipeline sustains with zero loss: the loop flat out under
+//!    `monitor run --events`, counting kernel drops from the agent's final statistics.
+//!
+//! Environment: `MONITOR_BIN` (default `target/release/monitor`), `BENCH_ITERS` (loop
+//! iterations per sample, default 200000), `BENCH_ROUNDS` (default 5).
+
+use std::{
+    ffi::CString,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn monitor_bin() -> PathBuf {
+    std::env::var_os("MONITOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/monitor"))
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A running agent (or floor), stopped with SIGTERM on drop.
+struct Running {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Running {
+    fn start(args: &[&str], tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("monitor-bench-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ready = dir.join("ready");
+        let mut cmd = Command::new(monitor_bin());
+        cmd.args(args).arg("--ready-file").arg(&ready);
+        if args[0] == "run" {
+            cmd.arg("--output")
+                .arg(format!("file:{}", dir.join("out.jsonl").display()));
+        }
+        let stderr = std::fs::File::create(dir.join("stderr")).expect("stderr file");
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn monitor");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let err = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+                panic!("monitor {args:?} exited early ({status}): {err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "monitor {args:?} not ready in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, dir }
+    }
+
+    /// Stops the agent and returns its output lines.
+    fn stop(mut self) -> String {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        std::fs::read_to_string(self.dir.join("out.jsonl")).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child; harmless if already gone.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// ns per open+close of `path`.
+fn open_close_loop(path: &CString, iters: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        // SAFETY: valid C string; the fd is closed at once.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+            if fd >= 0 {
+                libc::close(fd);
+            }
+        }
+    }
+    start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Config {
+    Bare,
+    Floor,
+    Unwatched,
+    Recorded,
+}
+
+fn sample(config: Config, path: &CString, iters: usize) -> f64 {
+    let running = match config {
+        Config::Bare => None,
+        Config::Floor => Some(Running::start(&["floor"], "floor")),
+        Config::Unwatched => Some(Running::start(&["run"], "unwatched")),
+        Config::Recorded => Some(Running::start(&["run", "--events"], "recorded")),
+    };
+    open_close_loop(path, iters / 10); // warm up
+    let ns = open_close_loop(path, iters);
+    drop(running);
+    ns
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; accept and ignore libtest-style arguments.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("sensor benchmark: must run as root (it loads eBPF programs)");
+        std::process::exit(2);
+    }
+    let iters = env_usize("BENCH_ITERS", 200_000);
+    let rounds = env_usize("BENCH_ROUNDS", 5);
+    let path = CString::new("/etc/hostname").expect("c string");
+    let configs = [
+        Config::Bare,
+        Config::Floor,
+        Config::Unwatched,
+        Config::Recorded,
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    for round in 0..rounds {
+        for (i, c) in configs.iter().enumerate() {
+            let ns = sample(*c, &path, iters);
+            eprintln!("round {round} {c:?}: {ns:.1} ns/iter");
+            samples[i].push(ns);
+        }
+    }
+    let med: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
+    let bare = med[0];
+    println!("open/close loop, {iters} iterations x {rounds} rounds (median ns/iteration):");
+    for (c, m) in configs.iter().zip(&med) {
+        println!(
+            "  {:<10} {:>8.1} ns  x{:.3} vs bare",
+            format!("{c:?}"),
+            m,
+            m / bare
+        );
+    }
+    let floor_cost = med[1] - bare;
+    let ratio = |m: f64| {
+        if floor_cost > 0.0 {
+            (m - bare) / floor_cost
+        } else {
+            f64::NAN
+        }
+    };
+    println!(
+        "  unwatched overhead = {:.2}x the floor's (target <= 1.5x); recorded overhead = {:.1}% (target < 30%)",
+        ratio(med[2]),
+        (med[3] / bare - 1.0) * 100.0
+    );
+
+    // Sustained event rate with zero loss.
+    let agent = Running::start(&["run", "--events", "--stats-interval", "0"], "rate");
+    let n = iters * 2;
+    let start = Instant::now();
+    open_close_loop(&path, n);
+    let gen_secs = start.elapsed().as_secs_f64();
+    let out = agent.stop();
+    let stats = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"agent_stats\""))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .unwrap_or_default();
+    let drops = stats["kernel"]["ringbuf_drops"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    let received = stats["received"].as_u64().unwrap_or(0);
+    println!(
+        "pipeline: {n} opens in {gen_secs:.2} s = {:.0} events/s offered; received {received}, kernel drops {drops}{}",
+        n as f64 / gen_secs,
+        if drops == 0 {
+            " (zero loss)"
+        } else {
+            " (LOSS)"
+        }
+    );
+}

@@ -1,0 +1,54 @@
+//! Command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::OutputSpec;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "monitor",
+    version,
+    about = "eBPF behaviour monitor for AI inference servers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the probes and watch the host.
+    Run(RunArgs),
+    /// Benchmark support: attach empty programs to the sensor's hooks and wait for a signal.
+    #[command(hide = true)]
+    Floor {
+        /// Created once the empty programs are attached.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Print every raw event (process, file, network), not only alerts.
+    #[arg(long)]
+    pub events: bool,
+    /// Where to write: `stdout` (default) or `file:PATH` (appends). Repeatable.
+    #[arg(long = "output", value_name = "SPEC")]
+    pub outputs: Vec<OutputSpec>,
+    /// Created once every probe is attached and the pipeline is running.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Kernel ring buffer size in bytes (power of two).
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub ring_buffer_size: u32,
+    /// Seconds between `agent_stats` lines (drop counters, throughput); 0 disables them
+    /// (a final one is still written at shutdown).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub stats_interval: u64,
+    /// Most processes kept in the process table.
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub process_table_size: usize,
+}

@@ -1,0 +1,31 @@
+//! `--output stdout`.
+
+use std::io::{BufWriter, Stdout, Write};
+
+use super::{Sink, write_all};
+
+pub struct StdoutSink {
+    out: BufWriter<Stdout>,
+}
+
+impl StdoutSink {
+    pub fn new() -> Self {
+        Self {
+            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+        }
+    }
+}
+
+impl Sink for StdoutSink {
+    fn name(&self) -> String {
+        "stdout".to_owned()
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        write_all(&mut self.out, line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}

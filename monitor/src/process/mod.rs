@@ -1,0 +1,128 @@
+//! Process stage: who did it, and where.
+//!
+//! - [`table`]: the process table, one owner keyed by (pid, start time), fed by fork/exec/exit
+//!   events and seeded from `/proc`.
+//! - [`container`]: container and Kubernetes pod identity parsed from cgroup paths.
+//! - [`cgroup`]: maps the cgroup v2 id the kernel reports to its path (and so its identity).
+//! - [`stage`]: the pipeline stage that owns the table and the resolver and enriches events.
+//!
+//! Strings that come from the kernel or from `/proc` (argv, paths) are arbitrary bytes; they are
+//! turned into `String`s with [`escape_bytes`], never with a lossy conversion, so that an attacker
+//! cannot hide bytes behind U+FFFD.
+
+pub mod cgroup;
+pub mod container;
+pub mod stage;
+pub mod table;
+
+/// Renders arbitrary bytes as a `String` without losing information.
+///
+/// Valid UTF-8 is kept as it is, each byte that is not part of valid UTF-8 becomes `\xNN` (two
+/// lowercase hex digits), and a literal backslash becomes `\\`. Escaping the backslash makes the
+/// encoding reversible: `\x` in the output always starts an escaped byte, never the literal
+/// text `\x` from the input (that one is rendered `\\x`).
+///
+/// Control characters are valid UTF-8 and are kept; sinks that print to terminals must escape
+/// them for display themselves.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        if valid.contains('\\') {
+            for c in valid.chars() {
+                if c == '\\' {
+                    out.push_str("\\\\");
+                } else {
+                    out.push(c);
+                }
+            }
+        } else {
+            out.push_str(valid);
+        }
+        for &b in chunk.invalid() {
+            out.push('\\');
+            out.push('x');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_bytes;
+
+    /// Inverse of `escape_bytes`, to prove the encoding is reversible.
+    fn unescape(s: &str) -> Vec<u8> {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\\' {
+                if bytes[i + 1] == b'\\' {
+                    out.push(b'\\');
+                    i += 2;
+                } else {
+                    assert_eq!(bytes[i + 1], b'x', "unknown escape in {s:?}");
+                    let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 4;
+                }
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn valid_utf8_is_unchanged() {
+        assert_eq!(escape_bytes(b"/usr/bin/python3"), "/usr/bin/python3");
+        assert_eq!(escape_bytes("café ☕ 日本".as_bytes()), "café ☕ 日本");
+        assert_eq!(escape_bytes(b""), "");
+        assert_eq!(escape_bytes(b"tab\there\n"), "tab\there\n");
+    }
+
+    #[test]
+    fn invalid_bytes_become_hex_escapes() {
+        assert_eq!(escape_bytes(b"\xff"), "\\xff");
+        assert_eq!(escape_bytes(b"a\x80b"), "a\\x80b");
+        // A truncated multi-byte sequence: each of its bytes is escaped.
+        assert_eq!(escape_bytes(b"x\xe2\x82"), "x\\xe2\\x82");
+        // Overlong encoding of '/' must not turn into '/'.
+        assert_eq!(escape_bytes(b"\xc0\xaf"), "\\xc0\\xaf");
+        // Valid UTF-8 after an invalid byte is kept.
+        assert_eq!(escape_bytes("\u{fe}é".as_bytes()), "þé");
+        assert_eq!(escape_bytes(b"\xfe\xc3\xa9"), "\\xfeé");
+    }
+
+    #[test]
+    fn backslash_is_doubled() {
+        assert_eq!(escape_bytes(b"\\"), "\\\\");
+        assert_eq!(escape_bytes(b"C:\\dir"), "C:\\\\dir");
+        // The literal text `\xff` and the byte 0xff render differently.
+        assert_eq!(escape_bytes(b"\\xff"), "\\\\xff");
+        assert_ne!(escape_bytes(b"\\xff"), escape_bytes(b"\xff"));
+    }
+
+    #[test]
+    fn escaping_round_trips() {
+        let samples: [&[u8]; 7] = [
+            b"",
+            b"plain",
+            b"\\",
+            b"\\x41",
+            b"\xff\xfe\\\x00end",
+            "ünï\\cødé".as_bytes(),
+            b"\xe2\x82\xac\xe2\x82",
+        ];
+        for s in samples {
+            assert_eq!(unescape(&escape_bytes(s)), s, "round trip of {s:?}");
+        }
+        let all: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(unescape(&escape_bytes(&all)), all);
+    }
+}

@@ -1,0 +1,106 @@
+//! The process stage: keeps the process table current from fork/exec/exit events and enriches
+//! every event with the process's resolved executable and its container/pod identity.
+
+use super::{
+    cgroup::CgroupResolver,
+    container::{self, ContainerIdentity},
+    table::{ProcessTable, start_key_from_ns},
+};
+use crate::sensor::{Event, EventBody};
+
+/// Owner of the process table and the cgroup resolver.
+pub struct Enricher {
+    table: ProcessTable,
+    cgroups: Option<CgroupResolver>,
+}
+
+impl Enricher {
+    pub fn new(capacity: usize) -> Self {
+        let cgroups = match CgroupResolver::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "no cgroup v2 hierarchy: container identity from /proc only");
+                None
+            }
+        };
+        Self {
+            table: ProcessTable::new(capacity),
+            cgroups,
+        }
+    }
+
+    /// Seeds the table from /proc; returns the number of processes found.
+    pub fn seed(&mut self) -> usize {
+        match self.table.seed_from_proc() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "seeding the process table from /proc failed");
+                0
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Container identity for an event's cgroup (v2), else from the process's /proc entry.
+    fn identity(&mut self, cgroup_id: u64, pid: u32) -> Option<ContainerIdentity> {
+        if let Some(r) = self.cgroups.as_mut() {
+            let id = r.identity(cgroup_id);
+            if id.container_id.is_some() || id.pod_uid.is_some() {
+                return Some(id);
+            }
+        }
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        Some(container::from_proc_cgroup(&text))
+    }
+
+    /// Updates the table from lifecycle events and fills `exe`, `container_id`, `pod_uid`.
+    pub fn enrich(&mut self, ev: &mut Event) {
+        let key = start_key_from_ns(ev.start_time_ns);
+        match &ev.body {
+            EventBody::Exec(x) => {
+                let identity = self.identity(ev.cgroup_id, ev.pid);
+                self.table.on_exec(
+                    ev.pid,
+                    key,
+                    ev.ppid,
+                    x.exe.clone().unwrap_or_default(),
+                    x.argv.clone(),
+                    x.cwd.clone().unwrap_or_default(),
+                    ev.uid,
+                    identity,
+                );
+            }
+            EventBody::Fork(f) => {
+                self.table.on_fork(
+                    ev.pid,
+                    f.child_pid,
+                    start_key_from_ns(f.child_start_time_ns),
+                );
+            }
+            EventBody::Exit(_) => self.table.on_exit(ev.pid, key),
+            EventBody::File(_) | EventBody::Net(_) => {}
+        }
+        let (exe, mut container) = match self.table.lookup_or_load(ev.pid) {
+            Some(p) => (p.exe.clone(), Some(p.container.clone())),
+            None => (None, None),
+        };
+        if let EventBody::Exec(x) = &ev.body {
+            ev.exe = x.exe.clone();
+        } else {
+            ev.exe = exe;
+        }
+        if let Some(r) = self.cgroups.as_mut() {
+            let id = r.identity(ev.cgroup_id);
+            if id.container_id.is_some() || id.pod_uid.is_some() {
+                container = Some(id);
+            }
+        }
+        if let Some(c) = container {
+            ev.container_id = c.container_id;
+            ev.pod_uid = c.pod_uid;
+        }
+    }
+}

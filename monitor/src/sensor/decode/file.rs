@@ -1,0 +1,111 @@
+//! File-family payloads: open, unlink, rename, chmod, memfd.
+
+use monitor_common::{
+    EventKind, FILE_PATH_RESOLVED, FLAG_PATH_TRUNCATED, FMODE_CREATED, FMODE_READ, FMODE_WRITE,
+    FileEvent, StrRef,
+};
+
+use super::{DecodeError, Record};
+use crate::sensor::event::{Access, FileBody};
+
+const O_ACCMODE: u32 = 0o3;
+const O_WRONLY: u32 = 0o1;
+const O_RDWR: u32 = 0o2;
+
+pub fn decode(rec: &Record<'_>) -> Result<FileBody, DecodeError> {
+    let p: FileEvent = rec.payload();
+    let ok = p.result >= 0;
+    let path = |s: StrRef, base: StrRef, resolved: bool| -> Result<Option<String>, DecodeError> {
+        if resolved {
+            rec.dentry_path(s)
+        } else {
+            rec.user_path(s, base)
+        }
+    };
+    let mut body = FileBody {
+        path: None,
+        new_path: None,
+        access: None,
+        created: None,
+        mode: None,
+        name: None,
+        flags: p.flags,
+        result: if ok { 0 } else { p.result },
+        fd: None,
+        path_truncated: rec.header.flags & FLAG_PATH_TRUNCATED != 0,
+    };
+    match rec.kind {
+        EventKind::Open => {
+            let resolved = p.file_flags & FILE_PATH_RESOLVED != 0;
+            body.path = path(p.path, p.path_base, resolved)?;
+            if ok {
+                body.fd = Some(p.result);
+            }
+            let (access, created) = if resolved {
+                (access_from_fmode(p.mode), p.mode & FMODE_CREATED != 0)
+            } else {
+                (access_from_flags(p.flags), false)
+            };
+            body.access = Some(access);
+            body.created = Some(created);
+        }
+        EventKind::Unlink => body.path = path(p.path, p.path_base, false)?,
+        EventKind::Rename => {
+            body.path = path(p.path, p.path_base, false)?;
+            body.new_path = path(p.path2, p.path2_base, false)?;
+        }
+        EventKind::Chmod => {
+            body.path = path(p.path, p.path_base, p.file_flags & FILE_PATH_RESOLVED != 0)?;
+            body.mode = Some(p.mode & 0o7777);
+        }
+        EventKind::Memfd => {
+            body.name = rec.string(p.path)?;
+            if ok {
+                body.fd = Some(p.result);
+            }
+        }
+        EventKind::Exec
+        | EventKind::Fork
+        | EventKind::Exit
+        | EventKind::Connect
+        | EventKind::Accept
+        | EventKind::Bind
+        | EventKind::Listen
+        | EventKind::Send => {}
+    }
+    Ok(body)
+}
+
+/// Access of a successful open from `file->f_mode`.
+pub fn access_from_fmode(fmode: u32) -> Access {
+    match (fmode & FMODE_READ != 0, fmode & FMODE_WRITE != 0) {
+        (true, true) => Access::ReadWrite,
+        (false, true) => Access::Write,
+        _ => Access::Read,
+    }
+}
+
+/// Access of a requested open from its flags.
+pub fn access_from_flags(flags: u32) -> Access {
+    match flags & O_ACCMODE {
+        O_WRONLY => Access::Write,
+        O_RDWR => Access::ReadWrite,
+        _ => Access::Read,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{access_from_flags, access_from_fmode};
+    use crate::sensor::event::Access;
+
+    #[test]
+    fn access_modes() {
+        assert_eq!(access_from_fmode(0x1), Access::Read);
+        assert_eq!(access_from_fmode(0x2 | 0x10_0000), Access::Write);
+        assert_eq!(access_from_fmode(0x3), Access::ReadWrite);
+        assert_eq!(access_from_flags(0o100 | 0o1), Access::Write);
+        assert_eq!(access_from_flags(0o2), Access::ReadWrite);
+        assert_eq!(access_from_flags(0), Access::Read);
+    }
+}

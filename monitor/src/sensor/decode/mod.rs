@@ -1,0 +1,312 @@
+//! Raw ring-buffer records to [`Event`]s. The envelope is decoded here; each family decodes
+//! its own payload (`process`, `file`, `net`).
+//!
+//! Everything that crosses the kernel boundary is validated: record size against the header,
+//! string references against the data area. A malformed record is an error, never a panic.
+
+mod file;
+mod net;
+mod process;
+pub mod strings;
+
+use monitor_common::{DATA_OFFSET, EventHeader, EventKind, MAX_RECORD, PAYLOAD_OFFSET, StrRef};
+
+use super::event::{Event, EventBody};
+use crate::process::escape_bytes;
+
+/// Why a record could not be decoded.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than the fixed part")]
+    TooShort(usize),
+    #[error("record of {got} bytes but its header says {claimed}")]
+    SizeMismatch { got: usize, claimed: usize },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("string reference {off}+{len} outside the {size}-byte data area")]
+    BadStrRef { off: usize, len: usize, size: usize },
+}
+
+/// A validated record: header, payload bytes, data area.
+pub struct Record<'a> {
+    pub header: EventHeader,
+    pub kind: EventKind,
+    payload: &'a [u8],
+    data: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// Validates the envelope of `bytes`.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() < DATA_OFFSET {
+            return Err(DecodeError::TooShort(bytes.len()));
+        }
+        let header = read_pod::<EventHeader>(bytes, 0);
+        let claimed = header.size as usize;
+        if claimed < DATA_OFFSET || claimed > bytes.len() || claimed > MAX_RECORD {
+            return Err(DecodeError::SizeMismatch {
+                got: bytes.len(),
+                claimed,
+            });
+        }
+        let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+        Ok(Self {
+            header,
+            kind,
+            payload: &bytes[PAYLOAD_OFFSET..DATA_OFFSET],
+            data: &bytes[DATA_OFFSET..claimed],
+        })
+    }
+
+    /// The payload as `T` (must be one of the `monitor_common` payload types).
+    pub fn payload<T: aya::Pod>(&self) -> T {
+        read_pod::<T>(self.payload, 0)
+    }
+
+    /// The bytes a [`StrRef`] points at; `None` when empty.
+    pub fn bytes(&self, s: StrRef) -> Result<Option<&'a [u8]>, DecodeError> {
+        let (off, len) = (s.off as usize, s.len as usize);
+        if len == 0 {
+            return Ok(None);
+        }
+        self.data
+            .get(off..off + len)
+            .map(Some)
+            .ok_or(DecodeError::BadStrRef {
+                off,
+                len,
+                size: self.data.len(),
+            })
+    }
+
+    /// A plain string, escaped.
+    pub fn string(&self, s: StrRef) -> Result<Option<String>, DecodeError> {
+        Ok(self.bytes(s)?.map(escape_bytes))
+    }
+
+    /// A dentry path (see [`strings::dentry_path`]).
+    pub fn dentry_path(&self, s: StrRef) -> Result<Option<String>, DecodeError> {
+        Ok(self.bytes(s)?.map(strings::dentry_path))
+    }
+
+    /// A user path, made absolute against its dentry-path base when relative.
+    pub fn user_path(&self, path: StrRef, base: StrRef) -> Result<Option<String>, DecodeError> {
+        let Some(p) = self.bytes(path)? else {
+            return Ok(None);
+        };
+        let base = self.dentry_path(base)?;
+        Ok(Some(strings::absolute(base.as_deref(), &escape_bytes(p))))
+    }
+}
+
+/// Reads a plain-old-data `T` at `off` (unaligned). Callers checked the length.
+fn read_pod<T: aya::Pod>(bytes: &[u8], off: usize) -> T {
+    assert!(bytes.len() >= off + size_of::<T>());
+    // SAFETY: bounds asserted above; `T: Pod` accepts any bit pattern; unaligned read.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().add(off) as *const T) }
+}
+
+/// Decodes one record. `time` is filled by the caller (it knows the clock offset).
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let rec = Record::parse(bytes)?;
+    let h = &rec.header;
+    let body = match rec.kind {
+        EventKind::Exec => EventBody::Exec(process::exec(&rec)?),
+        EventKind::Fork => EventBody::Fork(process::fork(&rec)),
+        EventKind::Exit => EventBody::Exit(process::exit(&rec)),
+        EventKind::Open
+        | EventKind::Unlink
+        | EventKind::Rename
+        | EventKind::Chmod
+        | EventKind::Memfd => EventBody::File(file::decode(&rec)?),
+        EventKind::Connect
+        | EventKind::Accept
+        | EventKind::Bind
+        | EventKind::Listen
+        | EventKind::Send => EventBody::Net(net::decode(&rec)?),
+    };
+    let comm_len = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
+    Ok(Event {
+        kind: rec.kind,
+        time: String::new(),
+        pid: h.pid,
+        tid: h.tid,
+        ppid: h.ppid,
+        uid: h.uid,
+        gid: h.gid,
+        comm: escape_bytes(&h.comm[..comm_len]),
+        exe: None,
+        cgroup_id: h.cgroup_id,
+        container_id: None,
+        pod_uid: None,
+        body,
+        ktime_ns: h.ktime_ns,
+        start_time_ns: h.start_time_ns,
+        flags: h.flags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{
+        AF_INET6, DATA_OFFSET, EventHeader, EventKind, ExecEvent, FILE_PATH_RESOLVED,
+        FMODE_CREATED, FileEvent, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN, NetEvent, PAYLOAD_OFFSET,
+        StrRef,
+    };
+
+    use super::{DecodeError, decode};
+    use crate::sensor::event::{Access, EventBody, Family, Protocol};
+
+    /// Builds a record the way the kernel does: header, payload, data area.
+    fn record<P: Copy>(kind: EventKind, payload: P, data: &[u8]) -> Vec<u8> {
+        let mut comm = [0u8; 16];
+        comm[..7].copy_from_slice(b"python3");
+        let header = EventHeader {
+            kind: kind as u32,
+            size: (DATA_OFFSET + data.len()) as u32,
+            ktime_ns: 5,
+            start_time_ns: 7,
+            cgroup_id: 42,
+            pid: 100,
+            tid: 101,
+            ppid: 1,
+            uid: 1000,
+            gid: 1000,
+            flags: 0,
+            comm,
+        };
+        let mut buf = vec![0u8; DATA_OFFSET];
+        // SAFETY: both are plain-old-data with no padding (sizes asserted in monitor-common).
+        unsafe {
+            std::ptr::write_unaligned(buf.as_mut_ptr() as *mut EventHeader, header);
+            std::ptr::write_unaligned(buf.as_mut_ptr().add(PAYLOAD_OFFSET) as *mut P, payload);
+        }
+        buf.extend_from_slice(data);
+        buf
+    }
+
+    #[test]
+    fn exec_round_trip() {
+        let data = b"/usr/bin/python3python3/bin/usr//srv/a//python3\0-c\0caf\xe9\0";
+        let p = ExecEvent {
+            filename: StrRef { off: 0, len: 16 },
+            exe: StrRef { off: 16, len: 18 },
+            cwd: StrRef { off: 34, len: 7 },
+            argv: StrRef { off: 41, len: 16 },
+            euid: 0,
+            egid: 0,
+            old_pid: 100,
+            _pad: 0,
+        };
+        let ev = decode(&record(EventKind::Exec, p, data)).unwrap();
+        assert_eq!(
+            (ev.pid, ev.tid, ev.ppid, ev.uid, ev.cgroup_id),
+            (100, 101, 1, 1000, 42)
+        );
+        assert_eq!(ev.comm, "python3");
+        let EventBody::Exec(x) = ev.body else {
+            panic!("not exec")
+        };
+        assert_eq!(x.filename, "/usr/bin/python3");
+        assert_eq!(x.exe.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(x.cwd.as_deref(), Some("/srv/a"));
+        assert_eq!(x.argv, vec!["python3", "-c", "caf\\xe9"]);
+    }
+
+    #[test]
+    fn open_resolved_and_failed() {
+        let data = b"x.txt/tmp//";
+        let p = FileEvent {
+            path: StrRef {
+                off: 0,
+                len: data.len() as u16,
+            },
+            flags: 0o101,
+            mode: 0x2 | FMODE_CREATED,
+            result: 3,
+            file_flags: FILE_PATH_RESOLVED,
+            ..FileEvent::default()
+        };
+        let ev = decode(&record(EventKind::Open, p, data)).unwrap();
+        let EventBody::File(f) = ev.body else {
+            panic!("not file")
+        };
+        assert_eq!(f.path.as_deref(), Some("/tmp/x.txt"));
+        assert_eq!(
+            (f.access, f.created, f.result, f.fd),
+            (Some(Access::Write), Some(true), 0, Some(3))
+        );
+
+        let data = b"../missingb/a//";
+        let p = FileEvent {
+            path: StrRef { off: 0, len: 10 },
+            path_base: StrRef { off: 10, len: 5 },
+            result: -2,
+            ..FileEvent::default()
+        };
+        let ev = decode(&record(EventKind::Open, p, data)).unwrap();
+        let EventBody::File(f) = ev.body else {
+            panic!("not file")
+        };
+        assert_eq!(f.path.as_deref(), Some("/a/missing"));
+        assert_eq!(
+            (f.access, f.created, f.result),
+            (Some(Access::Read), Some(false), -2)
+        );
+    }
+
+    #[test]
+    fn net_inet6() {
+        let mut one = [0u8; 16];
+        one[15] = 1;
+        let p = NetEvent {
+            family: AF_INET6,
+            sock_type: 1,
+            protocol: 6,
+            local_port: 40000,
+            remote_port: 8080,
+            net_flags: NET_LOCAL_KNOWN | NET_REMOTE_KNOWN,
+            syscall: 42,
+            local_addr: one,
+            remote_addr: one,
+            result: -111,
+            path: StrRef::default(),
+            fd: 3,
+        };
+        let ev = decode(&record(EventKind::Connect, p, b"")).unwrap();
+        let line = String::from_utf8(crate::output::json_line(&ev)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["kind"], "connect");
+        assert_eq!(v["family"], "inet6");
+        assert_eq!(v["protocol"], "tcp");
+        assert_eq!(v["remote_addr"], "::1");
+        assert_eq!(v["remote_port"], 8080);
+        assert_eq!(v["result"], -111);
+        let EventBody::Net(n) = ev.body else {
+            panic!("not net")
+        };
+        assert_eq!(
+            (n.family, n.protocol),
+            (Some(Family::Inet6), Some(Protocol::Tcp))
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_records() {
+        assert_eq!(decode(&[0u8; 10]).unwrap_err(), DecodeError::TooShort(10));
+        let mut r = record(EventKind::Fork, [0u8; 16], b"");
+        r[0] = 99;
+        assert_eq!(decode(&r).unwrap_err(), DecodeError::UnknownKind(99));
+        let p = FileEvent {
+            path: StrRef { off: 0, len: 50 },
+            ..FileEvent::default()
+        };
+        assert!(matches!(
+            decode(&record(EventKind::Unlink, p, b"abc")),
+            Err(DecodeError::BadStrRef { .. })
+        ));
+        let mut r = record(EventKind::Fork, [0u8; 16], b"");
+        r[4] = 0xff;
+        assert!(matches!(decode(&r), Err(DecodeError::SizeMismatch { .. })));
+    }
+}

@@ -1,0 +1,162 @@
+//! Decoded events: what the kernel saw, in user-space types, plus the enrichment later stages
+//! add (resolved executable, container identity). Serialises to the JSON contract.
+
+use std::net::IpAddr;
+
+use monitor_common::EventKind;
+use serde::Serialize;
+
+/// One event, decoded.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    #[serde(serialize_with = "ser_kind")]
+    pub kind: EventKind,
+    /// RFC 3339 wall-clock time with nanoseconds (filled by the reader).
+    pub time: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    /// Resolved executable of the process (from the process table).
+    pub exe: Option<String>,
+    pub cgroup_id: u64,
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+    #[serde(flatten)]
+    pub body: EventBody,
+    /// Kernel boot-time timestamp, ns.
+    #[serde(skip)]
+    pub ktime_ns: u64,
+    /// Start time of the process (boot-time ns): with `pid`, the process key.
+    #[serde(skip)]
+    pub start_time_ns: u64,
+    /// Header flags (`FLAG_*`).
+    #[serde(skip)]
+    pub flags: u32,
+}
+
+fn ser_kind<S: serde::Serializer>(k: &EventKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.as_str())
+}
+
+/// The family-specific part of an event.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum EventBody {
+    Exec(ExecBody),
+    Fork(ForkBody),
+    Exit(ExitBody),
+    File(FileBody),
+    Net(NetBody),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExecBody {
+    /// The filename given to execve.
+    pub filename: String,
+    /// argv, escaped.
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    pub euid: u32,
+    pub egid: u32,
+    /// argv exceeded the copy bound and was cut.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    /// The executable the kernel loaded (also reported as the event's `exe`).
+    #[serde(skip)]
+    pub exe: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ForkBody {
+    pub child_pid: u32,
+    #[serde(skip)]
+    pub child_start_time_ns: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExitBody {
+    /// The process's exit status (`exit(3)` gives 3); 128 + signal when killed by a signal.
+    pub exit_code: i32,
+    /// The signal that killed the process, if any.
+    pub signal: Option<i32>,
+}
+
+/// Access mode of an open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FileBody {
+    /// Absolute path (open/unlink/rename source/chmod); absent for memfd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Rename destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+    /// chmod mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// memfd name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Raw flags of the syscall (open flags, rename flags, memfd flags).
+    pub flags: u32,
+    /// 0 on success, else -errno.
+    pub result: i64,
+    /// The new file descriptor (open, memfd) on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i64>,
+    /// Some path was longer than the kernel walk bound and starts with `...`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
+}
+
+/// Address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Inet,
+    Inet6,
+    Unix,
+}
+
+/// Transport protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NetBody {
+    pub family: Option<Family>,
+    pub protocol: Option<Protocol>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<u16>,
+    /// Unix socket path (`@name` for the abstract namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// 0 on success, else -errno.
+    pub result: i64,
+    /// The socket fd (for accept, the new connection's fd).
+    pub fd: i64,
+}

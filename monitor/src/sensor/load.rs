@@ -1,0 +1,298 @@
+//! Loading and attaching the kernel programs.
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
+    programs::{ProgramError, RawTracePoint},
+};
+use monitor_common::config::{counter, handler, names};
+
+use super::{btf::Btf, btf::BtfError, offsets};
+
+/// The compiled kernel programs (built by `build.rs` through aya-build).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+/// Where the kernel publishes its own BTF.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// What to load and how.
+#[derive(Clone, Debug)]
+pub struct SensorConfig {
+    /// Record file and network activity of every process (`--events`).
+    pub record_all: bool,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_buffer_bytes: u32,
+    /// Kernel BTF file.
+    pub btf_path: PathBuf,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            record_all: false,
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            btf_path: PathBuf::from(KERNEL_BTF),
+        }
+    }
+}
+
+/// Why the sensor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error("the monitor must run as root (it loads eBPF programs); try `sudo monitor ...`")]
+    NotRoot,
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error("loading the kernel programs failed (is this kernel >= 5.8 with BTF?)")]
+    Load(#[source] EbpfError),
+    #[error("kernel program `{name}` is missing from the object file (build mismatch)")]
+    MissingProgram { name: &'static str },
+    #[error("kernel map `{name}` is missing from the object file (build mismatch)")]
+    MissingMap { name: &'static str },
+    #[error(
+        "could not load kernel program `{name}` (the verifier refused it, or the hook type is unsupported)"
+    )]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("could not attach kernel program `{name}` to raw tracepoint `{tracepoint}`")]
+    Attach {
+        name: &'static str,
+        tracepoint: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("kernel map `{name}`")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("ring buffer size {0} must be a power of two and at least 4096 bytes")]
+    RingBufferSize(u32),
+}
+
+/// The loaded, attached sensor. Dropping it detaches every program.
+pub struct Sensor {
+    ebpf: Ebpf,
+    /// The ring buffer, taken out for the reader.
+    pub events: Option<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, u64>,
+    watched: HashMap<MapData, u32, u8>,
+    /// Kept open: the kernel empties a program array when its last user-space fd closes.
+    _handlers: ProgramArray<MapData>,
+}
+
+/// Tail-called handlers of the `sys_exit` dispatcher: (slot, program name).
+const HANDLERS: [(u32, &str); 3] = [
+    (handler::FILE_OPEN, names::PROG_FILE_OPEN),
+    (handler::FILE_OTHER, names::PROG_FILE_OTHER),
+    (handler::NET, names::PROG_NET),
+];
+
+/// Attached programs: (program name, raw tracepoint).
+const ATTACHED: [(&str, &str); 4] = [
+    (names::PROG_EXEC, "sched_process_exec"),
+    (names::PROG_FORK, "sched_process_fork"),
+    (names::PROG_EXIT, "sched_process_exit"),
+    (names::PROG_SYS_EXIT, "sys_exit"),
+];
+
+impl Sensor {
+    /// Loads and attaches everything. The process-lifecycle hooks attach before `sys_exit` so
+    /// no watched process can be missed between them.
+    pub fn load(config: &SensorConfig) -> Result<Self, SensorError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(SensorError::NotRoot);
+        }
+        let size = config.ring_buffer_bytes;
+        if size < 4096 || !size.is_power_of_two() {
+            return Err(SensorError::RingBufferSize(size));
+        }
+        raise_memlock_limit();
+        let btf = Btf::from_file(Path::new(&config.btf_path))?;
+        let offsets = offsets::resolve(&btf)?;
+        let record_all: u8 = config.record_all.into();
+        let agent_tgid: u32 = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::OFFSETS, &offsets, true)
+            .override_global(names::RECORD_ALL, &record_all, true)
+            .override_global(names::AGENT_TGID, &agent_tgid, true)
+            .map_max_entries(names::EVENTS, size)
+            .load(OBJECT)
+            .map_err(SensorError::Load)?;
+
+        let mut handlers = ProgramArray::try_from(take_map(&mut ebpf, names::SYSCALL_HANDLERS)?)
+            .map_err(|source| SensorError::Map {
+                name: names::SYSCALL_HANDLERS,
+                source,
+            })?;
+        for (slot, name) in HANDLERS {
+            let prog = raw_tp(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| SensorError::Program { name, source })?;
+            let fd = prog
+                .fd()
+                .map_err(|source| SensorError::Program { name, source })?;
+            handlers
+                .set(slot, fd, 0)
+                .map_err(|source| SensorError::Map {
+                    name: names::SYSCALL_HANDLERS,
+                    source,
+                })?;
+        }
+
+        for (name, tracepoint) in ATTACHED {
+            let prog = raw_tp(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| SensorError::Program { name, source })?;
+            prog.attach(tracepoint)
+                .map_err(|source| SensorError::Attach {
+                    name,
+                    tracepoint,
+                    source,
+                })?;
+        }
+
+        let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?).map_err(|source| {
+            SensorError::Map {
+                name: names::EVENTS,
+                source,
+            }
+        })?;
+        let counters =
+            PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?).map_err(|source| {
+                SensorError::Map {
+                    name: names::COUNTERS,
+                    source,
+                }
+            })?;
+        let watched =
+            HashMap::try_from(take_map(&mut ebpf, names::WATCHED)?).map_err(|source| {
+                SensorError::Map {
+                    name: names::WATCHED,
+                    source,
+                }
+            })?;
+        Ok(Self {
+            ebpf,
+            events: Some(events),
+            counters,
+            watched,
+            _handlers: handlers,
+        })
+    }
+
+    /// Kernel counters summed over CPUs.
+    pub fn counters(&self) -> KernelCounters {
+        let sum = |i: u32| -> u64 {
+            self.counters
+                .get(&i, 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or(0)
+        };
+        KernelCounters {
+            emitted: sum(counter::EMITTED),
+            ringbuf_drops: sum(counter::RINGBUF_DROP),
+            path_truncated: sum(counter::PATH_TRUNCATED),
+            tail_call_failed: sum(counter::TAIL_CALL_FAILED),
+        }
+    }
+
+    /// Starts recording file and network activity of `tgid` (and its future children).
+    pub fn watch(&mut self, tgid: u32) -> Result<(), SensorError> {
+        self.watched
+            .insert(tgid, 1, 0)
+            .map_err(|source| SensorError::Map {
+                name: names::WATCHED,
+                source,
+            })
+    }
+
+    /// Number of programs loaded (for logs).
+    pub fn program_count(&self) -> usize {
+        self.ebpf.programs().count()
+    }
+}
+
+/// Kernel-side counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCounters {
+    pub emitted: u64,
+    pub ringbuf_drops: u64,
+    pub path_truncated: u64,
+    pub tail_call_failed: u64,
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {
+    ebpf.take_map(name).ok_or(SensorError::MissingMap { name })
+}
+
+fn raw_tp<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut RawTracePoint, SensorError> {
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(SensorError::MissingProgram { name })?;
+    prog.try_into()
+        .map_err(|source| SensorError::Program { name, source })
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; lift it. Harmless elsewhere.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid pointer to an initialised rlimit.
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if ret != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; continuing");
+    }
+}
+
+/// Empty programs on the sensor's hooks (benchmark floor). Dropping it detaches them.
+pub struct Floor {
+    _ebpf: Ebpf,
+}
+
+/// Floor programs: (program name, raw tracepoint).
+const FLOOR: [(&str, &str); 4] = [
+    ("floor_exec", "sched_process_exec"),
+    ("floor_fork", "sched_process_fork"),
+    ("floor_exit", "sched_process_exit"),
+    ("floor_sys_exit", "sys_exit"),
+];
+
+impl Floor {
+    /// Loads the object and attaches only the empty floor programs.
+    pub fn load() -> Result<Self, SensorError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(SensorError::NotRoot);
+        }
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(names::EVENTS, 4096)
+            .load(OBJECT)
+            .map_err(SensorError::Load)?;
+        for (name, tracepoint) in FLOOR {
+            let prog = raw_tp(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| SensorError::Program { name, source })?;
+            prog.attach(tracepoint)
+                .map_err(|source| SensorError::Attach {
+                    name,
+                    tracepoint,
+                    source,
+                })?;
+        }
+        Ok(Self { _ebpf: ebpf })
+    }
+}

@@ -1,0 +1,15 @@
+//! The sensor stage: load the kernel programs, attach them, read and decode their records.
+//!
+//! `load` resolves kernel struct offsets from the running kernel's BTF, loads the object with
+//! them as globals and attaches the hooks; `reader` drains the ring buffer into decoded
+//! [`Event`]s; `decode` turns raw records into events, one file per probe family.
+
+pub mod btf;
+pub mod decode;
+pub mod event;
+pub mod load;
+pub mod offsets;
+pub mod reader;
+
+pub use event::{Event, EventBody};
+pub use load::{Sensor, SensorConfig};
