@@ -18,6 +18,9 @@ pub const DATA_MASK: usize = DATA_SIZE - 1;
 /// bounds of the scratch buffer.
 pub const DATA_SLACK: usize = USER_STR_MAX;
 
+/// Words of the `WATCHED` bitmap: one bit per possible pid (PID_MAX_LIMIT = 4M on 64-bit).
+pub const WATCH_WORDS: u32 = (4 * 1024 * 1024) / 64;
+
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Ring buffer full: a record was dropped in the kernel.
@@ -30,12 +33,15 @@ pub mod counter {
     pub const PATH_TRUNCATED: u32 = 3;
     /// A tail call failed (program array entry missing).
     pub const TAIL_CALL_FAILED: u32 = 4;
+    /// An open identical to one reported within the dedupe window was folded into it.
+    pub const DEDUPED: u32 = 5;
     /// Number of counters.
     pub const COUNT: u32 = 8;
 }
 
 /// Slots of the `SYSCALL_HANDLERS` program array used by the `sys_exit` dispatcher.
 pub mod handler {
+    /// Handled inline by the dispatcher (no program in the array).
     pub const FILE_OPEN: u32 = 0;
     pub const FILE_OTHER: u32 = 1;
     pub const NET: u32 = 2;
@@ -110,8 +116,8 @@ pub mod names {
     pub const OFFSETS: &str = "OFFSETS";
     pub const RECORD_ALL: &str = "RECORD_ALL";
     pub const AGENT_TGID: &str = "AGENT_TGID";
+    pub const DEDUPE_WINDOW_JIFFIES: &str = "DEDUPE_WINDOW_JIFFIES";
     pub const PROG_SYS_EXIT: &str = "sys_exit";
-    pub const PROG_FILE_OPEN: &str = "sys_exit_open";
     pub const PROG_FILE_OTHER: &str = "sys_exit_file";
     pub const PROG_NET: &str = "sys_exit_net";
     pub const PROG_EXEC: &str = "sched_process_exec";

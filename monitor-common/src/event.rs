@@ -174,6 +174,10 @@ pub struct FileEvent {
     pub file_flags: u32,
     /// The syscall number that produced this event.
     pub syscall: u32,
+    /// Identical opens (same process, file and access) suppressed in the kernel since the last
+    /// one reported, within the dedupe window.
+    pub repeats: u32,
+    pub _pad: u32,
 }
 
 /// `path` is a dentry path resolved by the kernel.
@@ -230,7 +234,7 @@ const _: () = assert!(size_of::<EventHeader>() == 72);
 const _: () = assert!(size_of::<ExecEvent>() == 32);
 const _: () = assert!(size_of::<ForkEvent>() == 16);
 const _: () = assert!(size_of::<ExitEvent>() == 8);
-const _: () = assert!(size_of::<FileEvent>() == 40);
+const _: () = assert!(size_of::<FileEvent>() == 48);
 const _: () = assert!(size_of::<NetEvent>() == 64);
 
 /// Byte offset of the payload in a record.

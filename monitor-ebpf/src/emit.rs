@@ -1,6 +1,7 @@
 //! Building and sending event records: the per-CPU scratch record, the common header, and the
 //! variable-size ring-buffer output (only the used part of the data area is copied).
 
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::generated::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
     bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
@@ -15,6 +16,9 @@ use crate::{
     kernel::{Data, read, read_ptr},
     maps::{EVENTS, SCRATCH, count, offset},
 };
+
+/// Unread bytes in the ring buffer above which a record wakes the reader.
+const WAKEUP_BYTES: u64 = 256 * 1024;
 
 /// An event under construction in the per-CPU scratch record.
 pub struct Record {
@@ -98,7 +102,14 @@ impl Record {
         unsafe {
             (*(self.base as *mut EventHeader)).size = size as u32;
             let record = core::slice::from_raw_parts(self.base as *const u8, size);
-            if EVENTS.output::<[u8]>(record, 0).is_err() {
+            // Wake the reader only once a batch has accumulated; it also polls on a short
+            // timer, so a lone event waits at most one poll period.
+            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
+            if EVENTS.output::<[u8]>(record, flags as u64).is_err() {
                 count(counter::RINGBUF_DROP);
             } else {
                 count(counter::EMITTED);

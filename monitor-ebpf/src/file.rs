@@ -3,8 +3,8 @@
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
-    EventKind, FILE_PATH_RESOLVED, FileEvent, StrRef,
-    config::off,
+    EventKind, FILE_PATH_RESOLVED, FMODE_CREATED, FMODE_READ, FMODE_WRITE, FileEvent, StrRef,
+    config::{counter, off},
     syscalls::{
         AT_FDCWD, CHMOD, CREAT, FCHMOD, FCHMODAT, FCHMODAT2, MEMFD_CREATE, OPEN, OPENAT, OPENAT2,
         RENAME, RENAMEAT, RENAMEAT2, UNLINK, UNLINKAT,
@@ -13,8 +13,8 @@ use monitor_common::{
 
 use crate::{
     emit::Record,
-    kernel::{Data, current_task, fd_file, read, read_ptr, read_user},
-    maps::offset,
+    kernel::{Data, current_task, fd_file, new_fd_file, read, read_ptr, read_user},
+    maps::{OPENS_SEEN, OpenKey, OpenSeen, count, dedupe_window_jiffies, offset},
     syscall::Syscall,
 };
 
@@ -52,16 +52,25 @@ fn user_path(
     }
 }
 
-/// Handler for open, openat, openat2 and creat (slot `FILE_OPEN`).
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit_open(ctx: RawTracePointContext) -> i32 {
-    let _ = try_open(&ctx);
-    0
-}
-
-fn try_open(ctx: &RawTracePointContext) -> Result<(), i64> {
-    let sc = Syscall::from_ctx(ctx)?;
+/// Open, openat, openat2 and creat. Runs inline in the `sys_exit` dispatcher (no tail call):
+/// opens are the hottest path of a recorded process.
+#[inline(always)]
+pub fn try_open(sc: Syscall) -> Result<(), i64> {
     let task = current_task();
+    // The dedupe decision comes first and reads as little as possible: most repeated opens
+    // end here.
+    let file = if sc.ret >= 0 {
+        new_fd_file(task, sc.ret).ok()
+    } else {
+        None
+    };
+    let repeats = match file {
+        Some(f) => match dedupe(f) {
+            Some(r) => r,
+            None => return Ok(()),
+        },
+        None => 0,
+    };
     let (dirfd, path_arg, flags) = match sc.nr {
         OPEN => (AT_FDCWD, sc.arg(0), sc.arg(1) as u32),
         CREAT => (AT_FDCWD, sc.arg(0), O_CREAT | O_WRONLY | O_TRUNC),
@@ -84,7 +93,8 @@ fn try_open(ctx: &RawTracePointContext) -> Result<(), i64> {
         (*p).syscall = sc.nr as u32;
         (*p).flags = flags;
         let mut resolved = false;
-        if let Some(file) = (sc.ret >= 0).then(|| fd_file(task, sc.ret).ok()).flatten() {
+        (*p).repeats = repeats;
+        if let Some(file) = file {
             let w = rec
                 .data
                 .push_path(file.wrapping_add(offset(off::FILE_F_PATH)));
@@ -104,6 +114,88 @@ fn try_open(ctx: &RawTracePointContext) -> Result<(), i64> {
     rec.note_truncation(trunc);
     rec.send();
     Ok(())
+}
+
+/// The fields of `struct file` the open path needs, read with one helper call when they lie
+/// within the first `HEAD` bytes (they do on current kernels), else one by one.
+struct FileHead {
+    fmode: u32,
+    mnt: u64,
+    dentry: u64,
+}
+
+const HEAD: usize = 128;
+
+impl FileHead {
+    #[inline(always)]
+    fn read(file: *const u8) -> Self {
+        let (m, p) = (offset(off::FILE_F_MODE), offset(off::FILE_F_PATH));
+        let (pm, pd) = (p + offset(off::PATH_MNT), p + offset(off::PATH_DENTRY));
+        let fits = m + 4 <= HEAD && pm + 8 <= HEAD && pd + 8 <= HEAD;
+        if let Some(buf) = fits.then(|| read::<[u8; HEAD]>(file, 0).ok()).flatten() {
+            let u32_at =
+                |o: usize| u32::from_ne_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
+            let u64_at = |o: usize| (u32_at(o) as u64) | ((u32_at(o + 4) as u64) << 32);
+            return Self {
+                fmode: u32_at(m),
+                mnt: u64_at(pm),
+                dentry: u64_at(pd),
+            };
+        }
+        Self {
+            fmode: read(file, m).unwrap_or(0),
+            mnt: read(file, pm).unwrap_or(0),
+            dentry: read(file, pd).unwrap_or(0),
+        }
+    }
+}
+
+/// In-kernel dedupe of repeated opens: `None` when this open repeats one reported within the
+/// window (it is counted instead), else the number of repeats folded since the last report.
+/// Opens that created the file are always reported.
+#[inline(always)]
+fn dedupe(file: *const u8) -> Option<u32> {
+    let window = dedupe_window_jiffies();
+    if window == 0 {
+        return Some(0);
+    }
+    let head = FileHead::read(file);
+    let fmode = head.fmode;
+    if fmode & FMODE_CREATED != 0 {
+        return Some(0);
+    }
+    let key = OpenKey {
+        tgid: (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32,
+        fmode: fmode & (FMODE_READ | FMODE_WRITE),
+        dentry: head.dentry,
+        mnt: head.mnt,
+    };
+    // SAFETY: helper without preconditions.
+    // Jiffies are plenty for a window of a second and much cheaper than ktime here.
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_jiffies64() };
+    if let Some(seen) = OPENS_SEEN.get_ptr_mut(key) {
+        // SAFETY: map value pointer from a successful lookup.
+        unsafe {
+            if now.wrapping_sub((*seen).reported_jiffies) < window {
+                (*seen).repeats += 1;
+                count(counter::DEDUPED);
+                return None;
+            }
+            let repeats = (*seen).repeats;
+            (*seen).reported_jiffies = now;
+            (*seen).repeats = 0;
+            return Some(repeats as u32);
+        }
+    }
+    let _ = OPENS_SEEN.insert(
+        key,
+        OpenSeen {
+            reported_jiffies: now,
+            repeats: 0,
+        },
+        0,
+    );
+    Some(0)
 }
 
 /// Handler for unlink, rename, chmod and memfd_create families (slot `FILE_OTHER`).

@@ -2,12 +2,12 @@
 //! and the dentry/mount walk that turns a `struct path` into the path the kernel used.
 
 use aya_ebpf::helpers::generated::{
-    bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
-    bpf_probe_read_user_str,
+    bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+    bpf_probe_read_user, bpf_probe_read_user_str,
 };
 use core::ffi::c_void;
 use monitor_common::{
-    StrRef,
+    DATA_OFFSET, EventHeader, StrRef,
     config::{DATA_MASK, DATA_SIZE, NAME_MAX, PATH_MAX_COMPONENTS, USER_STR_MAX, off},
 };
 
@@ -77,6 +77,23 @@ pub fn fd_file(task: *const u8, fd: i64) -> Result<*const u8, i64> {
     }
     let arr = read_ptr(fdt, off::FDT_FD)?;
     let file = read::<*const u8>(arr, (fd as usize) * 8)?;
+    if file.is_null() {
+        return Err(-9);
+    }
+    Ok(file)
+}
+
+/// The `struct file *` of an fd the current syscall just installed (open's result): it is
+/// below `max_fds` by construction, so the bound is not re-read.
+#[inline(always)]
+pub fn new_fd_file(task: *const u8, fd: i64) -> Result<*const u8, i64> {
+    if fd < 0 {
+        return Err(-9);
+    }
+    let files = read_ptr(task, off::TASK_FILES)?;
+    let fdt = read_ptr(files, off::FILES_FDT)?;
+    let arr = read_ptr(fdt, off::FDT_FD)?;
+    let file = read::<*const u8>(arr, ((fd as usize) & 0xff_ffff) * 8)?;
     if file.is_null() {
         return Err(-9);
     }
@@ -190,6 +207,9 @@ impl Data {
     /// crossing mount points. Encoding: components leaf first, each followed by `/`; a walk that
     /// reached the root ends with one more `/` (so `/` alone is the root itself). A walk without
     /// the final `/` was truncated at `PATH_MAX_COMPONENTS`.
+    ///
+    /// The walk runs under `bpf_loop`, so the verifier checks one step once instead of every
+    /// unrolled iteration on every path through the caller.
     #[inline(always)]
     pub fn push_path(&mut self, p: *const u8) -> Walked {
         let start = self.used;
@@ -197,81 +217,130 @@ impl Data {
             s: StrRef::default(),
             truncated: false,
         };
-        let Ok(mut vfsmnt) = read_ptr(p, off::PATH_MNT) else {
+        let Ok(vfsmnt) = read_ptr(p, off::PATH_MNT) else {
             return out;
         };
-        let Ok(mut dentry) = read_ptr(p, off::PATH_DENTRY) else {
+        let Ok(dentry) = read_ptr(p, off::PATH_DENTRY) else {
             return out;
         };
-        let mount_mnt = offset(off::MOUNT_MNT);
-        let mut mount = vfsmnt.wrapping_sub(mount_mnt);
-        let name_off = offset(off::DENTRY_D_NAME) + offset(off::QSTR_NAME);
-        let mut done = false;
-        for _ in 0..PATH_MAX_COMPONENTS {
-            let Ok(mnt_root) = read_ptr(vfsmnt, off::VFSMOUNT_MNT_ROOT) else {
-                break;
-            };
-            let Ok(parent) = read_ptr(dentry, off::DENTRY_D_PARENT) else {
-                break;
-            };
-            if dentry == mnt_root || dentry == parent {
-                if dentry != mnt_root {
-                    // Root of a filesystem that is not a mount root: unreachable/detached.
-                    done = true;
-                    break;
-                }
-                let Ok(mnt_parent) = read_ptr(mount, off::MOUNT_MNT_PARENT) else {
-                    break;
-                };
-                if mnt_parent == mount {
-                    done = true;
-                    break;
-                }
-                let Ok(mp) = read_ptr(mount, off::MOUNT_MNT_MOUNTPOINT) else {
-                    break;
-                };
-                dentry = mp;
-                mount = mnt_parent;
-                vfsmnt = mount.wrapping_add(mount_mnt);
-                continue;
-            }
-            if !self.room(NAME_MAX) {
-                break;
-            }
-            let Ok(name) = read::<*const u8>(dentry, name_off) else {
-                break;
-            };
-            let pos = self.used;
-            // SAFETY: NAME_MAX bytes of room checked above.
-            let n = unsafe {
-                bpf_probe_read_kernel_str(
-                    self.at(pos) as *mut c_void,
-                    NAME_MAX as u32,
-                    name as *const c_void,
-                )
-            };
-            if n <= 1 {
-                break;
-            }
-            let n = (n as usize) & (NAME_MAX - 1 + NAME_MAX);
-            // Replace the NUL by the separator.
-            // SAFETY: within the masked data area plus slack.
-            unsafe { *self.at(pos + n - 1) = b'/' };
-            self.used = pos + n;
-            dentry = parent;
+        // The running length lives in the scratch record (map memory), not on the stack: the
+        // verifier treats map loads as unknown scalars, so the callback's states converge at
+        // once instead of being re-verified for every possible length.
+        let cursor = self.base.wrapping_sub(DATA_OFFSET) as *mut EventHeader;
+        // SAFETY: `base` is the data area of the scratch record, after its header.
+        unsafe { (*cursor).size = self.used as u32 };
+        let mut st = WalkState {
+            base: self.base,
+            vfsmnt: vfsmnt as u64,
+            dentry: dentry as u64,
+            mount: vfsmnt.wrapping_sub(offset(off::MOUNT_MNT)) as u64,
+            state: WALKING,
+        };
+        // SAFETY: `walk_step` has the callback signature bpf_loop expects; `st` outlives the call.
+        unsafe {
+            bpf_loop(
+                PATH_MAX_COMPONENTS as u32,
+                walk_step as *mut c_void,
+                &mut st as *mut WalkState as *mut c_void,
+                0,
+            );
         }
-        if done && self.room(1) {
+        // SAFETY: as above.
+        self.used = (unsafe { (*cursor).size } as usize) & (DATA_SIZE * 2 - 1);
+        if self.used > DATA_SIZE {
+            self.used = DATA_SIZE;
+        }
+        if st.state == DONE && self.room(1) {
             // SAFETY: room checked.
             unsafe { *self.at(self.used) = b'/' };
             self.used += 1;
         } else {
-            out.truncated = true;
+            out.truncated = st.state != DONE;
         }
-        let len = self.used - start;
+        let len = self.used.saturating_sub(start);
         out.s = StrRef {
             off: start as u16,
             len: len as u16,
         };
         out
     }
+}
+
+const WALKING: u64 = 0;
+const DONE: u64 = 1;
+const FAILED: u64 = 2;
+
+/// State of a dentry walk, shared with the `bpf_loop` callback through the stack.
+#[repr(C)]
+struct WalkState {
+    base: *mut u8,
+    vfsmnt: u64,
+    dentry: u64,
+    mount: u64,
+    state: u64,
+}
+
+/// One step of the dentry walk: either hop from a mount root to its mount point, or write the
+/// current dentry's name and move to its parent. Returns 1 to stop the loop.
+extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `WalkState` passed by `push_path`.
+    let st = unsafe { &mut *(ctx as *mut WalkState) };
+    let stop = |st: &mut WalkState, state: u64| {
+        st.state = state;
+        1
+    };
+    let vfsmnt = st.vfsmnt as *const u8;
+    let dentry = st.dentry as *const u8;
+    let mount = st.mount as *const u8;
+    let Ok(mnt_root) = read_ptr(vfsmnt, off::VFSMOUNT_MNT_ROOT) else {
+        return stop(st, FAILED);
+    };
+    let Ok(parent) = read_ptr(dentry, off::DENTRY_D_PARENT) else {
+        return stop(st, FAILED);
+    };
+    if dentry == mnt_root {
+        let Ok(mnt_parent) = read_ptr(mount, off::MOUNT_MNT_PARENT) else {
+            return stop(st, FAILED);
+        };
+        if mnt_parent == mount {
+            return stop(st, DONE);
+        }
+        let Ok(mp) = read_ptr(mount, off::MOUNT_MNT_MOUNTPOINT) else {
+            return stop(st, FAILED);
+        };
+        st.dentry = mp as u64;
+        st.mount = mnt_parent as u64;
+        st.vfsmnt = mnt_parent.wrapping_add(offset(off::MOUNT_MNT)) as u64;
+        return 0;
+    }
+    if dentry == parent {
+        // Root of a filesystem that is not a mount root: detached or unreachable.
+        return stop(st, DONE);
+    }
+    let cursor = st.base.wrapping_sub(DATA_OFFSET) as *mut EventHeader;
+    // SAFETY: `base` is the data area of the scratch record, after its header.
+    let pos = unsafe { (*cursor).size } as usize;
+    if pos + NAME_MAX > DATA_SIZE {
+        return stop(st, FAILED);
+    }
+    let name_off = offset(off::DENTRY_D_NAME) + offset(off::QSTR_NAME);
+    let Ok(name) = read::<*const u8>(dentry, name_off) else {
+        return stop(st, FAILED);
+    };
+    let dst = st.base.wrapping_add(pos & DATA_MASK);
+    // SAFETY: NAME_MAX bytes of room at `dst` (data area plus slack).
+    let n = unsafe {
+        bpf_probe_read_kernel_str(dst as *mut c_void, NAME_MAX as u32, name as *const c_void)
+    };
+    if n <= 1 {
+        return stop(st, FAILED);
+    }
+    let n = (n as usize) & (NAME_MAX * 2 - 1);
+    // Replace the NUL by the separator.
+    // SAFETY: within the masked data area plus slack.
+    unsafe { *st.base.wrapping_add((pos + n - 1) & DATA_MASK) = b'/' };
+    // SAFETY: as above.
+    unsafe { (*cursor).size = (pos + n) as u32 };
+    st.dentry = parent as u64;
+    0
 }

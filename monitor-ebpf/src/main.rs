@@ -7,6 +7,12 @@
 //!   and network ([`net`]) handlers for the syscalls they cover, for watched processes only.
 #![no_std]
 #![no_main]
+// Atomic bit operations on the shared watch bitmap (`maps::set_watched`).
+#![feature(core_intrinsics)]
+#![allow(
+    internal_features,
+    reason = "core_intrinsics: BPF has no AtomicU64::fetch_or"
+)]
 
 mod emit;
 mod file;

@@ -2,11 +2,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
+use core::intrinsics::{AtomicOrdering, atomic_and, atomic_or};
+
 use monitor_common::{
     MAX_RECORD,
-    config::{self, counter, handler, off},
+    config::{self, WATCH_WORDS, counter, handler, off},
 };
 
 /// Scratch space for one event record, one per CPU (programs do not nest on a CPU).
@@ -27,10 +29,36 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Thread groups whose file and network activity is recorded (value unused). Children of a
-/// watched process are watched from fork on; user space adds and removes entries.
+/// Bitmap of thread groups whose file and network activity is recorded: bit `tgid % 64` of
+/// word `tgid / 64`. An array (inlined lookup, no hashing) because every syscall of every
+/// process checks it; memory-mappable so user space sets bits with atomics too. Children of a
+/// watched process are watched from fork on.
 #[map(name = "WATCHED")]
-pub static WATCHED: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
+pub static WATCHED: Array<u64> = Array::with_max_entries(WATCH_WORDS, BPF_F_MMAPABLE);
+
+/// Key of the open dedupe table: one process opening one file with one access mode.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OpenKey {
+    pub tgid: u32,
+    pub fmode: u32,
+    pub dentry: u64,
+    pub mnt: u64,
+}
+
+/// Value of the open dedupe table.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OpenSeen {
+    /// When the open was last reported (jiffies).
+    pub reported_jiffies: u64,
+    /// Opens folded into it since.
+    pub repeats: u64,
+}
+
+/// Recently reported opens, for in-kernel dedupe of repeats (LRU: old entries just fall out).
+#[map(name = "OPENS_SEEN")]
+pub static OPENS_SEEN: LruHashMap<OpenKey, OpenSeen> = LruHashMap::with_max_entries(65536, 0);
 
 /// Handlers of the `sys_exit` dispatcher, indexed by [`handler`] constants.
 #[map(name = "SYSCALL_HANDLERS")]
@@ -47,6 +75,16 @@ static RECORD_ALL: u8 = 0;
 /// The agent's own thread-group id: its activity is never recorded (no feedback loops).
 #[unsafe(no_mangle)]
 static AGENT_TGID: u32 = 0;
+
+/// Identical opens within this window (jiffies) are folded into the first; 0 disables dedupe.
+#[unsafe(no_mangle)]
+static DEDUPE_WINDOW_JIFFIES: u64 = 0;
+
+#[inline(always)]
+pub fn dedupe_window_jiffies() -> u64 {
+    // SAFETY: as in `offset`.
+    unsafe { core::ptr::read_volatile(&DEDUPE_WINDOW_JIFFIES) }
+}
 
 /// Offset of a kernel struct member, as resolved at load time.
 #[inline(always)]
@@ -74,7 +112,33 @@ pub fn is_watched(tgid: u32) -> bool {
     if tgid == agent_tgid() {
         return false;
     }
-    record_all() || WATCHED.get_ptr(tgid).is_some()
+    if record_all() {
+        return true;
+    }
+    match WATCHED.get(tgid >> 6) {
+        Some(w) => (*w >> (tgid & 63)) & 1 != 0,
+        None => false,
+    }
+}
+
+/// `BPF_F_MMAPABLE`.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Marks `tgid` as watched (or not).
+#[inline(always)]
+pub fn set_watched(tgid: u32, on: bool) {
+    if let Some(w) = WATCHED.get_ptr_mut(tgid >> 6) {
+        let bit = 1u64 << (tgid & 63);
+        // SAFETY: map value pointer from a successful lookup, 8-byte aligned; shared with
+        // other CPUs and user space, hence atomic read-modify-write (BPF_ATOMIC).
+        unsafe {
+            if on {
+                atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(w, bit);
+            } else {
+                atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(w, !bit);
+            }
+        }
+    }
 }
 
 /// Adds one to a per-CPU counter.

@@ -10,7 +10,7 @@ use monitor_common::{
 use crate::{
     emit::Record,
     kernel::{current_task, read, read_ptr},
-    maps::{WATCHED, agent_tgid, is_watched, offset},
+    maps::{agent_tgid, is_watched, offset, set_watched},
 };
 
 /// Raw tracepoint `sched_process_exec`:
@@ -90,7 +90,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     if is_watched(parent_tgid) {
-        let _ = WATCHED.insert(child_tgid, 1, 0);
+        set_watched(child_tgid, true);
     }
     let Some(rec) = Record::new(EventKind::Fork, task) else {
         return Ok(());
@@ -122,7 +122,7 @@ fn try_exit() -> Result<(), i64> {
         return Ok(());
     }
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    let _ = WATCHED.remove(tgid);
+    set_watched(tgid, false);
     if tgid == agent_tgid() {
         return Ok(());
     }

@@ -6,7 +6,10 @@
 //! kernel does not modify during the syscall, so no `sys_enter` hook is needed.
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use monitor_common::{config::counter, syscalls::handler_for};
+use monitor_common::{
+    config::{counter, handler},
+    syscalls::handler_for,
+};
 
 use crate::{
     kernel::read,
@@ -40,6 +43,16 @@ impl Syscall {
         Ok(Self { nr, ret, regs })
     }
 
+    /// A syscall whose number the caller already read.
+    #[inline(always)]
+    pub fn with_nr(ctx: &RawTracePointContext, nr: u64) -> Self {
+        Self {
+            nr,
+            ret: ctx.arg(1),
+            regs: ctx.arg(0),
+        }
+    }
+
     /// Syscall argument `i` (0-based) as passed in registers.
     #[inline(always)]
     pub fn arg(&self, i: usize) -> u64 {
@@ -69,8 +82,19 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if !is_watched(tgid) {
         return 0;
     }
+    // Opens run inline (hottest path); the rest tail-calls, with constant indices so the JIT
+    // turns each tail call into a direct jump.
     // SAFETY: on success control does not come back; on failure we count it.
-    unsafe { SYSCALL_HANDLERS.tail_call(&ctx, slot) };
+    unsafe {
+        match slot {
+            handler::FILE_OPEN => {
+                let _ = crate::file::try_open(Syscall::with_nr(&ctx, nr));
+                return 0;
+            }
+            handler::FILE_OTHER => SYSCALL_HANDLERS.tail_call(&ctx, handler::FILE_OTHER),
+            _ => SYSCALL_HANDLERS.tail_call(&ctx, handler::NET),
+        }
+    }
     count(counter::TAIL_CALL_FAILED);
     0
 }

@@ -46,6 +46,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let config = SensorConfig {
         record_all: args.events,
         ring_buffer_bytes: args.ring_buffer_size,
+        dedupe_window: Duration::from_millis(args.dedupe_window_ms),
         ..SensorConfig::default()
     };
     let mut enricher = Enricher::new(args.process_table_size);

@@ -237,6 +237,15 @@ mod tests {
             from_cgroup_path(&format!("/system.slice/docker-{ID}.scope/init.scope")),
             want
         );
+        // dockershim (Kubernetes < 1.24) with the systemd driver.
+        let path = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/\
+             docker-{ID}.scope"
+        );
+        assert_eq!(
+            from_cgroup_path(&path),
+            container(ID, Some(POD), RUNTIME_DOCKER)
+        );
         // Docker in docker: the innermost container.
         assert_eq!(
             from_cgroup_path(&format!("/docker/{ID2}/docker/{ID}")),

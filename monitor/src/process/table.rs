@@ -153,6 +153,10 @@ impl ProcessTable {
     }
 
     /// Sets how long exited processes stay (default [`DEFAULT_EXIT_GRACE`]).
+    #[allow(
+        dead_code,
+        reason = "tuning knob: tests set it, the agent uses the default"
+    )]
     pub fn with_exit_grace(mut self, grace: Duration) -> Self {
         self.exit_grace = grace;
         self
@@ -189,10 +193,16 @@ impl ProcessTable {
         if let Some(pk) = parent {
             self.touch(pk);
         }
+        let key = (child_pid, child_start_key);
+        // Only a new child or a placeholder takes the parent's image.
+        let wants_image = self
+            .entries
+            .get(&key)
+            .is_none_or(|e| e.origin == Origin::Partial);
         let inherited = parent
+            .filter(|_| wants_image)
             .and_then(|pk| self.entries.get(&pk))
             .map(|p| p.info.clone());
-        let key = (child_pid, child_start_key);
         if let Some(child) = self.entries.get_mut(&key) {
             if child.info.ppid == 0 {
                 child.info.ppid = parent_pid;
@@ -305,6 +315,7 @@ impl ProcessTable {
     /// Parent, grandparent, ... of `pid` (not `pid` itself), at most `max` of them. The walk
     /// follows `ppid` to the parent that started no later than the child (pids are reused),
     /// and stops at pid 0, at an unknown parent, or at a loop.
+    #[allow(dead_code, reason = "lineage API for the rules stage, not wired yet")]
     pub fn ancestors(&self, pid: u32, max: usize) -> Vec<&ProcessInfo> {
         let mut out: Vec<&ProcessInfo> = Vec::new();
         let Some(mut current) = self.get(pid) else {
@@ -378,11 +389,13 @@ impl ProcessTable {
     }
 
     /// True when the table holds no entry.
+    #[allow(dead_code, reason = "pairs with `len` (clippy::len_without_is_empty)")]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Counters so far.
+    #[allow(dead_code, reason = "for the agent's stats line, not wired yet")]
     pub fn stats(&self) -> TableStats {
         TableStats {
             entries: self.entries.len(),
@@ -579,7 +592,7 @@ mod tests {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
     use std::process::{Child, Command};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::{ProcessInfo, ProcessTable, split_cmdline, start_key_from_ns, ticks_per_second};
     use crate::process::container::{ContainerIdentity, RUNTIME_DOCKER};
@@ -678,6 +691,13 @@ mod tests {
             .expect("spawn sleep");
         let child = Reap(child);
         let pid = child.0.id();
+        // spawn() returns once the child's exec has released the old memory map, which is before
+        // the kernel has set up the new argv: wait (with a deadline) for it to appear.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty()) {
+            assert!(Instant::now() < deadline, "argv of {pid} never appeared");
+            std::thread::yield_now();
+        }
         assert!(t.get(pid).is_none());
         let p = t
             .lookup_or_load(pid)

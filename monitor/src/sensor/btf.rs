@@ -264,6 +264,7 @@ impl Btf {
 
     /// Size in bytes of the type of a member (see [`Btf::member_offset`] for the path),
     /// after typedefs and qualifiers; for a bitfield, the size of its declared type.
+    #[cfg(test)]
     pub fn member_size(&self, struct_name: &str, member_path: &str) -> Result<u32, BtfError> {
         self.member(struct_name, member_path).map(|m| m.size)
     }

@@ -32,9 +32,6 @@ pub struct Event {
     /// Start time of the process (boot-time ns): with `pid`, the process key.
     #[serde(skip)]
     pub start_time_ns: u64,
-    /// Header flags (`FLAG_*`).
-    #[serde(skip)]
-    pub flags: u32,
 }
 
 fn ser_kind<S: serde::Serializer>(k: &EventKind, s: S) -> Result<S::Ok, S::Error> {
@@ -118,9 +115,16 @@ pub struct FileBody {
     /// The new file descriptor (open, memfd) on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<i64>,
+    /// Identical opens folded into this one's predecessor in the kernel dedupe window.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub repeats: u32,
     /// Some path was longer than the kernel walk bound and starts with `...`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub path_truncated: bool,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// Address family.
@@ -144,16 +148,11 @@ pub enum Protocol {
 pub struct NetBody {
     pub family: Option<Family>,
     pub protocol: Option<Protocol>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub local_addr: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub local_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_port: Option<u16>,
     /// Unix socket path (`@name` for the abstract namespace).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// 0 on success, else -errno.
     pub result: i64,

@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
+    maps::{MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
     programs::{ProgramError, RawTracePoint},
 };
 use monitor_common::config::{counter, handler, names};
 
-use super::{btf::Btf, btf::BtfError, offsets};
+use super::{btf::Btf, btf::BtfError, hz, offsets, watch::WatchBitmap};
 
 /// The compiled kernel programs (built by `build.rs` through aya-build).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -26,6 +26,9 @@ pub struct SensorConfig {
     pub ring_buffer_bytes: u32,
     /// Kernel BTF file.
     pub btf_path: PathBuf,
+    /// Identical opens (same process, file, access) within this window are folded into the
+    /// first one reported, in the kernel; `Duration::ZERO` reports every open.
+    pub dedupe_window: std::time::Duration,
 }
 
 impl Default for SensorConfig {
@@ -34,6 +37,7 @@ impl Default for SensorConfig {
             record_all: false,
             ring_buffer_bytes: 16 * 1024 * 1024,
             btf_path: PathBuf::from(KERNEL_BTF),
+            dedupe_window: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -72,6 +76,8 @@ pub enum SensorError {
         #[source]
         source: MapError,
     },
+    #[error("could not memory-map the kernel watch bitmap")]
+    MapWatch(#[source] std::io::Error),
     #[error("ring buffer size {0} must be a power of two and at least 4096 bytes")]
     RingBufferSize(u32),
 }
@@ -82,14 +88,14 @@ pub struct Sensor {
     /// The ring buffer, taken out for the reader.
     pub events: Option<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
-    watched: HashMap<MapData, u32, u8>,
+    #[allow(dead_code, reason = "read by the profile stage (next issue)")]
+    watched: WatchBitmap,
     /// Kept open: the kernel empties a program array when its last user-space fd closes.
     _handlers: ProgramArray<MapData>,
 }
 
 /// Tail-called handlers of the `sys_exit` dispatcher: (slot, program name).
-const HANDLERS: [(u32, &str); 3] = [
-    (handler::FILE_OPEN, names::PROG_FILE_OPEN),
+const HANDLERS: [(u32, &str); 2] = [
     (handler::FILE_OTHER, names::PROG_FILE_OTHER),
     (handler::NET, names::PROG_NET),
 ];
@@ -119,10 +125,12 @@ impl Sensor {
         let offsets = offsets::resolve(&btf)?;
         let record_all: u8 = config.record_all.into();
         let agent_tgid: u32 = std::process::id();
+        let dedupe_jiffies = hz::duration_to_jiffies(config.dedupe_window, hz::kernel_hz());
         let mut ebpf = EbpfLoader::new()
             .override_global(names::OFFSETS, &offsets, true)
             .override_global(names::RECORD_ALL, &record_all, true)
             .override_global(names::AGENT_TGID, &agent_tgid, true)
+            .override_global(names::DEDUPE_WINDOW_JIFFIES, &dedupe_jiffies, true)
             .map_max_entries(names::EVENTS, size)
             .load(OBJECT)
             .map_err(SensorError::Load)?;
@@ -172,13 +180,14 @@ impl Sensor {
                     source,
                 }
             })?;
-        let watched =
-            HashMap::try_from(take_map(&mut ebpf, names::WATCHED)?).map_err(|source| {
-                SensorError::Map {
+        let watched = match take_map(&mut ebpf, names::WATCHED)? {
+            aya::maps::Map::Array(data) => WatchBitmap::new(data).map_err(SensorError::MapWatch)?,
+            _ => {
+                return Err(SensorError::MissingMap {
                     name: names::WATCHED,
-                    source,
-                }
-            })?;
+                });
+            }
+        };
         Ok(Self {
             ebpf,
             events: Some(events),
@@ -201,17 +210,14 @@ impl Sensor {
             ringbuf_drops: sum(counter::RINGBUF_DROP),
             path_truncated: sum(counter::PATH_TRUNCATED),
             tail_call_failed: sum(counter::TAIL_CALL_FAILED),
+            opens_deduped: sum(counter::DEDUPED),
         }
     }
 
-    /// Starts recording file and network activity of `tgid` (and its future children).
-    pub fn watch(&mut self, tgid: u32) -> Result<(), SensorError> {
-        self.watched
-            .insert(tgid, 1, 0)
-            .map_err(|source| SensorError::Map {
-                name: names::WATCHED,
-                source,
-            })
+    /// The watch bitmap: which processes' file and network activity is recorded.
+    #[allow(dead_code, reason = "used by the profile stage (next issue)")]
+    pub fn watched(&self) -> &WatchBitmap {
+        &self.watched
     }
 
     /// Number of programs loaded (for logs).
@@ -227,6 +233,8 @@ pub struct KernelCounters {
     pub ringbuf_drops: u64,
     pub path_truncated: u64,
     pub tail_call_failed: u64,
+    /// Repeated opens folded in the kernel (not lost: see `repeats` on the next report).
+    pub opens_deduped: u64,
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {

@@ -7,9 +7,11 @@
 pub mod btf;
 pub mod decode;
 pub mod event;
+pub mod hz;
 pub mod load;
 pub mod offsets;
 pub mod reader;
+pub mod watch;
 
 pub use event::{Event, EventBody};
 pub use load::{Sensor, SensorConfig};

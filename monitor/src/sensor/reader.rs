@@ -81,38 +81,54 @@ pub async fn run(
     // the `AsyncFd` owns the ring buffer.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(std::io::Error::from)?;
+    // The kernel wakes us only when a batch has accumulated (see `emit.rs`); the timer picks
+    // up the rest promptly.
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = fd.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        // Decode a batch without holding items across awaits.
-        let mut batch = Vec::new();
-        while let Some(item) = ring.next() {
-            stats.received.fetch_add(1, Ordering::Relaxed);
-            match decode::decode(&item) {
-                Ok(mut ev) => {
-                    ev.time = clock.rfc3339(ev.ktime_ns);
-                    batch.push(ev);
-                }
-                Err(e) => {
-                    stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "dropping malformed kernel record");
+        tokio::select! {
+            g = fd.readable_mut() => g?.clear_ready(),
+            _ = tick.tick() => {}
+        }
+        loop {
+            let batch = drain(fd.get_mut(), &clock, &stats);
+            let more = batch.len() >= BATCH;
+            for ev in batch {
+                if tx.send(ev).await.is_err() {
+                    return Ok(());
                 }
             }
-            if batch.len() >= 256 {
+            if !more {
                 break;
             }
         }
-        let drained = batch.len() < 256;
-        if drained {
-            guard.clear_ready();
-        }
-        drop(guard);
-        for ev in batch {
-            if tx.send(ev).await.is_err() {
-                return Ok(());
+    }
+}
+
+/// Most records decoded before handing them on (items must not live across awaits).
+const BATCH: usize = 256;
+/// How often the ring buffer is polled when the kernel has not woken us.
+const POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn drain(ring: &mut RingBuf<MapData>, clock: &Clock, stats: &ReaderStats) -> Vec<Event> {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(item) = ring.next() {
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        match decode::decode(&item) {
+            Ok(mut ev) => {
+                ev.time = clock.rfc3339(ev.ktime_ns);
+                batch.push(ev);
+            }
+            Err(e) => {
+                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "dropping malformed kernel record");
             }
         }
+        if batch.len() >= BATCH {
+            break;
+        }
     }
+    batch
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub fn decode(rec: &Record<'_>) -> Result<FileBody, DecodeError> {
         flags: p.flags,
         result: if ok { 0 } else { p.result },
         fd: None,
+        repeats: p.repeats,
         path_truncated: rec.header.flags & FLAG_PATH_TRUNCATED != 0,
     };
     match rec.kind {

@@ -142,7 +142,6 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         body,
         ktime_ns: h.ktime_ns,
         start_time_ns: h.start_time_ns,
-        flags: h.flags,
     })
 }
 
