@@ -116,6 +116,7 @@ pub mod names {
     pub const OFFSETS: &str = "OFFSETS";
     pub const RECORD_ALL: &str = "RECORD_ALL";
     pub const AGENT_TGID: &str = "AGENT_TGID";
+    pub const WATCH_ON_EXEC: &str = "WATCH_ON_EXEC";
     pub const DEDUPE_WINDOW_JIFFIES: &str = "DEDUPE_WINDOW_JIFFIES";
     pub const PROG_SYS_EXIT: &str = "sys_exit";
     pub const PROG_FILE_OTHER: &str = "sys_exit_file";

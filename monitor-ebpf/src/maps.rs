@@ -72,6 +72,18 @@ static OFFSETS: [u32; off::COUNT] = [u32::MAX; off::COUNT];
 #[unsafe(no_mangle)]
 static RECORD_ALL: u8 = 0;
 
+/// Non-zero: every exec'ing process is watched from its first instruction until user space has
+/// matched it against the workload profiles and cleared it if none applies (so a profiled
+/// server's start-up, before user space sees its exec, is recorded too).
+#[unsafe(no_mangle)]
+static WATCH_ON_EXEC: u8 = 0;
+
+#[inline(always)]
+pub fn watch_on_exec() -> bool {
+    // SAFETY: reading a global the loader wrote before load.
+    unsafe { core::ptr::read_volatile(&WATCH_ON_EXEC) != 0 }
+}
+
 /// The agent's own thread-group id: its activity is never recorded (no feedback loops).
 #[unsafe(no_mangle)]
 static AGENT_TGID: u32 = 0;

@@ -10,7 +10,7 @@ use monitor_common::{
 use crate::{
     emit::Record,
     kernel::{current_task, read, read_ptr},
-    maps::{agent_tgid, is_watched, offset, set_watched},
+    maps::{agent_tgid, is_watched, offset, set_watched, watch_on_exec},
 };
 
 /// Raw tracepoint `sched_process_exec`:
@@ -24,6 +24,10 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 
 fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let task = current_task();
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    if watch_on_exec() && tgid != agent_tgid() {
+        set_watched(tgid, true);
+    }
     let old_pid: u64 = ctx.arg(1);
     let bprm: *const u8 = ctx.arg(2);
     let Some(mut rec) = Record::new(EventKind::Exec, task) else {

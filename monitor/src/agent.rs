@@ -1,7 +1,10 @@
-//! `monitor run`: builds the pipeline sensor -> process enrichment -> output and runs it until
-//! SIGINT or SIGTERM, then drains, writes final statistics and detaches the probes.
+//! `monitor run`: builds the pipeline sensor -> process enrichment -> policy (profiles,
+//! detections, alerts) -> output and runs it until SIGINT or SIGTERM, then drains, writes
+//! final statistics and detaches the probes. SIGHUP reloads the rules; a bad new rule set
+//! leaves the old one running.
 
 use std::{
+    path::PathBuf,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -11,14 +14,19 @@ use serde::Serialize;
 use tokio::{signal::unix::SignalKind, sync::mpsc};
 
 use crate::{
-    cli::RunArgs,
+    cli::{RunArgs, default_rules},
     output,
+    policy::{Policy, PolicyStats},
     process::stage::Enricher,
-    sensor::{Sensor, SensorConfig, load::KernelCounters, reader},
+    resolve::HostResolver,
+    rules::RuleSet,
+    sensor::{Event, Sensor, SensorConfig, load::KernelCounters, reader},
 };
 
 /// Capacity of the channels between stages (events).
 const CHANNEL: usize = 8192;
+/// How long start-up waits for the first DNS answers of profile hosts.
+const FIRST_RESOLVE: Duration = Duration::from_secs(3);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -39,22 +47,52 @@ struct Stats<'a> {
     decode_errors: u64,
     lines_written: u64,
     processes: usize,
+    policy: PolicyStats,
+}
+
+fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
+    if args.rules.is_empty() {
+        default_rules()
+    } else {
+        args.rules.clone()
+    }
+}
+
+fn now_rfc3339() -> String {
+    let clock = reader::Clock::new();
+    reader::rfc3339_ns(clock.wall_ns(boot_ns()))
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+    let paths = rule_paths(&args);
+    let rules = Arc::new(RuleSet::load(&paths).context("the rules are invalid; not starting")?);
     let sinks = output::open(&args.outputs)?;
+    let record_everything = args.events || args.watch_all;
     let config = SensorConfig {
-        record_all: args.events,
+        record_all: record_everything,
+        watch_on_exec: rules.has_profiles() && !record_everything,
         ring_buffer_bytes: args.ring_buffer_size,
         dedupe_window: Duration::from_millis(args.dedupe_window_ms),
         ..SensorConfig::default()
     };
+
+    let resolver = HostResolver::new();
+    resolver.set_hosts(rules.hosts());
+    let _ = tokio::time::timeout(FIRST_RESOLVE, resolver.resolve_now()).await;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let resolver_task = tokio::spawn(resolver.clone().run(shutdown_rx));
+
     let mut enricher = Enricher::new(args.process_table_size);
     let mut sensor = Sensor::load(&config)?;
     let seeded = enricher.seed();
+    let fold = Duration::from_secs(args.alert_fold_secs);
+    let mut policy = Policy::new(rules, resolver, record_everything, fold);
+    policy.seed(enricher.table(), sensor.watched());
     tracing::info!(
         programs = sensor.program_count(),
         processes = seeded,
+        profiled = policy.stats().profiled_processes,
+        detections = policy.rules().detection_count(),
         "probes attached"
     );
 
@@ -71,35 +109,55 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     }
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(SignalKind::hangup())?;
     let period = Duration::from_secs(args.stats_interval.max(1));
     let mut stats_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut fold_tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_drops = 0u64;
     let mut written = 0u64;
 
-    let stats_line = |reason: &str, sensor: &Sensor, processes: usize, written: u64| {
-        let s = Stats {
-            kind: "agent_stats",
-            time: reader::rfc3339_ns(reader::Clock::new().wall_ns(boot_ns())),
-            reason,
-            kernel: sensor.counters(),
-            received: reader_stats.received.load(Ordering::Relaxed),
-            decode_errors: reader_stats.decode_errors.load(Ordering::Relaxed),
-            lines_written: written,
-            processes,
+    let stats_line =
+        |reason: &str, sensor: &Sensor, processes: usize, written: u64, policy: PolicyStats| {
+            output::json_line(&Stats {
+                kind: "agent_stats",
+                time: now_rfc3339(),
+                reason,
+                kernel: sensor.counters(),
+                received: reader_stats.received.load(Ordering::Relaxed),
+                decode_errors: reader_stats.decode_errors.load(Ordering::Relaxed),
+                lines_written: written,
+                processes,
+                policy,
+            })
         };
-        output::json_line(&s)
+
+    let handle = |ev: Event, enricher: &mut Enricher, policy: &mut Policy, sensor: &Sensor| {
+        let mut ev = ev;
+        enricher.enrich(&mut ev);
+        let alerts = policy.handle(&ev, enricher.table(), sensor.watched());
+        let mut lines = Vec::with_capacity(alerts.len() + 1);
+        if args.events {
+            lines.push(output::json_line(&ev));
+        }
+        lines.extend(alerts.iter().map(output::json_line));
+        lines
     };
 
     loop {
         tokio::select! {
             ev = ev_rx.recv() => {
-                let Some(mut ev) = ev else { break };
-                enricher.enrich(&mut ev);
-                if args.events {
+                let Some(ev) = ev else { break };
+                for line in handle(ev, &mut enricher, &mut policy, &sensor) {
                     written += 1;
-                    if line_tx.send(output::json_line(&ev)).await.is_err() {
+                    if line_tx.send(line).await.is_err() {
                         anyhow::bail!("output stage stopped");
                     }
+                }
+            }
+            _ = fold_tick.tick() => {
+                for r in policy.tick(&now_rfc3339()) {
+                    written += 1;
+                    let _ = line_tx.send(output::json_line(&r)).await;
                 }
             }
             _ = stats_tick.tick(), if args.stats_interval > 0 => {
@@ -109,21 +167,32 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                         "kernel ring buffer full: events dropped (raise --ring-buffer-size)");
                     last_drops = c.ringbuf_drops;
                 }
-                let _ = line_tx.send(stats_line("interval", &sensor, enricher.len(), written)).await;
+                let line = stats_line("interval", &sensor, enricher.len(), written, policy.stats());
+                let _ = line_tx.send(line).await;
             }
+            _ = sighup.recv() => match RuleSet::load(&paths) {
+                Ok(new) => {
+                    policy.replace_rules(Arc::new(new), enricher.table(), sensor.watched());
+                    tracing::info!(detections = policy.rules().detection_count(), "rules reloaded");
+                }
+                Err(e) => tracing::error!("rules reload failed; keeping the previous rules:\n{e}"),
+            },
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }
     tracing::info!("shutting down");
     reader.abort();
+    let _ = shutdown_tx.send(true);
     // Drain what was already read.
-    while let Ok(mut ev) = ev_rx.try_recv() {
-        enricher.enrich(&mut ev);
-        if args.events {
+    while let Ok(ev) = ev_rx.try_recv() {
+        for line in handle(ev, &mut enricher, &mut policy, &sensor) {
             written += 1;
-            let _ = line_tx.send(output::json_line(&ev)).await;
+            let _ = line_tx.send(line).await;
         }
+    }
+    for r in policy.flush(&now_rfc3339()) {
+        let _ = line_tx.send(output::json_line(&r)).await;
     }
     let c = sensor.counters();
     if c.ringbuf_drops > 0 {
@@ -133,12 +202,30 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let _ = line_tx
-        .send(stats_line("shutdown", &sensor, enricher.len(), written))
+        .send(stats_line(
+            "shutdown",
+            &sensor,
+            enricher.len(),
+            written,
+            policy.stats(),
+        ))
         .await;
     drop(line_tx);
     let lines = writer.await.unwrap_or(0);
     drop(sensor);
+    let _ = resolver_task.await;
     tracing::info!(lines, "stopped");
+    Ok(())
+}
+
+/// `monitor rules check PATH...`.
+pub fn rules_check(paths: &[PathBuf]) -> anyhow::Result<()> {
+    let rules = RuleSet::load(paths)?;
+    println!(
+        "rules OK: {} profiles, {} detections",
+        rules.profile_count(),
+        rules.detection_count()
+    );
     Ok(())
 }
 

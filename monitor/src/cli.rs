@@ -21,12 +21,26 @@ pub struct Cli {
 pub enum Command {
     /// Load the probes and watch the host.
     Run(RunArgs),
+    /// Work with rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Benchmark support: attach empty programs to the sensor's hooks and wait for a signal.
     #[command(hide = true)]
     Floor {
         /// Created once the empty programs are attached.
         #[arg(long, value_name = "PATH")]
         ready_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files (profiles, detections, overrides); prints every error with its file,
+    /// line and key; exits non-zero when there is any.
+    Check {
+        /// Files or directories (every `*.yaml` below them).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -41,6 +55,18 @@ pub struct RunArgs {
     /// Created once every probe is attached and the pipeline is running.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// Rule files or directories (every `*.yaml` below them, recursively). Repeatable.
+    /// Default: the shipped rules (/etc/monitor/rules, else the repository's `rules/`).
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Record file and network activity of every process on the host (detections then apply
+    /// host-wide), not only of processes under a workload profile.
+    #[arg(long)]
+    pub watch_all: bool,
+    /// Identical alerts (same rule, process and target) within this many seconds are folded
+    /// into the first and reported as an `alert_repeats` count; 0 disables folding.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub alert_fold_secs: u64,
     /// Kernel ring buffer size in bytes (power of two).
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     pub ring_buffer_size: u32,
@@ -56,4 +82,16 @@ pub struct RunArgs {
     /// Most processes kept in the process table.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub process_table_size: usize,
+}
+
+/// The shipped rules: /etc/monitor/rules when installed, else the repository's `rules/`.
+pub fn default_rules() -> Vec<PathBuf> {
+    let installed = PathBuf::from("/etc/monitor/rules");
+    if installed.is_dir() {
+        return vec![installed];
+    }
+    vec![PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../rules"
+    ))]
 }

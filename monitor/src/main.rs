@@ -2,9 +2,13 @@
 //! set up logging, hand over to the command.
 
 mod agent;
+mod alert;
 mod cli;
 mod output;
+mod policy;
 mod process;
+mod resolve;
+mod rules;
 mod sensor;
 
 use clap::Parser;
@@ -20,6 +24,7 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => agent::run(args),
+        cli::Command::Rules(cli::RulesCommand::Check { paths }) => agent::rules_check(&paths),
         cli::Command::Floor { ready_file } => agent::floor(ready_file),
     };
     match result {

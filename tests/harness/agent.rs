@@ -481,7 +481,7 @@ impl Drop for AgentProcess {
 
 /// `MONITOR_BIN`, else `<target dir>/release/monitor` (the target dir is `CARGO_TARGET_DIR`,
 /// relative to the workspace root, or `<workspace>/target`).
-fn agent_binary() -> PathBuf {
+pub fn agent_binary() -> PathBuf {
     if let Some(bin) = env::var_os("MONITOR_BIN").filter(|b| !b.is_empty()) {
         return PathBuf::from(bin);
     }

@@ -21,6 +21,7 @@ mod cgroup;
 mod events;
 mod fs;
 mod process;
+pub mod rules;
 
 use std::{
     env,
@@ -30,7 +31,7 @@ use std::{
     thread,
 };
 
-pub use agent::{Agent, TIMEOUT};
+pub use agent::{Agent, TIMEOUT, agent_binary};
 pub use cgroup::{
     CgroupTree, cgroup_id, cgroup2_root, own_cgroup2_path, path_looks_containerised, random_hex,
     random_uuid,

@@ -12,7 +12,13 @@ use crate::sensor::{Event, EventBody};
 pub struct Enricher {
     table: ProcessTable,
     cgroups: Option<CgroupResolver>,
+    /// Identities learned from /proc/<pid>/cgroup at exec, by cgroup v2 id: exact even when the
+    /// cgroup is brand new and a tree rescan would be rate-limited.
+    learned: std::collections::HashMap<u64, ContainerIdentity>,
 }
+
+/// Most cgroup identities remembered from /proc reads.
+const LEARNED_MAX: usize = 16 * 1024;
 
 impl Enricher {
     pub fn new(capacity: usize) -> Self {
@@ -26,6 +32,7 @@ impl Enricher {
         Self {
             table: ProcessTable::new(capacity),
             cgroups,
+            learned: Default::default(),
         }
     }
 
@@ -40,20 +47,36 @@ impl Enricher {
         }
     }
 
+    /// The process table (for lineage and profile matching).
+    pub fn table(&self) -> &ProcessTable {
+        &self.table
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
-    /// Container identity for an event's cgroup (v2), else from the process's /proc entry.
-    fn identity(&mut self, cgroup_id: u64, pid: u32) -> Option<ContainerIdentity> {
-        if let Some(r) = self.cgroups.as_mut() {
-            let id = r.identity(cgroup_id);
-            if id.container_id.is_some() || id.pod_uid.is_some() {
-                return Some(id);
+    /// Container identity of an exec'ing process: its /proc/<pid>/cgroup (exact, all
+    /// hierarchies, v1 included), else the cgroup v2 tree.
+    fn exec_identity(&mut self, cgroup_id: u64, pid: u32) -> Option<ContainerIdentity> {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+            let id = container::from_proc_cgroup(&text);
+            if self.learned.len() >= LEARNED_MAX {
+                self.learned.clear();
             }
+            self.learned.insert(cgroup_id, id.clone());
+            return Some(id);
         }
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        Some(container::from_proc_cgroup(&text))
+        self.cgroup_identity(cgroup_id)
+    }
+
+    /// Identity of a cgroup v2 id: learned at exec, else resolved from the cgroup tree.
+    fn cgroup_identity(&mut self, cgroup_id: u64) -> Option<ContainerIdentity> {
+        if let Some(id) = self.learned.get(&cgroup_id) {
+            return Some(id.clone());
+        }
+        let id = self.cgroups.as_mut()?.identity(cgroup_id);
+        (id.container_id.is_some() || id.pod_uid.is_some()).then_some(id)
     }
 
     /// Updates the table from lifecycle events and fills `exe`, `container_id`, `pod_uid`.
@@ -61,7 +84,7 @@ impl Enricher {
         let key = start_key_from_ns(ev.start_time_ns);
         match &ev.body {
             EventBody::Exec(x) => {
-                let identity = self.identity(ev.cgroup_id, ev.pid);
+                let identity = self.exec_identity(ev.cgroup_id, ev.pid);
                 self.table.on_exec(
                     ev.pid,
                     key,
@@ -92,11 +115,8 @@ impl Enricher {
         } else {
             ev.exe = exe;
         }
-        if let Some(r) = self.cgroups.as_mut() {
-            let id = r.identity(ev.cgroup_id);
-            if id.container_id.is_some() || id.pod_uid.is_some() {
-                container = Some(id);
-            }
+        if let Some(id) = self.cgroup_identity(ev.cgroup_id) {
+            container = Some(id);
         }
         if let Some(c) = container {
             ev.container_id = c.container_id;

@@ -301,6 +301,11 @@ impl ProcessTable {
         self.touch(key);
     }
 
+    /// Every live (not exited) process, in no particular order.
+    pub fn live(&self) -> impl Iterator<Item = &ProcessInfo> {
+        self.entries.values().map(|e| &e.info).filter(|p| !p.exited)
+    }
+
     /// The newest process with this pid (the one started last), exited or not.
     pub fn get(&self, pid: u32) -> Option<&ProcessInfo> {
         let key = self.by_pid.get(&pid)?.last()?;
@@ -315,7 +320,6 @@ impl ProcessTable {
     /// Parent, grandparent, ... of `pid` (not `pid` itself), at most `max` of them. The walk
     /// follows `ppid` to the parent that started no later than the child (pids are reused),
     /// and stops at pid 0, at an unknown parent, or at a loop.
-    #[allow(dead_code, reason = "lineage API for the rules stage, not wired yet")]
     pub fn ancestors(&self, pid: u32, max: usize) -> Vec<&ProcessInfo> {
         let mut out: Vec<&ProcessInfo> = Vec::new();
         let Some(mut current) = self.get(pid) else {

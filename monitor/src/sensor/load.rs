@@ -26,6 +26,8 @@ pub struct SensorConfig {
     pub ring_buffer_bytes: u32,
     /// Kernel BTF file.
     pub btf_path: PathBuf,
+    /// Watch every exec'ing process until user space decides (workload profiles are loaded).
+    pub watch_on_exec: bool,
     /// Identical opens (same process, file, access) within this window are folded into the
     /// first one reported, in the kernel; `Duration::ZERO` reports every open.
     pub dedupe_window: std::time::Duration,
@@ -37,6 +39,7 @@ impl Default for SensorConfig {
             record_all: false,
             ring_buffer_bytes: 16 * 1024 * 1024,
             btf_path: PathBuf::from(KERNEL_BTF),
+            watch_on_exec: false,
             dedupe_window: std::time::Duration::from_secs(1),
         }
     }
@@ -124,12 +127,14 @@ impl Sensor {
         let btf = Btf::from_file(Path::new(&config.btf_path))?;
         let offsets = offsets::resolve(&btf)?;
         let record_all: u8 = config.record_all.into();
+        let watch_on_exec: u8 = config.watch_on_exec.into();
         let agent_tgid: u32 = std::process::id();
         let dedupe_jiffies = hz::duration_to_jiffies(config.dedupe_window, hz::kernel_hz());
         let mut ebpf = EbpfLoader::new()
             .override_global(names::OFFSETS, &offsets, true)
             .override_global(names::RECORD_ALL, &record_all, true)
             .override_global(names::AGENT_TGID, &agent_tgid, true)
+            .override_global(names::WATCH_ON_EXEC, &watch_on_exec, true)
             .override_global(names::DEDUPE_WINDOW_JIFFIES, &dedupe_jiffies, true)
             .map_max_entries(names::EVENTS, size)
             .load(OBJECT)

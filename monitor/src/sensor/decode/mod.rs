@@ -186,12 +186,12 @@ mod tests {
 
     #[test]
     fn exec_round_trip() {
-        let data = b"/usr/bin/python3python3/bin/usr//srv/a//python3\0-c\0caf\xe9\0";
+        let data = b"/usr/bin/python3python3/bin/usr//a/srv//python3\0-c\0caf\xe9\0";
         let p = ExecEvent {
             filename: StrRef { off: 0, len: 16 },
-            exe: StrRef { off: 16, len: 18 },
-            cwd: StrRef { off: 34, len: 7 },
-            argv: StrRef { off: 41, len: 16 },
+            exe: StrRef { off: 16, len: 17 },
+            cwd: StrRef { off: 33, len: 7 },
+            argv: StrRef { off: 40, len: 16 },
             euid: 0,
             egid: 0,
             old_pid: 100,

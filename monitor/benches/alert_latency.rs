@@ -1,0 +1,162 @@
+//! Alert latency benchmark (run as root: `cargo xtask bench`): time from a kernel event to its
+//! alert line in the agent's output file.
+//!
+//! Runs `monitor run --watch-all` with one detection matching opens of marker files, opens
+//! `LATENCY_SAMPLES` distinct markers (default 500) at a steady pace, tails the output and
+//! computes, per alert, the wall-clock time at which its line was read minus the kernel
+//! timestamp of the triggering event (`event.time`). Prints the median and 99th percentile.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader, Seek as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+fn monitor_bin() -> PathBuf {
+    std::env::var_os("MONITOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/monitor"))
+}
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Parses `2026-11-25T21:00:00.123456789Z` into ns since the epoch.
+fn parse_time(s: &str) -> Option<i128> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    Some(t.timestamp() as i128 * 1_000_000_000 + t.timestamp_subsec_nanos() as i128)
+}
+
+fn wall_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("alert latency benchmark: must run as root (it loads eBPF programs)");
+        std::process::exit(2);
+    }
+    let samples: usize = std::env::var("LATENCY_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let dir = std::env::temp_dir().join(format!("monitor-latency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rules")).expect("rules dir");
+    std::fs::write(
+        dir.join("rules/latency.yaml"),
+        format!(
+            "detection: latency-marker\ndescription: benchmark marker opened\nseverity: low\n\
+             mitre: [T1005]\non: [open]\nwhen:\n  path: [\"{}/marker-*\"]\n",
+            dir.display()
+        ),
+    )
+    .expect("rule file");
+    let out = dir.join("out.jsonl");
+    let ready = dir.join("ready");
+    let child = Command::new(monitor_bin())
+        .args([
+            "run",
+            "--watch-all",
+            "--alert-fold-secs",
+            "0",
+            "--stats-interval",
+            "0",
+        ])
+        .arg("--rules")
+        .arg(dir.join("rules"))
+        .arg("--output")
+        .arg(format!("file:{}", out.display()))
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn monitor");
+    let agent = Agent(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "monitor not ready in 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Reader thread: tails the output, stamps each alert line with the time it was read.
+    let (tx, rx) = std::sync::mpsc::channel::<(String, i128)>();
+    let out_path = out.clone();
+    let reader = std::thread::spawn(move || {
+        let mut file = loop {
+            if let Ok(f) = std::fs::File::open(&out_path) {
+                break f;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let mut pos = 0u64;
+        let mut got = 0usize;
+        let end = Instant::now() + Duration::from_secs(120);
+        let mut buf = String::new();
+        while got < samples && Instant::now() < end {
+            let _ = file.seek(std::io::SeekFrom::Start(pos));
+            let mut r = BufReader::new(&file);
+            loop {
+                buf.clear();
+                match r.read_line(&mut buf) {
+                    Ok(n) if n > 0 && buf.ends_with('\n') => {
+                        pos += n as u64;
+                        let now = wall_ns();
+                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&buf) {
+                            if v["kind"] == "alert" {
+                                let path = v["event"]["path"].as_str().unwrap_or("").to_owned();
+                                if let Some(t) = v["event"]["time"].as_str().and_then(parse_time) {
+                                    let _ = tx.send((path, now - t));
+                                    got += 1;
+                                }
+                            }
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+
+    for i in 0..samples {
+        let p = dir.join(format!("marker-{i}"));
+        let _ = std::fs::File::create(&p);
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    let _ = reader.join();
+    let mut lat: HashMap<String, i128> = HashMap::new();
+    for (path, l) in rx.try_iter() {
+        lat.entry(path).or_insert(l);
+    }
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut v: Vec<f64> = lat.values().map(|ns| *ns as f64 / 1e6).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        println!("alert latency: no alerts received (of {samples})");
+        std::process::exit(1);
+    }
+    let pct = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "alert latency over {} alerts (of {samples} events): median {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 < 100 ms)",
+        v.len(),
+        pct(0.5),
+        pct(0.99),
+        v[v.len() - 1]
+    );
+}

@@ -1,0 +1,2 @@
+//! Rules engine benchmark (placeholder until written).
+fn main() {}

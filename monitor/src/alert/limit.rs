@@ -1,0 +1,151 @@
+//! Rate limiting of identical alerts: the first of a kind within a window goes out; repeats are
+//! counted and reported as one `alert_repeats` line when the window closes.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+/// What an `alert_repeats` line says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Repeats {
+    pub kind: &'static str,
+    pub time: String,
+    pub rule: String,
+    pub profile: Option<String>,
+    /// The rule's notion of "same thing" (path, remote address, ...).
+    pub key: String,
+    /// The alert these repeat.
+    pub alert_id: String,
+    /// How many identical alerts were folded into it.
+    pub count: u64,
+}
+
+struct Window {
+    opened: Instant,
+    alert_id: String,
+    rule: String,
+    profile: Option<String>,
+    suppressed: u64,
+}
+
+/// Folds identical alerts (same rule, process and key) within `window`.
+pub struct RateLimiter {
+    window: Duration,
+    max_keys: usize,
+    open: HashMap<(String, u32, String), Window>,
+    /// Alerts folded since start.
+    pub suppressed_total: u64,
+}
+
+impl RateLimiter {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            max_keys: 65_536,
+            open: HashMap::new(),
+            suppressed_total: 0,
+        }
+    }
+
+    /// Whether this alert should go out (true) or is folded into an earlier one (false).
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        rule: &str,
+        pid: u32,
+        key: &str,
+        id: &str,
+        profile: Option<&str>,
+    ) -> bool {
+        if self.window.is_zero() {
+            return true;
+        }
+        let k = (rule.to_owned(), pid, key.to_owned());
+        if let Some(w) = self.open.get_mut(&k) {
+            if now.duration_since(w.opened) < self.window {
+                w.suppressed += 1;
+                self.suppressed_total += 1;
+                return false;
+            }
+        }
+        if self.open.len() >= self.max_keys {
+            // Bounded memory: a key evicted early only means a later repeat is reported again.
+            self.open.retain(|_, w| w.suppressed > 0);
+        }
+        self.open.insert(
+            k,
+            Window {
+                opened: now,
+                alert_id: id.to_owned(),
+                rule: rule.to_owned(),
+                profile: profile.map(str::to_owned),
+                suppressed: 0,
+            },
+        );
+        true
+    }
+
+    /// Closes windows older than the window length; returns the repeat counts to report.
+    pub fn expire(&mut self, now: Instant, time: &str) -> Vec<Repeats> {
+        let mut out = Vec::new();
+        self.open.retain(|(_, _, key), w| {
+            if now.duration_since(w.opened) < self.window {
+                return true;
+            }
+            if w.suppressed > 0 {
+                out.push(Repeats {
+                    kind: "alert_repeats",
+                    time: time.to_owned(),
+                    rule: w.rule.clone(),
+                    profile: w.profile.clone(),
+                    key: key.clone(),
+                    alert_id: w.alert_id.clone(),
+                    count: w.suppressed,
+                });
+            }
+            false
+        });
+        out
+    }
+
+    /// Reports every open window with repeats (at shutdown).
+    pub fn flush(&mut self, time: &str) -> Vec<Repeats> {
+        let far = Instant::now() + self.window + Duration::from_secs(1);
+        self.expire(far, time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::RateLimiter;
+
+    #[test]
+    fn folds_repeats_and_reports_them() {
+        let mut l = RateLimiter::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert!(l.admit(t0, "r", 1, "/x", "id1", None));
+        assert!(!l.admit(t0, "r", 1, "/x", "id2", None));
+        assert!(!l.admit(t0, "r", 1, "/x", "id3", None));
+        assert!(l.admit(t0, "r", 1, "/y", "id4", None));
+        assert!(l.admit(t0, "r", 2, "/x", "id5", None));
+        assert!(l.expire(t0, "t").is_empty());
+        let rep = l.expire(t0 + Duration::from_secs(11), "t");
+        assert_eq!(rep.len(), 1);
+        assert_eq!((rep[0].alert_id.as_str(), rep[0].count), ("id1", 2));
+        assert!(l.admit(t0 + Duration::from_secs(12), "r", 1, "/x", "id6", None));
+        assert_eq!(l.suppressed_total, 2);
+    }
+
+    #[test]
+    fn zero_window_admits_everything() {
+        let mut l = RateLimiter::new(Duration::ZERO);
+        let t0 = Instant::now();
+        assert!(l.admit(t0, "r", 1, "k", "a", None));
+        assert!(l.admit(t0, "r", 1, "k", "b", None));
+    }
+}

@@ -1,0 +1,110 @@
+//! The alert stage: turns rule findings into alert records with stable ids, lineage and
+//! rate limiting of identical repeats (counted and reported, never silent).
+
+pub mod limit;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::{process::table::ProcessInfo, sensor::Event};
+
+/// One alert line (the `kind: "alert"` contract).
+#[derive(Clone, Debug, Serialize)]
+pub struct Alert {
+    pub kind: &'static str,
+    /// Stable across restarts and sinks: derived from the boot, the triggering event and the
+    /// rule, so a re-sent alert keeps its id and receivers can de-duplicate.
+    pub id: String,
+    pub time: String,
+    pub rule: String,
+    pub severity: String,
+    pub mitre: Vec<String>,
+    pub profile: Option<String>,
+    pub message: String,
+    pub event: Event,
+    pub ancestors: Vec<Ancestor>,
+}
+
+/// A process in the triggering process's lineage, nearest first.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+}
+
+impl From<&ProcessInfo> for Ancestor {
+    fn from(p: &ProcessInfo) -> Self {
+        Self {
+            pid: p.pid,
+            exe: p.exe.clone(),
+            argv: p.argv.clone(),
+        }
+    }
+}
+
+/// `/proc/sys/kernel/random/boot_id`: kernel timestamps restart at each boot, so ids include it.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The alert id: 32 hex digits of SHA-256 over boot id, event identity and rule.
+pub fn alert_id(boot_id: &str, ev: &Event, rule: &str, key: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        boot_id.as_bytes(),
+        &ev.ktime_ns.to_le_bytes(),
+        &ev.tid.to_le_bytes(),
+        ev.kind.as_str().as_bytes(),
+        rule.as_bytes(),
+        key.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::EventKind;
+
+    use super::alert_id;
+    use crate::sensor::{Event, EventBody, event::ForkBody};
+
+    fn event(ktime_ns: u64) -> Event {
+        Event {
+            kind: EventKind::Fork,
+            time: String::new(),
+            pid: 1,
+            tid: 1,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            comm: "x".into(),
+            exe: None,
+            cgroup_id: 1,
+            container_id: None,
+            pod_uid: None,
+            body: EventBody::Fork(ForkBody {
+                child_pid: 2,
+                child_start_time_ns: 0,
+            }),
+            ktime_ns,
+            start_time_ns: 0,
+        }
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let a = alert_id("boot", &event(5), "r", "k");
+        assert_eq!(a, alert_id("boot", &event(5), "r", "k"));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, alert_id("boot", &event(6), "r", "k"));
+        assert_ne!(a, alert_id("boot2", &event(5), "r", "k"));
+        assert_ne!(a, alert_id("boot", &event(5), "r2", "k"));
+    }
+}

@@ -1,0 +1,280 @@
+//! The policy stage: assigns processes to workload profiles (at exec, by inheritance at fork,
+//! and for processes already running at start), tells the kernel which processes to record,
+//! evaluates every event against the rule set and turns findings into alerts.
+
+use std::{
+    collections::HashMap,
+    hash::{DefaultHasher, Hasher as _},
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use monitor_common::EventKind;
+use serde::Serialize;
+
+use crate::{
+    alert::{
+        Alert, Ancestor, alert_id, boot_id,
+        limit::{RateLimiter, Repeats},
+    },
+    process::table::{ProcessInfo, ProcessTable, start_key_from_ns},
+    resolve::HostResolver,
+    rules::{DetectionState, EvalContext, ExecInfo, HostAddrs, ProfileId, RuleSet},
+    sensor::{Event, EventBody, watch::WatchBitmap},
+};
+
+/// Most ancestors listed in an alert.
+const MAX_ANCESTORS: usize = 16;
+
+impl HostAddrs for HostResolver {
+    fn addrs(&self, host: &str) -> Vec<IpAddr> {
+        HostResolver::addrs(self, host)
+    }
+}
+
+/// A process's workload assignment.
+#[derive(Clone, Copy, Debug)]
+struct Assigned {
+    /// With the pid, identifies the process (pids are reused).
+    start_key: u64,
+    profile: Option<ProfileId>,
+    /// Opaque workload key for stateful detections.
+    workload: u64,
+}
+
+/// Counters of the policy stage.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PolicyStats {
+    pub alerts: u64,
+    pub alerts_folded: u64,
+    pub profiled_processes: usize,
+    /// File/network events of processes recorded only while their exec was being matched
+    /// (no profile applied): not evaluated.
+    pub unprofiled_events_skipped: u64,
+}
+
+pub struct Policy {
+    rules: Arc<RuleSet>,
+    state: DetectionState,
+    procs: HashMap<u32, Assigned>,
+    resolver: HostResolver,
+    nameservers: Vec<IpAddr>,
+    /// Every process is recorded (`--events` or `--watch-all`): evaluate everything.
+    record_everything: bool,
+    limiter: RateLimiter,
+    boot_id: String,
+    stats: PolicyStats,
+}
+
+fn workload_key(parts: impl std::hash::Hash) -> u64 {
+    let mut h = DefaultHasher::new();
+    std::hash::Hash::hash(&parts, &mut h);
+    h.finish()
+}
+
+impl Policy {
+    pub fn new(
+        rules: Arc<RuleSet>,
+        resolver: HostResolver,
+        record_everything: bool,
+        fold_window: Duration,
+    ) -> Self {
+        Self {
+            rules,
+            state: DetectionState::new(),
+            procs: HashMap::new(),
+            resolver,
+            nameservers: crate::resolve::nameservers(),
+            record_everything,
+            limiter: RateLimiter::new(fold_window),
+            boot_id: boot_id(),
+            stats: PolicyStats::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    pub fn stats(&self) -> PolicyStats {
+        PolicyStats {
+            alerts_folded: self.limiter.suppressed_total,
+            profiled_processes: self.procs.values().filter(|a| a.profile.is_some()).count(),
+            ..self.stats
+        }
+    }
+
+    /// Replaces the rule set (SIGHUP) and re-assigns every running process.
+    pub fn replace_rules(
+        &mut self,
+        rules: Arc<RuleSet>,
+        table: &ProcessTable,
+        watch: &WatchBitmap,
+    ) {
+        self.rules = rules;
+        self.state = DetectionState::new();
+        self.procs.clear();
+        self.resolver.set_hosts(self.rules.hosts());
+        self.seed(table, watch);
+    }
+
+    /// Assigns profiles to processes already running (parents before children).
+    pub fn seed(&mut self, table: &ProcessTable, watch: &WatchBitmap) {
+        let mut live: Vec<&ProcessInfo> = table.live().collect();
+        live.sort_by_key(|p| (p.start_key, p.pid));
+        for p in live {
+            let parent = self.procs.get(&p.ppid).copied();
+            let info = exec_info(p, table);
+            let own = self.rules.match_profile(&info);
+            let assigned = self.decide(p.pid, p.start_key, own, parent);
+            self.procs.insert(p.pid, assigned);
+            watch.set(p.pid, assigned.profile.is_some());
+        }
+    }
+
+    /// The assignment rule: a process's own match wins; else it inherits its parent's profile
+    /// (when that profile lets descendants inherit); else none.
+    fn decide(
+        &self,
+        pid: u32,
+        start_key: u64,
+        own: Option<ProfileId>,
+        parent: Option<Assigned>,
+    ) -> Assigned {
+        match (own, parent) {
+            (Some(p), _) => Assigned {
+                start_key,
+                profile: Some(p),
+                workload: workload_key((pid, start_key)),
+            },
+            (None, Some(pa)) if pa.profile.is_some_and(|p| self.rules.profile_inherits(p)) => {
+                Assigned { start_key, ..pa }
+            }
+            (None, parent) => Assigned {
+                start_key,
+                profile: None,
+                workload: parent.map_or(workload_key(pid), |pa| pa.workload),
+            },
+        }
+    }
+
+    /// Updates assignments from lifecycle events, evaluates the event, returns its alerts.
+    pub fn handle(&mut self, ev: &Event, table: &ProcessTable, watch: &WatchBitmap) -> Vec<Alert> {
+        match &ev.body {
+            EventBody::Fork(f) => {
+                let parent = self.procs.get(&ev.pid).copied();
+                let key = start_key_from_ns(f.child_start_time_ns);
+                let a = self.decide(f.child_pid, key, None, parent);
+                self.procs.insert(f.child_pid, a);
+                if !self.record_everything {
+                    watch.set(f.child_pid, a.profile.is_some());
+                }
+            }
+            EventBody::Exec(x) => {
+                let key = start_key_from_ns(ev.start_time_ns);
+                // Before exec the process had its parent's (or its own earlier) assignment.
+                let parent = self
+                    .procs
+                    .get(&ev.pid)
+                    .copied()
+                    .or_else(|| self.procs.get(&ev.ppid).copied());
+                let info = ExecInfo {
+                    exe: x.exe.as_deref(),
+                    filename: &x.filename,
+                    argv: &x.argv,
+                    uid: ev.uid,
+                    parent_exe: table.get(ev.ppid).and_then(|p| p.exe.as_deref()),
+                    container_id: ev.container_id.as_deref(),
+                    pod_uid: ev.pod_uid.as_deref(),
+                };
+                let own = self.rules.match_profile(&info);
+                let a = self.decide(ev.pid, key, own, parent);
+                self.procs.insert(ev.pid, a);
+                if !self.record_everything {
+                    watch.set(ev.pid, a.profile.is_some());
+                }
+            }
+            _ => {}
+        }
+        // An entry left by an earlier process with the same pid does not count.
+        let assigned = self
+            .procs
+            .get(&ev.pid)
+            .copied()
+            .filter(|a| a.start_key == start_key_from_ns(ev.start_time_ns));
+        let profile = assigned.and_then(|a| a.profile);
+        let file_or_net = !matches!(ev.kind, EventKind::Exec | EventKind::Fork | EventKind::Exit);
+        if file_or_net && profile.is_none() && !self.record_everything {
+            self.stats.unprofiled_events_skipped += 1;
+            return Vec::new();
+        }
+        let parent_exe = table.get(ev.ppid).and_then(|p| p.exe.as_deref());
+        let ctx = EvalContext {
+            profile,
+            workload: assigned.map_or(0, |a| a.workload),
+            parent_exe,
+            hosts: &self.resolver,
+            nameservers: &self.nameservers,
+        };
+        let findings = self.rules.check(ev, &ctx, &mut self.state);
+        if let EventBody::Exit(_) = ev.body {
+            self.procs.remove(&ev.pid);
+        }
+        let now = Instant::now();
+        let mut alerts = Vec::new();
+        for f in findings {
+            let id = alert_id(&self.boot_id, ev, &f.rule, &f.key);
+            if !self
+                .limiter
+                .admit(now, &f.rule, ev.pid, &f.key, &id, f.profile.as_deref())
+            {
+                continue;
+            }
+            self.stats.alerts += 1;
+            let mut ancestors: Vec<Ancestor> = Vec::new();
+            ancestors.extend(
+                table
+                    .ancestors(ev.pid, MAX_ANCESTORS)
+                    .into_iter()
+                    .map(Ancestor::from),
+            );
+            alerts.push(Alert {
+                kind: "alert",
+                id,
+                time: ev.time.clone(),
+                rule: f.rule,
+                severity: f.severity.as_str().to_owned(),
+                mitre: f.mitre,
+                profile: f.profile,
+                message: f.message,
+                event: ev.clone(),
+                ancestors,
+            });
+        }
+        alerts
+    }
+
+    /// Closes rate-limit windows; returns the repeat counts to report.
+    pub fn tick(&mut self, time: &str) -> Vec<Repeats> {
+        self.limiter.expire(Instant::now(), time)
+    }
+
+    /// Reports all pending repeat counts (shutdown).
+    pub fn flush(&mut self, time: &str) -> Vec<Repeats> {
+        self.limiter.flush(time)
+    }
+}
+
+/// What profile matching needs to know about a process.
+fn exec_info<'a>(p: &'a ProcessInfo, table: &'a ProcessTable) -> ExecInfo<'a> {
+    ExecInfo {
+        exe: p.exe.as_deref(),
+        filename: p.argv.first().map_or("", String::as_str),
+        argv: &p.argv,
+        uid: p.uid,
+        parent_exe: table.get(p.ppid).and_then(|pp| pp.exe.as_deref()),
+        container_id: p.container.container_id.as_deref(),
+        pod_uid: p.container.pod_uid.as_deref(),
+    }
+}

@@ -1,0 +1,411 @@
+//! Detections: compiled `when`/`except` conditions and the per-detection settings. The
+//! stateful kinds (`write_then_exec`, `burst`) keep their memory in [`super::state`].
+
+use globset::GlobSet;
+use marked_yaml::Spanned;
+use monitor_common::EventKind;
+
+use super::load::Sink;
+use super::pattern::{
+    CidrTable, glob_set, is_mitre_id, is_rule_name, line_of, parse_net, proc_other_entry,
+};
+use super::profile::bad_name;
+use super::schema::{
+    AccessSel, Conditions, DetectionDoc, DetectionType, OnKind, OverrideDoc, ResultSel, Scope,
+    Severity,
+};
+use super::view::View;
+use super::{EvalContext, Finding};
+use crate::sensor::event::Access;
+
+/// Bit of an event kind in a detection's `on` mask.
+pub(crate) fn kind_bit(k: EventKind) -> u16 {
+    1 << kind_index(k)
+}
+
+/// Dense index of an event kind, `0..KINDS`.
+pub(crate) fn kind_index(k: EventKind) -> usize {
+    match k {
+        EventKind::Exec => 0,
+        EventKind::Fork => 1,
+        EventKind::Exit => 2,
+        EventKind::Open => 3,
+        EventKind::Unlink => 4,
+        EventKind::Rename => 5,
+        EventKind::Chmod => 6,
+        EventKind::Memfd => 7,
+        EventKind::Connect => 8,
+        EventKind::Accept => 9,
+        EventKind::Bind => 10,
+        EventKind::Listen => 11,
+        EventKind::Send => 12,
+    }
+}
+
+/// Number of event kinds.
+pub(crate) const KINDS: usize = 13;
+
+fn on_kind(k: OnKind) -> EventKind {
+    match k {
+        OnKind::Exec => EventKind::Exec,
+        OnKind::Fork => EventKind::Fork,
+        OnKind::Exit => EventKind::Exit,
+        OnKind::Open => EventKind::Open,
+        OnKind::Unlink => EventKind::Unlink,
+        OnKind::Rename => EventKind::Rename,
+        OnKind::Chmod => EventKind::Chmod,
+        OnKind::Memfd => EventKind::Memfd,
+        OnKind::Connect => EventKind::Connect,
+        OnKind::Send => EventKind::Send,
+        OnKind::Accept => EventKind::Accept,
+        OnKind::Bind => EventKind::Bind,
+        OnKind::Listen => EventKind::Listen,
+    }
+}
+
+/// A `when` block or an `except` block, compiled; absent keys hold.
+#[derive(Debug, Default)]
+pub(crate) struct Cond {
+    path: Option<GlobSet>,
+    access: Option<Vec<Access>>,
+    created: Option<bool>,
+    exe: Option<GlobSet>,
+    comm: Option<Vec<String>>,
+    argv_contains: Option<Vec<String>>,
+    parent_exe: Option<GlobSet>,
+    remote: Option<CidrTable>,
+    remote_port: Option<Vec<u16>>,
+    proc_other: Option<Vec<&'static str>>,
+    exe_memfd: Option<bool>,
+    result: ResultSel,
+}
+
+impl Cond {
+    pub fn compile(c: &Conditions, key: &str, sink: &mut Sink<'_>) -> Cond {
+        fn check_empty<T>(l: &Option<Spanned<Vec<T>>>, key: &str, name: &str, sink: &mut Sink<'_>) {
+            if let Some(l) = l
+                && l.is_empty()
+            {
+                sink.error(
+                    line_of(l),
+                    &format!("{key}.{name}"),
+                    "empty list: it would match nothing; remove the key or add entries",
+                );
+            }
+        }
+        check_empty(&c.path, key, "path", sink);
+        check_empty(&c.access, key, "access", sink);
+        check_empty(&c.exe, key, "exe", sink);
+        check_empty(&c.comm, key, "comm", sink);
+        check_empty(&c.argv_contains, key, "argv_contains", sink);
+        check_empty(&c.parent_exe, key, "parent_exe", sink);
+        check_empty(&c.remote, key, "remote", sink);
+        check_empty(&c.remote_port, key, "remote_port", sink);
+        check_empty(&c.proc_other, key, "proc_other", sink);
+        let mut globs = |l: &Option<Spanned<Vec<Spanned<String>>>>, name: &str| {
+            l.as_ref()
+                .map(|l| glob_set(l, &format!("{key}.{name}"), sink))
+        };
+        let path = globs(&c.path, "path");
+        let exe = globs(&c.exe, "exe");
+        let parent_exe = globs(&c.parent_exe, "parent_exe");
+        let remote = c.remote.as_ref().map(|l| {
+            let mut t = CidrTable::default();
+            for (i, r) in l.iter().enumerate() {
+                match parse_net(r) {
+                    Ok(net) => t.push(net, None),
+                    Err(e) => sink.error(line_of(r), &format!("{key}.remote[{i}]"), e),
+                }
+            }
+            t
+        });
+        Cond {
+            path,
+            access: c.access.as_ref().map(|l| {
+                l.iter()
+                    .map(|a| match a {
+                        AccessSel::Read => Access::Read,
+                        AccessSel::Write => Access::Write,
+                        AccessSel::ReadWrite => Access::ReadWrite,
+                    })
+                    .collect()
+            }),
+            created: c.created,
+            exe,
+            comm: c.comm.as_ref().map(|l| l.to_vec()),
+            argv_contains: c.argv_contains.as_ref().map(|l| l.to_vec()),
+            parent_exe,
+            remote,
+            remote_port: c.remote_port.as_ref().map(|l| l.to_vec()),
+            proc_other: c
+                .proc_other
+                .as_ref()
+                .map(|l| l.iter().map(|p| p.as_str()).collect()),
+            exe_memfd: c.exe_memfd,
+            result: c.result.unwrap_or_default(),
+        }
+    }
+
+    /// Whether `path` passes the `path` key (absent: every path does).
+    pub fn path_matches(&self, path: &str) -> bool {
+        self.path.as_ref().is_none_or(|s| s.is_match(path))
+    }
+
+    /// Whether every given key holds. With `target`, the `path` key is checked against it
+    /// instead of the event's paths (`write_then_exec`: the file exec'd).
+    pub fn matches(&self, v: &View<'_>, ctx: &EvalContext<'_>, target: Option<&str>) -> bool {
+        let ev = v.ev;
+        let result_ok = match self.result {
+            ResultSel::Any => true,
+            ResultSel::Success => !v.failed(),
+            ResultSel::Failure => v.failed(),
+        };
+        result_ok
+            && self
+                .access
+                .as_ref()
+                .is_none_or(|l| v.access().is_some_and(|a| l.contains(&a)))
+            && self
+                .created
+                .is_none_or(|c| ev.kind == EventKind::Open && v.created() == c)
+            && self
+                .remote_port
+                .as_ref()
+                .is_none_or(|l| v.remote_port().is_some_and(|p| l.contains(&p)))
+            && self
+                .comm
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|c| *c == ev.comm))
+            && self
+                .exe_memfd
+                .is_none_or(|m| v.exec.is_some() && is_memfd(v.exe) == m)
+            && self
+                .remote
+                .as_ref()
+                .is_none_or(|t| v.remote.is_some_and(|ip| t.contains(ip, None)))
+            && self.proc_other.as_ref().is_none_or(|names| {
+                v.paths().into_iter().flatten().any(|p| {
+                    proc_other_entry(p, ev.pid, ev.tid).is_some_and(|n| names.contains(&n))
+                })
+            })
+            && self.path.as_ref().is_none_or(|set| match target {
+                Some(t) => set.is_match(t),
+                None => v.paths().into_iter().flatten().any(|p| set.is_match(p)),
+            })
+            && self
+                .exe
+                .as_ref()
+                .is_none_or(|set| v.exe.is_some_and(|e| set.is_match(e)))
+            && self
+                .parent_exe
+                .as_ref()
+                .is_none_or(|set| ctx.parent_exe.is_some_and(|e| set.is_match(e)))
+            && self.argv_contains.as_ref().is_none_or(|needles| {
+                v.exec.is_some_and(|x| {
+                    needles
+                        .iter()
+                        .any(|n| x.argv.iter().any(|a| a.contains(n.as_str())))
+                })
+            })
+    }
+}
+
+/// An executable backed by a memfd: the kernel names it `/memfd:NAME (deleted)`.
+fn is_memfd(exe: Option<&str>) -> bool {
+    exe.is_some_and(|e| e.starts_with("/memfd:") || e.starts_with("memfd:"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DetKind {
+    Match,
+    WriteThenExec,
+    Burst { threshold: u32, window_ms: u64 },
+}
+
+/// A compiled detection.
+#[derive(Debug)]
+pub(crate) struct Detection {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub mitre: Vec<String>,
+    pub enabled: bool,
+    pub profiled_only: bool,
+    pub kind: DetKind,
+    /// Event kinds looked at, as [`kind_bit`]s.
+    pub on: u16,
+    pub when: Cond,
+    pub except: Vec<Cond>,
+}
+
+impl Detection {
+    pub fn compile(doc: DetectionDoc, sink: &mut Sink<'_>) -> Detection {
+        let id_line = line_of(&doc.detection);
+        if !is_rule_name(&doc.detection) {
+            sink.error(id_line, "detection", bad_name(&doc.detection));
+        }
+        if doc.mitre.is_empty() {
+            sink.error(
+                line_of(&doc.mitre),
+                "mitre",
+                "empty list: give at least one ATT&CK technique id, e.g. [T1552.001]",
+            );
+        }
+        for (i, m) in doc.mitre.iter().enumerate() {
+            if !is_mitre_id(m) {
+                sink.error(
+                    line_of(m),
+                    &format!("mitre[{i}]"),
+                    format!(
+                        "invalid ATT&CK technique id {:?}: expected T1234 or T1234.567",
+                        m.as_str()
+                    ),
+                );
+            }
+        }
+        let kind = compile_kind(&doc, sink);
+        let on = match (&doc.on, kind) {
+            (Some(on), _) => on.iter().fold(0, |m, k| m | kind_bit(on_kind(*k))),
+            (None, DetKind::WriteThenExec) => kind_bit(EventKind::Exec),
+            (None, DetKind::Match | DetKind::Burst { .. }) => {
+                sink.error(
+                    id_line,
+                    "on",
+                    "required key is missing: the event kinds to look at, e.g. `on: [open]`",
+                );
+                0
+            }
+        };
+        if let Some(l) = &doc.on {
+            let allowed = match kind {
+                DetKind::Match => u16::MAX,
+                DetKind::WriteThenExec => kind_bit(EventKind::Exec),
+                DetKind::Burst { .. } => kind_bit(EventKind::Exec) | kind_bit(EventKind::Fork),
+            };
+            if l.is_empty() {
+                sink.error(
+                    line_of(l),
+                    "on",
+                    "empty list: give the event kinds to look at",
+                );
+            } else if on & !allowed != 0 {
+                let msg = match kind {
+                    DetKind::WriteThenExec => {
+                        "`write_then_exec` looks at exec events: use `on: [exec]` or leave `on` out"
+                    }
+                    _ => "`burst` counts process creations: use `on: [fork]` or `on: [exec]`",
+                };
+                sink.error(line_of(l), "on", msg);
+            }
+        }
+        let when = doc
+            .when
+            .as_ref()
+            .map(|w| Cond::compile(w, "when", sink))
+            .unwrap_or_default();
+        let except = compile_excepts(doc.except.as_deref().unwrap_or(&[]), sink);
+        Detection {
+            id: doc.detection.to_string(),
+            description: doc.description,
+            severity: doc.severity,
+            mitre: doc.mitre.iter().map(|m| m.to_string()).collect(),
+            enabled: doc.enabled.unwrap_or(true),
+            profiled_only: doc.scope == Some(Scope::Profiled),
+            kind,
+            on,
+            when,
+            except,
+        }
+    }
+
+    /// Applies an `override:` document.
+    pub fn apply_override(&mut self, o: &OverrideDoc, sink: &mut Sink<'_>) {
+        if let Some(e) = o.enabled {
+            self.enabled = e;
+        }
+        if let Some(s) = o.severity {
+            self.severity = s;
+        }
+        self.except
+            .extend(compile_excepts(o.except.as_deref().unwrap_or(&[]), sink));
+    }
+
+    /// Whether the detection fires on this event: scope, `when`, and no `except` block.
+    pub fn fires(&self, v: &View<'_>, ctx: &EvalContext<'_>, target: Option<&str>) -> bool {
+        (!self.profiled_only || ctx.profile.is_some())
+            && self.when.matches(v, ctx, target)
+            && !self.except.iter().any(|e| e.matches(v, ctx, target))
+    }
+
+    /// A finding for this detection; `what` replaces the event's own action text.
+    pub fn finding(
+        &self,
+        v: &View<'_>,
+        profile: Option<&str>,
+        what: Option<String>,
+        object: String,
+    ) -> Finding {
+        let what = what.unwrap_or_else(|| v.action());
+        Finding {
+            rule: self.id.clone(),
+            severity: self.severity,
+            mitre: self.mitre.clone(),
+            profile: profile.map(str::to_owned),
+            message: format!("{} {what}: {}: {}", v.who(), self.id, self.description),
+            key: format!("{}|{object}", self.id),
+        }
+    }
+}
+
+fn compile_excepts(blocks: &[Conditions], sink: &mut Sink<'_>) -> Vec<Cond> {
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Cond::compile(c, &format!("except[{i}]"), sink))
+        .collect()
+}
+
+fn compile_kind(doc: &DetectionDoc, sink: &mut Sink<'_>) -> DetKind {
+    let id_line = line_of(&doc.detection);
+    match doc.kind.unwrap_or(DetectionType::Match) {
+        DetectionType::Burst => {
+            let threshold = doc.threshold.as_ref().map(|t| **t);
+            let window = doc.window_ms.as_ref().map(|w| **w);
+            if threshold.is_none() {
+                sink.error(
+                    id_line,
+                    "threshold",
+                    "required key is missing for `type: burst`",
+                );
+            }
+            match &doc.window_ms {
+                None => sink.error(
+                    id_line,
+                    "window_ms",
+                    "required key is missing for `type: burst`",
+                ),
+                Some(w) if **w == 0 => sink.error(line_of(w), "window_ms", "must be at least 1"),
+                Some(_) => {}
+            }
+            DetKind::Burst {
+                threshold: threshold.unwrap_or(u32::MAX),
+                window_ms: window.unwrap_or(1).max(1),
+            }
+        }
+        k @ (DetectionType::Match | DetectionType::WriteThenExec) => {
+            for (key, line) in [
+                ("threshold", doc.threshold.as_ref().and_then(line_of)),
+                ("window_ms", doc.window_ms.as_ref().and_then(line_of)),
+            ] {
+                if line.is_some() {
+                    sink.error(line, key, "only used by `type: burst`");
+                }
+            }
+            if k == DetectionType::Match {
+                DetKind::Match
+            } else {
+                DetKind::WriteThenExec
+            }
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Rules: workload profiles (allowlists of what a workload may exec, read, write, connect to,
+//! listen on), detections (suspicious behaviour for every process), and overrides of shipped
+//! detections. Loaded from YAML files (`docs/rules-format.md`), checked and compiled once into
+//! matchers, then evaluated per event by [`RuleSet::check`].
+
+mod detection;
+mod load;
+mod pattern;
+mod profile;
+mod schema;
+mod state;
+#[cfg(test)]
+mod testutil;
+mod view;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use monitor_common::EventKind;
+use serde::Serialize;
+
+use detection::{DetKind, Detection, KINDS, kind_index};
+use load::{Doc, Sink};
+use pattern::line_of;
+use profile::Profile;
+use view::View;
+
+pub use load::RulesError;
+pub use schema::Severity;
+pub use state::DetectionState;
+
+use crate::sensor::event::{Access, Event};
+
+/// A profile, by its index in load order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProfileId(pub usize);
+
+/// What profile selectors look at when a process execs.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecInfo<'a> {
+    /// Resolved executable.
+    pub exe: Option<&'a str>,
+    /// The filename given to execve.
+    pub filename: &'a str,
+    pub argv: &'a [String],
+    pub uid: u32,
+    pub parent_exe: Option<&'a str>,
+    pub container_id: Option<&'a str>,
+    pub pod_uid: Option<&'a str>,
+}
+
+/// Addresses of the DNS names profiles allow connecting to (see [`RuleSet::hosts`]); resolved
+/// and refreshed by the agent.
+pub trait HostAddrs {
+    fn addrs(&self, host: &str) -> Vec<IpAddr>;
+}
+
+impl HostAddrs for HashMap<String, Vec<IpAddr>> {
+    fn addrs(&self, host: &str) -> Vec<IpAddr> {
+        self.get(host).cloned().unwrap_or_default()
+    }
+}
+
+/// What `check` needs to know about the event's process beyond the event.
+#[derive(Clone, Copy)]
+pub struct EvalContext<'a> {
+    /// The process's workload profile (after inheritance); for an exec event, the profile
+    /// the process has after this exec. An exec its profile's own `match` selectors hold for
+    /// (the profile's entry point) is never an `allow.exec` violation.
+    pub profile: Option<ProfileId>,
+    /// Opaque workload key (profile instance, else container, else parent) for the stateful
+    /// detections.
+    pub workload: u64,
+    pub parent_exe: Option<&'a str>,
+    pub hosts: &'a dyn HostAddrs,
+    /// Nameservers of /etc/resolv.conf, for the baseline DNS allowance.
+    pub nameservers: &'a [IpAddr],
+}
+
+/// One rule that fired on one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Detection id, or `profile.exec`, `profile.read`, ...
+    pub rule: String,
+    pub severity: Severity,
+    pub mitre: Vec<String>,
+    /// Profile of the process, when it has one.
+    pub profile: Option<String>,
+    /// What happened and which allowlist or detection it broke.
+    pub message: String,
+    /// Findings with the same key are the same finding for rate limiting.
+    pub key: String,
+}
+
+/// Loaded and compiled rules.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    profiles: Vec<Profile>,
+    detections: Vec<Detection>,
+    /// Enabled `match` detections per event kind.
+    by_kind: [Vec<usize>; KINDS],
+    /// Enabled `write_then_exec` detections.
+    wte: Vec<usize>,
+    /// Enabled `burst` detections per event kind.
+    bursts: [Vec<usize>; KINDS],
+}
+
+impl RuleSet {
+    /// Loads every `*.yaml`/`*.yml` under each path (a directory, recursively, or a file).
+    /// Reports every problem found, each with its file, line and key.
+    pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
+        let mut errors = Vec::new();
+        let files = load::discover(paths, &mut errors);
+        let mut profiles = Vec::new();
+        let mut detections: Vec<Detection> = Vec::new();
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut ids: HashMap<String, (usize, String)> = HashMap::new();
+        let mut overrides = Vec::new();
+        for file in &files {
+            let Some(doc) = load::read_doc(file, &mut errors) else {
+                continue;
+            };
+            let mut sink = Sink {
+                file,
+                errors: &mut errors,
+            };
+            let here = |line: Option<usize>| match line {
+                Some(l) => format!("{}:{l}", file.display()),
+                None => file.display().to_string(),
+            };
+            match doc {
+                Doc::Profile(d) => {
+                    let line = line_of(&d.profile);
+                    if let Some(first) = names.get(d.profile.as_str()) {
+                        let msg = format!(
+                            "duplicate profile `{}` (first defined at {first})",
+                            *d.profile
+                        );
+                        sink.error(line, "profile", msg);
+                    } else {
+                        names.insert(d.profile.to_string(), here(line));
+                    }
+                    profiles.push(Profile::compile(*d, &mut sink));
+                }
+                Doc::Detection(d) => {
+                    let line = line_of(&d.detection);
+                    if let Some((_, first)) = ids.get(d.detection.as_str()) {
+                        let msg = format!(
+                            "duplicate detection id `{}` (first defined at {first})",
+                            *d.detection
+                        );
+                        sink.error(line, "detection", msg);
+                    } else {
+                        ids.insert(d.detection.to_string(), (detections.len(), here(line)));
+                    }
+                    detections.push(Detection::compile(*d, &mut sink));
+                }
+                Doc::Override(o) => overrides.push((file, o)),
+            }
+        }
+        for (file, o) in overrides {
+            let mut sink = Sink {
+                file,
+                errors: &mut errors,
+            };
+            match ids.get(o.target.as_str()) {
+                Some((i, _)) => detections[*i].apply_override(&o, &mut sink),
+                None => sink.error(
+                    line_of(&o.target),
+                    "override",
+                    format!(
+                        "unknown detection `{}`: an override must name a detection defined in \
+                         the loaded rule files",
+                        *o.target
+                    ),
+                ),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(RulesError { errors });
+        }
+        Ok(RuleSet::new(profiles, detections))
+    }
+
+    fn new(profiles: Vec<Profile>, detections: Vec<Detection>) -> RuleSet {
+        let mut set = RuleSet {
+            profiles,
+            ..RuleSet::default()
+        };
+        for (i, d) in detections.iter().enumerate().filter(|(_, d)| d.enabled) {
+            match d.kind {
+                DetKind::WriteThenExec => set.wte.push(i),
+                DetKind::Match | DetKind::Burst { .. } => {
+                    let lists = if d.kind == DetKind::Match {
+                        &mut set.by_kind
+                    } else {
+                        &mut set.bursts
+                    };
+                    for (k, list) in lists.iter_mut().enumerate() {
+                        if d.on & (1 << k) != 0 {
+                            list.push(i);
+                        }
+                    }
+                }
+            }
+        }
+        set.detections = detections;
+        set
+    }
+
+    /// The first profile (in load order) whose selectors all hold for this exec.
+    pub fn match_profile(&self, exec: &ExecInfo<'_>) -> Option<ProfileId> {
+        self.profiles
+            .iter()
+            .position(|p| p.matches(exec))
+            .map(ProfileId)
+    }
+
+    #[allow(dead_code, reason = "rules API: for status output; exercised by tests")]
+    pub fn profile_name(&self, id: ProfileId) -> &str {
+        self.profiles.get(id.0).map_or("", |p| p.name.as_str())
+    }
+
+    /// Whether descendants of a process under this profile inherit it.
+    pub fn profile_inherits(&self, id: ProfileId) -> bool {
+        self.profiles.get(id.0).is_some_and(|p| p.inherit)
+    }
+
+    pub fn profile_count(&self) -> usize {
+        self.profiles.len()
+    }
+
+    pub fn has_profiles(&self) -> bool {
+        !self.profiles.is_empty()
+    }
+
+    /// Every DNS name in the profiles' `allow.connect` (sorted, deduplicated): the agent
+    /// resolves them and answers [`HostAddrs::addrs`].
+    pub fn hosts(&self) -> Vec<String> {
+        let set: HashSet<&str> = self.profiles.iter().flat_map(Profile::hosts).collect();
+        let mut v: Vec<String> = set.into_iter().map(str::to_owned).collect();
+        v.sort();
+        v
+    }
+
+    /// Number of enabled detections.
+    pub fn detection_count(&self) -> usize {
+        self.detections.iter().filter(|d| d.enabled).count()
+    }
+
+    /// Checks one event: the process's profile allowlists, then every detection on its kind.
+    /// Allocates only when something fires.
+    pub fn check(
+        &self,
+        ev: &Event,
+        ctx: &EvalContext<'_>,
+        state: &mut DetectionState,
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let v = View::new(ev);
+        let profile = ctx.profile.and_then(|p| self.profiles.get(p.0));
+        if let Some(p) = profile {
+            p.check(&v, ctx, &mut out);
+        }
+        let pname = profile.map(|p| p.name.as_str());
+        let k = kind_index(ev.kind);
+        for &i in &self.by_kind[k] {
+            let d = &self.detections[i];
+            if d.fires(&v, ctx, None) {
+                out.push(d.finding(&v, pname, None, v.object()));
+            }
+        }
+        if !self.wte.is_empty() {
+            self.write_then_exec(&v, ctx, state, pname, &mut out);
+        }
+        for &i in &self.bursts[k] {
+            let d = &self.detections[i];
+            let DetKind::Burst {
+                threshold,
+                window_ms,
+            } = d.kind
+            else {
+                continue;
+            };
+            if d.fires(&v, ctx, None)
+                && let Some(n) = state.burst_hit(i, ctx.workload, ev.ktime_ns, window_ms, threshold)
+            {
+                let what = format!(
+                    "{}, {n} process creations in its workload within {window_ms} ms \
+                     (threshold {threshold})",
+                    v.action()
+                );
+                out.push(d.finding(&v, pname, Some(what), format!("workload {}", ctx.workload)));
+            }
+        }
+        out
+    }
+
+    /// `write_then_exec`: remembers written files per workload; on exec, looks the exec'd
+    /// binary and an interpreter's script argument up.
+    fn write_then_exec(
+        &self,
+        v: &View<'_>,
+        ctx: &EvalContext<'_>,
+        state: &mut DetectionState,
+        pname: Option<&str>,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(file) = v.file else {
+            if v.ev.kind == EventKind::Exec {
+                for target in exec_targets(v).iter().flatten() {
+                    self.exec_of_written(v, ctx, state, pname, target, out);
+                }
+            }
+            return;
+        };
+        if v.failed() {
+            return;
+        }
+        let written = match v.ev.kind {
+            EventKind::Open => {
+                let w = matches!(file.access, Some(Access::Write | Access::ReadWrite));
+                (w || v.created()).then_some(file.path.as_deref()).flatten()
+            }
+            EventKind::Rename => file.new_path.as_deref(),
+            EventKind::Chmod => file.path.as_deref(),
+            EventKind::Exec
+            | EventKind::Fork
+            | EventKind::Exit
+            | EventKind::Unlink
+            | EventKind::Memfd
+            | EventKind::Connect
+            | EventKind::Accept
+            | EventKind::Bind
+            | EventKind::Listen
+            | EventKind::Send => None,
+        };
+        if let Some(path) = written
+            && self
+                .wte
+                .iter()
+                .any(|&i| self.detections[i].when.path_matches(path))
+        {
+            state.record_write(ctx.workload, path);
+        }
+    }
+
+    fn exec_of_written(
+        &self,
+        v: &View<'_>,
+        ctx: &EvalContext<'_>,
+        state: &mut DetectionState,
+        pname: Option<&str>,
+        target: &str,
+        out: &mut Vec<Finding>,
+    ) {
+        for &i in &self.wte {
+            let d = &self.detections[i];
+            if out.iter().any(|f| f.rule == d.id) || !d.when.path_matches(target) {
+                continue;
+            }
+            if state.was_written(ctx.workload, target) && d.fires(v, ctx, Some(target)) {
+                let what = format!(
+                    "executed {target}, a file written earlier by the same workload{}",
+                    if v.exe == Some(target) {
+                        ""
+                    } else {
+                        " (as script)"
+                    }
+                );
+                out.push(d.finding(v, pname, Some(what), target.to_owned()));
+            }
+        }
+    }
+}
+
+/// Interpreters whose first non-option argument is the script they run.
+fn is_interpreter(path: &str) -> bool {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.starts_with("python") || matches!(base, "sh" | "bash" | "dash" | "perl" | "node" | "ruby")
+}
+
+/// Files an exec runs: the binary (resolved, and as given, made absolute with the cwd) and,
+/// for an interpreter, its script argument.
+fn exec_targets<'a>(v: &View<'a>) -> [Option<std::borrow::Cow<'a, str>>; 3] {
+    use std::borrow::Cow;
+    let Some(x) = v.exec else {
+        return [None, None, None];
+    };
+    let absolute = |p: &'a str| -> Option<Cow<'a, str>> {
+        if p.starts_with('/') {
+            Some(Cow::Borrowed(p))
+        } else {
+            let cwd = x.cwd.as_deref()?;
+            Some(Cow::Owned(format!(
+                "{}/{}",
+                cwd.trim_end_matches('/'),
+                p.trim_start_matches("./")
+            )))
+        }
+    };
+    let filename = absolute(&x.filename).filter(|f| Some(f.as_ref()) != v.exe);
+    let script = if v.exe.is_some_and(is_interpreter) || is_interpreter(&x.filename) {
+        let mut args = x.argv.iter().skip(1);
+        let mut found = None;
+        while let Some(a) = args.next() {
+            if a == "--" {
+                found = args.next();
+                break;
+            }
+            if !a.starts_with('-') {
+                found = Some(a);
+                break;
+            }
+        }
+        found.and_then(|a| absolute(a))
+    } else {
+        None
+    };
+    [v.exe.map(Cow::Borrowed), filename, script]
+}

@@ -1,0 +1,239 @@
+//! Helpers for the rules tests: temporary rule files and synthetic events.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use monitor_common::EventKind;
+
+use super::{DetectionState, EvalContext, Finding, HostAddrs, ProfileId, RuleSet, RulesError};
+
+use crate::sensor::event::{
+    Access, Event, EventBody, ExecBody, Family, FileBody, ForkBody, NetBody, Protocol,
+};
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "monitor-rules-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// Writes `name` (directories created) and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create dir");
+        }
+        std::fs::write(&p, text).expect("write rule file");
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn event(kind: EventKind, body: EventBody) -> Event {
+    Event {
+        kind,
+        time: String::new(),
+        pid: 812,
+        tid: 812,
+        ppid: 1,
+        uid: 0,
+        gid: 0,
+        comm: "python3".to_owned(),
+        exe: Some("/usr/bin/python3.11".to_owned()),
+        cgroup_id: 0,
+        container_id: None,
+        pod_uid: None,
+        body,
+        ktime_ns: 0,
+        start_time_ns: 0,
+    }
+}
+
+pub fn file_body(path: &str) -> FileBody {
+    FileBody {
+        path: Some(path.to_owned()),
+        new_path: None,
+        access: None,
+        created: None,
+        mode: None,
+        name: None,
+        flags: 0,
+        result: 3,
+        fd: Some(3),
+        repeats: 0,
+        path_truncated: false,
+    }
+}
+
+pub fn open(path: &str, access: Access) -> Event {
+    let mut b = file_body(path);
+    b.access = Some(access);
+    event(EventKind::Open, EventBody::File(b))
+}
+
+pub fn file_event(kind: EventKind, body: FileBody) -> Event {
+    event(kind, EventBody::File(body))
+}
+
+pub fn exec(exe: &str, argv: &[&str]) -> Event {
+    let mut e = event(
+        EventKind::Exec,
+        EventBody::Exec(ExecBody {
+            filename: exe.to_owned(),
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            cwd: Some("/app".to_owned()),
+            euid: 0,
+            egid: 0,
+            argv_truncated: false,
+            exe: Some(exe.to_owned()),
+        }),
+    );
+    e.exe = Some(exe.to_owned());
+    e.comm = exe
+        .rsplit('/')
+        .next()
+        .unwrap_or(exe)
+        .chars()
+        .take(15)
+        .collect();
+    e
+}
+
+pub fn fork(at_ns: u64) -> Event {
+    let mut e = event(
+        EventKind::Fork,
+        EventBody::Fork(ForkBody {
+            child_pid: 900,
+            child_start_time_ns: at_ns,
+        }),
+    );
+    e.ktime_ns = at_ns;
+    e
+}
+
+pub fn net(
+    kind: EventKind,
+    proto: Protocol,
+    remote: Option<(IpAddr, u16)>,
+    local_port: Option<u16>,
+) -> Event {
+    let family = match remote.map(|(ip, _)| ip) {
+        Some(IpAddr::V6(_)) => Family::Inet6,
+        _ => Family::Inet,
+    };
+    event(
+        kind,
+        EventBody::Net(NetBody {
+            family: Some(family),
+            protocol: Some(proto),
+            local_addr: None,
+            local_port,
+            remote_addr: remote.map(|r| r.0),
+            remote_port: remote.map(|r| r.1),
+            path: None,
+            result: 0,
+            fd: 5,
+        }),
+    )
+}
+
+pub fn unix_connect(path: &str) -> Event {
+    event(
+        EventKind::Connect,
+        EventBody::Net(NetBody {
+            family: Some(Family::Unix),
+            protocol: None,
+            local_addr: None,
+            local_port: None,
+            remote_addr: None,
+            remote_port: None,
+            path: Some(path.to_owned()),
+            result: 0,
+            fd: 5,
+        }),
+    )
+}
+
+/// Loads `files` (name, text) from a fresh temporary directory.
+pub fn load(files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
+    let dir = TempDir::new();
+    for (name, text) in files {
+        dir.write(name, text);
+    }
+    RuleSet::load(&[dir.path().to_path_buf()])
+}
+
+/// Loads `files`, panicking with the rendered errors on failure.
+pub fn load_ok(files: &[(&str, &str)]) -> RuleSet {
+    load(files).unwrap_or_else(|e| panic!("rules failed to load:\n{e}"))
+}
+
+/// The rendered errors of loading `files`, with file names relative to the rules directory.
+pub fn load_errs(files: &[(&str, &str)]) -> Vec<String> {
+    let dir = TempDir::new();
+    for (name, text) in files {
+        dir.write(name, text);
+    }
+    let prefix = format!("{}/", dir.path().display());
+    match RuleSet::load(&[dir.path().to_path_buf()]) {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .errors
+            .iter()
+            .map(|x| x.to_string().replace(&prefix, ""))
+            .collect(),
+    }
+}
+
+/// No names resolved.
+pub struct NoHosts;
+
+impl HostAddrs for NoHosts {
+    fn addrs(&self, _host: &str) -> Vec<IpAddr> {
+        Vec::new()
+    }
+}
+
+/// The nameserver of the test contexts.
+pub const NAMESERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10));
+
+/// A context with no resolved hosts, [`NAMESERVER`], workload 1.
+pub fn ctx(profile: Option<ProfileId>) -> EvalContext<'static> {
+    static HOSTS: NoHosts = NoHosts;
+    EvalContext {
+        profile,
+        workload: 1,
+        parent_exe: Some("/usr/bin/bash"),
+        hosts: &HOSTS,
+        nameservers: &[NAMESERVER],
+    }
+}
+
+/// Runs `check` with a fresh state.
+pub fn check(rules: &RuleSet, ev: &Event, ctx: &EvalContext<'_>) -> Vec<Finding> {
+    rules.check(ev, ctx, &mut DetectionState::new())
+}
+
+/// The rule ids of `check`'s findings.
+pub fn fired(rules: &RuleSet, ev: &Event, ctx: &EvalContext<'_>) -> Vec<String> {
+    check(rules, ev, ctx).into_iter().map(|f| f.rule).collect()
+}

@@ -1,0 +1,206 @@
+//! One event as the matchers see it, computed once per `check`: paths in matching form
+//! (`/proc/self` rewritten), the executable, the canonical remote address. Descriptions for
+//! finding messages are formatted from it only when something fired.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use monitor_common::EventKind;
+
+use super::pattern::{canonical_ip, proc_self_path};
+use crate::sensor::event::{
+    Access, Event, EventBody, ExecBody, Family, FileBody, NetBody, Protocol,
+};
+
+pub(crate) struct View<'a> {
+    pub ev: &'a Event,
+    /// File path (open/unlink/rename source/chmod) or unix socket path, in matching form.
+    pub path: Option<Cow<'a, str>>,
+    /// Rename destination, in matching form.
+    pub new_path: Option<Cow<'a, str>>,
+    /// The process's executable; for exec the new image (resolved, else the filename).
+    pub exe: Option<&'a str>,
+    pub exec: Option<&'a ExecBody>,
+    pub file: Option<&'a FileBody>,
+    pub net: Option<&'a NetBody>,
+    /// Remote address, IPv4-mapped IPv6 folded to IPv4.
+    pub remote: Option<IpAddr>,
+    /// 0 or positive on success, -errno on failure; exec/fork/exit count as success.
+    pub result: i64,
+}
+
+impl<'a> View<'a> {
+    pub fn new(ev: &'a Event) -> Self {
+        let fix = |p: &'a Option<String>| p.as_deref().map(|p| proc_self_path(p, ev.pid, ev.tid));
+        let mut v = View {
+            ev,
+            path: None,
+            new_path: None,
+            exe: ev.exe.as_deref(),
+            exec: None,
+            file: None,
+            net: None,
+            remote: None,
+            result: 0,
+        };
+        match &ev.body {
+            EventBody::Exec(x) => {
+                v.exe = x
+                    .exe
+                    .as_deref()
+                    .or(ev.exe.as_deref())
+                    .or(Some(x.filename.as_str()));
+                v.exec = Some(x);
+            }
+            EventBody::Fork(_) | EventBody::Exit(_) => {}
+            EventBody::File(f) => {
+                v.path = fix(&f.path);
+                v.new_path = fix(&f.new_path);
+                v.result = f.result;
+                v.file = Some(f);
+            }
+            EventBody::Net(n) => {
+                v.path = fix(&n.path);
+                v.remote = n.remote_addr.map(canonical_ip);
+                v.result = n.result;
+                v.net = Some(n);
+            }
+        }
+        v
+    }
+
+    pub fn failed(&self) -> bool {
+        self.result < 0
+    }
+
+    /// Paths the `path` condition looks at: file path and rename destination; for exec the
+    /// filename and the resolved executable; for unix sockets the socket path.
+    pub fn paths(&self) -> [Option<&str>; 2] {
+        match self.exec {
+            Some(x) => [Some(x.filename.as_str()), self.exe],
+            None => [self.path.as_deref(), self.new_path.as_deref()],
+        }
+    }
+
+    pub fn access(&self) -> Option<Access> {
+        self.file.and_then(|f| f.access)
+    }
+
+    pub fn created(&self) -> bool {
+        self.file.and_then(|f| f.created).unwrap_or(false)
+    }
+
+    pub fn remote_port(&self) -> Option<u16> {
+        self.net.and_then(|n| n.remote_port)
+    }
+
+    pub fn local_port(&self) -> Option<u16> {
+        self.net.and_then(|n| n.local_port)
+    }
+
+    pub fn family(&self) -> Option<Family> {
+        self.net.and_then(|n| n.family)
+    }
+
+    pub fn protocol(&self) -> Option<Protocol> {
+        self.net.and_then(|n| n.protocol)
+    }
+
+    /// What the process did, for messages: `read /etc/shadow`, `connected to 1.2.3.4:443/tcp`.
+    pub fn action(&self) -> String {
+        let ev = self.ev;
+        let f = self.file;
+        let path = f.and_then(|f| f.path.as_deref()).unwrap_or("?");
+        let local = self.local_port().unwrap_or(0);
+        let proto = match self.protocol() {
+            Some(_) if self.family() == Some(Family::Unix) => "",
+            Some(Protocol::Tcp) => "/tcp",
+            Some(Protocol::Udp) => "/udp",
+            None => "",
+        };
+        let mut s = match ev.kind {
+            EventKind::Exec => format!("executed {}", self.exe.unwrap_or("?")),
+            EventKind::Fork => match &ev.body {
+                EventBody::Fork(x) => format!("forked child pid {}", x.child_pid),
+                _ => "forked".to_owned(),
+            },
+            EventKind::Exit => match &ev.body {
+                EventBody::Exit(x) => format!("exited with status {}", x.exit_code),
+                _ => "exited".to_owned(),
+            },
+            EventKind::Open => {
+                let verb = match (self.access(), self.created()) {
+                    (_, true) => "created",
+                    (Some(Access::Write), false) => "wrote",
+                    (Some(Access::ReadWrite), false) => "opened read-write",
+                    (Some(Access::Read) | None, false) => "read",
+                };
+                format!("{verb} {path}")
+            }
+            EventKind::Unlink => format!("unlinked {path}"),
+            EventKind::Rename => format!(
+                "renamed {path} to {}",
+                f.and_then(|f| f.new_path.as_deref()).unwrap_or("?")
+            ),
+            EventKind::Chmod => {
+                format!("chmod {:o} {path}", f.and_then(|f| f.mode).unwrap_or(0))
+            }
+            EventKind::Memfd => format!(
+                "created memfd {}",
+                f.and_then(|f| f.name.as_deref()).unwrap_or("(unnamed)")
+            ),
+            EventKind::Connect => format!("connected to {}{proto}", self.remote_object()),
+            EventKind::Send => format!("sent to {}{proto}", self.remote_object()),
+            EventKind::Accept => {
+                format!("accepted {} on port {local}{proto}", self.remote_object())
+            }
+            EventKind::Bind => format!("bound port {local}{proto}"),
+            EventKind::Listen => format!("listened on port {local}{proto}"),
+        };
+        if self.failed() {
+            let _ = write!(s, " (failed: errno {})", -self.result);
+        }
+        s
+    }
+
+    /// `1.2.3.4:443`, `[::1]:53` or `unix:/run/x.sock`.
+    pub fn remote_object(&self) -> String {
+        if let Some(p) = self.net.and_then(|n| n.path.as_deref()) {
+            return format!("unix:{p}");
+        }
+        let port = self.remote_port().unwrap_or(0);
+        match self.remote {
+            Some(IpAddr::V6(a)) => format!("[{a}]:{port}"),
+            Some(a) => format!("{a}:{port}"),
+            None => "?".to_owned(),
+        }
+    }
+
+    /// The thing acted upon, for rate-limiting keys.
+    pub fn object(&self) -> String {
+        let f = self.file;
+        match self.ev.kind {
+            EventKind::Exec => self.exe.unwrap_or("?").to_owned(),
+            EventKind::Fork | EventKind::Exit => self.ev.comm.clone(),
+            EventKind::Open | EventKind::Unlink | EventKind::Chmod => {
+                f.and_then(|f| f.path.clone()).unwrap_or_default()
+            }
+            EventKind::Rename => format!(
+                "{} -> {}",
+                f.and_then(|f| f.path.as_deref()).unwrap_or("?"),
+                f.and_then(|f| f.new_path.as_deref()).unwrap_or("?")
+            ),
+            EventKind::Memfd => f.and_then(|f| f.name.clone()).unwrap_or_default(),
+            EventKind::Connect | EventKind::Send => self.remote_object(),
+            EventKind::Accept | EventKind::Bind | EventKind::Listen => {
+                format!("port {}", self.local_port().unwrap_or(0))
+            }
+        }
+    }
+
+    /// `python3 (pid 812)`.
+    pub fn who(&self) -> String {
+        format!("{} (pid {})", self.ev.comm, self.ev.pid)
+    }
+}
