@@ -122,14 +122,13 @@ fn agent_refuses_to_start_on_invalid_rules() {
 fn wait_line(path: &Path, deadline: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
     let end = Instant::now() + deadline;
     while Instant::now() < end {
-        if let Ok(text) = fs::read_to_string(path) {
-            if let Some(v) = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|v| pred(v))
-            {
-                return Some(v);
-            }
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if let Some(v) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| pred(v))
+        {
+            return Some(v);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -932,6 +932,11 @@ fn proc_access_ignores_own_entries_and_other_processes_status() {
     let own = "import os\nos.close(os.open('/proc/%d/environ' % os.getpid(), os.O_RDONLY))\n";
     let script = format!("{own}{ACTIONS}");
     let mut cmd = python(&script);
+    // procps `ps` reads every process's environ: excepted.
+    let ps = format!("/usr/bin/ps -p {}", other.pid());
+    if Path::new("/usr/bin/ps").exists() {
+        cmd.args(["spawn", &ps]);
+    }
     cmd.args([
         "read",
         "/proc/self/environ",

@@ -313,10 +313,10 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
         st.vfsmnt = mnt_parent.wrapping_add(offset(off::MOUNT_MNT)) as u64;
         return 0;
     }
-    if dentry == parent {
-        // Root of a filesystem that is not a mount root: detached or unreachable.
-        return stop(st, DONE);
-    }
+    // A dentry that is its own parent but not the mount's root is a pseudo file (memfd,
+    // anonymous inode: `d_alloc_pseudo`) or a detached tree: its name is written, then the
+    // walk ends, giving `/memfd:NAME` for a memfd.
+    let last = dentry == parent;
     let cursor = st.base.wrapping_sub(DATA_OFFSET) as *mut EventHeader;
     // SAFETY: `base` is the data area of the scratch record, after its header.
     let pos = unsafe { (*cursor).size } as usize;
@@ -341,6 +341,9 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
     unsafe { *st.base.wrapping_add((pos + n - 1) & DATA_MASK) = b'/' };
     // SAFETY: as above.
     unsafe { (*cursor).size = (pos + n) as u32 };
+    if last {
+        return stop(st, DONE);
+    }
     st.dentry = parent as u64;
     0
 }

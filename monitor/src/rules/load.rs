@@ -161,6 +161,13 @@ pub(crate) fn read_doc(file: &Path, errors: &mut Vec<RuleFileError>) -> Option<D
 
 /// Parses one document; which kind it is comes from its top-level key.
 pub(crate) fn parse_doc(text: &str, sink: &mut Sink<'_>) -> Option<Doc> {
+    if let Some(line) = second_document(text) {
+        sink.error(
+            Some(line),
+            "",
+            "a file holds one document, but a second one starts here: move it to its own file",
+        );
+    }
     let opts = LoaderOptions::default().error_on_duplicate_keys(true);
     let mut node = match marked_yaml::parse_yaml_with_options(0, text, opts) {
         Ok(n) => n,
@@ -200,6 +207,22 @@ pub(crate) fn parse_doc(text: &str, sink: &mut Sink<'_>) -> Option<Doc> {
             None
         }
     }
+}
+
+/// Line of a `---` that starts a second YAML document (the parser would silently drop it).
+fn second_document(text: &str) -> Option<usize> {
+    let mut content = false;
+    for (i, line) in text.lines().enumerate() {
+        let marker = line
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
+        if marker && content {
+            return Some(i + 1);
+        }
+        let trimmed = line.trim_start();
+        content |= !marker && !trimmed.is_empty() && !trimmed.starts_with('#');
+    }
+    None
 }
 
 fn load_error(e: LoadError, sink: &mut Sink<'_>) {
@@ -269,9 +292,7 @@ fn deserialize<T: DeserializeOwned>(node: &mut Node, sink: &mut Sink<'_>) -> Opt
             return None;
         }
         sink.error(line, &key, message);
-        let Some(gone) = removable.then(|| remove_at(node, &key)).flatten() else {
-            return None;
-        };
+        let gone = removable.then(|| remove_at(node, &key)).flatten()?;
         dropped_known |= !unknown;
         removed.push(gone);
     }
@@ -467,6 +488,15 @@ when:
         assert_eq!(rules.profile_count(), 1);
         assert_eq!(rules.hosts(), vec!["api.openai.com".to_owned()]);
         assert_eq!(rules.detection_count(), 0);
+    }
+
+    #[test]
+    fn shipped_rules_load_when_present() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rules");
+        if dir.is_dir() {
+            let rules = RuleSet::load(&[dir]).unwrap_or_else(|e| panic!("shipped rules:\n{e}"));
+            assert!(rules.detection_count() > 0);
+        }
     }
 
     #[test]
@@ -733,6 +763,13 @@ when:
                 "x.yaml:2: key `detection`: a file holds one document: `profile:` and `detection:` cannot be combined; split them into two files"
             ]
         );
+        assert_eq!(
+            errs("---\nprofile: a\nmatch: {uid: [0]}\n---\nprofile: b\nmatch: {uid: [1]}\n"),
+            vec![
+                "x.yaml:4: a file holds one document, but a second one starts here: move it to its own file"
+            ]
+        );
+        assert!(errs("# c\n---\nprofile: a\nmatch: {uid: [0]}\n").is_empty());
         assert_eq!(
             errs("- a\n"),
             vec![

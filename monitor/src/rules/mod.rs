@@ -178,6 +178,10 @@ impl RuleSet {
             }
         }
         if !errors.is_empty() {
+            // Files in load order, each file's errors by line.
+            let order: HashMap<&PathBuf, usize> =
+                files.iter().enumerate().map(|(i, f)| (f, i)).collect();
+            errors.sort_by_key(|e| (order.get(&e.file).copied().unwrap_or(0), e.line));
             return Err(RulesError { errors });
         }
         Ok(RuleSet::new(profiles, detections))

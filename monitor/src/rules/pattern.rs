@@ -58,7 +58,7 @@ pub(crate) fn glob_set(patterns: &[Spanned<String>], key: &str, sink: &mut Sink<
     for (i, p) in patterns.iter().enumerate() {
         add_glob(&mut b, p, &format!("{key}[{i}]"), sink);
     }
-    build_set(b)
+    build_set(b, key, sink)
 }
 
 /// Adds built-in patterns (known good) to `builder`.
@@ -70,10 +70,17 @@ pub(crate) fn add_static(builder: &mut GlobSetBuilder, patterns: &[&str]) {
     }
 }
 
-/// Builds a set whose individual globs all compiled; combining them cannot fail short of
-/// a regex size limit, reported as an empty set matching nothing.
-pub(crate) fn build_set(b: GlobSetBuilder) -> GlobSet {
-    b.build().unwrap_or_else(|_| GlobSet::empty())
+/// Builds a set whose individual globs all compiled. Combining them fails only past the regex
+/// size limit; that is reported under `key` and the set matches nothing.
+pub(crate) fn build_set(b: GlobSetBuilder, key: &str, sink: &mut Sink<'_>) -> GlobSet {
+    b.build().unwrap_or_else(|e| {
+        sink.error(
+            None,
+            key,
+            format!("the patterns do not compile together ({e}): split or simplify them"),
+        );
+        GlobSet::empty()
+    })
 }
 
 /// The form an event path is matched in: a process's own `/proc/<pid>/...`,
@@ -175,10 +182,6 @@ impl CidrTable {
                 .v6
                 .push((u128::from(n.network()), u128::from(n.netmask()), port)),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.v4.is_empty() && self.v6.is_empty()
     }
 
     /// Whether `ip` (canonical) lies in an entry whose port is absent or equals `port`.

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProfileDoc {
     pub profile: Spanned<String>,
+    #[allow(
+        dead_code,
+        reason = "for readers of the rule file; accepted and checked, not used"
+    )]
     #[serde(default)]
     pub description: Option<String>,
     #[serde(rename = "match")]

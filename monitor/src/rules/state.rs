@@ -146,3 +146,234 @@ impl Window {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::EventKind;
+
+    use super::{BURST_MAX, DetectionState, WRITTEN_MAX};
+    use crate::rules::testutil::{ctx, exec, file_body, file_event, fork, load_ok, open};
+    use crate::rules::{EvalContext, RuleSet};
+    use crate::sensor::event::{Access, Event, EventBody};
+
+    const WTE: &str = "detection: write-exec\ndescription: Runs a file its workload dropped\nseverity: high\nmitre: [T1105]\ntype: write_then_exec\nwhen:\n  path: [\"/tmp/**\", \"/dev/shm/**\"]\n";
+
+    const BURST: &str = "detection: fork-burst\ndescription: Many processes at once\nseverity: medium\nmitre: [T1499]\ntype: burst\non: [fork]\nthreshold: 3\nwindow_ms: 1000\n";
+
+    fn rules() -> RuleSet {
+        load_ok(&[("wte.yaml", WTE), ("burst.yaml", BURST)])
+    }
+
+    fn in_workload(w: u64) -> EvalContext<'static> {
+        EvalContext {
+            workload: w,
+            ..ctx(None)
+        }
+    }
+
+    fn rules_of(r: &RuleSet, st: &mut DetectionState, ev: &Event, w: u64) -> Vec<String> {
+        r.check(ev, &in_workload(w), st)
+            .into_iter()
+            .map(|f| f.rule)
+            .collect()
+    }
+
+    #[test]
+    fn exec_of_a_file_the_workload_wrote() {
+        let r = rules();
+        let mut st = DetectionState::new();
+        assert!(rules_of(&r, &mut st, &open("/tmp/payload", Access::Write), 1).is_empty());
+        assert!(
+            rules_of(&r, &mut st, &exec("/tmp/payload", &["payload"]), 2).is_empty(),
+            "other workload"
+        );
+        let f = r.check(
+            &exec("/tmp/payload", &["payload"]),
+            &in_workload(1),
+            &mut st,
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule, "write-exec");
+        assert_eq!(
+            f[0].message,
+            "payload (pid 812) executed /tmp/payload, a file written earlier by the same workload: write-exec: Runs a file its workload dropped"
+        );
+        assert_eq!(f[0].key, "write-exec|/tmp/payload");
+        assert!(
+            rules_of(&r, &mut st, &exec("/tmp/other", &["other"]), 1).is_empty(),
+            "not written"
+        );
+    }
+
+    #[test]
+    fn only_counted_writes_are_remembered() {
+        let r = rules();
+        let mut st = DetectionState::new();
+        rules_of(&r, &mut st, &open("/usr/local/bin/tool", Access::Write), 1);
+        assert!(
+            rules_of(&r, &mut st, &exec("/usr/local/bin/tool", &["tool"]), 1).is_empty(),
+            "path filter"
+        );
+        rules_of(&r, &mut st, &open("/tmp/read-only", Access::Read), 1);
+        assert!(
+            rules_of(&r, &mut st, &exec("/tmp/read-only", &["x"]), 1).is_empty(),
+            "a read"
+        );
+        let mut failed = file_body("/tmp/denied");
+        failed.access = Some(Access::Write);
+        failed.result = -13;
+        rules_of(&r, &mut st, &file_event(EventKind::Open, failed), 1);
+        assert!(
+            rules_of(&r, &mut st, &exec("/tmp/denied", &["x"]), 1).is_empty(),
+            "failed write"
+        );
+        let mut renamed = file_body("/var/tmp/stage");
+        renamed.new_path = Some("/dev/shm/x".to_owned());
+        rules_of(&r, &mut st, &file_event(EventKind::Rename, renamed), 1);
+        assert_eq!(
+            rules_of(&r, &mut st, &exec("/dev/shm/x", &["x"]), 1),
+            vec!["write-exec"]
+        );
+        rules_of(
+            &r,
+            &mut st,
+            &file_event(EventKind::Chmod, file_body("/tmp/chmodded")),
+            1,
+        );
+        assert_eq!(
+            rules_of(&r, &mut st, &exec("/tmp/chmodded", &["x"]), 1),
+            vec!["write-exec"]
+        );
+        let mut created = file_body("/tmp/created");
+        created.access = Some(Access::Read);
+        created.created = Some(true);
+        rules_of(&r, &mut st, &file_event(EventKind::Open, created), 1);
+        assert_eq!(
+            rules_of(&r, &mut st, &exec("/tmp/created", &["x"]), 1),
+            vec!["write-exec"]
+        );
+    }
+
+    #[test]
+    fn interpreter_script_arguments() {
+        let r = rules();
+        let mut st = DetectionState::new();
+        rules_of(&r, &mut st, &open("/tmp/s.py", Access::Write), 1);
+        let f = r.check(
+            &exec(
+                "/usr/bin/python3.11",
+                &["python3", "-u", "/tmp/s.py", "arg"],
+            ),
+            &in_workload(1),
+            &mut st,
+        );
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message.contains(
+                "executed /tmp/s.py, a file written earlier by the same workload (as script)"
+            ),
+            "{}",
+            f[0].message
+        );
+        rules_of(&r, &mut st, &open("/tmp/run.sh", Access::Write), 1);
+        let mut relative = exec("/usr/bin/bash", &["bash", "--", "./run.sh"]);
+        if let EventBody::Exec(x) = &mut relative.body {
+            x.cwd = Some("/tmp".to_owned());
+        }
+        assert_eq!(rules_of(&r, &mut st, &relative, 1), vec!["write-exec"]);
+        assert!(
+            rules_of(&r, &mut st, &exec("/usr/bin/git", &["git", "/tmp/s.py"]), 1).is_empty(),
+            "not an interpreter"
+        );
+    }
+
+    #[test]
+    fn written_memory_is_bounded() {
+        let mut st = DetectionState::new();
+        for i in 0..(WRITTEN_MAX * 2) {
+            st.record_write(7, &format!("/tmp/f{i}"));
+        }
+        assert!(st.len().0 <= WRITTEN_MAX, "{}", st.len().0);
+        assert!(
+            st.was_written(7, &format!("/tmp/f{}", WRITTEN_MAX * 2 - 1)),
+            "recent kept"
+        );
+        assert!(!st.was_written(7, "/tmp/f0"), "oldest dropped");
+    }
+
+    fn fork_at(ms: u64) -> Event {
+        fork(ms * 1_000_000)
+    }
+
+    #[test]
+    fn burst_fires_above_threshold_once_per_window() {
+        let r = rules();
+        let mut st = DetectionState::new();
+        for t in [10, 11, 12] {
+            assert!(rules_of(&r, &mut st, &fork_at(t), 1).is_empty());
+        }
+        let f = r.check(&fork_at(13), &in_workload(1), &mut st);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule, "fork-burst");
+        assert_eq!(
+            f[0].message,
+            "python3 (pid 812) forked child pid 900, 4 process creations in its workload within 1000 ms (threshold 3): fork-burst: Many processes at once"
+        );
+        assert_eq!(f[0].key, "fork-burst|workload 1");
+        assert!(
+            rules_of(&r, &mut st, &fork_at(14), 1).is_empty(),
+            "quiet for a window"
+        );
+        for t in [5000, 5001, 5002] {
+            assert!(rules_of(&r, &mut st, &fork_at(t), 1).is_empty());
+        }
+        assert_eq!(
+            rules_of(&r, &mut st, &fork_at(5003), 1),
+            vec!["fork-burst"],
+            "fires again later"
+        );
+    }
+
+    #[test]
+    fn burst_slides_across_buckets_and_separates_workloads() {
+        let r = rules();
+        let mut st = DetectionState::new();
+        for i in 0..10 {
+            assert!(
+                rules_of(&r, &mut st, &fork_at(i * 600), 1).is_empty(),
+                "2 per second"
+            );
+        }
+        let mut st = DetectionState::new();
+        for t in [990, 995, 998] {
+            rules_of(&r, &mut st, &fork_at(t), 1);
+        }
+        assert_eq!(
+            rules_of(&r, &mut st, &fork_at(1010), 1),
+            vec!["fork-burst"],
+            "window straddles buckets"
+        );
+        let mut st = DetectionState::new();
+        for t in [1, 2, 3] {
+            rules_of(&r, &mut st, &fork_at(t), 1);
+            rules_of(&r, &mut st, &fork_at(t), 2);
+        }
+        assert!(
+            rules_of(&r, &mut st, &open("/tmp/x", Access::Read), 1).is_empty(),
+            "not a fork"
+        );
+        assert!(
+            rules_of(&r, &mut st, &exec("/bin/true", &["true"]), 3).is_empty(),
+            "not on exec"
+        );
+    }
+
+    #[test]
+    fn burst_memory_is_bounded() {
+        let mut st = DetectionState::new();
+        for w in 0..(BURST_MAX as u64 * 2) {
+            st.burst_hit(0, w, w, 1000, 10);
+        }
+        assert!(st.len().1 <= BURST_MAX);
+    }
+}

@@ -52,7 +52,7 @@ pub enum SensorError {
     NotRoot,
     #[error(transparent)]
     Btf(#[from] BtfError),
-    #[error("loading the kernel programs failed (is this kernel >= 5.8 with BTF?)")]
+    #[error("loading the kernel programs failed (is this kernel >= 5.17 with BTF?)")]
     Load(#[source] EbpfError),
     #[error("kernel program `{name}` is missing from the object file (build mismatch)")]
     MissingProgram { name: &'static str },

@@ -18,7 +18,11 @@ pub fn dentry_path(raw: &[u8]) -> String {
     if !complete {
         out.push_str("...");
     }
-    for comp in body.split(|&b| b == b'/').rev() {
+    if body.iter().all(|&b| b == b'/') {
+        out.push('/');
+        return out;
+    }
+    for comp in body.split(|&b| b == b'/').rev().filter(|c| !c.is_empty()) {
         out.push('/');
         out.push_str(&escape_bytes(comp));
     }
