@@ -35,6 +35,8 @@ pub mod counter {
     pub const TAIL_CALL_FAILED: u32 = 4;
     /// An open identical to one reported within the dedupe window was folded into it.
     pub const DEDUPED: u32 = 5;
+    /// A 32-bit (ia32 compat) file or network syscall of a watched process was not decoded.
+    pub const COMPAT_SKIPPED: u32 = 6;
     /// Number of counters.
     pub const COUNT: u32 = 8;
 }

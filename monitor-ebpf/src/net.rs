@@ -18,6 +18,11 @@ use crate::{
 
 const IPPROTO_UDP: u16 = 17;
 const ENOTSOCK: i64 = -88;
+const EINPROGRESS: i64 = -115;
+/// `sizeof(sun_path)`.
+const UNIX_PATH_MAX: usize = 108;
+/// Set when a unix path is in the abstract namespace (first byte NUL).
+const NET_UNIX_ABSTRACT: u16 = 1 << 8;
 const EBADF: i64 = -9;
 
 /// Handler for the network syscalls (slot `NET`).
@@ -106,15 +111,14 @@ fn from_sockaddr(rec: &mut Record, p: *mut NetEvent, addr: u64, len: u64, remote
                 }
             }
             AF_UNIX => {
-                // sun_path; an abstract name starts with NUL: user space renders it as `@`.
+                // sun_path, bounded by addrlen and its 108 bytes: never more than the caller
+                // passed. An abstract name starts with NUL (user space renders it as `@`).
+                let n = (len as usize - 2).min(UNIX_PATH_MAX);
                 let first: u8 = read_user(sa.wrapping_add(2)).unwrap_or(0);
                 if first == 0 {
-                    let s = rec.data.push_user_str(sa.wrapping_add(3));
-                    (*p).path = s;
-                    (*p).net_flags |= 1 << 8;
-                } else {
-                    (*p).path = rec.data.push_user_str(sa.wrapping_add(2));
+                    (*p).net_flags |= NET_UNIX_ABSTRACT;
                 }
+                (*p).path = rec.data.push_user_bytes(sa.wrapping_add(2), n, 128);
             }
             _ => {}
         }
@@ -162,13 +166,30 @@ fn try_net(ctx: &RawTracePointContext) -> Result<(), i64> {
     }
     match sc.nr {
         CONNECT => {
+            // A connected (or connecting) inet socket holds its peer: trust the kernel's copy,
+            // not user memory another thread could have changed since. A refused or failed
+            // connect reports the requested address.
+            let connected = sc.ret == 0 || sc.ret == EINPROGRESS;
             from_sock(p, sk, true, false);
-            from_sockaddr(&mut rec, p, sc.arg(1), sc.arg(2), true);
+            // SAFETY: `p` points into this CPU's scratch record.
+            let family = unsafe { (*p).family };
+            if connected && (family == AF_INET || family == AF_INET6) {
+                from_sock(p, sk, false, true);
+            } else {
+                from_sockaddr(&mut rec, p, sc.arg(1), sc.arg(2), true);
+            }
         }
         ACCEPT | ACCEPT4 | LISTEN => from_sock(p, sk, true, sc.nr != LISTEN),
         BIND => {
             from_sock(p, sk, false, false);
-            from_sockaddr(&mut rec, p, sc.arg(1), sc.arg(2), false);
+            // SAFETY: `p` points into this CPU's scratch record.
+            let family = unsafe { (*p).family };
+            if sc.ret == 0 && (family == AF_INET || family == AF_INET6) {
+                // Bound: the socket holds the address the kernel actually used.
+                from_sock(p, sk, true, false);
+            } else {
+                from_sockaddr(&mut rec, p, sc.arg(1), sc.arg(2), false);
+            }
             // An ephemeral bind (port 0) gets its port from the socket.
             // SAFETY: as above.
             unsafe {

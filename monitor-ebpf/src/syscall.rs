@@ -24,6 +24,12 @@ const REGS_R10: usize = 56;
 const REGS_R8: usize = 72;
 const REGS_R9: usize = 64;
 const REGS_ORIG_AX: usize = 120;
+const REGS_CS: usize = 136;
+/// `__USER_CS`: a 64-bit syscall. Anything else (`__USER32_CS`, 0x23) is an ia32 compat syscall
+/// whose numbers and argument registers differ: not decoded (counted).
+const USER_CS: u64 = 0x33;
+/// Set in the syscall number of x32 syscalls; their numbers are the 64-bit ones otherwise.
+const X32_SYSCALL_BIT: u64 = 0x4000_0000;
 
 /// A syscall that just returned: number, result and arguments.
 pub struct Syscall {
@@ -39,7 +45,7 @@ impl Syscall {
     pub fn from_ctx(ctx: &RawTracePointContext) -> Result<Self, i64> {
         let regs: *const u8 = ctx.arg(0);
         let ret: i64 = ctx.arg(1);
-        let nr: u64 = read(regs, REGS_ORIG_AX)?;
+        let nr: u64 = read::<u64>(regs, REGS_ORIG_AX)? & !X32_SYSCALL_BIT;
         Ok(Self { nr, ret, regs })
     }
 
@@ -72,14 +78,19 @@ impl Syscall {
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
-    let Ok(nr) = read::<u64>(regs, REGS_ORIG_AX) else {
+    let Ok(raw_nr) = read::<u64>(regs, REGS_ORIG_AX) else {
         return 0;
     };
+    let nr = raw_nr & !X32_SYSCALL_BIT;
     let Some(slot) = handler_for(nr) else {
         return 0;
     };
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
     if !is_watched(tgid) {
+        return 0;
+    }
+    if read::<u64>(regs, REGS_CS).unwrap_or(USER_CS) != USER_CS {
+        count(counter::COMPAT_SKIPPED);
         return 0;
     }
     // Opens run inline (hottest path); the rest tail-calls, with constant indices so the JIT

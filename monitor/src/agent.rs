@@ -47,6 +47,8 @@ struct Stats<'a> {
     decode_errors: u64,
     lines_written: u64,
     processes: usize,
+    /// Second exit events of one process, dropped.
+    duplicate_exits: u64,
     policy: PolicyStats,
 }
 
@@ -72,7 +74,12 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         record_all: record_everything,
         watch_on_exec: rules.has_profiles() && !record_everything,
         ring_buffer_bytes: args.ring_buffer_size,
-        dedupe_window: Duration::from_millis(args.dedupe_window_ms),
+        // `--events` promises a line per action: no folding unless asked for.
+        dedupe_window: Duration::from_millis(args.dedupe_window_ms.unwrap_or(if args.events {
+            0
+        } else {
+            1000
+        })),
         ..SensorConfig::default()
     };
 
@@ -100,7 +107,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let reader_stats = Arc::new(reader::ReaderStats::default());
     let (ev_tx, mut ev_rx) = mpsc::channel(CHANNEL);
     let (line_tx, line_rx) = mpsc::channel::<Vec<u8>>(CHANNEL);
-    let reader = tokio::spawn(reader::run(ring, ev_tx, reader_stats.clone()));
+    let (reader_stop_tx, reader_stop_rx) = tokio::sync::watch::channel(false);
+    let reader = tokio::spawn(reader::run(
+        ring,
+        ev_tx,
+        reader_stats.clone(),
+        reader_stop_rx,
+    ));
     let writer = tokio::spawn(output::run(sinks, line_rx));
 
     if let Some(path) = &args.ready_file {
@@ -117,7 +130,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let mut written = 0u64;
 
     let stats_line =
-        |reason: &str, sensor: &Sensor, processes: usize, written: u64, policy: PolicyStats| {
+        |reason: &str, sensor: &Sensor, enricher: &Enricher, written: u64, policy: PolicyStats| {
             output::json_line(&Stats {
                 kind: "agent_stats",
                 time: now_rfc3339(),
@@ -126,14 +139,17 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                 received: reader_stats.received.load(Ordering::Relaxed),
                 decode_errors: reader_stats.decode_errors.load(Ordering::Relaxed),
                 lines_written: written,
-                processes,
+                processes: enricher.len(),
+                duplicate_exits: enricher.duplicate_exits(),
                 policy,
             })
         };
 
     let handle = |ev: Event, enricher: &mut Enricher, policy: &mut Policy, sensor: &Sensor| {
         let mut ev = ev;
-        enricher.enrich(&mut ev);
+        if !enricher.enrich(&mut ev) {
+            return Vec::new();
+        }
         let alerts = policy.handle(&ev, enricher.table(), sensor.watched());
         let mut lines = Vec::with_capacity(alerts.len() + 1);
         if args.events {
@@ -167,7 +183,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                         "kernel ring buffer full: events dropped (raise --ring-buffer-size)");
                     last_drops = c.ringbuf_drops;
                 }
-                let line = stats_line("interval", &sensor, enricher.len(), written, policy.stats());
+                let line = stats_line("interval", &sensor, &enricher, written, policy.stats());
                 let _ = line_tx.send(line).await;
             }
             _ = sighup.recv() => match RuleSet::load(&paths) {
@@ -182,10 +198,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    reader.abort();
+    // The probes stay attached until the reader has drained the ring buffer once more.
+    let _ = reader_stop_tx.send(true);
     let _ = shutdown_tx.send(true);
-    // Drain what was already read.
-    while let Ok(ev) = ev_rx.try_recv() {
+    while let Some(ev) = ev_rx.recv().await {
         for line in handle(ev, &mut enricher, &mut policy, &sensor) {
             written += 1;
             let _ = line_tx.send(line).await;
@@ -194,6 +210,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     for r in policy.flush(&now_rfc3339()) {
         let _ = line_tx.send(output::json_line(&r)).await;
     }
+    let _ = reader.await;
     let c = sensor.counters();
     if c.ringbuf_drops > 0 {
         tracing::warn!(
@@ -205,7 +222,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         .send(stats_line(
             "shutdown",
             &sensor,
-            enricher.len(),
+            &enricher,
             written,
             policy.stats(),
         ))
@@ -220,7 +237,14 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
 
 /// `monitor rules check PATH...`.
 pub fn rules_check(paths: &[PathBuf]) -> anyhow::Result<()> {
-    let rules = RuleSet::load(paths)?;
+    let rules = match RuleSet::load(paths) {
+        Ok(r) => r,
+        Err(e) => {
+            // One `FILE:LINE: key `KEY`: message` per line, nothing in front.
+            eprintln!("{e}");
+            anyhow::bail!("{} error(s) in the rules", e.errors.len());
+        }
+    };
     println!(
         "rules OK: {} profiles, {} detections",
         rules.profile_count(),

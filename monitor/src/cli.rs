@@ -76,9 +76,9 @@ pub struct RunArgs {
     pub stats_interval: u64,
     /// Fold identical opens (same process, file and access mode) within this many ms into the
     /// first one reported; the next report after the window carries `repeats`. 0 reports every
-    /// open.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    pub dedupe_window_ms: u64,
+    /// open. Default: 0 with `--events` (a line per action), else 1000.
+    #[arg(long, value_name = "MS")]
+    pub dedupe_window_ms: Option<u64>,
     /// Most processes kept in the process table.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub process_table_size: usize,

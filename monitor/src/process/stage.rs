@@ -15,6 +15,7 @@ pub struct Enricher {
     /// Identities learned from /proc/<pid>/cgroup at exec, by cgroup v2 id: exact even when the
     /// cgroup is brand new and a tree rescan would be rate-limited.
     learned: std::collections::HashMap<u64, ContainerIdentity>,
+    duplicate_exits: u64,
 }
 
 /// Most cgroup identities remembered from /proc reads.
@@ -33,6 +34,7 @@ impl Enricher {
             table: ProcessTable::new(capacity),
             cgroups,
             learned: Default::default(),
+            duplicate_exits: 0,
         }
     }
 
@@ -80,8 +82,16 @@ impl Enricher {
     }
 
     /// Updates the table from lifecycle events and fills `exe`, `container_id`, `pod_uid`.
-    pub fn enrich(&mut self, ev: &mut Event) {
+    /// Returns false for an event to drop: a second exit of the same process (two last threads
+    /// exiting at once can both see the thread group dead).
+    pub fn enrich(&mut self, ev: &mut Event) -> bool {
         let key = start_key_from_ns(ev.start_time_ns);
+        if let EventBody::Exit(_) = ev.body {
+            if self.table.get_exact(ev.pid, key).is_some_and(|p| p.exited) {
+                self.duplicate_exits += 1;
+                return false;
+            }
+        }
         match &ev.body {
             EventBody::Exec(x) => {
                 let identity = self.exec_identity(ev.cgroup_id, ev.pid);
@@ -106,7 +116,12 @@ impl Enricher {
             EventBody::Exit(_) => self.table.on_exit(ev.pid, key),
             EventBody::File(_) | EventBody::Net(_) => {}
         }
-        let (exe, mut container) = match self.table.lookup_or_load(ev.pid) {
+        // The exact process (pid and start time) first: pids are reused.
+        let found = match self.table.get_exact(ev.pid, key) {
+            Some(p) => Some(p),
+            None => self.table.lookup_or_load(ev.pid),
+        };
+        let (exe, mut container) = match found {
             Some(p) => (p.exe.clone(), Some(p.container.clone())),
             None => (None, None),
         };
@@ -122,5 +137,11 @@ impl Enricher {
             ev.container_id = c.container_id;
             ev.pod_uid = c.pod_uid;
         }
+        true
+    }
+
+    /// Second exit events of one process that were dropped.
+    pub fn duplicate_exits(&self) -> u64 {
+        self.duplicate_exits
     }
 }

@@ -9,8 +9,8 @@ use monitor_common::EventKind;
 
 use super::load::Sink;
 use super::pattern::{
-    CidrTable, add_glob, add_static, build_set, canonical_ip, glob_set, is_dns_name, is_rule_name,
-    line_of, parse_net,
+    CidrTable, add_glob, add_static, build_set, canonical_ip, expand_home, glob_set, is_dns_name,
+    is_rule_name, line_of, parse_net,
 };
 use super::schema::{Mode, ProfileDoc, Severity};
 use super::view::View;
@@ -28,6 +28,9 @@ const BASELINE_READ: &[&str] = &[
     "/usr/share/locale/**",
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
+    "/etc/locale.alias",
+    "/usr/share/locale/locale.alias",
+    "/proc/filesystems",
     "/etc/nsswitch.conf",
     "/etc/host.conf",
     "/etc/gai.conf",
@@ -146,6 +149,11 @@ impl Profile {
                 let mut b = GlobSetBuilder::new();
                 for (i, p) in items(l).iter().enumerate() {
                     add_glob(&mut b, p, &format!("{key}[{i}]"), sink);
+                    // `dir/**` also allows the directory itself (opening it to list it).
+                    if let Some(dir) = p.as_str().strip_suffix("/**").filter(|d| !d.is_empty()) {
+                        let dirs = expand_home(dir);
+                        add_static(&mut b, &dirs.iter().map(String::as_str).collect::<Vec<_>>());
+                    }
                 }
                 if baseline {
                     add_static(&mut b, base);

@@ -91,7 +91,6 @@ pub struct Sensor {
     /// The ring buffer, taken out for the reader.
     pub events: Option<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
-    #[allow(dead_code, reason = "read by the profile stage (next issue)")]
     watched: WatchBitmap,
     /// Kept open: the kernel empties a program array when its last user-space fd closes.
     _handlers: ProgramArray<MapData>,
@@ -216,11 +215,11 @@ impl Sensor {
             path_truncated: sum(counter::PATH_TRUNCATED),
             tail_call_failed: sum(counter::TAIL_CALL_FAILED),
             opens_deduped: sum(counter::DEDUPED),
+            compat_syscalls_skipped: sum(counter::COMPAT_SKIPPED),
         }
     }
 
     /// The watch bitmap: which processes' file and network activity is recorded.
-    #[allow(dead_code, reason = "used by the profile stage (next issue)")]
     pub fn watched(&self) -> &WatchBitmap {
         &self.watched
     }
@@ -240,6 +239,9 @@ pub struct KernelCounters {
     pub tail_call_failed: u64,
     /// Repeated opens folded in the kernel (not lost: see `repeats` on the next report).
     pub opens_deduped: u64,
+    /// File/network syscalls made through the 32-bit compat ABI by watched processes: not
+    /// decoded.
+    pub compat_syscalls_skipped: u64,
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {

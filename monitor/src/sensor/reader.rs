@@ -75,6 +75,7 @@ pub async fn run(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<Event>,
     stats: Arc<ReaderStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let clock = Clock::new();
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as
@@ -85,10 +86,12 @@ pub async fn run(
     // up the rest promptly.
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = false;
     loop {
         tokio::select! {
             g = fd.readable_mut() => g?.clear_ready(),
             _ = tick.tick() => {}
+            r = stop.changed() => stopping = r.is_err() || *stop.borrow(),
         }
         loop {
             let batch = drain(fd.get_mut(), &clock, &stats);
@@ -101,6 +104,10 @@ pub async fn run(
             if !more {
                 break;
             }
+        }
+        if stopping {
+            // Everything the kernel had written before the stop was drained above.
+            return Ok(());
         }
     }
 }

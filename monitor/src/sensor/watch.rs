@@ -23,7 +23,6 @@ pub struct WatchBitmap {
 // SAFETY: the mapping is shared memory accessed only through atomics.
 unsafe impl Send for WatchBitmap {}
 
-#[allow(dead_code, reason = "used by the profile stage (next issue)")]
 impl WatchBitmap {
     /// Maps the array (created with `BPF_F_MMAPABLE` by the kernel object).
     pub fn new(map: MapData) -> std::io::Result<Self> {
@@ -69,12 +68,6 @@ impl WatchBitmap {
                 w.fetch_and(!bit, Ordering::Relaxed);
             }
         }
-    }
-
-    /// Whether `pid` is recorded.
-    pub fn is_set(&self, pid: u32) -> bool {
-        self.word(pid)
-            .is_some_and(|w| w.load(Ordering::Relaxed) >> (pid & 63) & 1 == 1)
     }
 }
 

@@ -5,7 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use monitor_common::{AF_INET, AF_INET6, AF_UNIX, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN, NetEvent};
 
 use super::{DecodeError, Record};
-use crate::sensor::event::{Family, NetBody, Protocol};
+use crate::{
+    process::escape_bytes,
+    sensor::event::{Family, NetBody, Protocol},
+};
 
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
@@ -38,10 +41,16 @@ pub fn decode(rec: &Record<'_>) -> Result<NetBody, DecodeError> {
     let inet = matches!(family, Some(Family::Inet | Family::Inet6));
     let local = inet && p.net_flags & NET_LOCAL_KNOWN != 0;
     let remote = inet && p.net_flags & NET_REMOTE_KNOWN != 0;
-    let path = match rec.string(p.path)? {
-        Some(s) if p.net_flags & NET_UNIX_ABSTRACT != 0 => Some(format!("@{s}")),
-        other => other,
-    };
+    // sun_path as the caller passed it (bounded by addrlen): a filesystem path ends at its
+    // first NUL; an abstract name is everything after the leading NUL.
+    let path = rec.bytes(p.path)?.map(|raw| {
+        if p.net_flags & NET_UNIX_ABSTRACT != 0 {
+            format!("@{}", escape_bytes(raw.get(1..).unwrap_or_default()))
+        } else {
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            escape_bytes(&raw[..end])
+        }
+    });
     Ok(NetBody {
         family,
         protocol,
