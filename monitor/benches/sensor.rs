@@ -123,7 +123,10 @@ fn sample(config: Config, path: &CString, iters: usize) -> f64 {
         Config::Bare => None,
         Config::Floor => Some(Running::start(&["floor"], "floor")),
         Config::Unwatched => Some(Running::start(&["run"], "unwatched")),
-        Config::Recorded => Some(Running::start(&["run", "--events"], "recorded")),
+        Config::Recorded => Some(Running::start(
+            &["run", "--events", "--dedupe-window-ms", "1000"],
+            "recorded",
+        )),
         Config::RecordedNoDedupe => Some(Running::start(
             &["run", "--events", "--dedupe-window-ms", "0"],
             "recorded-all",

@@ -82,6 +82,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         })),
         ..SensorConfig::default()
     };
+    let config = match &args.btf {
+        Some(path) => SensorConfig {
+            btf_path: path.clone(),
+            ..config
+        },
+        None => config,
+    };
 
     let resolver = HostResolver::new();
     resolver.set_hosts(rules.hosts());

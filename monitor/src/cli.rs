@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// open. Default: 0 with `--events` (a line per action), else 1000.
     #[arg(long, value_name = "MS")]
     pub dedupe_window_ms: Option<u64>,
+    /// Kernel BTF file (default /sys/kernel/btf/vmlinux), for kernels that do not publish it.
+    #[arg(long, value_name = "PATH")]
+    pub btf: Option<PathBuf>,
     /// Most processes kept in the process table.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub process_table_size: usize,

@@ -59,7 +59,7 @@ mod kind {
 pub enum BtfError {
     #[error(
         "kernel BTF not found at {}: this kernel was built without CONFIG_DEBUG_INFO_BTF; \
-         the monitor needs it (or pass the path of a BTF file for this kernel)",
+         the monitor needs it (or pass `--btf PATH` with a BTF file for this kernel)",
         path.display()
     )]
     NotFound { path: PathBuf },
