@@ -116,14 +116,12 @@ fn main() {
                     Ok(n) if n > 0 && buf.ends_with('\n') => {
                         pos += n as u64;
                         let now = wall_ns();
-                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&buf) {
-                            if v["kind"] == "alert" {
-                                let path = v["event"]["path"].as_str().unwrap_or("").to_owned();
-                                if let Some(t) = v["event"]["time"].as_str().and_then(parse_time) {
-                                    let _ = tx.send((path, now - t));
-                                    got += 1;
-                                }
-                            }
+                        let v = serde_json::from_str::<serde_json::Value>(&buf).unwrap_or_default();
+                        let t = v["event"]["time"].as_str().and_then(parse_time);
+                        if let (true, Some(t)) = (v["kind"] == "alert", t) {
+                            let path = v["event"]["path"].as_str().unwrap_or("").to_owned();
+                            let _ = tx.send((path, now - t));
+                            got += 1;
                         }
                     }
                     _ => break,

@@ -64,12 +64,12 @@ impl RateLimiter {
             return true;
         }
         let k = (rule.to_owned(), pid, key.to_owned());
-        if let Some(w) = self.open.get_mut(&k) {
-            if now.duration_since(w.opened) < self.window {
-                w.suppressed += 1;
-                self.suppressed_total += 1;
-                return false;
-            }
+        if let Some(w) = self.open.get_mut(&k)
+            && now.duration_since(w.opened) < self.window
+        {
+            w.suppressed += 1;
+            self.suppressed_total += 1;
+            return false;
         }
         if self.open.len() >= self.max_keys {
             // Bounded memory: a key evicted early only means a later repeat is reported again.

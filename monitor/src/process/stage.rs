@@ -86,11 +86,11 @@ impl Enricher {
     /// exiting at once can both see the thread group dead).
     pub fn enrich(&mut self, ev: &mut Event) -> bool {
         let key = start_key_from_ns(ev.start_time_ns);
-        if let EventBody::Exit(_) = ev.body {
-            if self.table.get_exact(ev.pid, key).is_some_and(|p| p.exited) {
-                self.duplicate_exits += 1;
-                return false;
-            }
+        if let EventBody::Exit(_) = ev.body
+            && self.table.get_exact(ev.pid, key).is_some_and(|p| p.exited)
+        {
+            self.duplicate_exits += 1;
+            return false;
         }
         match &ev.body {
             EventBody::Exec(x) => {
