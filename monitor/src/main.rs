@@ -4,6 +4,9 @@
 mod agent;
 mod alert;
 mod cli;
+// OCSF export: mapped and schema-tested; wired into the outputs with the SIEM forwarding work.
+#[cfg(test)]
+mod ocsf;
 mod output;
 mod policy;
 mod process;

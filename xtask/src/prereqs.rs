@@ -18,6 +18,9 @@ use crate::{checked, find_in_path, is_root};
 /// namespaces, python3 for small test servers). Extend here.
 pub const DEBIAN_PACKAGES: &[&str] = &["bpftool", "iproute2", "python3"];
 
+/// PyPI packages the tests need: the official OCSF schemas, to validate OCSF output.
+pub const PYTHON_PACKAGES: &[(&str, &str)] = &[("ocsf-json-schema", "1.2.0")];
+
 /// The bpf-linker series that works with aya 0.14 and the nightly's LLVM.
 const BPF_LINKER_VERSION_REQ: &str = "^0.13";
 const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.13.";
@@ -26,6 +29,7 @@ pub fn install() -> Result<()> {
     let mut acted = ensure_rustup_components()?;
     acted |= ensure_bpf_linker()?;
     acted |= ensure_debian_packages()?;
+    acted |= ensure_python_packages()?;
     if !acted {
         eprintln!("xtask: prerequisites present");
     }
@@ -271,4 +275,28 @@ fn apt() -> Result<Command> {
     };
     cmd.env("DEBIAN_FRONTEND", "noninteractive");
     Ok(cmd)
+}
+
+/// (d) Installs the PyPI packages the tests need, when `pip show` does not find them at the
+/// pinned version.
+fn ensure_python_packages() -> Result<bool> {
+    let mut acted = false;
+    for (name, version) in PYTHON_PACKAGES {
+        let shown = Command::new("python3")
+            .args(["-m", "pip", "show", name])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("Version: {version}")))
+            .unwrap_or(false);
+        if shown {
+            continue;
+        }
+        eprintln!("xtask: installing Python package {name}=={version}");
+        install_step(
+            Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet"])
+                .arg(format!("{name}=={version}")),
+        )?;
+        acted = true;
+    }
+    Ok(acted)
 }

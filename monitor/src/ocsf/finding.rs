@@ -1,0 +1,266 @@
+//! Native alerts to OCSF Detection Finding.
+
+use serde_json::{Map, Value, json};
+
+use super::{
+    OcsfError,
+    activity::{self, Kind, NetKind, Parts},
+    native::Native,
+    objects::{Activity, Ancestor, DETECTION_FINDING, Host, PROFILES, device, header, metadata},
+    severity_id,
+};
+
+const CREATE: Activity = Activity::new(1, "Create");
+
+/// OCSF `observable.type_id` of the values a finding lifts into `observables`, by where they
+/// sit in the finding.
+const OBSERVABLES: [(&str, u8); 12] = [
+    ("device.hostname", 1),
+    ("actor.process.name", 9),
+    ("actor.process.pid", 15),
+    ("actor.process.file.path", 45),
+    ("actor.process.user.uid", 31),
+    ("actor.process.parent_process.file.path", 45),
+    ("evidences.process.file.path", 45),
+    ("evidences.process.cmd_line", 13),
+    ("evidences.file.path", 45),
+    ("evidences.src_endpoint.ip", 2),
+    ("evidences.dst_endpoint.ip", 2),
+    ("evidences.dst_endpoint.port", 11),
+];
+
+/// Converts a native alert into a Detection Finding.
+pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
+    let alert = Native::new(native)?;
+    if alert.kind() != "alert" {
+        return Err(OcsfError::NotAnAlert {
+            kind: alert.kind().into(),
+        });
+    }
+    let id = alert.str("id")?;
+    let rule = alert.str("rule")?;
+    let severity = alert.str("severity")?;
+    let message = alert.str("message")?;
+    let mitre = alert.str_list("mitre")?;
+    let profile = alert.opt_str("profile")?;
+    let time = alert.time()?;
+    let event = alert.record("event", "event.")?;
+    let lineage = alert
+        .items("ancestors", "ancestors[].")?
+        .iter()
+        .map(Ancestor::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let parts = activity::decode(&event, host, &lineage)?;
+
+    let mut profiles = PROFILES.to_vec();
+    profiles.push("security_control");
+    let mut meta = metadata(&profiles, "alert", &time);
+    meta.insert("uid".into(), id.into());
+    // Later updates of this finding (folded repeats) correlate through the alert id.
+    meta.insert("correlation_uid".into(), id.into());
+    let severity_id = severity_id(severity);
+    let severity_caption = match severity_id {
+        2 => "Low",
+        3 => "Medium",
+        4 => "High",
+        5 => "Critical",
+        _ => severity,
+    };
+    let mut o = header(
+        &DETECTION_FINDING,
+        CREATE,
+        CREATE.caption,
+        &time,
+        (severity_id, severity_caption),
+        meta,
+    );
+    o.insert("message".into(), message.into());
+    o.insert("is_alert".into(), true.into());
+    // The agent only reports (rules have `mode: alert`): observed, detected, not blocked.
+    o.insert("action_id".into(), 3.into());
+    o.insert("action".into(), "Observed".into());
+    o.insert("disposition_id".into(), 15.into());
+    o.insert("disposition".into(), "Detected".into());
+
+    let attacks = attacks(&mitre);
+    let mut info = json!({
+        "uid": id,
+        "title": rule,
+        "desc": message,
+        "types": [if rule.starts_with("profile.") { "Profile Violation" } else { "Detection" }],
+        "analytic": { "name": rule, "uid": rule, "type_id": 1, "type": "Rule" },
+        "created_time": time.ms,
+        "first_seen_time": time.ms,
+        "last_seen_time": time.ms,
+    });
+    if !attacks.is_empty() {
+        info["attacks"] = attacks.clone().into();
+        o.insert("attacks".into(), attacks.into());
+    }
+    o.insert("finding_info".into(), info);
+    o.insert("device".into(), device(host));
+    o.insert("actor".into(), parts.actor.clone());
+    o.insert("resources".into(), resources(&parts).into());
+    let mut unmapped = parts.unmapped.clone();
+    if let Some(profile) = profile {
+        unmapped.insert("profile".into(), profile.into());
+    }
+    o.insert("evidences".into(), evidences(parts).into());
+    if !unmapped.is_empty() {
+        o.insert("unmapped".into(), unmapped.into());
+    }
+    let mut finding = Value::Object(o);
+    finding["observables"] = observables(&finding).into();
+    Ok(finding)
+}
+
+/// ATT&CK technique ids as `attack` objects: `T1059` is a technique, `T1552.001` a
+/// sub-technique of `T1552`.
+fn attacks(ids: &[&str]) -> Vec<Value> {
+    let url = |id: &str| {
+        format!(
+            "https://attack.mitre.org/techniques/{}/",
+            id.replace('.', "/")
+        )
+    };
+    ids.iter()
+        .map(|&id| match id.split_once('.') {
+            Some((technique, _)) => json!({
+                "technique": { "uid": technique, "src_url": url(technique) },
+                "sub_technique": { "uid": id, "src_url": url(id) },
+            }),
+            None => json!({ "technique": { "uid": id, "src_url": url(id) } }),
+        })
+        .collect()
+}
+
+/// The triggering event as evidence: the process, actor, file or connection, container and, in
+/// `data`, the native kind with the event's class-level attributes (status, exit code, ...). A
+/// rename's destination is a second evidence.
+fn evidences(parts: Parts) -> Vec<Value> {
+    let kind = parts.kind.name();
+    let mut e = Map::new();
+    e.insert("name".into(), kind.into());
+    let process = parts
+        .process
+        .clone()
+        .or_else(|| parts.actor.get("process").cloned());
+    if let Some(container) = process.as_ref().and_then(|p| p.get("container")) {
+        e.insert("container".into(), container.clone());
+    }
+    // The actor is worth repeating only when the process is another one (the launched child).
+    let actor = parts.process.is_some().then_some(parts.actor);
+    let objects = [
+        ("process", process),
+        ("actor", actor),
+        ("file", parts.file),
+        ("src_endpoint", parts.src_endpoint),
+        ("dst_endpoint", parts.dst_endpoint),
+        ("connection_info", parts.connection_info),
+    ];
+    for (key, value) in objects {
+        if let Some(value) = value {
+            e.insert(key.into(), value);
+        }
+    }
+    let mut data = Map::new();
+    data.insert("kind".into(), kind.into());
+    data.insert(
+        "type_uid".into(),
+        (u64::from(parts.class.uid) * 100 + u64::from(parts.activity.id)).into(),
+    );
+    data.insert(
+        "type_name".into(),
+        format!("{}: {}", parts.class.name, parts.activity.caption).into(),
+    );
+    data.extend(parts.attrs);
+    e.insert("data".into(), data.into());
+    let mut out = vec![Value::from(e)];
+    if let Some(dest) = parts.file_result {
+        out.push(json!({ "name": "rename destination", "file": dest }));
+    }
+    out
+}
+
+/// `resources`: what the event acted on (file, remote or listening endpoint, launched or
+/// exiting process) and the container and pod it happened in.
+fn resources(parts: &Parts) -> Vec<Value> {
+    let mut out = Vec::new();
+    let endpoint = match parts.kind {
+        Kind::Net(NetKind::Connect | NetKind::Send | NetKind::Listen) => {
+            parts.dst_endpoint.as_ref()
+        }
+        Kind::Net(NetKind::Accept | NetKind::Bind) => parts.src_endpoint.as_ref(),
+        Kind::Process(_) | Kind::File(_) => None,
+    };
+    if let Some(f) = &parts.file {
+        let name = f.get("path").or_else(|| f.get("name")).cloned();
+        out.push(json!({ "type": "File", "name": name, "role_id": 1, "role": "Target" }));
+    } else if let Some(p) = &parts.process {
+        let name = p
+            .pointer("/file/path")
+            .or_else(|| p.get("name"))
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("pid {}", p["pid"]), str::to_owned);
+        let uid = p["pid"].to_string();
+        out.push(
+            json!({ "type": "Process", "name": name, "uid": uid, "role_id": 1, "role": "Target" }),
+        );
+    } else if let Some(ep) = endpoint {
+        let mut r = json!({ "type": "Network Endpoint", "role_id": 1, "role": "Target" });
+        let ip = ep.get("ip").and_then(Value::as_str);
+        let port = ep.get("port").and_then(Value::as_u64);
+        let name = match (ip, port) {
+            (Some(ip), Some(port)) if ip.contains(':') => format!("[{ip}]:{port}"),
+            (Some(ip), Some(port)) => format!("{ip}:{port}"),
+            (Some(ip), None) => ip.to_owned(),
+            (None, _) => ep
+                .get("name")
+                .or_else(|| ep.get("hostname"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        r["name"] = name.into();
+        for key in ["ip", "hostname"] {
+            if let Some(v) = ep.get(key) {
+                r[key] = v.clone();
+            }
+        }
+        out.push(r);
+    }
+    let container = parts.actor.pointer("/process/container");
+    if let Some(uid) = container.and_then(|c| c.get("uid")) {
+        out.push(json!({ "type": "Container", "uid": uid, "role_id": 4, "role": "Related" }));
+    }
+    let pod = container
+        .and_then(|c| c.get("pod_uuid"))
+        .or_else(|| parts.unmapped.get("pod_uid"));
+    if let Some(pod) = pod {
+        out.push(json!({ "type": "Kubernetes Pod", "uid": pod, "role_id": 4, "role": "Related" }));
+    }
+    out
+}
+
+/// `observables`: the finding's host, process, file and address values, each once.
+fn observables(finding: &Value) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for (name, type_id) in OBSERVABLES {
+        let pointer = format!(
+            "/{}",
+            name.replace("evidences.", "evidences.0.").replace('.', "/")
+        );
+        let value = match finding.pointer(&pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        if seen.contains(&(type_id, value.clone())) {
+            continue;
+        }
+        seen.push((type_id, value.clone()));
+        out.push(json!({ "name": name, "type_id": type_id, "value": value }));
+    }
+    out
+}
