@@ -218,13 +218,21 @@ fn main() {
         .as_u64()
         .unwrap_or(u64::MAX);
     let received = stats["received"].as_u64().unwrap_or(0);
+    // Every open of this loop must be in the output.
+    let me = format!("\"pid\":{},", std::process::id());
+    let mine = out
+        .lines()
+        .filter(|l| l.starts_with("{\"kind\":\"open\"") && l.contains(&me))
+        .filter(|l| l.contains("\"path\":\"/etc/hostname\""))
+        .count();
+    let verdict = if drops == 0 && mine >= n {
+        "zero loss"
+    } else {
+        "LOSS"
+    };
     println!(
-        "pipeline: {n} opens in {gen_secs:.2} s = {:.0} events/s offered; received {received}, kernel drops {drops}{}",
+        "pipeline: {n} opens in {gen_secs:.2} s = {:.0} events/s offered; {mine} of them \
+         written ({received} records received in all); kernel drops {drops} ({verdict})",
         n as f64 / gen_secs,
-        if drops == 0 {
-            " (zero loss)"
-        } else {
-            " (LOSS)"
-        }
     );
 }

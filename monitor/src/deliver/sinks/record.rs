@@ -147,7 +147,10 @@ mod tests {
 
         let ocsf = Record::parse(br#"{"time":1718020800123,"metadata":{"uid":"u1"}}"#);
         assert_eq!(ocsf.id().as_deref(), Some("u1"));
-        assert_eq!(ocsf.time().expect("time").timestamp_millis(), 1_718_020_800_123);
+        assert_eq!(
+            ocsf.time().expect("time").timestamp_millis(),
+            1_718_020_800_123
+        );
 
         assert!(Record::parse(b"{}").id().is_none());
     }

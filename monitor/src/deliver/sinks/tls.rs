@@ -194,21 +194,23 @@ pub fn is_trust_failure(err: &rustls::Error) -> bool {
     }
 }
 
-/// Finds a rustls error in an error's source chain.
+/// Finds a rustls error in an error's source chain, looking inside the (possibly nested)
+/// `io::Error` payloads that tokio-rustls and hyper wrap it in.
 pub fn find_rustls_error<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a rustls::Error> {
+    fn unwrap_io<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        loop {
+            if let Some(found) = e.downcast_ref::<rustls::Error>() {
+                return Some(found);
+            }
+            // An io::Error's source() skips its payload, so look at the payload itself.
+            e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+        }
+    }
     let mut current = Some(err);
     while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<rustls::Error>() {
-            return Some(found);
-        }
-        // tokio-rustls wraps the rustls error as the io::Error's payload, not as its source.
-        if let Some(found) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+        if let Some(found) = unwrap_io(e) {
             return Some(found);
         }
         current = e.source();
