@@ -27,7 +27,7 @@ pub mod counter {
     pub const RINGBUF_DROP: u32 = 0;
     /// An event was emitted to the ring buffer.
     pub const EMITTED: u32 = 1;
-    /// A kernel read failed while building an event (the event is still sent, fields blank).
+    /// A handler gave up on an event because a kernel read failed (the event is lost).
     pub const READ_ERROR: u32 = 2;
     /// A path walk hit `PATH_MAX_COMPONENTS` and was truncated.
     pub const PATH_TRUNCATED: u32 = 3;

@@ -14,7 +14,7 @@ use monitor_common::{
 use crate::{
     emit::Record,
     kernel::{Data, current_task, fd_file, new_fd_file, read, read_ptr, read_user},
-    maps::{OPENS_SEEN, OpenKey, OpenSeen, count, dedupe_window_jiffies, offset},
+    maps::{OPENS_SEEN, OpenKey, OpenSeen, count, count_err, dedupe_window_jiffies, offset},
     syscall::Syscall,
 };
 
@@ -201,7 +201,7 @@ fn dedupe(file: *const u8) -> Option<u32> {
 /// Handler for unlink, rename, chmod and memfd_create families (slot `FILE_OTHER`).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit_file(ctx: RawTracePointContext) -> i32 {
-    let _ = try_file(&ctx);
+    count_err(try_file(&ctx));
     0
 }
 

@@ -153,6 +153,15 @@ pub fn set_watched(tgid: u32, on: bool) {
     }
 }
 
+/// Counts a handler that gave up on a failed kernel read (the event is lost: counted, never
+/// silent).
+#[inline(always)]
+pub fn count_err<T>(r: Result<T, i64>) {
+    if r.is_err() {
+        count(counter::READ_ERROR);
+    }
+}
+
 /// Adds one to a per-CPU counter.
 #[inline(always)]
 pub fn count(index: u32) {

@@ -12,7 +12,7 @@ use monitor_common::{
 use crate::{
     emit::Record,
     kernel::{current_task, fd_file, read, read_ptr, read_user},
-    maps::offset,
+    maps::{count_err, offset},
     syscall::Syscall,
 };
 
@@ -28,7 +28,7 @@ const EBADF: i64 = -9;
 /// Handler for the network syscalls (slot `NET`).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit_net(ctx: RawTracePointContext) -> i32 {
-    let _ = try_net(&ctx);
+    count_err(try_net(&ctx));
     0
 }
 

@@ -10,7 +10,7 @@ use monitor_common::{
 use crate::{
     emit::Record,
     kernel::{current_task, read, read_ptr},
-    maps::{agent_tgid, is_watched, offset, set_watched, watch_on_exec},
+    maps::{agent_tgid, count_err, is_watched, offset, set_watched, watch_on_exec},
 };
 
 /// Raw tracepoint `sched_process_exec`:
@@ -18,7 +18,7 @@ use crate::{
 /// Runs in the new image, after the point of no return; `current` is `p`.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
-    let _ = try_exec(&ctx);
+    count_err(try_exec(&ctx));
     0
 }
 
@@ -77,7 +77,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
 /// New threads (child pid != child tgid) are ignored.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
-    let _ = try_fork(&ctx);
+    count_err(try_fork(&ctx));
     0
 }
 
@@ -114,7 +114,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
 /// i.e. for the last thread of the group.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
-    let _ = try_exit();
+    count_err(try_exit());
     0
 }
 

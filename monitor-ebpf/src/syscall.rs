@@ -13,7 +13,7 @@ use monitor_common::{
 
 use crate::{
     kernel::read,
-    maps::{SYSCALL_HANDLERS, count, is_watched},
+    maps::{SYSCALL_HANDLERS, count, count_err, is_watched},
 };
 
 /// `struct pt_regs` offsets on x86_64 (arch ABI, stable).
@@ -99,7 +99,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     unsafe {
         match slot {
             handler::FILE_OPEN => {
-                let _ = crate::file::try_open(Syscall::with_nr(&ctx, nr));
+                count_err(crate::file::try_open(Syscall::with_nr(&ctx, nr)));
                 return 0;
             }
             handler::FILE_OTHER => SYSCALL_HANDLERS.tail_call(&ctx, handler::FILE_OTHER),

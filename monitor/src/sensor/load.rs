@@ -216,6 +216,7 @@ impl Sensor {
             tail_call_failed: sum(counter::TAIL_CALL_FAILED),
             opens_deduped: sum(counter::DEDUPED),
             compat_syscalls_skipped: sum(counter::COMPAT_SKIPPED),
+            read_errors: sum(counter::READ_ERROR),
         }
     }
 
@@ -242,6 +243,8 @@ pub struct KernelCounters {
     /// File/network syscalls made through the 32-bit compat ABI by watched processes: not
     /// decoded.
     pub compat_syscalls_skipped: u64,
+    /// Events a kernel handler gave up on because a kernel read failed (lost, counted).
+    pub read_errors: u64,
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {
