@@ -24,8 +24,7 @@ const REGS_R10: usize = 56;
 const REGS_R8: usize = 72;
 const REGS_R9: usize = 64;
 const REGS_ORIG_AX: usize = 120;
-const REGS_CS: usize = 136;
-/// `__USER_CS`: a 64-bit syscall. Anything else (`__USER32_CS`, 0x23) is an ia32 compat syscall
+/// `__USER_CS` (in `regs->cs`, two words after `orig_ax`): a 64-bit syscall. Anything else (`__USER32_CS`, 0x23) is an ia32 compat syscall
 /// whose numbers and argument registers differ: not decoded (counted).
 const USER_CS: u64 = 0x33;
 /// Set in the syscall number of x32 syscalls; their numbers are the 64-bit ones otherwise.
@@ -78,7 +77,8 @@ impl Syscall {
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
-    let Ok(raw_nr) = read::<u64>(regs, REGS_ORIG_AX) else {
+    // orig_ax, ip and cs are adjacent: one read serves the dispatch and the ABI check.
+    let Ok([raw_nr, _ip, cs]) = read::<[u64; 3]>(regs, REGS_ORIG_AX) else {
         return 0;
     };
     let nr = raw_nr & !X32_SYSCALL_BIT;
@@ -89,7 +89,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if !is_watched(tgid) {
         return 0;
     }
-    if read::<u64>(regs, REGS_CS).unwrap_or(USER_CS) != USER_CS {
+    if cs != USER_CS {
         count(counter::COMPAT_SKIPPED);
         return 0;
     }
