@@ -159,17 +159,7 @@ impl Sensor {
                 })?;
         }
 
-        for (name, tracepoint) in ATTACHED {
-            let prog = raw_tp(&mut ebpf, name)?;
-            prog.load()
-                .map_err(|source| SensorError::Program { name, source })?;
-            prog.attach(tracepoint)
-                .map_err(|source| SensorError::Attach {
-                    name,
-                    tracepoint,
-                    source,
-                })?;
-        }
+        attach_all(&mut ebpf, &ATTACHED)?;
 
         let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?).map_err(|source| {
             SensorError::Map {
@@ -247,6 +237,22 @@ pub struct KernelCounters {
     pub read_errors: u64,
 }
 
+/// Loads (verifies) and attaches each (program, raw tracepoint) pair, in order.
+fn attach_all(ebpf: &mut Ebpf, progs: &[(&'static str, &'static str)]) -> Result<(), SensorError> {
+    for &(name, tracepoint) in progs {
+        let prog = raw_tp(ebpf, name)?;
+        prog.load()
+            .map_err(|source| SensorError::Program { name, source })?;
+        prog.attach(tracepoint)
+            .map_err(|source| SensorError::Attach {
+                name,
+                tracepoint,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {
     ebpf.take_map(name).ok_or(SensorError::MissingMap { name })
 }
@@ -300,17 +306,7 @@ impl Floor {
             .map_max_entries(names::EVENTS, 4096)
             .load(OBJECT)
             .map_err(SensorError::Load)?;
-        for (name, tracepoint) in FLOOR {
-            let prog = raw_tp(&mut ebpf, name)?;
-            prog.load()
-                .map_err(|source| SensorError::Program { name, source })?;
-            prog.attach(tracepoint)
-                .map_err(|source| SensorError::Attach {
-                    name,
-                    tracepoint,
-                    source,
-                })?;
-        }
+        attach_all(&mut ebpf, &FLOOR)?;
         Ok(Self { _ebpf: ebpf })
     }
 }
