@@ -24,7 +24,7 @@ use monitor_tests::{
     Proc, TIMEOUT, TempDir, canonical, matches, path_str, python, random_hex,
     rules::{
         AgentSetup, DirGuard, NetNs, PythonInfo, RulesAgent, SharedAgent, expected_meta, find_tool,
-        in_tree, note, shipped_detection_ids, shipped_rules, write_file,
+        in_tree, note, one_per_line, shipped_detection_ids, shipped_rules, write_file,
     },
     skip_or_fail,
 };
@@ -202,10 +202,7 @@ fn expect_none(agent: &Agent, pid: u32, sentinel: &Sentinel, rules: &[&str]) {
     assert!(
         unexpected.is_empty(),
         "benign actions of pid {pid} raised {rules:?} alerts:\n{}",
-        unexpected
-            .iter()
-            .map(|a| format!("  {a}\n"))
-            .collect::<String>()
+        one_per_line(&unexpected)
     );
 }
 
@@ -408,26 +405,38 @@ fn credential_read_by_the_owning_tool_is_excepted() {
     run_benign(&agent, unprofiled(&["spawn", &spawn]), &["credential-read"]);
 }
 
-#[test]
-fn credential_read_history_alerts_for_shell_and_database_histories() {
-    let Some(agent) = agent() else { return };
+/// Writes `contents` to each of `home_files` in a fake home, reads them all from one child and
+/// expects a `rule` alert for each read.
+#[track_caller]
+fn reads_in_home_alert(agent: &Agent, rule: &str, home_files: &[&str], contents: &str) {
     let Some(home) = DirGuard::fake_home() else {
         return;
     };
-    let paths: Vec<String> = [".bash_history", ".psql_history", ".python_history"]
+    let paths: Vec<String> = home_files
         .iter()
-        .map(|rel| path_str(home.write(rel, "export TOKEN=fake\n")))
+        .map(|rel| path_str(home.write(rel, contents)))
         .collect();
     let actions: Vec<&str> = paths.iter().flat_map(|p| ["read", p.as_str()]).collect();
-    let (child, _) = run(&agent, &mut unprofiled(&actions));
+    let (child, _) = run(agent, &mut unprofiled(&actions));
     for path in &paths {
         expect_alert(
-            &agent,
-            "credential-read.history",
+            agent,
+            rule,
             None,
             json!({"kind": "open", "pid": child.pid(), "path": path, "access": "read"}),
         );
     }
+}
+
+#[test]
+fn credential_read_history_alerts_for_shell_and_database_histories() {
+    let Some(agent) = agent() else { return };
+    reads_in_home_alert(
+        &agent,
+        "credential-read.history",
+        &[".bash_history", ".psql_history", ".python_history"],
+        "export TOKEN=fake\n",
+    );
 }
 
 #[test]
@@ -450,28 +459,17 @@ fn credential_read_history_ignores_bash_reading_its_own_history() {
 #[test]
 fn credential_read_wallet_alerts_for_wallets_and_keystores() {
     let Some(agent) = agent() else { return };
-    let Some(home) = DirGuard::fake_home() else {
-        return;
-    };
-    let paths: Vec<String> = [
-        ".bitcoin/wallet.dat",
-        ".electrum/wallets/default_wallet",
-        ".ethereum/keystore/UTC--2026-03-24T00-00-00Z--0000",
-        ".config/Exodus/exodus.wallet/seed.seco",
-    ]
-    .iter()
-    .map(|rel| path_str(home.write(rel, "fake wallet\n")))
-    .collect();
-    let actions: Vec<&str> = paths.iter().flat_map(|p| ["read", p.as_str()]).collect();
-    let (child, _) = run(&agent, &mut unprofiled(&actions));
-    for path in &paths {
-        expect_alert(
-            &agent,
-            "credential-read.wallet",
-            None,
-            json!({"kind": "open", "pid": child.pid(), "path": path, "access": "read"}),
-        );
-    }
+    reads_in_home_alert(
+        &agent,
+        "credential-read.wallet",
+        &[
+            ".bitcoin/wallet.dat",
+            ".electrum/wallets/default_wallet",
+            ".ethereum/keystore/UTC--2026-03-24T00-00-00Z--0000",
+            ".config/Exodus/exodus.wallet/seed.seco",
+        ],
+        "fake wallet\n",
+    );
 }
 
 #[test]
@@ -613,6 +611,27 @@ fn persistence_positive(agent: &Agent, rule: &str, home_files: &[&str], system: 
     }
 }
 
+/// In a fake home, reads `existing` (a path and its contents) and writes `written`, then expects
+/// no `rule` alert.
+#[track_caller]
+fn read_and_write_in_home_benign(
+    agent: &Agent,
+    rule: &str,
+    (existing, contents): (&str, &str),
+    written: &str,
+) {
+    let Some(home) = DirGuard::fake_home() else {
+        return;
+    };
+    let read = path_str(home.write(existing, contents));
+    let written = path_str(home.join(written));
+    run_benign(
+        agent,
+        unprofiled(&["read", &read, "write", &written]),
+        &[rule],
+    );
+}
+
 #[test]
 fn persistence_systemd_alerts_for_user_and_system_units() {
     let Some(agent) = agent() else { return };
@@ -630,15 +649,11 @@ fn persistence_systemd_alerts_for_user_and_system_units() {
 #[test]
 fn persistence_systemd_ignores_reading_units_and_other_config() {
     let Some(agent) = agent() else { return };
-    let Some(home) = DirGuard::fake_home() else {
-        return;
-    };
-    let unit = path_str(home.write(".config/systemd/user/app.service", "[Service]\n"));
-    let other = path_str(home.join(".config/systemd-notes.txt"));
-    run_benign(
+    read_and_write_in_home_benign(
         &agent,
-        unprofiled(&["read", &unit, "write", &other]),
-        &["persistence.systemd"],
+        "persistence.systemd",
+        (".config/systemd/user/app.service", "[Service]\n"),
+        ".config/systemd-notes.txt",
     );
 }
 
@@ -681,15 +696,11 @@ fn persistence_shell_rc_alerts_for_shell_startup_files() {
 #[test]
 fn persistence_shell_rc_ignores_reading_rc_files_and_backups() {
     let Some(agent) = agent() else { return };
-    let Some(home) = DirGuard::fake_home() else {
-        return;
-    };
-    let rc = path_str(home.write(".bashrc", "alias ll='ls -l'\n"));
-    let backup = path_str(home.join(".bashrc.monitor-test-backup"));
-    run_benign(
+    read_and_write_in_home_benign(
         &agent,
-        unprofiled(&["read", &rc, "write", &backup]),
-        &["persistence.shell-rc"],
+        "persistence.shell-rc",
+        (".bashrc", "alias ll='ls -l'\n"),
+        ".bashrc.monitor-test-backup",
     );
 }
 
@@ -736,15 +747,11 @@ fn persistence_ssh_authorized_keys_alerts_for_a_key_added() {
 #[test]
 fn persistence_ssh_authorized_keys_ignores_reading_it_and_known_hosts_writes() {
     let Some(agent) = agent() else { return };
-    let Some(home) = DirGuard::fake_home() else {
-        return;
-    };
-    let keys = path_str(home.write(".ssh/authorized_keys", "ssh-ed25519 AAAA test\n"));
-    let known = path_str(home.join(".ssh/known_hosts"));
-    run_benign(
+    read_and_write_in_home_benign(
         &agent,
-        unprofiled(&["read", &keys, "write", &known]),
-        &["persistence.ssh-authorized-keys"],
+        "persistence.ssh-authorized-keys",
+        (".ssh/authorized_keys", "ssh-ed25519 AAAA test\n"),
+        ".ssh/known_hosts",
     );
 }
 

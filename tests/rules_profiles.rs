@@ -25,8 +25,8 @@ use monitor_tests::{
     Proc, TIMEOUT, TempDir, path_str, random_hex,
     rules::{
         AgentSetup, DirGuard, PythonInfo, RulesAgent, SharedAgent, ancestor_pids, expected_meta,
-        find_tool, free_port, http_get, in_tree, shipped_rules, url_encode, wait_listening,
-        write_file,
+        find_tool, free_port, http_get, in_tree, one_per_line, shipped_rules, url_encode,
+        wait_listening, write_file,
     },
     skip_or_fail,
 };
@@ -430,10 +430,7 @@ impl Replay {
         assert!(
             unexpected.is_empty(),
             "unexpected alerts (the server's footprint should be allowed):\n{}\nall alerts:\n{}",
-            unexpected
-                .iter()
-                .map(|a| format!("  {a}\n"))
-                .collect::<String>(),
+            one_per_line(&unexpected),
             self.listing()
         );
     }
@@ -519,10 +516,7 @@ fn serving_requests_raises_no_alert() {
     assert!(
         others.is_empty(),
         "the stand-in server raised alerts while serving normally:\n{}",
-        others
-            .iter()
-            .map(|a| format!("  {a}\n"))
-            .collect::<String>()
+        one_per_line(&others)
     );
 }
 

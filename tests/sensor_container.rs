@@ -73,53 +73,35 @@ fn assert_identity(components: &[&str], container_id: &str, pod_uid: Option<&str
     // `tree` is dropped here, after the child exited: the cgroups are removed bottom-up.
 }
 
-#[test]
-fn containerd_pod_in_a_besteffort_slice_is_identified() {
+/// [`assert_identity`] for a pod's container as the kubelet's systemd cgroup driver lays it out:
+/// `kubepods.slice/[kubepods-<qos>.slice/]kubepods[-<qos>]-pod<uid>.slice/<runtime>-<id>.scope`
+/// (guaranteed pods have no QoS slice).
+fn assert_pod_identity(qos: Option<&str>, runtime: &str) {
     let container_id = random_hex(32);
     let pod_uid = random_uuid();
-    let pod_slice = format!("kubepods-besteffort-pod{}.slice", pod_uid.replace('-', "_"));
-    let scope = format!("cri-containerd-{container_id}.scope");
-    assert_identity(
-        &[
-            "kubepods.slice",
-            "kubepods-besteffort.slice",
-            &pod_slice,
-            &scope,
-        ],
-        &container_id,
-        Some(&pod_uid),
-    );
+    let qos_slice = qos.map(|qos| format!("kubepods-{qos}.slice"));
+    let pod_prefix = qos.map_or_else(|| "kubepods".to_owned(), |qos| format!("kubepods-{qos}"));
+    let pod_slice = format!("{pod_prefix}-pod{}.slice", pod_uid.replace('-', "_"));
+    let scope = format!("{runtime}-{container_id}.scope");
+    let mut components = vec!["kubepods.slice"];
+    components.extend(qos_slice.as_deref());
+    components.extend([pod_slice.as_str(), scope.as_str()]);
+    assert_identity(&components, &container_id, Some(&pod_uid));
+}
+
+#[test]
+fn containerd_pod_in_a_besteffort_slice_is_identified() {
+    assert_pod_identity(Some("besteffort"), "cri-containerd");
 }
 
 #[test]
 fn crio_pod_in_a_burstable_slice_is_identified() {
-    let container_id = random_hex(32);
-    let pod_uid = random_uuid();
-    let pod_slice = format!("kubepods-burstable-pod{}.slice", pod_uid.replace('-', "_"));
-    let scope = format!("crio-{container_id}.scope");
-    assert_identity(
-        &[
-            "kubepods.slice",
-            "kubepods-burstable.slice",
-            &pod_slice,
-            &scope,
-        ],
-        &container_id,
-        Some(&pod_uid),
-    );
+    assert_pod_identity(Some("burstable"), "crio");
 }
 
 #[test]
 fn guaranteed_pod_without_a_qos_slice_is_identified() {
-    let container_id = random_hex(32);
-    let pod_uid = random_uuid();
-    let pod_slice = format!("kubepods-pod{}.slice", pod_uid.replace('-', "_"));
-    let scope = format!("cri-containerd-{container_id}.scope");
-    assert_identity(
-        &["kubepods.slice", &pod_slice, &scope],
-        &container_id,
-        Some(&pod_uid),
-    );
+    assert_pod_identity(None, "cri-containerd");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! through symlinks, across mounts), access mode, creation, failures, and unlink, rename, chmod
 //! and memfd_create. The children are python scripts with fixed text; paths come as arguments.
 
-use std::{ffi::OsStr, fs, os::unix::ffi::OsStrExt as _, os::unix::fs::symlink};
+use std::{ffi::OsStr, fs, os::unix::ffi::OsStrExt as _, os::unix::fs::symlink, process::Command};
 
 use monitor_tests::{Agent, TIMEOUT, TempDir, TmpfsMount, path_str, python};
 use serde_json::json;
@@ -24,6 +24,27 @@ fn assert_open(agent: &Agent, pid: u32, path: &str, access: &str, created: bool,
             "result": result,
         }),
     );
+}
+
+/// Runs `cmd` to completion and asserts its read-only opens of `paths` (absolute, as reported),
+/// each of an existing file that succeeded.
+#[track_caller]
+fn assert_reads(agent: &Agent, cmd: &mut Command, paths: &[String]) {
+    let mut child = agent.spawn(cmd);
+    child.finish_ok(TIMEOUT);
+    for path in paths {
+        assert_open(agent, child.pid(), path, "read", false, 0);
+    }
+}
+
+/// A fresh directory with `sub/file.txt` in it, and that file's path.
+#[track_caller]
+fn dir_with_sub_file(label: &str) -> (TempDir, String) {
+    let dir = TempDir::new(label);
+    make_dir(dir.join("sub"));
+    write_file(dir.join("sub/file.txt"), "x");
+    let path = path_str(dir.join("sub/file.txt"));
+    (dir, path)
 }
 
 #[track_caller]
@@ -51,19 +72,16 @@ os.close(os.open(sys.argv[2], os.O_RDONLY))
 #[test]
 fn relative_open_after_chdir_reports_the_absolute_path() {
     let Some(agent) = Agent::start() else { return };
-    let dir = TempDir::new("open-relative");
-    make_dir(dir.join("sub"));
-    write_file(dir.join("sub/file.txt"), "x");
+    let (dir, path) = dir_with_sub_file("open-relative");
     // Started in /, so only the chdir makes the relative path land in `dir`.
-    let mut child = agent.spawn(
+    assert_reads(
+        &agent,
         python(CHDIR_THEN_OPEN_RELATIVE)
             .arg(dir.path())
             .arg("sub/file.txt")
             .current_dir("/"),
+        &[path],
     );
-    child.finish_ok(TIMEOUT);
-    let path = path_str(dir.join("sub/file.txt"));
-    assert_open(&agent, child.pid(), &path, "read", false, 0);
 }
 
 const OPEN_RELATIVE_TO_DIRFD: &str = "
@@ -75,17 +93,14 @@ os.close(os.open('file.txt', os.O_RDONLY, dir_fd=dfd))
 #[test]
 fn open_relative_to_a_dirfd_reports_the_absolute_path() {
     let Some(agent) = Agent::start() else { return };
-    let dir = TempDir::new("open-dirfd");
-    make_dir(dir.join("sub"));
-    write_file(dir.join("sub/file.txt"), "x");
-    let mut child = agent.spawn(
+    let (dir, path) = dir_with_sub_file("open-dirfd");
+    assert_reads(
+        &agent,
         python(OPEN_RELATIVE_TO_DIRFD)
             .arg(dir.join("sub"))
             .current_dir("/"),
+        &[path],
     );
-    child.finish_ok(TIMEOUT);
-    let path = path_str(dir.join("sub/file.txt"));
-    assert_open(&agent, child.pid(), &path, "read", false, 0);
 }
 
 const OPEN_EACH_READ_ONLY: &str = "
@@ -104,28 +119,15 @@ fn open_through_symlinks_reports_the_target() {
     // A symlinked file (relative link) and a file under a symlinked directory (absolute link).
     symlink("real/a.txt", dir.join("link-a.txt")).expect("creating link-a.txt");
     symlink(dir.join("real"), dir.join("linkdir")).expect("creating linkdir");
-    let mut child = agent.spawn(
+    assert_reads(
+        &agent,
         python(OPEN_EACH_READ_ONLY)
             .arg(dir.join("link-a.txt"))
             .arg(dir.join("linkdir/b.txt")),
-    );
-    child.finish_ok(TIMEOUT);
-    let pid = child.pid();
-    assert_open(
-        &agent,
-        pid,
-        &path_str(dir.join("real/a.txt")),
-        "read",
-        false,
-        0,
-    );
-    assert_open(
-        &agent,
-        pid,
-        &path_str(dir.join("real/b.txt")),
-        "read",
-        false,
-        0,
+        &[
+            path_str(dir.join("real/a.txt")),
+            path_str(dir.join("real/b.txt")),
+        ],
     );
 }
 
@@ -141,14 +143,13 @@ fn open_inside_a_tmpfs_reports_the_path_through_the_mount_point() {
     make_dir(mount.path().join("inside"));
     write_file(mount.path().join("inside/data.txt"), "d");
     // The cwd is inside the tmpfs, and the path is relative: the whole path crosses the mount.
-    let mut child = agent.spawn(
+    assert_reads(
+        &agent,
         python(CHDIR_THEN_OPEN_RELATIVE)
             .arg(mount.path().join("inside"))
             .arg("data.txt"),
+        &[path_str(dir.join("mnt/inside/data.txt"))],
     );
-    child.finish_ok(TIMEOUT);
-    let path = path_str(dir.join("mnt/inside/data.txt"));
-    assert_open(&agent, child.pid(), &path, "read", false, 0);
 }
 
 const CREATE_REOPEN_READ_WRITE: &str = "

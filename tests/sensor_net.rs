@@ -5,9 +5,12 @@
 use monitor_tests::{Agent, Proc, TIMEOUT, TempDir, ipv6_loopback_or_skip, path_str, python};
 use serde_json::{Value, json};
 
-/// Binds a listener on a free port (found with a throwaway socket, so the bind itself names the
-/// port), connects a second socket to it and accepts. Prints: port client_port accepted_peer_port.
-const TCP_LOOPBACK: &str = "
+/// A TCP script whose argv is `FAMILY HOST`: `body` runs with `fam`, `host` and `port`, a port
+/// found free with a throwaway socket (so the script's own bind or connect names the port).
+macro_rules! with_free_tcp_port {
+    ($body:literal) => {
+        concat!(
+            "
 import socket, sys
 fam = socket.AF_INET6 if sys.argv[1] == 'inet6' else socket.AF_INET
 host = sys.argv[2]
@@ -15,7 +18,16 @@ probe = socket.socket(fam, socket.SOCK_STREAM)
 probe.bind((host, 0))
 port = probe.getsockname()[1]
 probe.close()
-srv = socket.socket(fam, socket.SOCK_STREAM)
+",
+            $body
+        )
+    };
+}
+
+/// Binds a listener on a free port (found with a throwaway socket, so the bind itself names the
+/// port), connects a second socket to it and accepts. Prints: port client_port accepted_peer_port.
+const TCP_LOOPBACK: &str = with_free_tcp_port!(
+    "srv = socket.socket(fam, socket.SOCK_STREAM)
 srv.bind((host, port))
 srv.listen(4)
 cli = socket.socket(fam, socket.SOCK_STREAM)
@@ -25,25 +37,20 @@ print(port, cli.getsockname()[1], peer[1], flush=True)
 conn.close()
 cli.close()
 srv.close()
-";
+"
+);
 
 /// Connects to a port nobody listens on (found free with a throwaway socket). Prints the port.
-const TCP_REFUSED: &str = "
-import socket, sys
-fam = socket.AF_INET6 if sys.argv[1] == 'inet6' else socket.AF_INET
-host = sys.argv[2]
-probe = socket.socket(fam, socket.SOCK_STREAM)
-probe.bind((host, 0))
-port = probe.getsockname()[1]
-probe.close()
-cli = socket.socket(fam, socket.SOCK_STREAM)
+const TCP_REFUSED: &str = with_free_tcp_port!(
+    "cli = socket.socket(fam, socket.SOCK_STREAM)
 try:
     cli.connect((host, port))
 except ConnectionRefusedError:
     print(port, flush=True)
 else:
     sys.exit('connecting to a closed port succeeded')
-";
+"
+);
 
 /// Sends a datagram to a bound UDP socket with sendto or sendmsg. Prints: port.
 const UDP_SEND: &str = "
@@ -112,6 +119,32 @@ fn expect(agent: &Agent, pid: u32, kind: &str, fields: Value, exact: Value) -> V
     event
 }
 
+/// [`expect`] for the `kind` event of `pid` to `(family, host, port)`: exactly those, the
+/// protocol and the result.
+#[track_caller]
+fn expect_to(
+    agent: &Agent,
+    pid: u32,
+    kind: &str,
+    protocol: &str,
+    (family, host, port): (&str, &str, u16),
+    result: i32,
+) {
+    expect(
+        agent,
+        pid,
+        kind,
+        json!({"remote_port": port}),
+        json!({
+            "family": family,
+            "protocol": protocol,
+            "remote_addr": host,
+            "remote_port": port,
+            "result": result,
+        }),
+    );
+}
+
 fn tcp_bind_and_listen(agent: &Agent, family: &str, host: &str) {
     let (child, p) = run(agent, TCP_LOOPBACK, &[family, host]);
     let (pid, port) = (child.pid(), p[0]);
@@ -163,36 +196,20 @@ fn tcp_connect_and_accept(agent: &Agent, family: &str, host: &str) {
 
 fn tcp_refused(agent: &Agent, family: &str, host: &str) {
     let (child, p) = run(agent, TCP_REFUSED, &[family, host]);
-    expect(
+    let to = (family, host, p[0]);
+    expect_to(
         agent,
         child.pid(),
         "connect",
-        json!({"remote_port": p[0]}),
-        json!({
-            "family": family,
-            "protocol": "tcp",
-            "remote_addr": host,
-            "remote_port": p[0],
-            "result": -libc::ECONNREFUSED,
-        }),
+        "tcp",
+        to,
+        -libc::ECONNREFUSED,
     );
 }
 
 fn udp_send(agent: &Agent, family: &str, host: &str, call: &str) {
     let (child, p) = run(agent, UDP_SEND, &[family, host, call]);
-    expect(
-        agent,
-        child.pid(),
-        "send",
-        json!({"remote_port": p[0]}),
-        json!({
-            "family": family,
-            "protocol": "udp",
-            "remote_addr": host,
-            "remote_port": p[0],
-            "result": 0,
-        }),
-    );
+    expect_to(agent, child.pid(), "send", "udp", (family, host, p[0]), 0);
 }
 
 #[test]

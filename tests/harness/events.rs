@@ -161,13 +161,7 @@ impl EventLog {
             self.events.len(),
             related.len()
         );
-        let skip = related.len().saturating_sub(REPORT_TAIL);
-        if skip > 0 {
-            let _ = write!(out, "; the last {REPORT_TAIL}:");
-        } else if !related.is_empty() {
-            out.push(':');
-        }
-        for event in &related[skip..] {
+        for event in last_few(&mut out, &related, REPORT_TAIL) {
             let _ = write!(out, "\n  {event}");
         }
         if !self.pending.is_empty() {
@@ -180,6 +174,18 @@ impl EventLog {
         }
         out
     }
+}
+
+/// The last `limit` of `items`, after ending the report line `out` with `; the last N:` when
+/// some are left out, or `:` when there are any to show.
+pub(crate) fn last_few<'a, T>(out: &mut String, items: &'a [T], limit: usize) -> &'a [T] {
+    let skip = items.len().saturating_sub(limit);
+    if skip > 0 {
+        let _ = write!(out, "; the last {limit}:");
+    } else if !items.is_empty() {
+        out.push(':');
+    }
+    &items[skip..]
 }
 
 /// True when every key of the object `pattern` is in `event` with an equal value (a subset

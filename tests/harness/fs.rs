@@ -30,7 +30,12 @@ impl TempDir {
     }
 
     pub fn try_new(label: &str) -> io::Result<Self> {
-        let template = env::temp_dir().join(format!("monitor-test-{label}-XXXXXX"));
+        Self::new_in(&env::temp_dir(), label)
+    }
+
+    /// Creates `<parent>/monitor-test-<label>-XXXXXX`.
+    pub fn new_in(parent: &Path, label: &str) -> io::Result<Self> {
+        let template = parent.join(format!("monitor-test-{label}-XXXXXX"));
         let mut template = CString::new(template.as_os_str().as_bytes())
             .map_err(io::Error::other)?
             .into_bytes_with_nul();

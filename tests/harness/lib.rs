@@ -20,6 +20,7 @@ mod agent;
 mod cgroup;
 mod events;
 mod fs;
+mod launch;
 mod process;
 pub mod rules;
 
@@ -31,13 +32,14 @@ use std::{
     thread,
 };
 
-pub use agent::{Agent, TIMEOUT, agent_binary};
+pub use agent::{Agent, TIMEOUT};
 pub use cgroup::{
     CgroupTree, cgroup_id, cgroup2_root, own_cgroup2_path, path_looks_containerised, random_hex,
     random_uuid,
 };
 pub use events::{matches, parse_time};
 pub use fs::{TempDir, TmpfsMount};
+pub use launch::agent_binary;
 pub use process::{Finished, Proc, python};
 
 /// Whether a test that cannot run must fail (`CI=true`) rather than skip.

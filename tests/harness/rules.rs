@@ -26,7 +26,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    events::{envelope_problems, parse_time},
+    events::{envelope_problems, last_few, parse_time},
     warn,
 };
 
@@ -137,13 +137,7 @@ pub(crate) fn alert_report(lines: &[Value]) -> String {
         lines.len(),
         alerts.len()
     );
-    let skip = alerts.len().saturating_sub(REPORT_ALERTS);
-    if skip > 0 {
-        let _ = write!(out, "; the last {REPORT_ALERTS}:");
-    } else if !alerts.is_empty() {
-        out.push(':');
-    }
-    for alert in &alerts[skip..] {
+    for alert in last_few(&mut out, &alerts, REPORT_ALERTS) {
         let _ = write!(
             out,
             "\n  {} profile={} pid={} kind={} path={} ancestors={:?}",
@@ -156,6 +150,11 @@ pub(crate) fn alert_report(lines: &[Value]) -> String {
         );
     }
     out
+}
+
+/// Each item on its own indented line, for a failed assertion's message.
+pub fn one_per_line<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(|item| format!("  {item}\n")).collect()
 }
 
 /// Prints a note that a passing test must not hide (e.g. which optional tools were missing).

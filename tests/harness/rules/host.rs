@@ -2,14 +2,13 @@
 //! test-owned network namespaces, free loopback ports, a tiny HTTP client, the interpreter.
 
 use std::{
-    ffi::CString,
     fmt::Write as _,
     fs::{self, File},
     io::{self, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     os::{
         fd::{AsRawFd as _, RawFd},
-        unix::{ffi::OsStrExt as _, process::CommandExt as _},
+        unix::process::CommandExt as _,
     },
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -17,33 +16,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{agent::POLL, cgroup::random_hex, process::describe, python, skip_or_fail, warn};
+use crate::{
+    TempDir, agent::POLL, cgroup::random_hex, process::describe, python, skip_or_fail, warn,
+};
 
-/// A fresh directory `<parent>/monitor-test-<label>-XXXXXX`, removed with its contents on drop.
-/// For places the shipped rules name and [`TempDir`] cannot reach: a fake home directory under
-/// `/home` (the rules' `~/` covers `/home/*/`), a directory under `/run` that no rule names.
+/// A fresh directory `<parent>/monitor-test-<label>-XXXXXX`, removed with its contents on drop
+/// (a [`TempDir`] elsewhere than the system temp dir). For places the shipped rules name and
+/// [`TempDir::new`] cannot reach: a fake home directory under `/home` (the rules' `~/` covers
+/// `/home/*/`), a directory under `/run` that no rule names.
 #[derive(Debug)]
-pub struct DirGuard {
-    path: PathBuf,
-}
+pub struct DirGuard(TempDir);
 
 impl DirGuard {
     pub fn new_in(parent: &Path, label: &str) -> io::Result<Self> {
-        let template = parent.join(format!("monitor-test-{label}-XXXXXX"));
-        let mut template = CString::new(template.as_os_str().as_bytes())
-            .map_err(io::Error::other)?
-            .into_bytes_with_nul();
-        // SAFETY: a writable, NUL-terminated buffer ending in "XXXXXX" that outlives the call.
-        let made = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
-        if made.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        template.pop();
-        let mut dir = Self {
-            path: PathBuf::from(std::ffi::OsStr::from_bytes(&template)),
-        };
-        dir.path = fs::canonicalize(&dir.path)?;
-        Ok(dir)
+        TempDir::new_in(parent, label).map(Self)
     }
 
     /// A fake home directory under `/home`; `None` after saying loudly why there is none.
@@ -62,30 +48,17 @@ impl DirGuard {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     pub fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
-        self.path.join(relative)
+        self.0.join(relative)
     }
 
     /// Writes `contents` to `relative`, creating the directories on the way.
     #[track_caller]
     pub fn write(&self, relative: &str, contents: &str) -> PathBuf {
         write_file(self.join(relative), contents)
-    }
-}
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.path)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            warn(&format!(
-                "WARNING: could not remove {}: {e}",
-                self.path.display()
-            ));
-        }
     }
 }
 
