@@ -60,11 +60,6 @@ fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
     }
 }
 
-fn now_rfc3339() -> String {
-    let clock = reader::Clock::new();
-    reader::rfc3339_ns(clock.wall_ns(boot_ns()))
-}
-
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let paths = rule_paths(&args);
     let rules = Arc::new(RuleSet::load(&paths).context("the rules are invalid; not starting")?);
@@ -140,7 +135,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         |reason: &str, sensor: &Sensor, enricher: &Enricher, written: u64, policy: PolicyStats| {
             output::json_line(&Stats {
                 kind: "agent_stats",
-                time: now_rfc3339(),
+                time: reader::now_rfc3339(),
                 reason,
                 kernel: sensor.counters(),
                 received: reader_stats.received.load(Ordering::Relaxed),
@@ -178,7 +173,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = fold_tick.tick() => {
-                for r in policy.tick(&now_rfc3339()) {
+                for r in policy.tick(&reader::now_rfc3339()) {
                     written += 1;
                     let _ = line_tx.send(output::json_line(&r)).await;
                 }
@@ -214,7 +209,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             let _ = line_tx.send(line).await;
         }
     }
-    for r in policy.flush(&now_rfc3339()) {
+    for r in policy.flush(&reader::now_rfc3339()) {
         let _ = line_tx.send(output::json_line(&r)).await;
     }
     let _ = reader.await;
@@ -279,14 +274,4 @@ pub fn floor(ready_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-fn boot_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

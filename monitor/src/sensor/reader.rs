@@ -54,6 +54,11 @@ impl Default for Clock {
     }
 }
 
+/// The wall-clock time now, RFC 3339 with nanoseconds (for lines the agent itself writes).
+pub fn now_rfc3339() -> String {
+    rfc3339_ns(clock_ns(libc::CLOCK_REALTIME))
+}
+
 /// RFC 3339 UTC with nanoseconds, e.g. `2026-11-25T21:00:00.123456789Z`.
 pub fn rfc3339_ns(wall_ns: i128) -> String {
     let secs = wall_ns.div_euclid(1_000_000_000) as i64;
