@@ -1,7 +1,8 @@
 //! `monitor run`: builds the pipeline sensor -> process enrichment -> policy (profiles,
-//! detections, alerts) -> output and runs it until SIGINT or SIGTERM, then drains, writes
-//! final statistics and detaches the probes. SIGHUP reloads the rules; a bad new rule set
-//! leaves the old one running.
+//! detections, alerts) -> output stage (delivery spools, then local outputs; network sinks
+//! deliver from the spools) and runs it until SIGINT or SIGTERM, then drains, writes final
+//! statistics, gives the network sinks a moment to deliver and detaches the probes. SIGHUP
+//! reloads the rules; a bad new rule set leaves the old one running.
 
 use std::{
     path::PathBuf,
@@ -15,7 +16,10 @@ use tokio::{signal::unix::SignalKind, sync::mpsc};
 
 use crate::{
     cli::{RunArgs, default_rules},
-    output,
+    output::{
+        self, Class, Out, OutputSpec, Stage,
+        forward::{self, ForwardStats},
+    },
     policy::{Policy, PolicyStats},
     process::stage::Enricher,
     resolve::HostResolver,
@@ -50,6 +54,10 @@ struct Stats<'a> {
     /// Second exit events of one process, dropped.
     duplicate_exits: u64,
     policy: PolicyStats,
+    /// Local records not convertible to OCSF (written in native form).
+    ocsf_errors: u64,
+    /// Network outputs: spools and sinks.
+    delivery: Option<ForwardStats>,
 }
 
 fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
@@ -63,14 +71,34 @@ fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let paths = rule_paths(&args);
     let rules = Arc::new(RuleSet::load(&paths).context("the rules are invalid; not starting")?);
-    let sinks = output::open(&args.outputs)?;
-    let record_everything = args.events || args.watch_all;
+    let network: Vec<_> = args
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            OutputSpec::Network(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let forward_config = forward::Config {
+        spool_dir: args.spool_dir.clone(),
+        spool_max_bytes: args.spool_max_bytes,
+        event_spool_max_bytes: args.event_spool_max_bytes,
+        format: args.format,
+        events: args.events,
+    };
+    let (forwarding, lanes) = match forward::start(&network, &forward_config).await? {
+        Some((f, l)) => (Some(f), Some(l)),
+        None => (None, None),
+    };
+    let locals = output::open_local(&args.outputs, args.format, args.events)?;
+    let want_events = args.events || forwarding.as_ref().is_some_and(|f| f.wants_events());
+    let record_everything = want_events || args.watch_all;
     let config = SensorConfig {
         record_all: record_everything,
         watch_on_exec: rules.has_profiles() && !record_everything,
         ring_buffer_bytes: args.ring_buffer_size,
         // `--events` promises a line per action: no folding unless asked for.
-        dedupe_window: Duration::from_millis(args.dedupe_window_ms.unwrap_or(if args.events {
+        dedupe_window: Duration::from_millis(args.dedupe_window_ms.unwrap_or(if want_events {
             0
         } else {
             1000
@@ -108,7 +136,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let ring = sensor.events.take().context("ring buffer already taken")?;
     let reader_stats = Arc::new(reader::ReaderStats::default());
     let (ev_tx, mut ev_rx) = mpsc::channel(CHANNEL);
-    let (line_tx, line_rx) = mpsc::channel::<Vec<u8>>(CHANNEL);
+    let (line_tx, line_rx) = mpsc::channel::<Out>(CHANNEL);
     let (reader_stop_tx, reader_stop_rx) = tokio::sync::watch::channel(false);
     let reader = tokio::spawn(reader::run(
         ring,
@@ -116,7 +144,20 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         reader_stats.clone(),
         reader_stop_rx,
     ));
-    let writer = tokio::spawn(output::run(sinks, line_rx));
+    let stage = match lanes {
+        Some(l) => Stage::new(
+            locals,
+            Some(l.alerts),
+            l.events,
+            args.spool_dir.display().to_string(),
+            l.dropped_at_open,
+        ),
+        None => Stage::new(locals, None, None, String::new(), 0),
+    };
+    let writer = std::thread::Builder::new()
+        .name("output".into())
+        .spawn(move || stage.run(line_rx))
+        .context("starting the output thread")?;
 
     if let Some(path) = &args.ready_file {
         std::fs::write(path, b"ready\n")
@@ -133,7 +174,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
 
     let stats_line =
         |reason: &str, sensor: &Sensor, enricher: &Enricher, written: u64, policy: PolicyStats| {
-            output::json_line(&Stats {
+            let line = output::json_line(&Stats {
                 kind: "agent_stats",
                 time: reader::now_rfc3339(),
                 reason,
@@ -144,7 +185,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                 processes: enricher.len(),
                 duplicate_exits: enricher.duplicate_exits(),
                 policy,
-            })
+                ocsf_errors: output::format::OCSF_ERRORS.load(Ordering::Relaxed),
+                delivery: forwarding.as_ref().map(forward::Forwarding::stats),
+            });
+            Out::Record(Class::Stats, line)
         };
 
     let handle = |ev: Event, enricher: &mut Enricher, policy: &mut Policy, sensor: &Sensor| {
@@ -154,10 +198,14 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         }
         let alerts = policy.handle(&ev, enricher.table(), sensor.watched());
         let mut lines = Vec::with_capacity(alerts.len() + 1);
-        if args.events {
-            lines.push(output::json_line(&ev));
+        if want_events {
+            lines.push(Out::Record(Class::Event, output::json_line(&ev)));
         }
-        lines.extend(alerts.iter().map(output::json_line));
+        lines.extend(
+            alerts
+                .iter()
+                .map(|a| Out::Record(Class::Alert, output::json_line(a))),
+        );
         lines
     };
 
@@ -175,8 +223,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             _ = fold_tick.tick() => {
                 for r in policy.tick(&reader::now_rfc3339()) {
                     written += 1;
-                    let _ = line_tx.send(output::json_line(&r)).await;
+                    let _ = line_tx.send(Out::Record(Class::Alert, output::json_line(&r))).await;
                 }
+                let _ = line_tx.send(Out::Tick).await;
             }
             _ = stats_tick.tick(), if args.stats_interval > 0 => {
                 let c = sensor.counters();
@@ -210,7 +259,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     for r in policy.flush(&reader::now_rfc3339()) {
-        let _ = line_tx.send(output::json_line(&r)).await;
+        let _ = line_tx
+            .send(Out::Record(Class::Alert, output::json_line(&r)))
+            .await;
     }
     let _ = reader.await;
     let c = sensor.counters();
@@ -230,8 +281,15 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         ))
         .await;
     drop(line_tx);
-    let lines = writer.await.unwrap_or(0);
+    let lines = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
     drop(sensor);
+    if let Some(f) = forwarding {
+        f.stop(Duration::from_secs(args.drain_timeout_secs)).await;
+    }
     let _ = resolver_task.await;
     tracing::info!(lines, "stopped");
     Ok(())

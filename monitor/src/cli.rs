@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::output::OutputSpec;
+use crate::{
+    deliver::{DEFAULT_MAX_BYTES, DEFAULT_SPOOL_DIR},
+    output::{Format, OutputSpec, spec::size_arg},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,9 +52,34 @@ pub struct RunArgs {
     /// Print every raw event (process, file, network), not only alerts.
     #[arg(long)]
     pub events: bool,
-    /// Where to write: `stdout` (default) or `file:PATH` (appends). Repeatable.
+    /// Where to write. Repeatable. Local: `stdout` (default), `file:PATH` (appends; rotates by
+    /// size: `?max_size=100M&max_files=5` are the defaults). Network sinks, which get alerts
+    /// (and events with `--events` or `?events=true`) through the durable spool:
+    /// `syslog+udp|tcp|tls://HOST:PORT`, `http(s)://URL` (webhook),
+    /// `splunk+https://HOST:PORT?token_file=PATH` (HEC), `elasticsearch+https://HOST:PORT/INDEX`
+    /// (bulk). Any output takes `?format=native|ocsf`; TLS ones `ca=`, `cert=`, `key=`.
     #[arg(long = "output", value_name = "SPEC")]
     pub outputs: Vec<OutputSpec>,
+    /// Record format of outputs that do not set `?format=`: the agent's native JSON or OCSF
+    /// 1.8.0 objects (alerts as Detection Findings, events as activities).
+    #[arg(long, value_enum, default_value_t = Format::Native)]
+    pub format: Format,
+    /// Durable spool of the network outputs: every alert is written and synced here before
+    /// any output gets it, and removed once every network sink acknowledged it; delivery
+    /// resumes from it after a restart. Forwarded events go to its `events/` subdirectory.
+    #[arg(long, default_value = DEFAULT_SPOOL_DIR, value_name = "DIR")]
+    pub spool_dir: PathBuf,
+    /// Bound on the alert spool's size on disk (bytes, or K, M, G); when full, the oldest
+    /// undelivered alerts are dropped, counted, logged and reported in an alert.
+    #[arg(long, default_value_t = DEFAULT_MAX_BYTES, value_parser = size_arg, value_name = "SIZE")]
+    pub spool_max_bytes: u64,
+    /// Bound on the forwarded-event spool's size on disk (bytes, or K, M, G).
+    #[arg(long, default_value_t = DEFAULT_MAX_BYTES, value_parser = size_arg, value_name = "SIZE")]
+    pub event_spool_max_bytes: u64,
+    /// At shutdown, how long network sinks may take to deliver what is pending before the
+    /// agent exits (the rest stays in the spool for the next start).
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub drain_timeout_secs: u64,
     /// Created once every probe is attached and the pipeline is running.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,

@@ -4,12 +4,7 @@
 mod agent;
 mod alert;
 mod cli;
-// SIEM forwarding (durable spool, delivery engine, syslog/HTTP/HEC/ES sinks): built and tested
-// here; wired into `--output` with the SIEM forwarding work.
-#[cfg(test)]
 mod deliver;
-// OCSF export: mapped and schema-tested; wired into the outputs with the SIEM forwarding work.
-#[cfg(test)]
 mod ocsf;
 mod output;
 mod policy;

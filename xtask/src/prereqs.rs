@@ -16,7 +16,7 @@ use crate::{checked, find_in_path, is_root};
 
 /// Debian packages the tests need (bpftool to inspect loaded programs, ip for network
 /// namespaces, python3 for small test servers). Extend here.
-pub const DEBIAN_PACKAGES: &[&str] = &["bpftool", "iproute2", "python3"];
+pub const DEBIAN_PACKAGES: &[&str] = &["bpftool", "iproute2", "python3", "rsyslog"];
 
 /// PyPI packages the tests need: the official OCSF schemas, to validate OCSF output.
 pub const PYTHON_PACKAGES: &[(&str, &str)] = &[("ocsf-json-schema", "1.2.0")];

@@ -7,13 +7,18 @@ use std::{
 };
 
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 /// What an `alert_repeats` line says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Repeats {
     pub kind: &'static str,
+    /// Stable id of this report (derived from `alert_id`), for receivers to de-duplicate.
+    pub id: String,
     pub time: String,
     pub rule: String,
+    /// The folded alerts' severity.
+    pub severity: String,
     pub profile: Option<String>,
     /// The rule's notion of "same thing" (path, remote address, ...).
     pub key: String,
@@ -27,8 +32,20 @@ struct Window {
     opened: Instant,
     alert_id: String,
     rule: String,
+    severity: String,
     profile: Option<String>,
     suppressed: u64,
+}
+
+/// The alert offered to [`RateLimiter::admit`].
+pub struct Candidate<'a> {
+    pub rule: &'a str,
+    pub pid: u32,
+    /// The rule's notion of "same thing" (path, remote address, ...).
+    pub key: &'a str,
+    pub id: &'a str,
+    pub profile: Option<&'a str>,
+    pub severity: &'a str,
 }
 
 /// Folds identical alerts (same rule, process and key) within `window`.
@@ -51,19 +68,11 @@ impl RateLimiter {
     }
 
     /// Whether this alert should go out (true) or is folded into an earlier one (false).
-    pub fn admit(
-        &mut self,
-        now: Instant,
-        rule: &str,
-        pid: u32,
-        key: &str,
-        id: &str,
-        profile: Option<&str>,
-    ) -> bool {
+    pub fn admit(&mut self, now: Instant, c: &Candidate) -> bool {
         if self.window.is_zero() {
             return true;
         }
-        let k = (rule.to_owned(), pid, key.to_owned());
+        let k = (c.rule.to_owned(), c.pid, c.key.to_owned());
         if let Some(w) = self.open.get_mut(&k)
             && now.duration_since(w.opened) < self.window
         {
@@ -79,9 +88,10 @@ impl RateLimiter {
             k,
             Window {
                 opened: now,
-                alert_id: id.to_owned(),
-                rule: rule.to_owned(),
-                profile: profile.map(str::to_owned),
+                alert_id: c.id.to_owned(),
+                rule: c.rule.to_owned(),
+                severity: c.severity.to_owned(),
+                profile: c.profile.map(str::to_owned),
                 suppressed: 0,
             },
         );
@@ -98,8 +108,10 @@ impl RateLimiter {
             if w.suppressed > 0 {
                 out.push(Repeats {
                     kind: "alert_repeats",
+                    id: repeats_id(&w.alert_id),
                     time: time.to_owned(),
                     rule: w.rule.clone(),
+                    severity: w.severity.clone(),
                     profile: w.profile.clone(),
                     key: key.clone(),
                     alert_id: w.alert_id.clone(),
@@ -118,26 +130,47 @@ impl RateLimiter {
     }
 }
 
+/// Id of the repeats report of `alert_id` (one report per folding window, and a window belongs
+/// to the alert that opened it).
+fn repeats_id(alert_id: &str) -> String {
+    let digest = Sha256::digest(format!("alert_repeats\0{alert_id}"));
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::RateLimiter;
+    use super::{Candidate, RateLimiter};
+
+    fn c<'a>(rule: &'a str, pid: u32, key: &'a str, id: &'a str) -> Candidate<'a> {
+        Candidate {
+            rule,
+            pid,
+            key,
+            id,
+            profile: None,
+            severity: "high",
+        }
+    }
 
     #[test]
     fn folds_repeats_and_reports_them() {
         let mut l = RateLimiter::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        assert!(l.admit(t0, "r", 1, "/x", "id1", None));
-        assert!(!l.admit(t0, "r", 1, "/x", "id2", None));
-        assert!(!l.admit(t0, "r", 1, "/x", "id3", None));
-        assert!(l.admit(t0, "r", 1, "/y", "id4", None));
-        assert!(l.admit(t0, "r", 2, "/x", "id5", None));
+        assert!(l.admit(t0, &c("r", 1, "/x", "id1")));
+        assert!(!l.admit(t0, &c("r", 1, "/x", "id2")));
+        assert!(!l.admit(t0, &c("r", 1, "/x", "id3")));
+        assert!(l.admit(t0, &c("r", 1, "/y", "id4")));
+        assert!(l.admit(t0, &c("r", 2, "/x", "id5")));
         assert!(l.expire(t0, "t").is_empty());
         let rep = l.expire(t0 + Duration::from_secs(11), "t");
         assert_eq!(rep.len(), 1);
         assert_eq!((rep[0].alert_id.as_str(), rep[0].count), ("id1", 2));
-        assert!(l.admit(t0 + Duration::from_secs(12), "r", 1, "/x", "id6", None));
+        assert_eq!(rep[0].severity, "high");
+        assert_eq!(rep[0].id.len(), 32);
+        assert_ne!(rep[0].id, "id1");
+        assert!(l.admit(t0 + Duration::from_secs(12), &c("r", 1, "/x", "id6")));
         assert_eq!(l.suppressed_total, 2);
     }
 
@@ -145,7 +178,7 @@ mod tests {
     fn zero_window_admits_everything() {
         let mut l = RateLimiter::new(Duration::ZERO);
         let t0 = Instant::now();
-        assert!(l.admit(t0, "r", 1, "k", "a", None));
-        assert!(l.admit(t0, "r", 1, "k", "b", None));
+        assert!(l.admit(t0, &c("r", 1, "k", "a")));
+        assert!(l.admit(t0, &c("r", 1, "k", "b")));
     }
 }

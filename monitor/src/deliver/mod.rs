@@ -7,12 +7,7 @@
 //! unacknowledged record of each sink (at-least-once; a batch in flight at the crash may be
 //! sent twice). Sinks fail and retry independently of each other and of the appender.
 //!
-//! Concrete sinks live in `sinks/` (its `mod` line is added here when it is wired in).
-#![allow(
-    dead_code,
-    unused_imports,
-    reason = "compiled for its tests until `--output` is wired to it (SIEM forwarding work)"
-)]
+//! Concrete sinks live in `sinks/`; `crate::output::forward` wires them to `--output`.
 
 // Only for tests and bench targets (cargo builds bench targets with `cfg(test)`), so none of
 // it ends up in the agent.
@@ -30,7 +25,9 @@ mod tests;
 use std::{future::Future, pin::Pin};
 
 pub use engine::{Engine, EngineConfig, SinkStats};
-pub use spool::{DEFAULT_MAX_BYTES, DEFAULT_SPOOL_DIR, Spool, SpoolError, SpoolOptions};
+pub use spool::{
+    DEFAULT_MAX_BYTES, DEFAULT_SPOOL_DIR, Spool, SpoolError, SpoolOptions, SpoolStats,
+};
 
 /// Boxed error kept as the cause of a [`SinkError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -131,7 +128,7 @@ pub enum DeliverError {
 }
 
 /// `error: cause: cause ...`, for logs and stats.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use super::{
     OcsfError,
     activity::{self, Kind, NetKind, Parts},
-    native::Native,
+    native::{Native, Time},
     objects::{Activity, Ancestor, DETECTION_FINDING, Host, PROFILES, device, header, metadata},
     severity_id,
 };
@@ -29,7 +29,80 @@ const OBSERVABLES: [(&str, u8); 12] = [
     ("evidences.dst_endpoint.port", 11),
 ];
 
-/// Converts a native alert into a Detection Finding.
+const UPDATE: Activity = Activity::new(2, "Update");
+
+/// What a finding and an update of it share: the alert's id, rule and severity, parsed.
+struct Common<'a> {
+    id: &'a str,
+    rule: &'a str,
+    severity: &'a str,
+    profile: Option<&'a str>,
+    time: Time<'a>,
+}
+
+impl<'a> Common<'a> {
+    fn parse(rec: &Native<'a>, id_field: &str) -> Result<Self, OcsfError> {
+        Ok(Self {
+            id: rec.str(id_field)?,
+            rule: rec.str("rule")?,
+            severity: rec.str("severity")?,
+            profile: rec.opt_str("profile")?,
+            time: rec.time()?,
+        })
+    }
+
+    /// Class header, metadata (the alert id as `correlation_uid`, so a finding and its updates
+    /// correlate) and the attributes every finding of this agent has.
+    fn header(&self, activity: Activity, uid: &str, event_code: &str) -> Map<String, Value> {
+        let mut profiles = PROFILES.to_vec();
+        profiles.push("security_control");
+        let mut meta = metadata(&profiles, event_code, &self.time);
+        meta.insert("uid".into(), uid.into());
+        meta.insert("correlation_uid".into(), self.id.into());
+        let severity_id = severity_id(self.severity);
+        let severity_caption = match severity_id {
+            2 => "Low",
+            3 => "Medium",
+            4 => "High",
+            5 => "Critical",
+            _ => self.severity,
+        };
+        let mut o = header(
+            &DETECTION_FINDING,
+            activity,
+            activity.caption,
+            &self.time,
+            (severity_id, severity_caption),
+            meta,
+        );
+        o.insert("is_alert".into(), true.into());
+        // The agent only reports (rules have `mode: alert`): observed, detected, not blocked.
+        o.insert("action_id".into(), 3.into());
+        o.insert("action".into(), "Observed".into());
+        o.insert("disposition_id".into(), 15.into());
+        o.insert("disposition".into(), "Detected".into());
+        o
+    }
+
+    /// `finding_info` with the fields both activities carry.
+    fn finding_info(&self) -> Value {
+        let kind = if self.rule.starts_with("profile.") {
+            "Profile Violation"
+        } else {
+            "Detection"
+        };
+        json!({
+            "uid": self.id,
+            "title": self.rule,
+            "types": [kind],
+            "analytic": { "name": self.rule, "uid": self.rule, "type_id": 1, "type": "Rule" },
+        })
+    }
+}
+
+/// Converts a native alert into a Detection Finding. An alert the agent raises about itself
+/// (such as a delivery spool overflow) has no triggering `event`: its finding has no actor,
+/// evidences or resources.
 pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
     let alert = Native::new(native)?;
     if alert.kind() != "alert" {
@@ -37,78 +110,94 @@ pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
             kind: alert.kind().into(),
         });
     }
-    let id = alert.str("id")?;
-    let rule = alert.str("rule")?;
-    let severity = alert.str("severity")?;
+    let common = Common::parse(&alert, "id")?;
     let message = alert.str("message")?;
     let mitre = alert.str_list("mitre")?;
-    let profile = alert.opt_str("profile")?;
-    let time = alert.time()?;
-    let event = alert.record("event", "event.")?;
+    let event = alert.opt_record("event", "event.")?;
     let lineage = alert
         .items("ancestors", "ancestors[].")?
         .iter()
         .map(Ancestor::parse)
         .collect::<Result<Vec<_>, _>>()?;
-    let parts = activity::decode(&event, host, &lineage)?;
+    let parts = event
+        .map(|event| activity::decode(&event, host, &lineage))
+        .transpose()?;
 
-    let mut profiles = PROFILES.to_vec();
-    profiles.push("security_control");
-    let mut meta = metadata(&profiles, "alert", &time);
-    meta.insert("uid".into(), id.into());
-    // Later updates of this finding (folded repeats) correlate through the alert id.
-    meta.insert("correlation_uid".into(), id.into());
-    let severity_id = severity_id(severity);
-    let severity_caption = match severity_id {
-        2 => "Low",
-        3 => "Medium",
-        4 => "High",
-        5 => "Critical",
-        _ => severity,
-    };
-    let mut o = header(
-        &DETECTION_FINDING,
-        CREATE,
-        CREATE.caption,
-        &time,
-        (severity_id, severity_caption),
-        meta,
-    );
+    let mut o = common.header(CREATE, common.id, "alert");
     o.insert("message".into(), message.into());
-    o.insert("is_alert".into(), true.into());
-    // The agent only reports (rules have `mode: alert`): observed, detected, not blocked.
-    o.insert("action_id".into(), 3.into());
-    o.insert("action".into(), "Observed".into());
-    o.insert("disposition_id".into(), 15.into());
-    o.insert("disposition".into(), "Detected".into());
-
     let attacks = attacks(&mitre);
-    let mut info = json!({
-        "uid": id,
-        "title": rule,
-        "desc": message,
-        "types": [if rule.starts_with("profile.") { "Profile Violation" } else { "Detection" }],
-        "analytic": { "name": rule, "uid": rule, "type_id": 1, "type": "Rule" },
-        "created_time": time.ms,
-        "first_seen_time": time.ms,
-        "last_seen_time": time.ms,
-    });
+    let mut info = common.finding_info();
+    info["desc"] = message.into();
+    for key in ["created_time", "first_seen_time", "last_seen_time"] {
+        info[key] = common.time.ms.into();
+    }
     if !attacks.is_empty() {
         info["attacks"] = attacks.clone().into();
         o.insert("attacks".into(), attacks.into());
     }
     o.insert("finding_info".into(), info);
     o.insert("device".into(), device(host));
-    o.insert("actor".into(), parts.actor.clone());
-    o.insert("resources".into(), resources(&parts).into());
-    let mut unmapped = parts.unmapped.clone();
-    if let Some(profile) = profile {
+    let mut unmapped = Map::new();
+    if let Some(parts) = parts {
+        o.insert("actor".into(), parts.actor.clone());
+        o.insert("resources".into(), resources(&parts).into());
+        unmapped.clone_from(&parts.unmapped);
+        o.insert("evidences".into(), evidences(parts).into());
+    }
+    if let Some(profile) = common.profile {
         unmapped.insert("profile".into(), profile.into());
     }
-    o.insert("evidences".into(), evidences(parts).into());
+    // Fields of agent-raised alerts without an OCSF attribute (`dropped`, `spool_dir`, ...).
+    for (key, value) in alert.extra(&ALERT_FIELDS) {
+        unmapped.insert(key.into(), value.clone());
+    }
     if !unmapped.is_empty() {
         o.insert("unmapped".into(), unmapped.into());
     }
+    let mut finding = Value::Object(o);
+    finding["observables"] = observables(&finding).into();
+    Ok(finding)
+}
+
+/// The native alert fields [`convert`] maps; any other goes to `unmapped`.
+const ALERT_FIELDS: [&str; 10] = [
+    "kind",
+    "id",
+    "time",
+    "rule",
+    "severity",
+    "mitre",
+    "profile",
+    "message",
+    "event",
+    "ancestors",
+];
+
+/// Converts a native `alert_repeats` record (identical alerts folded into an earlier one) into
+/// a Detection Finding Update of that alert's finding: `finding_info.uid` and
+/// `metadata.correlation_uid` are the folded alert's id and `count` says how many were folded.
+pub(super) fn convert_repeats(native: &Value, host: &Host) -> Result<Value, OcsfError> {
+    let rec = Native::new(native)?;
+    let common = Common::parse(&rec, "alert_id")?;
+    let uid = rec.str("id")?;
+    let key = rec.str("key")?;
+    let count = rec.u64("count")?;
+    let mut o = common.header(UPDATE, uid, "alert_repeats");
+    o.insert(
+        "message".into(),
+        format!("{count} more alerts identical to {} folded", common.id).into(),
+    );
+    o.insert("count".into(), count.into());
+    let mut info = common.finding_info();
+    info["last_seen_time"] = common.time.ms.into();
+    o.insert("finding_info".into(), info);
+    o.insert("device".into(), device(host));
+    let mut unmapped = Map::new();
+    unmapped.insert("key".into(), key.into());
+    if let Some(profile) = common.profile {
+        unmapped.insert("profile".into(), profile.into());
+    }
+    o.insert("unmapped".into(), unmapped.into());
     let mut finding = Value::Object(o);
     finding["observables"] = observables(&finding).into();
     Ok(finding)

@@ -13,6 +13,8 @@
 //! | `accept` / `listen` / `send` | Network Activity (4001) | Open / Listen / Traffic |
 //! | `bind` | Network Activity (4001) | Other (`activity_name: "Bind"`) |
 //! | `alert` | Detection Finding (2004) | Create |
+//! | `alert_repeats` | Detection Finding (2004) | Update of the folded alert's finding, with `count` |
+//! | `agent_stats` | none: not exported in OCSF |
 //!
 //! Every object names its profiles in `metadata.profiles` (`host`, `container`,
 //! `linux/linux_users`, and `security_control` for findings) and validates against the official
@@ -116,6 +118,33 @@ pub enum OcsfError {
 /// malformed.
 pub fn alert_to_ocsf(native: &Value) -> Result<Value, OcsfError> {
     finding::convert(native, Host::current())
+}
+
+/// Converts a native `alert_repeats` record into a Detection Finding Update (activity 2) of the
+/// folded alert's finding, with `count` folded alerts.
+///
+/// # Errors
+///
+/// The field errors when a field it needs (`alert_id`, `id`, `rule`, `severity`, `time`,
+/// `key`, `count`) is missing or malformed.
+pub fn repeats_to_ocsf(native: &Value) -> Result<Value, OcsfError> {
+    finding::convert_repeats(native, Host::current())
+}
+
+/// Any native record the agent writes, converted: alerts and `alert_repeats` to Detection
+/// Findings, events to their activity classes. `Ok(None)` for the agent's own `agent_stats`
+/// lines, which have no OCSF class.
+///
+/// # Errors
+///
+/// As [`alert_to_ocsf`], [`repeats_to_ocsf`] and [`event_to_ocsf`].
+pub fn to_ocsf(native: &Value) -> Result<Option<Value>, OcsfError> {
+    match native.get("kind").and_then(Value::as_str) {
+        Some("alert") => alert_to_ocsf(native).map(Some),
+        Some("alert_repeats") => repeats_to_ocsf(native).map(Some),
+        Some("agent_stats") => Ok(None),
+        _ => event_to_ocsf(native).map(Some),
+    }
 }
 
 /// Converts a native event (`exec`, `fork`, `exit`, file and network kinds) into an OCSF

@@ -202,6 +202,29 @@ impl<'a> Native<'a> {
         Self::nested(v, Some(self.err_kind), prefix)
     }
 
+    /// An optional nested record with its own `kind`; `None` when absent or null.
+    pub fn opt_record(
+        &self,
+        field: &'static str,
+        prefix: &'static str,
+    ) -> Result<Option<Self>, OcsfError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(_) => self.record(field, prefix).map(Some),
+        }
+    }
+
+    /// The non-null fields not named in `known`, in the record's order.
+    pub fn extra<'k>(&self, known: &'k [&str]) -> impl Iterator<Item = (&'a str, &'a Value)> + 'k
+    where
+        'a: 'k,
+    {
+        self.map
+            .iter()
+            .filter(move |(k, v)| !v.is_null() && !known.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The objects of a list field (an alert's `ancestors`); they have no `kind` of their own.
     pub fn items(&self, field: &str, prefix: &'static str) -> Result<Vec<Self>, OcsfError> {
         self.list(field)?

@@ -11,7 +11,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{OCSF_VERSION, OcsfError, activity::Kind, alert_to_ocsf, event_to_ocsf, severity_id};
+use super::{
+    OCSF_VERSION, OcsfError, activity::Kind, alert_to_ocsf, event_to_ocsf, severity_id, to_ocsf,
+};
 
 /// How to install the schema package the validation needs.
 const PIP_INSTALL: &str = "python3 -m pip install ocsf-json-schema==1.2.0";
@@ -291,7 +293,33 @@ fn converted() -> Vec<(String, Value)> {
         let o = alert_to_ocsf(&native).unwrap_or_else(|e| panic!("{name}: {e}"));
         out.push((name.to_owned(), o));
     }
+    for (name, native) in [("repeats", repeats()), ("agent alert", agent_alert())] {
+        let o = to_ocsf(&native)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .expect("has a class");
+        out.push((name.to_owned(), o));
+    }
     out
+}
+
+/// A native `alert_repeats` record of the first sample alert.
+fn repeats() -> Value {
+    json!({
+        "kind": "alert_repeats", "id": "77aa9c0d4b5e6f708192a3b4c5d6e7f8", "time": TIME,
+        "rule": "credential-read", "severity": "high", "profile": "litellm-proxy",
+        "key": "/root/.ssh/id_ed25519", "alert_id": "3f2a9c0d4b5e6f708192a3b4c5d6e7f8",
+        "count": 41,
+    })
+}
+
+/// An alert the agent raises about itself: no triggering event, extra fields.
+fn agent_alert() -> Value {
+    json!({
+        "kind": "alert", "id": "0c0c9c0d4b5e6f708192a3b4c5d6e7f8", "time": TIME,
+        "rule": "monitor.spool-overflow", "severity": "high", "mitre": ["T1562"],
+        "profile": null, "message": "the delivery spool was full: 12 alerts dropped",
+        "event": null, "ancestors": [], "dropped": 12, "spool_dir": "/var/lib/monitor/spool",
+    })
 }
 
 /// The class uid and declared profiles of a converted object.
@@ -775,6 +803,53 @@ fn detection_finding_mapping() {
     assert_eq!(connect["resources"][0]["name"], "93.184.216.34:443");
     let rename = alert_to_ocsf(&native_alerts()[5].1).expect("converts");
     assert_eq!(rename["evidences"][1]["file"]["path"], "/usr/local/bin/a");
+}
+
+#[test]
+fn repeats_and_agent_alerts_map_to_findings() {
+    let update = to_ocsf(&repeats()).expect("converts").expect("has a class");
+    assert_eq!(
+        (update["class_uid"].clone(), update["activity_id"].clone()),
+        (json!(2004), json!(2))
+    );
+    assert_eq!(update["type_uid"], 200_402);
+    assert_eq!(update["count"], 41);
+    assert_eq!(
+        update["finding_info"]["uid"],
+        "3f2a9c0d4b5e6f708192a3b4c5d6e7f8"
+    );
+    assert_eq!(
+        update["metadata"]["correlation_uid"],
+        "3f2a9c0d4b5e6f708192a3b4c5d6e7f8"
+    );
+    assert_eq!(
+        update["metadata"]["uid"],
+        "77aa9c0d4b5e6f708192a3b4c5d6e7f8"
+    );
+    assert_eq!(update["severity_id"], 4);
+    assert_eq!(update["unmapped"]["key"], "/root/.ssh/id_ed25519");
+
+    let own = to_ocsf(&agent_alert())
+        .expect("converts")
+        .expect("has a class");
+    assert_eq!(own["activity_id"], 1);
+    assert!(own.get("actor").is_none() && own.get("evidences").is_none());
+    assert_eq!(own["unmapped"]["dropped"], 12);
+    assert_eq!(own["unmapped"]["spool_dir"], "/var/lib/monitor/spool");
+    assert_eq!(
+        own["finding_info"]["attacks"][0]["technique"]["uid"],
+        "T1562"
+    );
+
+    let stats = json!({ "kind": "agent_stats", "time": TIME });
+    assert!(to_ocsf(&stats).expect("no error").is_none());
+    let mut bad = repeats();
+    bad.as_object_mut().expect("object").remove("count");
+    let e = to_ocsf(&bad).expect_err("no count");
+    assert_eq!(
+        e.to_string(),
+        "native `alert_repeats` record lacks the required field `count`"
+    );
 }
 
 #[test]

@@ -1,4 +1,7 @@
-//! `--output file:PATH`: appends JSON lines.
+//! `--output file:PATH`: appends JSON lines, rotating by size: before a line would take the
+//! file past `max_bytes`, `PATH.N-1` becomes `PATH.N` (the oldest beyond `max_files` is
+//! removed), ..., `PATH` becomes `PATH.1`, and a new `PATH` is started. A line is never split
+//! across files.
 
 use std::{
     fs::{File, OpenOptions},
@@ -6,27 +9,70 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{OutputError, Sink, write_all};
+use super::{OutputError, Sink, spec::Rotation};
 
 pub struct FileSink {
     path: PathBuf,
+    rotation: Rotation,
     out: BufWriter<File>,
+    /// Bytes in the current file (written or buffered).
+    len: u64,
+}
+
+fn open(path: &Path) -> Result<(BufWriter<File>, u64), OutputError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| OutputError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((BufWriter::with_capacity(64 * 1024, file), len))
 }
 
 impl FileSink {
-    pub fn open(path: &Path) -> Result<Self, OutputError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| OutputError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+    pub fn open(path: &Path, rotation: Rotation) -> Result<Self, OutputError> {
+        let (out, len) = open(path)?;
         Ok(Self {
             path: path.to_owned(),
-            out: BufWriter::with_capacity(64 * 1024, file),
+            rotation,
+            out,
+            len,
         })
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        let keep = self.rotation.max_files;
+        match std::fs::remove_file(self.rotated(keep)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        for n in (1..keep).rev() {
+            match std::fs::rename(self.rotated(n), self.rotated(n + 1)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        std::fs::rename(&self.path, self.rotated(1))?;
+        let (out, len) = open(&self.path).map_err(|e| match e {
+            OutputError::Open { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        self.out = out;
+        self.len = len;
+        tracing::info!(path = %self.path.display(), "output file rotated");
+        Ok(())
     }
 }
 
@@ -36,10 +82,55 @@ impl Sink for FileSink {
     }
 
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        write_all(&mut self.out, line)
+        let n = line.len() as u64 + 1;
+        let max = self.rotation.max_bytes;
+        if max > 0 && self.len > 0 && self.len + n > max {
+            self.rotate()?;
+        }
+        self.out.write_all(line)?;
+        self.out.write_all(b"\n")?;
+        self.len += n;
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FileSink, Rotation};
+    use crate::output::Sink as _;
+
+    #[test]
+    fn rotates_by_size_and_keeps_a_bounded_number_of_files() {
+        let dir = std::env::temp_dir().join(format!("monitor-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("out.jsonl");
+        std::fs::write(&path, b"old\n").expect("seed");
+        let rotation = Rotation {
+            max_bytes: 10,
+            max_files: 2,
+        };
+        let mut sink = FileSink::open(&path, rotation).expect("open");
+        // "old\n" (4) + "12345\n" (6) = 10 fits; every later line starts a new file.
+        for line in ["12345", "abcdefgh", "x", "yy", "z"] {
+            sink.write_line(line.as_bytes()).expect("write");
+        }
+        sink.flush().expect("flush");
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&path), "x\nyy\nz\n");
+        assert_eq!(read(&dir.join("out.jsonl.1")), "abcdefgh\n");
+        assert_eq!(read(&dir.join("out.jsonl.2")), "old\n12345\n");
+        assert!(!dir.join("out.jsonl.3").exists(), "bounded to max_files");
+        // A line longer than max_bytes still goes out whole, alone in its file.
+        sink.write_line(b"0123456789abcdef").expect("write");
+        sink.flush().expect("flush");
+        assert_eq!(read(&path), "0123456789abcdef\n");
+        assert_eq!(read(&dir.join("out.jsonl.1")), "x\nyy\nz\n");
+        assert_eq!(read(&dir.join("out.jsonl.2")), "abcdefgh\n");
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

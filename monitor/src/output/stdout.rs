@@ -2,7 +2,7 @@
 
 use std::io::{BufWriter, Stdout, Write};
 
-use super::{Sink, write_all};
+use super::Sink;
 
 pub struct StdoutSink {
     out: BufWriter<Stdout>,
@@ -22,7 +22,8 @@ impl Sink for StdoutSink {
     }
 
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        write_all(&mut self.out, line)
+        self.out.write_all(line)?;
+        self.out.write_all(b"\n")
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::{
     alert::{
         Alert, Ancestor, alert_id, boot_id,
-        limit::{RateLimiter, Repeats},
+        limit::{Candidate, RateLimiter, Repeats},
     },
     process::table::{ProcessInfo, ProcessTable, start_key_from_ns},
     resolve::HostResolver,
@@ -225,10 +225,17 @@ impl Policy {
         let mut alerts = Vec::new();
         for f in findings {
             let id = alert_id(&self.boot_id, ev, &f.rule, &f.key);
-            if !self
-                .limiter
-                .admit(now, &f.rule, ev.pid, &f.key, &id, f.profile.as_deref())
-            {
+            if !self.limiter.admit(
+                now,
+                &Candidate {
+                    rule: &f.rule,
+                    pid: ev.pid,
+                    key: &f.key,
+                    id: &id,
+                    profile: f.profile.as_deref(),
+                    severity: f.severity.as_str(),
+                },
+            ) {
                 continue;
             }
             self.stats.alerts += 1;

@@ -11,7 +11,7 @@ use url::Url;
 use super::spec::{Facility, Format, Secret, SpecError};
 
 /// Option names, for the unknown-option error.
-pub const KNOWN: &str = "ca, cert, key, format, token_file, token_env, timeout, facility";
+pub const KNOWN: &str = "ca, cert, key, format, events, token_file, token_env, timeout, facility";
 const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The query options of a spec.
@@ -21,6 +21,8 @@ pub struct Options {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub format: Option<Format>,
+    /// Whether the sink also gets every event (not only alerts).
+    pub events: Option<bool>,
     pub timeout: Option<Duration>,
     pub facility: Option<Facility>,
     /// Webhook query parameters that are not options, in order.
@@ -66,6 +68,14 @@ impl Options {
                         _ => return Err(bad("format", "`native` or `ocsf`")),
                     };
                     set_once(&mut opts.format, format, dup)?;
+                }
+                "events" => {
+                    let events = match value.as_ref() {
+                        "true" | "yes" | "1" => true,
+                        "false" | "no" | "0" => false,
+                        _ => return Err(bad("events", "`true` or `false`")),
+                    };
+                    set_once(&mut opts.events, events, dup)?;
                 }
                 "timeout" => {
                     let t = parse_timeout(&value).ok_or_else(|| {

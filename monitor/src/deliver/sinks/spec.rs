@@ -8,8 +8,8 @@
 //! | `elasticsearch+https://HOST[:9200][/PREFIX]/INDEX` (`elasticsearch+http` too) | bulk API |
 //!
 //! Query options: `ca=PATH` (PEM CA bundle replacing the built-in roots), `cert=PATH&key=PATH`
-//! (client certificate), `format=native|ocsf`, `token_file=PATH` / `token_env=VAR`, `timeout=10s`
-//! (also `500ms`, `1m`) and, for syslog, `facility=local0` (a name or 0..=23). A webhook passes
+//! (client certificate), `format=native|ocsf`, `events=true|false` (also forward every event),
+//! `token_file=PATH` / `token_env=VAR`, `timeout=10s` (also `500ms`, `1m`) and, for syslog, `facility=local0` (a name or 0..=23). A webhook passes
 //! any other query parameter through to its URL; elsewhere an unknown option is an error.
 //!
 //! Tokens are read here, once, and kept in [`Secret`]. Nothing that could hold a secret (tokens,
@@ -57,13 +57,7 @@ impl fmt::Display for Secret {
     }
 }
 
-/// The alert shape a sink wants (`format=`); conversion happens before the sink.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Format {
-    #[default]
-    Native,
-    Ocsf,
-}
+pub use crate::output::Format;
 
 /// A syslog facility code (0..=23); local0 unless `facility=` says otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +168,10 @@ pub enum Target {
 #[derive(Clone, Debug)]
 pub struct SinkSpec {
     pub target: Target,
-    pub format: Format,
+    /// `format=`; `None`: the agent's `--format`.
+    pub format: Option<Format>,
+    /// `events=`; `None`: whether the agent runs with `--events`.
+    pub events: Option<bool>,
     /// Connect, write and request timeout.
     pub timeout: Duration,
     name: String,
@@ -429,7 +426,8 @@ pub fn parse(spec: &str) -> Result<SinkSpec, SpecError> {
     };
     Ok(SinkSpec {
         target,
-        format: opts.format.unwrap_or_default(),
+        format: opts.format,
+        events: opts.events,
         timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
         name,
     })

@@ -151,6 +151,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Spool {
     /// Appends one alert line; see [`Spool::append_batch`].
+    #[cfg(test)]
     pub fn append(&self, line: &[u8]) -> Result<AppendOutcome, SpoolError> {
         self.append_batch(std::slice::from_ref(&line))
     }
@@ -367,6 +368,7 @@ impl Spool {
     }
 
     /// [`Spool::append_batch`] on the blocking thread pool.
+    #[cfg(test)]
     pub async fn append_async(&self, lines: Vec<Vec<u8>>) -> Result<AppendOutcome, SpoolError> {
         let spool = self.clone();
         blocking(move || spool.append_batch(&lines)).await

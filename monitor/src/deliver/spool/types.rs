@@ -103,6 +103,7 @@ pub enum SpoolError {
 
 impl SpoolError {
     /// The underlying I/O error, if this is one (e.g. to tell ENOSPC from EIO).
+    #[cfg(test)]
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
             Self::Io { source, .. } => Some(source),

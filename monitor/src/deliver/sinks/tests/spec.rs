@@ -60,7 +60,11 @@ fn syslog_specs_take_default_ports_and_facility() {
     assert!(matches!(tls.transport, SyslogTransport::Tls(_)));
 
     let spec = parse("syslog+tcp://h:1?format=ocsf&timeout=250ms").expect("valid");
-    assert_eq!(spec.format, Format::Ocsf);
+    assert_eq!(spec.format, Some(Format::Ocsf));
+    assert_eq!(spec.events, None);
+    let with_events = parse("syslog+udp://h:1?events=true").expect("valid");
+    assert_eq!((with_events.format, with_events.events), (None, Some(true)));
+    assert!(parse("syslog+udp://h:1?events=maybe").is_err());
     assert_eq!(spec.timeout, Duration::from_millis(250));
     assert_eq!(spec.name(), "syslog+tcp://h:1");
     assert_eq!(

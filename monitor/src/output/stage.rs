@@ -1,0 +1,292 @@
+//! The output stage, on its own thread (all of its work is blocking I/O): for each batch of
+//! records from the pipeline it first appends alerts (and, when forwarded, events) to the
+//! delivery spools, fsync'ed, then writes every record to the local outputs in their formats.
+//! So an alert a local output shows is already durable for the network sinks, and a SIGKILL
+//! cannot leave one in the file that the SIEM will never get.
+//!
+//! When the bounded alert spool drops undelivered alerts to make room, the stage raises a
+//! dedicated alert (`rule: agent.spool-overflow`) saying how many, at most every
+//! [`OVERFLOW_REPORT_EVERY`].
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::{Format, Sink, format::Rendered, lane::Lane};
+use crate::sensor::reader;
+
+/// Most messages handled per batch (one spool append, one flush of each output).
+const BATCH: usize = 4096;
+/// Least time between two spool-overflow alerts.
+pub const OVERFLOW_REPORT_EVERY: Duration = Duration::from_secs(10);
+/// Rule name of the spool-overflow alert.
+pub const OVERFLOW_RULE: &str = "agent.spool-overflow";
+
+/// What a record is, for routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// A raw event (`exec`, `open`, ...).
+    Event,
+    /// `alert` and `alert_repeats`: spooled and forwarded to every network sink.
+    Alert,
+    /// `agent_stats`: local outputs only.
+    Stats,
+}
+
+/// A message to the output stage.
+pub enum Out {
+    /// A native JSON record, without a newline.
+    Record(Class, Vec<u8>),
+    /// Sent about once a second: retry unwritable spools, report spool overflow.
+    Tick,
+}
+
+/// A local output and what it gets.
+pub struct Local {
+    pub sink: Box<dyn Sink>,
+    pub format: Format,
+    /// Whether raw events are written to it (`--events`).
+    pub events: bool,
+    failing: bool,
+}
+
+impl Local {
+    pub fn new(sink: Box<dyn Sink>, format: Format, events: bool) -> Self {
+        Self {
+            sink,
+            format,
+            events,
+            failing: false,
+        }
+    }
+
+    fn report(&mut self, r: std::io::Result<()>) {
+        match r {
+            Ok(()) => self.failing = false,
+            Err(error) if !self.failing => {
+                self.failing = true;
+                tracing::error!(output = %self.sink.name(), %error, "output failing");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The dedicated alert about alerts the spool dropped.
+#[derive(Serialize)]
+struct OverflowAlert<'a> {
+    kind: &'static str,
+    id: String,
+    time: String,
+    rule: &'static str,
+    severity: &'static str,
+    mitre: [&'static str; 1],
+    profile: Option<&'static str>,
+    message: String,
+    event: Option<()>,
+    ancestors: [(); 0],
+    /// Undelivered alerts dropped since the previous overflow alert.
+    dropped: u64,
+    /// Since the agent started.
+    dropped_total: u64,
+    spool_dir: &'a str,
+}
+
+/// Counts drops and decides when to report them.
+struct Overflow {
+    spool_dir: String,
+    boot_id: String,
+    pending: u64,
+    total: u64,
+    last: Option<Instant>,
+}
+
+impl Overflow {
+    fn add(&mut self, dropped: u64) {
+        self.pending += dropped;
+        self.total += dropped;
+    }
+
+    /// The alert line when drops are pending and the last report is old enough (or `force`).
+    fn due(&mut self, now: Instant, force: bool) -> Option<Vec<u8>> {
+        if self.pending == 0 {
+            return None;
+        }
+        if !force
+            && self
+                .last
+                .is_some_and(|t| now.duration_since(t) < OVERFLOW_REPORT_EVERY)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        let dropped = std::mem::take(&mut self.pending);
+        let time = reader::now_rfc3339();
+        let mut h = Sha256::new();
+        for part in [
+            self.boot_id.as_bytes(),
+            OVERFLOW_RULE.as_bytes(),
+            time.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.update(self.total.to_le_bytes());
+        let id = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let alert = OverflowAlert {
+            kind: "alert",
+            id,
+            time,
+            rule: OVERFLOW_RULE,
+            severity: "high",
+            // Impair Defenses: flooding alerts to push older ones out is a way to hide.
+            mitre: ["T1562"],
+            profile: None,
+            message: format!(
+                "the delivery spool in {} was full: {dropped} undelivered alerts were dropped, \
+                 oldest first ({} since start); a network sink is failing or --spool-max-bytes \
+                 is too small",
+                self.spool_dir, self.total
+            ),
+            event: None,
+            ancestors: [],
+            dropped,
+            dropped_total: self.total,
+            spool_dir: &self.spool_dir,
+        };
+        Some(super::json_line(&alert))
+    }
+}
+
+/// The output stage's state.
+pub struct Stage {
+    locals: Vec<Local>,
+    alerts: Option<Lane>,
+    events: Option<Lane>,
+    overflow: Overflow,
+}
+
+impl Stage {
+    /// `alerts` / `events`: the spool lanes when network sinks are configured;
+    /// `dropped_at_open`: alerts the spool dropped when it was opened (a smaller bound).
+    pub fn new(
+        locals: Vec<Local>,
+        alerts: Option<Lane>,
+        events: Option<Lane>,
+        spool_dir: String,
+        dropped_at_open: u64,
+    ) -> Self {
+        let mut overflow = Overflow {
+            spool_dir,
+            boot_id: crate::alert::boot_id(),
+            pending: 0,
+            total: 0,
+            last: None,
+        };
+        overflow.add(dropped_at_open);
+        Self {
+            locals,
+            alerts,
+            events,
+            overflow,
+        }
+    }
+
+    /// Runs until the channel closes; returns the records written to local outputs.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Out>) -> u64 {
+        let mut written = 0;
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            written += self.handle(&mut batch, false);
+        }
+        written += self.handle(&mut batch, true);
+        for local in &mut self.locals {
+            let r = local.sink.flush();
+            local.report(r);
+        }
+        if let Some(lane) = &self.alerts
+            && lane.backlog_len() > 0
+        {
+            tracing::error!(
+                records = lane.backlog_len(),
+                "stopping with alerts the delivery spool could not take; they are in the local \
+                 outputs only"
+            );
+        }
+        written
+    }
+
+    /// Spools, then writes one batch; `last`: the channel is closed, report what is pending.
+    fn handle(&mut self, batch: &mut Vec<Out>, last: bool) -> u64 {
+        let mut records: Vec<(Class, Vec<u8>)> = Vec::with_capacity(batch.len());
+        let mut tick = last;
+        for m in batch.drain(..) {
+            match m {
+                Out::Record(class, line) => records.push((class, line)),
+                Out::Tick => tick = true,
+            }
+        }
+        if let Some(lane) = &mut self.alerts {
+            let dropped = if tick { lane.retry() } else { 0 };
+            self.overflow
+                .add(dropped + lane.append(lines_of(&records, Class::Alert)));
+        }
+        if let Some(lane) = &mut self.events {
+            if tick {
+                lane.retry();
+            }
+            lane.append(lines_of(&records, Class::Event));
+        }
+        if tick
+            && self.alerts.is_some()
+            && let Some(alert) = self.overflow.due(Instant::now(), last)
+        {
+            if let Some(lane) = &mut self.alerts {
+                let dropped = lane.append([alert.as_slice()]);
+                self.overflow.add(dropped);
+            }
+            records.push((Class::Alert, alert));
+        }
+        let mut written = 0;
+        for (class, line) in &records {
+            let mut rendered = Rendered::new(line);
+            for local in &mut self.locals {
+                if *class == Class::Event && !local.events {
+                    continue;
+                }
+                let Some(out) = rendered.get(local.format) else {
+                    continue;
+                };
+                let r = local.sink.write_line(out);
+                local.report(r);
+            }
+            written += 1;
+        }
+        for local in &mut self.locals {
+            let r = local.sink.flush();
+            local.report(r);
+        }
+        written
+    }
+}
+
+/// The lines of the records of one class, in order.
+fn lines_of(records: &[(Class, Vec<u8>)], want: Class) -> Vec<&[u8]> {
+    records
+        .iter()
+        .filter(|(c, _)| *c == want)
+        .map(|(_, l)| l.as_slice())
+        .collect()
+}
