@@ -134,6 +134,7 @@ impl Agent {
                 Launch {
                     dir_label: "agent",
                     output_name: "events.jsonl",
+                    output_path: None,
                     args: vec![OsString::from("--events")],
                     keep_hint: "",
                 },

@@ -32,6 +32,8 @@ pub(crate) struct Launch {
     pub(crate) dir_label: &'static str,
     /// Name of the output file in that directory (`--output file:PATH`).
     pub(crate) output_name: &'static str,
+    /// An output file elsewhere instead (kept across launches, e.g. to restart an agent).
+    pub(crate) output_path: Option<PathBuf>,
     /// Arguments for `monitor run` after `--output` and `--ready-file`.
     pub(crate) args: Vec<OsString>,
     /// Added to the hint of a timeout report, after the one about `MONITOR_TEST_KEEP`.
@@ -79,7 +81,10 @@ impl AgentProcess {
     pub(crate) fn launch(bin: &Path, launch: Launch) -> Result<Self, String> {
         let dir = TempDir::try_new(launch.dir_label)
             .map_err(|e| format!("cannot create the agent's directory: {e}"))?;
-        let output = dir.join(launch.output_name);
+        let output = launch
+            .output_path
+            .clone()
+            .unwrap_or_else(|| dir.join(launch.output_name));
         let ready = dir.join("ready");
         let stderr = dir.join("agent.stderr");
         let open = |path: &Path| {
@@ -230,8 +235,15 @@ impl AgentProcess {
         )
     }
 
+    /// SIGKILL, as a crash would: no shutdown work at all.
+    pub(crate) fn kill(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// SIGTERM, a bounded wait, then SIGKILL.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
         if !matches!(child.try_wait(), Ok(None)) {
             return;

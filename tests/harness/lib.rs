@@ -18,6 +18,7 @@
 
 mod agent;
 mod cgroup;
+pub mod deliver;
 mod events;
 mod fs;
 mod launch;

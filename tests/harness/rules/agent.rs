@@ -107,6 +107,7 @@ impl<F> Running<F> {
             Launch {
                 dir_label: "rules-agent",
                 output_name: "output.jsonl",
+                output_path: None,
                 args: run_args,
                 keep_hint: ", and MONITOR_TEST_EVENTS=1 to record raw events there too",
             },

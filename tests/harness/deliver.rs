@@ -1,0 +1,287 @@
+//! Harness of the forwarding tests: an agent that can be SIGKILLed and restarted on the same
+//! spool and output file, a detection that turns file creations into alerts on demand, and a
+//! real rsyslog on loopback.
+
+use std::{
+    ffi::OsString,
+    fs,
+    net::{Ipv4Addr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{
+    fs::TempDir,
+    launch::{AgentProcess, Launch, preflight},
+    process::python,
+};
+
+/// Name of the test detection [`write_rules`] writes.
+pub const RULE: &str = "test-forward";
+
+/// Writes a rules directory with one detection: creating or opening `<dir>/alert-*` raises a
+/// `high` alert of rule [`RULE`]. Returns the rules directory.
+pub fn write_rules(base: &Path, watched: &Path) -> PathBuf {
+    let rules = base.join("rules");
+    fs::create_dir_all(&rules).expect("rules directory");
+    let yaml = format!(
+        "detection: {RULE}\ndescription: test alert for forwarding\nseverity: high\n\
+         mitre: [T1552]\non: [open]\nwhen:\n  path: [\"{}/alert-*\"]\n",
+        watched.display()
+    );
+    fs::write(rules.join("forward.yaml"), yaml).expect("rule file");
+    rules
+}
+
+/// Creates `count` files `<dir>/alert-<tag>-<i>` from one Python process: one alert each.
+pub fn raise_alerts(dir: &Path, tag: &str, count: usize) {
+    let script = format!(
+        "import sys\nfor i in range({count}):\n    open(sys.argv[1] + '/alert-{tag}-%d' % i, 'w').close()\n"
+    );
+    let status = python(&script)
+        .arg(dir)
+        .status()
+        .expect("run python to raise alerts");
+    assert!(status.success(), "raising alerts failed: {status}");
+}
+
+/// The agent of a forwarding test. Unlike the shared agents, each test owns its own and can
+/// SIGKILL it and start another on the same spool and output file.
+pub struct ForwardAgent {
+    process: AgentProcess,
+    output: PathBuf,
+}
+
+impl ForwardAgent {
+    /// `monitor run --output file:OUTPUT --rules RULES --watch-all --alert-fold-secs 0 ARGS`.
+    pub fn launch(output: &Path, rules: &Path, args: &[String]) -> Result<Self, String> {
+        let bin = preflight()?;
+        let mut run_args: Vec<OsString> = vec![
+            "--rules".into(),
+            rules.into(),
+            "--watch-all".into(),
+            "--alert-fold-secs".into(),
+            "0".into(),
+        ];
+        run_args.extend(args.iter().map(OsString::from));
+        let process = AgentProcess::launch(
+            &bin,
+            Launch {
+                dir_label: "forward-agent",
+                output_name: "unused",
+                output_path: Some(output.to_owned()),
+                args: run_args,
+                keep_hint: "",
+            },
+        )?;
+        Ok(Self {
+            process,
+            output: output.to_owned(),
+        })
+    }
+
+    /// SIGKILL: a crash, no shutdown work.
+    pub fn kill(mut self) {
+        self.process.kill();
+    }
+
+    /// SIGTERM and wait (what dropping does too).
+    pub fn stop(mut self) {
+        self.process.stop();
+    }
+
+    /// The agent's stderr, for failure reports.
+    pub fn stderr(&self) -> String {
+        self.process.stderr_excerpt()
+    }
+
+    /// Every JSON record of the output file so far.
+    pub fn records(&self) -> Vec<Value> {
+        read_records(&self.output)
+    }
+}
+
+/// JSON records of a JSON-lines file (a torn last line is skipped).
+pub fn read_records(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Ids of the alerts of rule [`RULE`] among `records`, in order.
+pub fn alert_ids(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r["kind"] == "alert" && r["rule"] == RULE)
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics with `what` and `report()` after
+/// `timeout`.
+#[track_caller]
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+    report: impl FnOnce() -> String,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}\n{}", report());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One message as the test's rsyslog template writes it.
+#[derive(Debug, Clone)]
+pub struct SyslogLine {
+    pub input: String,
+    pub severity: u8,
+    pub facility: u8,
+    pub app_name: String,
+    pub msgid: String,
+    /// MSG, parsed as JSON (`Value::Null` when it is not JSON: truncated or badly framed).
+    pub msg: Value,
+    pub raw_msg: String,
+}
+
+/// A real rsyslogd on loopback (TCP and UDP inputs) writing every message it receives to a
+/// file, one line each: `INPUT SEVERITY FACILITY APP-NAME MSGID MSG`. Stopped on drop.
+pub struct Rsyslog {
+    dir: PathBuf,
+    pub tcp_port: u16,
+    pub udp_port: u16,
+    child: Option<Child>,
+}
+
+/// Where Debian installs rsyslogd.
+pub fn rsyslogd_binary() -> Option<PathBuf> {
+    ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+impl Rsyslog {
+    /// Writes the configuration into `dir` (kept by the caller, so a restarted rsyslog appends
+    /// to the same file) and starts rsyslogd on the given loopback ports.
+    pub fn start(dir: &TempDir, tcp_port: u16, udp_port: u16) -> Result<Self, String> {
+        let bin = rsyslogd_binary().ok_or(
+            "rsyslogd is not installed (Debian package rsyslog; `cargo xtask install-prereqs`)",
+        )?;
+        let work = dir.join("work");
+        fs::create_dir_all(&work).map_err(|e| format!("rsyslog work dir: {e}"))?;
+        let out = dir.join("received.log");
+        let conf = dir.join("rsyslog.conf");
+        let text = format!(
+            r#"global(workDirectory="{work}" maxMessageSize="256k")
+module(load="imtcp")
+module(load="imudp")
+template(name="fields" type="string" string="%inputname% %syslogseverity% %syslogfacility% %app-name% %msgid% %msg%\n")
+ruleset(name="received") {{ action(type="omfile" file="{out}" template="fields" flushOnTXEnd="on" asyncWriting="off") }}
+input(type="imtcp" port="{tcp_port}" address="127.0.0.1" ruleset="received" supportOctetCountedFraming="on")
+input(type="imudp" port="{udp_port}" address="127.0.0.1" ruleset="received")
+"#,
+            work = work.display(),
+            out = out.display(),
+        );
+        fs::write(&conf, text).map_err(|e| format!("writing {}: {e}", conf.display()))?;
+        let stderr = fs::File::create(dir.join("rsyslogd.stderr"))
+            .map_err(|e| format!("rsyslogd stderr file: {e}"))?;
+        let child = Command::new(bin)
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start rsyslogd: {e}"))?;
+        let mut me = Self {
+            dir: dir.path().to_owned(),
+            tcp_port,
+            udp_port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, tcp_port)).is_err() {
+            if let Some(c) = me.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(format!(
+                    "rsyslogd exited ({status}): {}",
+                    fs::read_to_string(dir.join("rsyslogd.stderr")).unwrap_or_default()
+                ));
+            }
+            if Instant::now() > deadline {
+                me.stop();
+                return Err("rsyslogd did not listen within 20 s".into());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(me)
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill has no memory-safety preconditions; the pid is our child.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every message received so far, across restarts.
+    pub fn received(&self) -> Vec<SyslogLine> {
+        let text = fs::read_to_string(self.dir.join("received.log")).unwrap_or_default();
+        text.lines().filter_map(parse_line).collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn parse_line(line: &str) -> Option<SyslogLine> {
+    let mut parts = line.splitn(6, ' ');
+    let input = parts.next()?.to_owned();
+    let severity = parts.next()?.parse().ok()?;
+    let facility = parts.next()?.parse().ok()?;
+    let app_name = parts.next()?.to_owned();
+    let msgid = parts.next()?.to_owned();
+    let raw_msg = parts.next().unwrap_or("").trim_start().to_owned();
+    Some(SyslogLine {
+        input,
+        severity,
+        facility,
+        app_name,
+        msgid,
+        msg: serde_json::from_str(&raw_msg).unwrap_or(Value::Null),
+        raw_msg,
+    })
+}
