@@ -95,13 +95,20 @@ fn alerts_arrive_framed_and_complete_over_tcp_and_udp() {
                     .into_iter()
                     .filter(|l| l.input == input)
                     .collect();
-                let ids: BTreeSet<&str> = lines.iter().filter_map(|l| l.msg["id"].as_str()).collect();
+                let ids: BTreeSet<&str> =
+                    lines.iter().filter_map(|l| l.msg["id"].as_str()).collect();
                 written
                     .iter()
                     .all(|a| ids.contains(a["id"].as_str().unwrap_or_default()))
                     .then_some(lines)
             },
-            || format!("received: {:#?}\nagent: {}", syslog.received(), agent.stderr()),
+            || {
+                format!(
+                    "received: {:#?}\nagent: {}",
+                    syslog.received(),
+                    agent.stderr()
+                )
+            },
         );
         let by_id: HashMap<&str, _> = got
             .iter()
@@ -205,7 +212,11 @@ fn alerts_pile_up_in_the_spool_and_survive_sigkill_until_rsyslog_returns() {
         || {
             let got: BTreeSet<String> = received_ids().into_iter().collect();
             let missing: Vec<&String> = written.iter().filter(|id| !got.contains(*id)).collect();
-            format!("missing {} ids: {missing:?}\nagent: {}", missing.len(), agent.stderr())
+            format!(
+                "missing {} ids: {missing:?}\nagent: {}",
+                missing.len(),
+                agent.stderr()
+            )
         },
     );
     let received = received_ids();

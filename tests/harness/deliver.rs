@@ -137,7 +137,10 @@ pub fn wait_until<T>(
             return v;
         }
         if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}", report());
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                report()
+            );
         }
         thread::sleep(Duration::from_millis(100));
     }

@@ -21,6 +21,7 @@ mod cgroup;
 pub mod deliver;
 mod events;
 mod fs;
+pub mod http;
 mod launch;
 mod process;
 pub mod rules;

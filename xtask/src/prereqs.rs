@@ -18,8 +18,10 @@ use crate::{checked, find_in_path, is_root};
 /// namespaces, python3 for small test servers). Extend here.
 pub const DEBIAN_PACKAGES: &[&str] = &["bpftool", "iproute2", "python3", "rsyslog"];
 
-/// PyPI packages the tests need: the official OCSF schemas, to validate OCSF output.
-pub const PYTHON_PACKAGES: &[(&str, &str)] = &[("ocsf-json-schema", "1.2.0")];
+/// PyPI packages the tests need: the official OCSF schemas, and a JSON Schema validator for the
+/// agent-level test of OCSF output (tests/output_ocsf.rs).
+pub const PYTHON_PACKAGES: &[(&str, &str)] =
+    &[("ocsf-json-schema", "1.2.0"), ("jsonschema", "4.26.0")];
 
 /// The bpf-linker series that works with aya 0.14 and the nightly's LLVM.
 const BPF_LINKER_VERSION_REQ: &str = "^0.13";

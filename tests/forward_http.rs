@@ -1,0 +1,326 @@
+//! Alert forwarding to HTTP receivers the tests start: the Splunk HEC and Elasticsearch bulk
+//! request shapes as those products document them, and failure injection (connection
+//! refused, 500/503/429, slow answers, a reset in the middle of a request body). Nothing is
+//! lost, order is kept per sink, and duplicates come only from batches the agent could not see
+//! acknowledged (at-least-once).
+
+use std::{collections::HashMap, time::Duration};
+
+use monitor_tests::{
+    TempDir,
+    deliver::{ForwardAgent, RULE, alert_ids, raise_alerts, wait_until, write_rules},
+    http::{HttpReceiver, Reply, Request},
+    rules::free_port,
+    skip_or_fail,
+};
+use serde_json::Value;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const TOKEN: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+fn launch(dir: &TempDir, output: &str) -> Option<ForwardAgent> {
+    let watched = dir.join("watched");
+    std::fs::create_dir_all(&watched).expect("watched dir");
+    let rules = write_rules(dir.path(), &watched);
+    let args = vec![
+        "--output".to_owned(),
+        output.to_owned(),
+        "--spool-dir".to_owned(),
+        dir.join("spool").display().to_string(),
+    ];
+    match ForwardAgent::launch(&dir.join("alerts.jsonl"), &rules, &args) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            skip_or_fail(&format!("cannot run the agent: {e}"));
+            None
+        }
+    }
+}
+
+/// The alerts of the test rule in the agent's file output, by id, and their ids in order.
+fn written(agent: &ForwardAgent) -> (HashMap<String, Value>, Vec<String>) {
+    let records = agent.records();
+    let ids = alert_ids(&records);
+    let by_id = records
+        .into_iter()
+        .filter(|r| r["kind"] == "alert" && r["rule"] == RULE)
+        .filter_map(|r| Some((r["id"].as_str()?.to_owned(), r)))
+        .collect();
+    (by_id, ids)
+}
+
+/// Checks the at-least-once contract on the ids the receiver stored, request by request:
+/// every written id arrived; in order of first arrival they are in the order written; an id
+/// arrived twice only if an earlier copy was in a request the agent could not see answered.
+fn assert_delivery(
+    requests: &[Request],
+    ids_of: impl Fn(&Request) -> Vec<String>,
+    written: &[String],
+) {
+    let mut first_seen: Vec<String> = Vec::new();
+    let mut unacknowledged: Vec<String> = Vec::new();
+    for r in requests.iter().filter(|r| !r.body.is_empty()) {
+        for id in ids_of(r) {
+            if first_seen.contains(&id) {
+                assert!(
+                    unacknowledged.contains(&id),
+                    "{id} delivered twice although its first delivery was acknowledged"
+                );
+            } else {
+                first_seen.push(id.clone());
+            }
+            if !r.acknowledged() {
+                unacknowledged.push(id);
+            }
+        }
+    }
+    let stored: Vec<&String> = first_seen
+        .iter()
+        .filter(|id| written.contains(id))
+        .collect();
+    let missing: Vec<&String> = written
+        .iter()
+        .filter(|id| !first_seen.contains(id))
+        .collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    assert_eq!(
+        stored.len(),
+        first_seen.len(),
+        "the receiver got alerts the agent never wrote"
+    );
+    let in_order: Vec<&String> = written.iter().collect();
+    assert_eq!(stored, in_order, "alerts arrived out of order");
+}
+
+fn acknowledged_ids(
+    requests: &[Request],
+    ids_of: &impl Fn(&Request) -> Vec<String>,
+) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.acknowledged())
+        .flat_map(ids_of)
+        .collect()
+}
+
+fn hec_ids(r: &Request) -> Vec<String> {
+    hec_events(r)
+        .iter()
+        .filter_map(|e| e["event"]["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The event objects of a HEC body (concatenated JSON objects).
+fn hec_events(r: &Request) -> Vec<Value> {
+    serde_json::Deserializer::from_slice(&r.body)
+        .into_iter::<Value>()
+        .map(|v| v.expect("HEC body: a sequence of JSON objects"))
+        .collect()
+}
+
+#[test]
+fn splunk_hec_gets_every_alert_in_order_through_refusals_errors_slowness_and_resets() {
+    let dir = TempDir::new("fwd-hec");
+    let token = dir.join("hec.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
+    let port = free_port();
+    // Nothing listens yet: connections are refused.
+    let output = format!(
+        "splunk+http://127.0.0.1:{port}?token_file={}&timeout=1s",
+        token.display()
+    );
+    let Some(agent) = launch(&dir, &output) else {
+        return;
+    };
+    let watched = dir.join("watched");
+    raise_alerts(&watched, "refused", 10);
+    wait_until(
+        TIMEOUT,
+        "10 alerts written while the receiver is down",
+        || (written(&agent).1.len() >= 10).then_some(()),
+        || agent.stderr(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let script = vec![
+        Reply::Status(500),
+        Reply::Slow(Duration::from_secs(3)),
+        Reply::ResetMidBody,
+        Reply::Status(503),
+    ];
+    let receiver =
+        match HttpReceiver::start(port, script, |_| r#"{"text":"Success","code":0}"#.into()) {
+            Ok(r) => r,
+            Err(e) => panic!("cannot listen on {port}: {e}"),
+        };
+    raise_alerts(&watched, "flaky", 10);
+    raise_alerts(&watched, "late", 10);
+    let (by_id, ids) = wait_until(
+        TIMEOUT,
+        "30 alerts written",
+        || {
+            let w = written(&agent);
+            (w.1.len() >= 30).then_some(w)
+        },
+        || agent.stderr(),
+    );
+    assert_eq!(ids.len(), 30);
+    wait_until(
+        TIMEOUT,
+        "every alert acknowledged by the HEC receiver",
+        || {
+            let acked = acknowledged_ids(&receiver.requests(), &hec_ids);
+            ids.iter().all(|id| acked.contains(id)).then_some(())
+        },
+        || {
+            format!(
+                "requests: {:#?}\nagent: {}",
+                receiver
+                    .requests()
+                    .iter()
+                    .map(|r| (&r.reply, hec_ids(r).len()))
+                    .collect::<Vec<_>>(),
+                agent.stderr()
+            )
+        },
+    );
+    let requests = receiver.requests();
+    for (i, injected) in ["500", "slow", "reset", "503"].iter().enumerate() {
+        assert!(requests.len() > i, "the {injected} reply was never used");
+    }
+    // Request shape (Splunk HTTP Event Collector, /services/collector/event).
+    for r in &requests {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/services/collector/event");
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Splunk {TOKEN}").as_str())
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+    for r in requests.iter().filter(|r| r.acknowledged()) {
+        for e in hec_events(r) {
+            let alert = &by_id[e["event"]["id"].as_str().expect("event.id")];
+            assert_eq!(&e["event"], alert, "the HEC event is the alert");
+            assert_eq!(e["source"], "monitor");
+            assert_eq!(e["sourcetype"], "monitor:alert");
+            assert!(e["host"].as_str().is_some_and(|h| !h.is_empty()), "{e}");
+            let t = alert["time"].as_str().expect("time");
+            let secs = chrono_secs(t);
+            let sent = e["time"].as_f64().expect("HEC time is epoch seconds");
+            assert!((sent - secs).abs() < 0.001, "time {sent} vs alert {t}");
+        }
+    }
+    assert_delivery(&requests, hec_ids, &ids);
+    // The token never shows up in the agent's logs.
+    assert!(
+        !agent.stderr().contains(TOKEN),
+        "token in the agent's stderr"
+    );
+    agent.stop();
+}
+
+/// Epoch seconds of an RFC 3339 UTC time `YYYY-MM-DDTHH:MM:SS.fffffffffZ`.
+fn chrono_secs(t: &str) -> f64 {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", t, "+%s.%N"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("date output")
+}
+
+/// The `_id`s of the `create` actions of a bulk body.
+fn bulk_ids(r: &Request) -> Vec<String> {
+    bulk_pairs(r)
+        .iter()
+        .map(|(action, _)| action["create"]["_id"].as_str().expect("_id").to_owned())
+        .collect()
+}
+
+/// (action, document) pairs of a bulk body.
+fn bulk_pairs(r: &Request) -> Vec<(Value, Value)> {
+    let text = std::str::from_utf8(&r.body).expect("UTF-8 body");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+        .collect();
+    lines
+        .chunks(2)
+        .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or(Value::Null)))
+        .collect()
+}
+
+fn bulk_ok(body: &[u8]) -> String {
+    let n = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count()
+        / 2;
+    let item = r#"{"create":{"_index":"monitor-alerts","status":201,"result":"created"}}"#;
+    format!(
+        r#"{{"took":1,"errors":false,"items":[{}]}}"#,
+        vec![item; n].join(",")
+    )
+}
+
+#[test]
+fn elasticsearch_bulk_gets_ocsf_findings_keyed_by_alert_id() {
+    let dir = TempDir::new("fwd-es");
+    let receiver =
+        match HttpReceiver::start(0, vec![Reply::Status(429), Reply::ResetMidBody], bulk_ok) {
+            Ok(r) => r,
+            Err(e) => panic!("cannot listen: {e}"),
+        };
+    let output = format!(
+        "elasticsearch+http://127.0.0.1:{}/monitor-alerts?format=ocsf&timeout=2s",
+        receiver.port
+    );
+    let Some(agent) = launch(&dir, &output) else {
+        return;
+    };
+    raise_alerts(&dir.join("watched"), "es", 25);
+    let (by_id, ids) = wait_until(
+        TIMEOUT,
+        "25 alerts written",
+        || {
+            let w = written(&agent);
+            (w.1.len() >= 25).then_some(w)
+        },
+        || agent.stderr(),
+    );
+    wait_until(
+        TIMEOUT,
+        "every alert acknowledged by the bulk receiver",
+        || {
+            let acked = acknowledged_ids(&receiver.requests(), &bulk_ids);
+            ids.iter().all(|id| acked.contains(id)).then_some(())
+        },
+        || agent.stderr(),
+    );
+    let requests = receiver.requests();
+    for r in &requests {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/monitor-alerts/_bulk");
+        assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+        if !r.body.is_empty() {
+            assert!(r.body.ends_with(b"\n"), "a bulk body ends with a newline");
+        }
+    }
+    for r in requests.iter().filter(|r| r.acknowledged()) {
+        for (action, doc) in bulk_pairs(r) {
+            let id = action["create"]["_id"].as_str().expect("_id");
+            let alert = &by_id[id];
+            // The document is the alert as an OCSF Detection Finding.
+            assert_eq!(doc["class_uid"], 2004, "{doc}");
+            assert_eq!(doc["finding_info"]["uid"], alert["id"]);
+            assert_eq!(doc["finding_info"]["title"], RULE);
+            assert_eq!(doc["metadata"]["uid"], alert["id"]);
+            assert_eq!(doc["severity_id"], 4);
+            assert_eq!(doc["evidences"][0]["file"]["path"], alert["event"]["path"]);
+        }
+    }
+    assert_delivery(&requests, bulk_ids, &ids);
+    agent.stop();
+}
