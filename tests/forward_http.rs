@@ -324,3 +324,233 @@ fn elasticsearch_bulk_gets_ocsf_findings_keyed_by_alert_id() {
     assert_delivery(&requests, bulk_ids, &ids);
     agent.stop();
 }
+
+/// The alert ids of a webhook body (a JSON array of alerts).
+fn webhook_ids(r: &Request) -> Vec<String> {
+    let alerts: Vec<Value> = serde_json::from_slice(&r.body).expect("webhook body: a JSON array");
+    alerts
+        .iter()
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_full_spool_drops_the_oldest_alerts_and_says_so_in_an_alert() {
+    let dir = TempDir::new("fwd-full");
+    let port = free_port();
+    let watched = dir.join("watched");
+    std::fs::create_dir_all(&watched).expect("watched dir");
+    let rules = write_rules(dir.path(), &watched);
+    let args: Vec<String> = [
+        "--output",
+        &format!("http://127.0.0.1:{port}/hook?timeout=1s"),
+        "--spool-dir",
+        &dir.join("spool").display().to_string(),
+        "--spool-max-bytes",
+        "16K",
+        "--stats-interval",
+        "1",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let agent = match ForwardAgent::launch(&dir.join("alerts.jsonl"), &rules, &args) {
+        Ok(a) => a,
+        Err(e) => {
+            skip_or_fail(&format!("cannot run the agent: {e}"));
+            return;
+        }
+    };
+    // Nobody listens on `port`: everything stays in the 16 KiB spool, which overflows.
+    raise_alerts(&watched, "flood", 40);
+    let overflow_total = |records: &[Value]| -> u64 {
+        records
+            .iter()
+            .filter(|r| r["rule"] == "agent.spool-overflow")
+            .filter_map(|r| r["dropped"].as_u64())
+            .sum()
+    };
+    // Settled: the overflow alerts account for every drop the spool counted.
+    let records = wait_until(
+        TIMEOUT,
+        "overflow alerts covering every dropped alert",
+        || {
+            let records = agent.records();
+            let stats = records.iter().rev().find(|r| r["kind"] == "agent_stats")?;
+            let dropped = stats["delivery"]["alerts"]["lane"]["dropped_full"].as_u64()?;
+            let reported = overflow_total(&records);
+            (alert_ids(&records).len() == 40 && dropped > 0 && reported == dropped)
+                .then_some(records)
+        },
+        || agent.stderr(),
+    );
+    let overflow = records
+        .iter()
+        .find(|r| r["rule"] == "agent.spool-overflow")
+        .expect("an overflow alert");
+    assert_eq!(overflow["kind"], "alert");
+    assert_eq!(overflow["severity"], "high");
+    assert_eq!(overflow["event"], Value::Null);
+    assert_eq!(
+        overflow["spool_dir"],
+        dir.join("spool").display().to_string()
+    );
+    assert!(
+        overflow["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("undelivered alerts were dropped")),
+        "{overflow}"
+    );
+    assert!(
+        agent.stderr().contains("delivery spool full"),
+        "the drops are logged too"
+    );
+
+    // The receiver comes up: what the spool kept arrives, the overflow alerts included.
+    let all_alerts: Vec<String> = records
+        .iter()
+        .filter(|r| r["kind"] == "alert")
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    let dropped = overflow_total(&records) as usize;
+    let receiver = HttpReceiver::start(port, Vec::new(), |_| "{}".into()).expect("listen");
+    let expected = all_alerts.len() - dropped;
+    let received = wait_until(
+        TIMEOUT,
+        "the alerts the spool kept",
+        || {
+            let ids = acknowledged_ids(&receiver.requests(), &webhook_ids);
+            (ids.len() >= expected).then_some(ids)
+        },
+        || agent.stderr(),
+    );
+    // The batch a failing sink already holds in memory is still delivered even when the spool
+    // drops it from disk (it is counted as dropped): at most one batch (100 for a webhook)
+    // more than kept, and the oldest ones.
+    let in_flight = received.len() - expected;
+    assert!(
+        in_flight <= 100,
+        "kept = written - dropped (+ the in-flight batch): received {received:?}\n\
+         written {all_alerts:?}"
+    );
+    let mut kept = all_alerts[..in_flight].to_vec();
+    kept.extend_from_slice(&all_alerts[dropped..]);
+    assert_eq!(received, kept, "the newest alerts are kept, in order");
+    agent.stop();
+}
+
+#[test]
+fn bad_sink_specs_are_clear_start_up_errors() {
+    let dir = TempDir::new("fwd-bad");
+    let rules = write_rules(dir.path(), &dir.join("watched"));
+    let bad_ca = dir.join("bad-ca.pem");
+    std::fs::write(&bad_ca, "not a certificate\n").expect("bad CA file");
+    let cases = [
+        (
+            "gopher://h:70",
+            vec!["unknown scheme `gopher`", "syslog+udp"],
+        ),
+        (
+            "splunk+https://127.0.0.1:8088?token_file=/nonexistent/hec.token",
+            vec![
+                "cannot read token file /nonexistent/hec.token",
+                "No such file",
+            ],
+        ),
+        (
+            &format!("syslog+tls://127.0.0.1:6514?ca={}", bad_ca.display()),
+            vec!["bad TLS settings"],
+        ),
+        (
+            "elasticsearch+http://127.0.0.1:9200",
+            vec!["bad Elasticsearch index", "must end in /INDEX"],
+        ),
+        (
+            "https://user:hunter2secret@hooks.example/T0/B0/path-token",
+            vec!["credentials in the URL"],
+        ),
+        (
+            "file:/tmp/x.jsonl?format=xml",
+            vec!["bad value `xml` for `format`"],
+        ),
+    ];
+    for (spec, expected) in &cases {
+        let out = std::process::Command::new(monitor_tests::agent_binary())
+            .args(["run", "--rules"])
+            .arg(&rules)
+            .args(["--output", spec, "--spool-dir"])
+            .arg(dir.join("spool"))
+            .output()
+            .expect("run the agent");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{spec}: started anyway");
+        for needle in expected {
+            assert!(
+                stderr.contains(needle),
+                "{spec}: no `{needle}` in:\n{stderr}"
+            );
+        }
+        for secret in ["hunter2secret", "path-token"] {
+            assert!(
+                !stderr.contains(secret),
+                "{spec}: secret in the error:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_sink_with_events_true_gets_events_through_their_own_spool() {
+    let dir = TempDir::new("fwd-events");
+    let receiver = HttpReceiver::start(0, Vec::new(), |_| "{}".into()).expect("listen");
+    let output = format!("http://127.0.0.1:{}/all?events=true", receiver.port);
+    let Some(agent) = launch(&dir, &output) else {
+        return;
+    };
+    raise_alerts(&dir.join("watched"), "ev", 3);
+    let (_, ids) = wait_until(
+        TIMEOUT,
+        "3 alerts written",
+        || {
+            let w = written(&agent);
+            (w.1.len() >= 3).then_some(w)
+        },
+        || agent.stderr(),
+    );
+    // The alerts' own triggering opens arrive as events, next to the alerts.
+    let paths: Vec<String> = (0..3)
+        .map(|i| format!("{}/alert-ev-{i}", dir.join("watched").display()))
+        .collect();
+    wait_until(
+        TIMEOUT,
+        "the alerts and their open events at the webhook",
+        || {
+            let records: Vec<Value> = receiver
+                .requests()
+                .iter()
+                .filter(|r| r.acknowledged())
+                .flat_map(|r| serde_json::from_slice::<Vec<Value>>(&r.body).unwrap_or_default())
+                .collect();
+            let opened = |p: &String| {
+                records
+                    .iter()
+                    .any(|e| e["kind"] == "open" && e["path"] == p.as_str())
+            };
+            let alerted = |id: &String| records.iter().any(|a| a["id"] == id.as_str());
+            (paths.iter().all(opened) && ids.iter().all(alerted)).then_some(())
+        },
+        || agent.stderr(),
+    );
+    assert!(
+        dir.join("spool/events").is_dir(),
+        "events have their own spool"
+    );
+    // Without --events, the local file output gets alerts only.
+    assert!(
+        agent
+            .records()
+            .iter()
+            .all(|r| r["kind"] == "alert" || r["kind"] == "agent_stats"),
+        "events in the file output"
+    );
+    agent.stop();
+}

@@ -206,7 +206,8 @@ pub fn webhook_body(records: &[Record<'_>]) -> Vec<u8> {
     out
 }
 
-/// A Splunk HEC body: one event object per alert, newline-separated.
+/// A Splunk HEC body: one event object per record, newline-separated; sourcetype
+/// `monitor:alert` for alerts, `monitor:event` for forwarded events.
 pub fn hec_body(records: &[Record<'_>], host: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for record in records {
@@ -214,9 +215,11 @@ pub fn hec_body(records: &[Record<'_>], host: &str) -> Vec<u8> {
         let time = format!("{}.{:03}", t.timestamp(), t.timestamp_subsec_millis());
         out.extend_from_slice(format!("{{\"time\":{time},\"host\":").as_bytes());
         write_json_string(&mut out, host);
-        out.extend_from_slice(
-            b",\"source\":\"monitor\",\"sourcetype\":\"monitor:alert\",\"event\":",
-        );
+        out.extend_from_slice(if record.is_alert() {
+            b",\"source\":\"monitor\",\"sourcetype\":\"monitor:alert\",\"event\":"
+        } else {
+            b",\"source\":\"monitor\",\"sourcetype\":\"monitor:event\",\"event\":"
+        });
         record.write_json(&mut out);
         out.extend_from_slice(b"}\n");
     }

@@ -21,6 +21,18 @@ impl<'a> Record<'a> {
         }
     }
 
+    /// Whether this is an alert (native `alert`/`alert_repeats`, or an OCSF finding) rather
+    /// than a forwarded event.
+    pub fn is_alert(&self) -> bool {
+        let Some(value) = &self.value else {
+            return true;
+        };
+        match value.get("kind").and_then(Value::as_str) {
+            Some(kind) => kind.starts_with("alert"),
+            None => value.get("finding_info").is_some(),
+        }
+    }
+
     /// The raw line as given.
     pub fn raw(&self) -> &'a [u8] {
         self.raw
@@ -153,6 +165,16 @@ mod tests {
         );
 
         assert!(Record::parse(b"{}").id().is_none());
+    }
+
+    #[test]
+    fn alerts_are_told_from_events() {
+        let alert = |line: &str| Record::parse(line.as_bytes()).is_alert();
+        assert!(alert(r#"{"kind":"alert"}"#));
+        assert!(alert(r#"{"kind":"alert_repeats"}"#));
+        assert!(alert(r#"{"class_uid":2004,"finding_info":{}}"#));
+        assert!(!alert(r#"{"kind":"open"}"#));
+        assert!(!alert(r#"{"class_uid":1001}"#));
     }
 
     #[test]
