@@ -6,29 +6,14 @@
 //! computes, per alert, the wall-clock time at which its line was read minus the kernel
 //! timestamp of the triggering event (`event.time`). Prints the median and 99th percentile.
 
+mod common;
+
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader, Seek as _},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
-
-fn monitor_bin() -> PathBuf {
-    std::env::var_os("MONITOR_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/monitor"))
-}
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
 
 /// Parses `2026-11-25T21:00:00.123456789Z` into ns since the epoch.
 fn parse_time(s: &str) -> Option<i128> {
@@ -44,54 +29,16 @@ fn wall_ns() -> i128 {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("alert latency benchmark: must run as root (it loads eBPF programs)");
-        std::process::exit(2);
-    }
-    let samples: usize = std::env::var("LATENCY_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
-    let dir = std::env::temp_dir().join(format!("monitor-latency-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("rules")).expect("rules dir");
-    std::fs::write(
-        dir.join("rules/latency.yaml"),
-        format!(
-            "detection: latency-marker\ndescription: benchmark marker opened\nseverity: low\n\
-             mitre: [T1005]\non: [open]\nwhen:\n  path: [\"{}/marker-*\"]\n",
-            dir.display()
-        ),
-    )
-    .expect("rule file");
+    common::require_root("alert latency");
+    let samples: usize = common::env_or("LATENCY_SAMPLES", 500);
+    let dir = common::scratch("latency", "latency-marker");
+    let markers = dir.join("markers");
     let out = dir.join("out.jsonl");
-    let ready = dir.join("ready");
-    let child = Command::new(monitor_bin())
-        .args([
-            "run",
-            "--watch-all",
-            "--alert-fold-secs",
-            "0",
-            "--stats-interval",
-            "0",
-        ])
-        .arg("--rules")
-        .arg(dir.join("rules"))
-        .arg("--output")
-        .arg(format!("file:{}", out.display()))
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn monitor");
-    let agent = Agent(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "monitor not ready in 60 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let agent = common::Agent::start(
+        &dir,
+        &["--output".into(), format!("file:{}", out.display()).into()],
+        Stdio::inherit(),
+    );
 
     // Reader thread: tails the output, stamps each alert line with the time it was read.
     let (tx, rx) = std::sync::mpsc::channel::<(String, i128)>();
@@ -132,7 +79,7 @@ fn main() {
     });
 
     for i in 0..samples {
-        let p = dir.join(format!("marker-{i}"));
+        let p = markers.join(format!("marker-{i}"));
         let _ = std::fs::File::create(&p);
         std::thread::sleep(Duration::from_millis(4));
     }

@@ -15,31 +15,17 @@
 //!
 //! Every id must arrive; duplicates (at-least-once) are counted and reported.
 
+mod common;
+
 use std::{
     collections::HashSet,
     io::{BufRead as _, BufReader, Read as _},
     net::{Ipv4Addr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-
-fn monitor_bin() -> PathBuf {
-    std::env::var_os("MONITOR_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/monitor"))
-}
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
 
 /// What the receiver has seen.
 #[derive(Default)]
@@ -142,63 +128,25 @@ fn wait(what: &str, timeout: Duration, every: Duration, mut done: impl FnMut() -
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("deliver benchmark: must run as root (it loads eBPF programs)");
-        std::process::exit(2);
-    }
-    let n: usize = std::env::var("DELIVER_ALERTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let dir = std::env::temp_dir().join(format!("monitor-deliver-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("rules")).expect("rules dir");
-    std::fs::create_dir_all(dir.join("markers")).expect("markers dir");
-    std::fs::write(
-        dir.join("rules/marker.yaml"),
-        format!(
-            "detection: deliver-marker\ndescription: benchmark marker created\nseverity: low\n\
-             mitre: [T1005]\non: [open]\nwhen:\n  path: [\"{}/marker-*\"]\n",
-            dir.join("markers").display()
-        ),
-    )
-    .expect("rule file");
+    common::require_root("deliver");
+    let n: usize = common::env_or("DELIVER_ALERTS", 20_000);
+    let dir = common::scratch("deliver", "deliver-marker");
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
     let out = dir.join("out.jsonl");
-    let ready = dir.join("ready");
-    let child = Command::new(monitor_bin())
-        .args([
-            "run",
-            "--watch-all",
-            "--alert-fold-secs",
-            "0",
-            "--stats-interval",
-            "0",
-        ])
-        .arg("--rules")
-        .arg(dir.join("rules"))
-        .arg("--output")
+    let args: Vec<std::ffi::OsString> = vec![
+        "--output".into(),
         // No rotation: the phases count alerts in this one file.
-        .arg(format!("file:{}?max_size=0", out.display()))
-        .arg("--output")
-        .arg(format!("syslog+tcp://127.0.0.1:{port}"))
-        .arg("--spool-dir")
-        .arg(dir.join("spool"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn monitor");
-    let agent = Agent(child);
+        format!("file:{}?max_size=0", out.display()).into(),
+        "--output".into(),
+        format!("syslog+tcp://127.0.0.1:{port}").into(),
+        "--spool-dir".into(),
+        dir.join("spool").into(),
+    ];
+    let agent = common::Agent::start(&dir, &args, Stdio::null());
     let (slow, fast) = (Duration::from_millis(100), Duration::from_millis(2));
-    wait("the agent", Duration::from_secs(60), fast, || {
-        ready.exists()
-    });
 
     let markers = dir.join("markers");
     let seen = Arc::new(Mutex::new(Received::default()));
