@@ -94,9 +94,14 @@ impl ForwardAgent {
         self.process.stop();
     }
 
-    /// The agent's stderr, for failure reports.
+    /// The start and end of the agent's stderr, for failure reports.
     pub fn stderr(&self) -> String {
         self.process.stderr_excerpt()
+    }
+
+    /// All of the agent's stderr, to search it.
+    pub fn stderr_full(&self) -> String {
+        self.process.stderr_full()
     }
 
     /// Every JSON record of the output file so far.

@@ -213,6 +213,11 @@ impl AgentProcess {
         }
     }
 
+    /// All of the agent's stderr.
+    pub(crate) fn stderr_full(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.stderr).unwrap_or_default()).into_owned()
+    }
+
     /// The start and the end of the agent's stderr.
     pub(crate) fn stderr_excerpt(&self) -> String {
         let bytes = match fs::read(&self.stderr) {

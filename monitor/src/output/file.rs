@@ -1,7 +1,8 @@
 //! `--output file:PATH`: appends JSON lines, rotating by size: before a line would take the
 //! file past `max_bytes`, `PATH.N-1` becomes `PATH.N` (the oldest beyond `max_files` is
 //! removed), ..., `PATH` becomes `PATH.1`, and a new `PATH` is started. A line is never split
-//! across files.
+//! across files, and never lost to a failed rotation: it goes to the current file, the error
+//! is reported, and rotation is tried again once another `max_bytes` were written.
 
 use std::{
     fs::{File, OpenOptions},
@@ -51,6 +52,10 @@ impl FileSink {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
+        if !self.path.exists() {
+            // Moved away by someone else: start a new file where it was; keep the rotated ones.
+            return self.reopen();
+        }
         let keep = self.rotation.max_files;
         match std::fs::remove_file(self.rotated(keep)) {
             Ok(()) => {}
@@ -65,13 +70,18 @@ impl FileSink {
             }
         }
         std::fs::rename(&self.path, self.rotated(1))?;
+        self.reopen()?;
+        tracing::info!(path = %self.path.display(), "output file rotated");
+        Ok(())
+    }
+
+    fn reopen(&mut self) -> std::io::Result<()> {
         let (out, len) = open(&self.path).map_err(|e| match e {
             OutputError::Open { source, .. } => source,
             other => std::io::Error::other(other.to_string()),
         })?;
         self.out = out;
         self.len = len;
-        tracing::info!(path = %self.path.display(), "output file rotated");
         Ok(())
     }
 }
@@ -84,13 +94,18 @@ impl Sink for FileSink {
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         let n = line.len() as u64 + 1;
         let max = self.rotation.max_bytes;
+        let mut rotation = Ok(());
         if max > 0 && self.len > 0 && self.len + n > max {
-            self.rotate()?;
+            rotation = self.rotate();
+            if rotation.is_err() {
+                // Keep writing to the file in hand; try again after another `max` bytes.
+                self.len = 0;
+            }
         }
         self.out.write_all(line)?;
         self.out.write_all(b"\n")?;
         self.len += n;
-        Ok(())
+        rotation
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -131,6 +146,32 @@ mod tests {
         assert_eq!(read(&path), "0123456789abcdef\n");
         assert_eq!(read(&dir.join("out.jsonl.1")), "x\nyy\nz\n");
         assert_eq!(read(&dir.join("out.jsonl.2")), "abcdefgh\n");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn a_failed_rotation_loses_no_line() {
+        let dir = std::env::temp_dir().join(format!("monitor-rotate-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("out.jsonl.1")).expect("a directory in the way");
+        let path = dir.join("out.jsonl");
+        let rotation = Rotation {
+            max_bytes: 6,
+            max_files: 1,
+        };
+        let mut sink = FileSink::open(&path, rotation).expect("open");
+        sink.write_line(b"abc").expect("first line fits");
+        assert!(
+            sink.write_line(b"def").is_err(),
+            "the rotation error is reported"
+        );
+        // Not retried on every line: the next one goes straight to the file.
+        sink.write_line(b"g").expect("no new attempt yet");
+        sink.flush().expect("flush");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "abc\ndef\ng\n"
+        );
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

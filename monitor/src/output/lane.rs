@@ -16,8 +16,11 @@ use crate::deliver::{Spool, SpoolError};
 
 /// Most records waiting in memory for the spool to accept them again.
 pub const BACKLOG_MAX: usize = 100_000;
-/// Most payload bytes per fsync'ed append.
+/// Most bytes per fsync'ed append.
 const APPEND_MAX_BYTES: usize = 1 << 20;
+/// Bytes counted per record on top of its payload (more than the spool's frame header), so a
+/// batch of tiny records cannot exceed what the spool accepts in one append.
+const FRAME_ALLOWANCE: usize = 32;
 
 /// Counters of one lane, shared with the stats line.
 #[derive(Debug, Default)]
@@ -62,6 +65,8 @@ pub struct Lane {
     appender: Appender,
     max_append: usize,
     backlog: VecDeque<Vec<u8>>,
+    /// Records lost since [`Lane::take_lost`] was last called.
+    lost_unreported: u64,
 }
 
 /// The spool and what is reported about appending to it.
@@ -71,6 +76,8 @@ struct Appender {
     spool: Spool,
     failing: bool,
     counters: Arc<LaneCounters>,
+    /// Oversized records dropped since the lane last reported.
+    lost: u64,
 }
 
 impl Lane {
@@ -89,9 +96,11 @@ impl Lane {
                 spool,
                 failing: false,
                 counters,
+                lost: 0,
             },
             max_append,
             backlog: VecDeque::new(),
+            lost_unreported: 0,
         }
     }
 
@@ -134,10 +143,10 @@ impl Lane {
             let mut n = 0;
             let mut bytes = 0;
             for line in &self.backlog {
-                if n > 0 && bytes + line.len() > self.max_append {
+                if n > 0 && bytes + line.len() + FRAME_ALLOWANCE > self.max_append {
                     break;
                 }
-                bytes += line.len();
+                bytes += line.len() + FRAME_ALLOWANCE;
                 n += 1;
             }
             let batch: Vec<&[u8]> = self.backlog.iter().take(n).map(Vec::as_slice).collect();
@@ -160,11 +169,18 @@ impl Lane {
         self.backlog.len()
     }
 
+    /// Records lost without reaching the spool (backlog overflow, oversized) since the last
+    /// call, for the overflow alert.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost_unreported) + std::mem::take(&mut self.appender.lost)
+    }
+
     fn keep(&mut self, lines: impl Iterator<Item = Vec<u8>>) {
         let counters = &self.appender.counters;
         for line in lines {
             if self.backlog.len() >= BACKLOG_MAX {
                 self.backlog.pop_front();
+                self.lost_unreported += 1;
                 let lost = counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
                 if lost.is_power_of_two() {
                     tracing::error!(
@@ -212,6 +228,7 @@ impl Appender {
                 if batch.len() == 1 =>
             {
                 self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                self.lost += 1;
                 tracing::error!(
                     what = self.what,
                     bytes = batch[0].len(),

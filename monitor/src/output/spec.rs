@@ -97,7 +97,10 @@ impl FromStr for OutputSpec {
     type Err = OutputError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if sinks::is_network_spec(s) {
+        // URL-like values (also mistyped ones such as `https:/host/...`) are parsed at start-up
+        // by the network sinks, whose errors never repeat paths or queries: clap would echo
+        // the whole value, secrets included, if it were refused here.
+        if sinks::is_network_spec(s) || (s.contains(":/") && !s.starts_with("file:")) {
             return Ok(Self::Network(NetworkSpec(s.to_owned())));
         }
         let (target, query) = s.rsplit_once('?').unwrap_or((s, ""));
@@ -150,7 +153,12 @@ impl FromStr for OutputSpec {
                 format,
                 rotation,
             }),
-            None => Err(OutputError::UnknownSpec(s.to_owned())),
+            None => Err(OutputError::UnknownSpec(
+                s.split(['/', '?', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )),
         }
     }
 }
@@ -252,6 +260,11 @@ mod tests {
             "output `file:` needs a path, e.g. `file:/var/log/monitor/events.jsonl`"
         );
         assert!(err("syslog").contains("unknown output `syslog`"));
+        assert!(err("hooks.example/T0/secret").contains("unknown output `hooks.example`"));
+        assert!(matches!(
+            parse("https:/hooks/secret"),
+            OutputSpec::Network(_)
+        ));
         assert_eq!(
             err("file:/x?max_files=0"),
             "output `file:/x?max_files=0`: bad value `0` for `max_files`: expected a number of \

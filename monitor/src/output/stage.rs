@@ -62,9 +62,11 @@ impl Local {
         }
     }
 
-    fn report(&mut self, r: std::io::Result<()>) {
+    /// Logs the first failure of a streak; `write`: a successful write (not a flush) ends it.
+    fn report(&mut self, r: std::io::Result<()>, write: bool) {
         match r {
-            Ok(()) => self.failing = false,
+            Ok(()) if write => self.failing = false,
+            Ok(()) => {}
             Err(error) if !self.failing => {
                 self.failing = true;
                 tracing::error!(output = %self.sink.name(), %error, "output failing");
@@ -214,7 +216,7 @@ impl Stage {
         written += self.handle(&mut batch, true);
         for local in &mut self.locals {
             let r = local.sink.flush();
-            local.report(r);
+            local.report(r, false);
         }
         if let Some(lane) = &self.alerts
             && lane.backlog_len() > 0
@@ -270,13 +272,13 @@ impl Stage {
                     continue;
                 };
                 let r = local.sink.write_line(out);
-                local.report(r);
+                local.report(r, true);
             }
             written += 1;
         }
         for local in &mut self.locals {
             let r = local.sink.flush();
-            local.report(r);
+            local.report(r, false);
         }
         written
     }

@@ -17,6 +17,7 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
+use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use super::{
@@ -394,8 +395,17 @@ pub fn parse(spec: &str) -> Result<SinkSpec, SpecError> {
             });
             url.set_query(query.as_deref());
             url.set_fragment(None);
-            let hidden = if path.is_empty() { "" } else { "/…" };
-            let name = format!("{lower}://{host}:{port}{hidden}");
+            // Several webhooks on one host differ only in the (secret) path and query: a short
+            // digest of the URL tells them apart without showing it.
+            let name = if path.is_empty() && url.query().is_none() {
+                format!("{lower}://{host}:{port}")
+            } else {
+                let digest = Sha256::digest(url.as_str().as_bytes());
+                format!(
+                    "{lower}://{host}:{port}/…#{:02x}{:02x}{:02x}{:02x}",
+                    digest[0], digest[1], digest[2], digest[3]
+                )
+            };
             (http_target(HttpKind::Webhook, url, token, tls_config), name)
         }
         Scheme::Splunk => {
@@ -490,7 +500,13 @@ fn check_index(index: &str, shown: &str) -> Result<(), SpecError> {
 /// any path, query or fragment shown as `/…`, `?…` or `#…`.
 pub fn redact(spec: &str) -> String {
     let Some((scheme, rest)) = spec.split_once("://") else {
-        return spec.chars().take(32).collect();
+        // Not a URL: show only what comes before anything path-, query- or credential-like.
+        let end = spec.find(['/', '?', '#', '@']).unwrap_or(spec.len());
+        let mut shown: String = spec[..end].chars().take(32).collect();
+        if shown.len() < spec.len() {
+            shown.push('…');
+        }
+        return shown;
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];

@@ -50,7 +50,9 @@ async fn webhook_posts_a_json_array_with_bearer_token() {
         token.display()
     ))
     .await;
-    assert_eq!(sink.name(), format!("http://{}/…", rx.addr));
+    let prefix = format!("http://{}/…#", rx.addr);
+    assert!(sink.name().starts_with(&prefix), "{}", sink.name());
+    assert!(!sink.name().contains("abc"), "{}", sink.name());
     let batch = vec![alert("w1", "high"), alert("w2", "low")];
     sink.send(&batch).await.expect("acknowledged");
 
