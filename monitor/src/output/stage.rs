@@ -242,8 +242,8 @@ impl Stage {
         }
         if let Some(lane) = &mut self.alerts {
             let dropped = if tick { lane.retry() } else { 0 };
-            self.overflow
-                .add(dropped + lane.append(lines_of(&records, Class::Alert)));
+            let dropped = dropped + lane.append(lines_of(&records, Class::Alert));
+            self.overflow.add(dropped + lane.take_lost());
         }
         if let Some(lane) = &mut self.events {
             if tick {
@@ -257,7 +257,7 @@ impl Stage {
         {
             if let Some(lane) = &mut self.alerts {
                 let dropped = lane.append([alert.as_slice()]);
-                self.overflow.add(dropped);
+                self.overflow.add(dropped + lane.take_lost());
             }
             records.push((Class::Alert, alert));
         }
