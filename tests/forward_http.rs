@@ -7,7 +7,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use monitor_tests::{
-    TempDir,
+    TempDir, TmpfsMount,
     deliver::{ForwardAgent, RULE, alert_ids, raise_alerts, wait_until, write_rules},
     http::{HttpReceiver, Reply, Request},
     rules::free_port,
@@ -564,5 +564,103 @@ fn a_sink_with_events_true_gets_events_through_their_own_spool() {
             .all(|r| r["kind"] == "alert" || r["kind"] == "agent_stats"),
         "events in the file output"
     );
+    agent.stop();
+}
+
+/// Fills the filesystem of `dir` with one file until it is full; returns the file.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler file");
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // The last partial page too.
+    while f.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
+    path
+}
+
+#[test]
+fn a_full_disk_delays_forwarding_but_loses_nothing() {
+    let dir = TempDir::new("fwd-enospc");
+    let mount_point = dir.join("spoolfs");
+    std::fs::create_dir_all(&mount_point).expect("mount point");
+    let tmpfs = match TmpfsMount::new(&mount_point) {
+        Ok(m) => m,
+        Err(e) => {
+            skip_or_fail(&format!("cannot mount a tmpfs for the spool: {e}"));
+            return;
+        }
+    };
+    let receiver = HttpReceiver::start(0, Vec::new(), |_| "{}".into()).expect("listen");
+    let watched = dir.join("watched");
+    std::fs::create_dir_all(&watched).expect("watched dir");
+    let rules = write_rules(dir.path(), &watched);
+    let args: Vec<String> = [
+        "--output",
+        &format!("http://127.0.0.1:{}/hook", receiver.port),
+        "--spool-dir",
+        &tmpfs.path().join("spool").display().to_string(),
+        "--stats-interval",
+        "1",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let agent = match ForwardAgent::launch(&dir.join("alerts.jsonl"), &rules, &args) {
+        Ok(a) => a,
+        Err(e) => {
+            skip_or_fail(&format!("cannot run the agent: {e}"));
+            return;
+        }
+    };
+    raise_alerts(&watched, "roomy", 5);
+    wait_until(
+        TIMEOUT,
+        "the first alerts at the webhook",
+        || (acknowledged_ids(&receiver.requests(), &webhook_ids).len() >= 5).then_some(()),
+        || agent.stderr(),
+    );
+
+    // The spool's disk is full: alerts still reach the local output, and wait in memory.
+    let filler = fill(tmpfs.path());
+    raise_alerts(&watched, "full", 10);
+    let stats = wait_until(
+        TIMEOUT,
+        "failed spool appends in agent_stats",
+        || {
+            let records = agent.records();
+            let stats = records.iter().rev().find(|r| r["kind"] == "agent_stats")?;
+            let lane = &stats["delivery"]["alerts"]["lane"];
+            (alert_ids(&records).len() >= 15 && lane["append_errors"].as_u64() > Some(0))
+                .then(|| lane.clone())
+        },
+        || agent.stderr(),
+    );
+    assert_eq!(stats["lost"], 0, "{stats}");
+    assert!(
+        agent
+            .stderr_full()
+            .contains("cannot write to the delivery spool"),
+        "the failure is logged"
+    );
+
+    // Room again: the backlog is spooled and delivered, in order, nothing lost.
+    std::fs::remove_file(&filler).expect("remove filler");
+    let written = alert_ids(&agent.records());
+    assert_eq!(written.len(), 15);
+    wait_until(
+        TIMEOUT,
+        "every alert at the webhook",
+        || {
+            let acked = acknowledged_ids(&receiver.requests(), &webhook_ids);
+            written.iter().all(|id| acked.contains(id)).then_some(())
+        },
+        || agent.stderr(),
+    );
+    assert_delivery(&receiver.requests(), webhook_ids, &written);
     agent.stop();
 }
