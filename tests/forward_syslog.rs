@@ -10,7 +10,7 @@ use std::{
 
 use monitor_tests::{
     TempDir,
-    deliver::{ForwardAgent, RULE, Rsyslog, alert_ids, raise_alerts, wait_until, write_rules},
+    deliver::{RULE, Rsyslog, alert_ids, launch_in, raise_alerts, wait_until},
     rules::free_port,
     skip_or_fail,
 };
@@ -36,26 +36,6 @@ fn setup(label: &str) -> Option<(TempDir, TempDir, Rsyslog)> {
     }
 }
 
-fn launch(dir: &TempDir, extra: &[String]) -> Option<ForwardAgent> {
-    let watched = dir.join("watched");
-    std::fs::create_dir_all(&watched).expect("watched dir");
-    let rules = write_rules(dir.path(), &watched);
-    let mut args = vec![
-        "--spool-dir".to_owned(),
-        dir.join("spool").display().to_string(),
-        "--stats-interval".to_owned(),
-        "1".to_owned(),
-    ];
-    args.extend_from_slice(extra);
-    match ForwardAgent::launch(&dir.join("alerts.jsonl"), &rules, &args) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            skip_or_fail(&format!("cannot run the agent: {e}"));
-            None
-        }
-    }
-}
-
 #[test]
 fn alerts_arrive_framed_and_complete_over_tcp_and_udp() {
     let Some((dir, _syslog_dir, syslog)) = setup("fwd-syslog") else {
@@ -67,7 +47,7 @@ fn alerts_arrive_framed_and_complete_over_tcp_and_udp() {
         "--output".to_owned(),
         format!("syslog+udp://127.0.0.1:{}", syslog.udp_port),
     ];
-    let Some(agent) = launch(&dir, &outputs) else {
+    let Some(agent) = launch_in(&dir, &outputs) else {
         return;
     };
     raise_alerts(&dir.join("watched"), "a", 40);
@@ -142,7 +122,7 @@ fn alerts_pile_up_in_the_spool_and_survive_sigkill_until_rsyslog_returns() {
         "--output".to_owned(),
         format!("syslog+tcp://127.0.0.1:{}", syslog.tcp_port),
     ];
-    let Some(agent) = launch(&dir, &output) else {
+    let Some(agent) = launch_in(&dir, &output) else {
         return;
     };
     let watched = dir.join("watched");
@@ -174,7 +154,7 @@ fn alerts_pile_up_in_the_spool_and_survive_sigkill_until_rsyslog_returns() {
 
     // A crash: nothing flushed, nothing drained.
     agent.kill();
-    let Some(agent) = launch(&dir, &output) else {
+    let Some(agent) = launch_in(&dir, &output) else {
         return;
     };
     raise_alerts(&watched, "restarted", 10);

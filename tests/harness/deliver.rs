@@ -3,6 +3,7 @@
 //! real rsyslog on loopback.
 
 use std::{
+    collections::HashMap,
     ffi::OsString,
     fs,
     net::{Ipv4Addr, TcpStream},
@@ -292,4 +293,43 @@ fn parse_line(line: &str) -> Option<SyslogLine> {
         msg: serde_json::from_str(&raw_msg).unwrap_or(Value::Null),
         raw_msg,
     })
+}
+
+/// Launches a [`ForwardAgent`] for a test directory: rules on `DIR/watched` (created),
+/// output `DIR/alerts.jsonl`, `--spool-dir DIR/spool` and `--stats-interval 1` unless `args`
+/// give their own. `None` after saying loudly why it cannot run (a failure under `CI=true`).
+#[track_caller]
+pub fn launch_in(dir: &TempDir, args: &[String]) -> Option<ForwardAgent> {
+    let watched = dir.join("watched");
+    fs::create_dir_all(&watched).expect("watched dir");
+    let rules = write_rules(dir.path(), &watched);
+    let mut all = args.to_vec();
+    if !args.iter().any(|a| a == "--spool-dir") {
+        all.extend([
+            "--spool-dir".to_owned(),
+            dir.join("spool").display().to_string(),
+        ]);
+    }
+    if !args.iter().any(|a| a == "--stats-interval") {
+        all.extend(["--stats-interval".to_owned(), "1".to_owned()]);
+    }
+    match ForwardAgent::launch(&dir.join("alerts.jsonl"), &rules, &all) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            crate::skip_or_fail(&format!("cannot run the agent: {e}"));
+            None
+        }
+    }
+}
+
+/// The alerts of the test rule in the agent's file output, by id, and their ids in order.
+pub fn written(agent: &ForwardAgent) -> (HashMap<String, Value>, Vec<String>) {
+    let records = agent.records();
+    let ids = alert_ids(&records);
+    let by_id = records
+        .into_iter()
+        .filter(|r| r["kind"] == "alert" && r["rule"] == RULE)
+        .filter_map(|r| Some((r["id"].as_str()?.to_owned(), r)))
+        .collect();
+    (by_id, ids)
 }

@@ -3,6 +3,8 @@
 //! (then 200 with a configurable body), so a test can inject 500s, slow answers and
 //! connections reset in the middle of a request body.
 
+use serde_json::Value;
+
 use std::{
     collections::VecDeque,
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -232,4 +234,68 @@ fn set_linger_zero(sock: &TcpStream) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Checks the at-least-once contract on the ids the receiver stored, request by request:
+/// every written id arrived; in order of first arrival they are in the order written; an id
+/// arrived twice only if an earlier copy was in a request the agent could not see answered.
+pub fn assert_delivery(
+    requests: &[Request],
+    ids_of: impl Fn(&Request) -> Vec<String>,
+    written: &[String],
+) {
+    let mut first_seen: Vec<String> = Vec::new();
+    let mut unacknowledged: Vec<String> = Vec::new();
+    for r in requests.iter().filter(|r| !r.body.is_empty()) {
+        for id in ids_of(r) {
+            if first_seen.contains(&id) {
+                assert!(
+                    unacknowledged.contains(&id),
+                    "{id} delivered twice although its first delivery was acknowledged"
+                );
+            } else {
+                first_seen.push(id.clone());
+            }
+            if !r.acknowledged() {
+                unacknowledged.push(id);
+            }
+        }
+    }
+    let stored: Vec<&String> = first_seen
+        .iter()
+        .filter(|id| written.contains(id))
+        .collect();
+    let missing: Vec<&String> = written
+        .iter()
+        .filter(|id| !first_seen.contains(id))
+        .collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    assert_eq!(
+        stored.len(),
+        first_seen.len(),
+        "the receiver got alerts the agent never wrote"
+    );
+    let in_order: Vec<&String> = written.iter().collect();
+    assert_eq!(stored, in_order, "alerts arrived out of order");
+}
+
+/// Ids of the records in the requests the sender saw acknowledged, in order.
+pub fn acknowledged_ids(
+    requests: &[Request],
+    ids_of: &impl Fn(&Request) -> Vec<String>,
+) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.acknowledged())
+        .flat_map(ids_of)
+        .collect()
+}
+
+/// The alert ids of a webhook body (a JSON array of alerts).
+pub fn webhook_ids(r: &Request) -> Vec<String> {
+    let alerts: Vec<Value> = serde_json::from_slice(&r.body).expect("webhook body: a JSON array");
+    alerts
+        .iter()
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect()
 }
