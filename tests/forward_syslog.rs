@@ -1,6 +1,7 @@
 //! Alert forwarding to a real rsyslog (the Debian package), started by each test on loopback
-//! with a configuration the test writes: alerts arrive framed and complete over TCP and UDP,
-//! pile up in the spool while rsyslog is down, and survive a SIGKILL of the agent.
+//! with a configuration the test writes: alerts arrive framed and complete over TCP, UDP and
+//! TLS (verified against the configured CA), pile up in the spool while rsyslog is down, and
+//! survive a SIGKILL of the agent.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -10,7 +11,7 @@ use std::{
 
 use monitor_tests::{
     TempDir,
-    deliver::{RULE, Rsyslog, alert_ids, launch_in, raise_alerts, wait_until},
+    deliver::{Pki, RULE, Rsyslog, alert_ids, launch_in, raise_alerts, wait_until},
     rules::free_port,
     skip_or_fail,
 };
@@ -212,6 +213,114 @@ fn alerts_pile_up_in_the_spool_and_survive_sigkill_until_rsyslog_returns() {
         "{} duplicates of {} alerts",
         received.len() - unique.len(),
         unique.len()
+    );
+    agent.stop();
+}
+
+#[test]
+fn alerts_arrive_over_tls_verified_against_the_configured_ca() {
+    let dir = TempDir::new("fwd-syslog-tls");
+    let pki_dir = TempDir::new_in(dir.path(), "pki").expect("pki dir");
+    let pki = match Pki::create(pki_dir.path()) {
+        Ok(p) => p,
+        Err(e) => {
+            skip_or_fail(&format!("cannot make test certificates: {e}"));
+            return;
+        }
+    };
+    let syslog_dir = TempDir::new_in(dir.path(), "rsyslog").expect("rsyslog dir");
+    let syslog = match Rsyslog::start_tls(&syslog_dir, free_port(), &pki) {
+        Ok(r) => r,
+        Err(e) => {
+            skip_or_fail(&format!(
+                "cannot run rsyslog with TLS (Debian package rsyslog-openssl): {e}"
+            ));
+            return;
+        }
+    };
+    let output = vec![
+        "--output".to_owned(),
+        format!(
+            "syslog+tls://127.0.0.1:{}?ca={}",
+            syslog.tcp_port,
+            pki.ca.display()
+        ),
+    ];
+    let Some(agent) = launch_in(&dir, &output) else {
+        return;
+    };
+    raise_alerts(&dir.join("watched"), "tls", 10);
+    let written = wait_until(
+        DELIVERY_TIMEOUT,
+        "10 alerts in the file output",
+        || {
+            let ids = alert_ids(&agent.records());
+            (ids.len() >= 10).then_some(ids)
+        },
+        || agent.stderr(),
+    );
+    wait_until(
+        DELIVERY_TIMEOUT,
+        "every alert at rsyslog over TLS",
+        || {
+            let got: BTreeSet<String> = syslog
+                .received()
+                .iter()
+                .filter(|l| l.app_name == "monitor" && l.msgid == "alert")
+                .filter_map(|l| l.msg["id"].as_str().map(str::to_owned))
+                .collect();
+            written.iter().all(|id| got.contains(id)).then_some(())
+        },
+        || {
+            format!(
+                "received: {:#?}\nagent: {}",
+                syslog.received(),
+                agent.stderr()
+            )
+        },
+    );
+    agent.stop();
+
+    // Another CA: the agent refuses the receiver and delivers nothing to it.
+    let other_dir = TempDir::new_in(dir.path(), "other-pki").expect("dir");
+    let other = Pki::create(other_dir.path()).expect("second CA");
+    let spool = dir.join("spool-untrusted");
+    let output = vec![
+        "--output".to_owned(),
+        format!(
+            "syslog+tls://127.0.0.1:{}?ca={}",
+            syslog.tcp_port,
+            other.ca.display()
+        ),
+        "--spool-dir".to_owned(),
+        spool.display().to_string(),
+    ];
+    let before = syslog.received().len();
+    let Some(agent) = launch_in(&dir, &output) else {
+        return;
+    };
+    raise_alerts(&dir.join("watched"), "untrusted", 3);
+    let sink = wait_until(
+        DELIVERY_TIMEOUT,
+        "the TLS sink failing on the untrusted certificate",
+        || {
+            let records = agent.records();
+            let stats = records.iter().rev().find(|r| r["kind"] == "agent_stats")?;
+            let sink = stats["delivery"]["alerts"]["sinks"][0].clone();
+            (sink["failing"] == true && sink["pending"].as_u64() >= Some(3)).then_some(sink)
+        },
+        || agent.stderr(),
+    );
+    assert!(
+        sink["last_error"]
+            .as_str()
+            .is_some_and(|e| e.to_ascii_lowercase().contains("certificate")),
+        "{sink}"
+    );
+    assert_eq!(
+        syslog.received().len(),
+        before,
+        "nothing sent to an untrusted receiver"
     );
     agent.stop();
 }

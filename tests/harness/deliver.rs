@@ -174,6 +174,77 @@ pub struct Rsyslog {
     child: Option<Child>,
 }
 
+/// A throwaway CA and a server certificate for 127.0.0.1, made with the `openssl` command.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    pub fn create(dir: &Path) -> Result<Self, String> {
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .map_err(|e| format!("cannot run openssl: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {args:?} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let subject_ca = "/CN=monitor test CA";
+        run(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", subject_ca,
+        ])?;
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])?;
+        fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|e| format!("ext.cnf: {e}"))?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ])?;
+        Ok(Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        })
+    }
+}
+
 /// Where Debian installs rsyslogd.
 pub fn rsyslogd_binary() -> Option<PathBuf> {
     ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
@@ -186,6 +257,40 @@ impl Rsyslog {
     /// Writes the configuration into `dir` (kept by the caller, so a restarted rsyslog appends
     /// to the same file) and starts rsyslogd on the given loopback ports.
     pub fn start(dir: &TempDir, tcp_port: u16, udp_port: u16) -> Result<Self, String> {
+        let inputs = format!(
+            r#"module(load="imtcp")
+module(load="imudp")
+input(type="imtcp" port="{tcp_port}" address="127.0.0.1" ruleset="received" supportOctetCountedFraming="on")
+input(type="imudp" port="{udp_port}" address="127.0.0.1" ruleset="received")
+"#
+        );
+        Self::launch(dir, "", &inputs, tcp_port, udp_port)
+    }
+
+    /// rsyslogd with one TLS input (OpenSSL driver, `rsyslog-openssl`) on `tcp_port`, serving
+    /// the certificate of `pki`.
+    pub fn start_tls(dir: &TempDir, tcp_port: u16, pki: &Pki) -> Result<Self, String> {
+        let global = format!(
+            r#" DefaultNetstreamDriver="ossl" DefaultNetstreamDriverCAFile="{}" DefaultNetstreamDriverCertFile="{}" DefaultNetstreamDriverKeyFile="{}""#,
+            pki.ca.display(),
+            pki.cert.display(),
+            pki.key.display()
+        );
+        let inputs = format!(
+            r#"module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.Authmode="anon")
+input(type="imtcp" port="{tcp_port}" address="127.0.0.1" ruleset="received")
+"#
+        );
+        Self::launch(dir, &global, &inputs, tcp_port, 0)
+    }
+
+    fn launch(
+        dir: &TempDir,
+        global: &str,
+        inputs: &str,
+        tcp_port: u16,
+        udp_port: u16,
+    ) -> Result<Self, String> {
         let bin = rsyslogd_binary().ok_or(
             "rsyslogd is not installed (Debian package rsyslog; `cargo xtask install-prereqs`)",
         )?;
@@ -194,14 +299,10 @@ impl Rsyslog {
         let out = dir.join("received.log");
         let conf = dir.join("rsyslog.conf");
         let text = format!(
-            r#"global(workDirectory="{work}" maxMessageSize="256k")
-module(load="imtcp")
-module(load="imudp")
+            r#"global(workDirectory="{work}" maxMessageSize="256k"{global})
 template(name="fields" type="string" string="%inputname% %syslogseverity% %syslogfacility% %app-name% %msgid% %msg%\n")
 ruleset(name="received") {{ action(type="omfile" file="{out}" template="fields" flushOnTXEnd="on" asyncWriting="off") }}
-input(type="imtcp" port="{tcp_port}" address="127.0.0.1" ruleset="received" supportOctetCountedFraming="on")
-input(type="imudp" port="{udp_port}" address="127.0.0.1" ruleset="received")
-"#,
+{inputs}"#,
             work = work.display(),
             out = out.display(),
         );

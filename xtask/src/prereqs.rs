@@ -15,8 +15,16 @@ use anyhow::{Context as _, Result, bail};
 use crate::{checked, find_in_path, is_root};
 
 /// Debian packages the tests need (bpftool to inspect loaded programs, ip for network
-/// namespaces, python3 for small test servers). Extend here.
-pub const DEBIAN_PACKAGES: &[&str] = &["bpftool", "iproute2", "python3", "rsyslog"];
+/// namespaces, python3 for small test servers, rsyslog with its TLS driver and openssl for the
+/// syslog forwarding tests). Extend here.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "bpftool",
+    "iproute2",
+    "python3",
+    "rsyslog",
+    "rsyslog-openssl",
+    "openssl",
+];
 
 /// PyPI packages the tests need: the official OCSF schemas, and a JSON Schema validator for the
 /// agent-level test of OCSF output (tests/output_ocsf.rs).

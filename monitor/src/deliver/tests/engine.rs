@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::super::{Engine, EngineConfig, Sink, Spool, SpoolOptions, bench};
-use super::{FakeSink, TempDir, eventually, lines};
+use super::{FakeSink, TempDir, eventually, lines, open_spool};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -20,7 +20,7 @@ fn fast_config() -> EngineConfig {
 
 fn open(dir: &std::path::Path, sinks: &[&str]) -> Spool {
     let names: Vec<String> = sinks.iter().map(|s| (*s).to_owned()).collect();
-    Spool::open(dir, SpoolOptions::new(8 << 20), &names)
+    open_spool(dir, SpoolOptions::new(8 << 20), &names)
         .unwrap()
         .0
 }
@@ -213,7 +213,7 @@ async fn full_spool_under_a_stalled_sink_skips_oldest_and_counts() {
         max_bytes: 8192,
         segment_bytes: 1024,
     };
-    let (spool, _) = Spool::open(dir.path(), options, &["slow".to_owned()]).unwrap();
+    let (spool, _) = open_spool(dir.path(), options, &["slow".to_owned()]).unwrap();
     let (sink, control) = FakeSink::new("slow", 10, true);
     let (stop, stop_rx) = watch::channel(false);
     let engine = Engine::start(&spool, vec![Box::new(sink)], stop_rx, fast_config()).unwrap();

@@ -16,7 +16,26 @@ use std::{
 
 use tokio::sync::Semaphore;
 
-use super::{Sink, SinkError};
+use super::{Sink, SinkError, Spool, SpoolError, SpoolOptions, spool::OpenReport};
+
+/// `Spool::open`, retried while the directory is locked: a process another test forks holds
+/// a copy of the lock's file descriptor until it execs, so a spool just dropped by this test
+/// can look locked for a moment. (The agent itself forks nothing.)
+pub(super) fn open_spool(
+    dir: &Path,
+    options: SpoolOptions,
+    sinks: &[String],
+) -> Result<(Spool, OpenReport), SpoolError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Spool::open(dir, options, sinks) {
+            Err(SpoolError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub(super) struct TempDir(PathBuf);

@@ -8,14 +8,14 @@ use std::{
 };
 
 use super::super::{Spool, SpoolError, SpoolOptions};
-use super::{TempDir, lines};
+use super::{TempDir, lines, open_spool};
 
 fn names(n: &[&str]) -> Vec<String> {
     n.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn open(dir: &Path, sinks: &[&str]) -> Spool {
-    Spool::open(dir, SpoolOptions::new(1 << 20), &names(sinks))
+    open_spool(dir, SpoolOptions::new(1 << 20), &names(sinks))
         .expect("open spool")
         .0
 }
@@ -98,7 +98,7 @@ fn restart_resumes_from_the_cursor_and_keeps_sequence_numbers() {
     }
     {
         let (spool, report) =
-            Spool::open(dir.path(), SpoolOptions::new(1 << 20), &names(&["a", "b"])).unwrap();
+            open_spool(dir.path(), SpoolOptions::new(1 << 20), &names(&["a", "b"])).unwrap();
         assert_eq!(report.next_seq, 5);
         assert!(report.torn.is_empty() && report.new_sinks.is_empty());
         assert_eq!(
@@ -119,7 +119,7 @@ fn restart_resumes_from_the_cursor_and_keeps_sequence_numbers() {
     // Everything acknowledged, sink b removed, sink c added: numbering still continues and
     // the new sink starts with the next record.
     let (spool, report) =
-        Spool::open(dir.path(), SpoolOptions::new(1 << 20), &names(&["a", "c"])).unwrap();
+        open_spool(dir.path(), SpoolOptions::new(1 << 20), &names(&["a", "c"])).unwrap();
     assert_eq!(report.next_seq, 6);
     assert_eq!(report.new_sinks, names(&["c"]));
     assert_eq!(report.forgotten_sinks, names(&["b"]));
@@ -148,7 +148,7 @@ fn torn_tail_is_discarded_and_reported() {
         .set_len(len - 5)
         .unwrap();
     let (spool, report) =
-        Spool::open(dir.path(), SpoolOptions::new(1 << 20), &names(&["a"])).unwrap();
+        open_spool(dir.path(), SpoolOptions::new(1 << 20), &names(&["a"])).unwrap();
     assert_eq!(report.torn.len(), 1, "{report:?}");
     let torn = &report.torn[0];
     let last_frame = 16 + input[4].len() as u64;
@@ -179,7 +179,7 @@ fn damaged_record_is_never_misread() {
     bytes[at] ^= 0x20;
     std::fs::write(&seg, &bytes).unwrap();
     let (spool, report) =
-        Spool::open(dir.path(), SpoolOptions::new(1 << 20), &names(&["a"])).unwrap();
+        open_spool(dir.path(), SpoolOptions::new(1 << 20), &names(&["a"])).unwrap();
     assert_eq!(report.torn.len(), 1);
     assert_eq!(report.torn[0].reason, "checksum mismatch");
     assert_eq!(
@@ -195,7 +195,7 @@ fn bounded_size_drops_oldest_and_counts() {
         max_bytes: 4096,
         segment_bytes: 1024,
     };
-    let (spool, _) = Spool::open(dir.path(), options, &names(&["slow", "fast"])).unwrap();
+    let (spool, _) = open_spool(dir.path(), options, &names(&["slow", "fast"])).unwrap();
     let input = lines(0, 300);
     let mut dropped = 0;
     for l in &input {
@@ -240,7 +240,7 @@ fn acknowledged_segments_are_deleted() {
         max_bytes: 1 << 20,
         segment_bytes: 1024,
     };
-    let (spool, _) = Spool::open(dir.path(), options, &names(&["a", "b"])).unwrap();
+    let (spool, _) = open_spool(dir.path(), options, &names(&["a", "b"])).unwrap();
     spool.append_batch(&lines(0, 100)).unwrap();
     for i in 0..100 {
         spool.append(&lines(100 + i, 1)[0]).unwrap();
@@ -313,7 +313,7 @@ fn disk_full_is_an_error_not_a_panic() {
     let dir = fs.dir.path().join("spool");
     let filler = fs.dir.path().join("filler");
     // The bound is larger than the file system, so the disk fills before the spool drops.
-    let (spool, _) = Spool::open(&dir, SpoolOptions::new(1 << 20), &names(&["a"])).unwrap();
+    let (spool, _) = open_spool(&dir, SpoolOptions::new(1 << 20), &names(&["a"])).unwrap();
     std::fs::write(&filler, vec![0u8; 40 * 1024]).unwrap();
     let line = vec![b'z'; 700];
     let mut ok = 0u64;
@@ -332,7 +332,7 @@ fn disk_full_is_an_error_not_a_panic() {
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(spool.append(&line).unwrap().first_seq, ok);
     drop(spool);
-    let (spool, report) = Spool::open(&dir, SpoolOptions::new(1 << 20), &names(&["a"])).unwrap();
+    let (spool, report) = open_spool(&dir, SpoolOptions::new(1 << 20), &names(&["a"])).unwrap();
     assert!(report.torn.is_empty(), "{report:?}");
     let (seqs, got) = seqs_and_lines(&spool, "a");
     assert_eq!(seqs, (0..=ok).collect::<Vec<u64>>());
@@ -356,7 +356,7 @@ fn crash_child() {
         max_bytes: 1 << 20,
         segment_bytes: 4096,
     };
-    let (spool, _) = Spool::open(Path::new(&dir), options, &names(&["a"])).unwrap();
+    let (spool, _) = open_spool(Path::new(&dir), options, &names(&["a"])).unwrap();
     let mut out = std::io::stdout().lock();
     // Bounded, in case the parent dies without killing us.
     for i in 0..200_000usize {
@@ -413,7 +413,7 @@ fn sigkill_loses_nothing_appended() {
     drop(stdout);
     let durable = durable.expect("the child reported no append");
     let acked = acked.expect("the child reported no ack");
-    let (spool, report) = Spool::open(dir.path(), SpoolOptions::new(1 << 20), &names(&["a"]))
+    let (spool, report) = open_spool(dir.path(), SpoolOptions::new(1 << 20), &names(&["a"]))
         .expect("reopen after SIGKILL");
     let batch = spool.read("a", usize::MAX, usize::MAX).unwrap();
     let seqs: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
