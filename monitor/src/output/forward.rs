@@ -170,6 +170,19 @@ async fn open_delivery(
             "delivery spool: damaged tail cut off (a crash during a write)"
         );
     }
+    for sink in &report.forgotten_sinks {
+        tracing::warn!(what, sink = %sink, "a sink of an earlier run is no longer configured; its cursor was removed");
+    }
+    for sink in &report.reset_cursors {
+        tracing::warn!(what, sink = %sink, "the cursor of this sink was unreadable; it starts at the oldest spooled record");
+    }
+    if report.dropped_records > 0 {
+        tracing::warn!(
+            what,
+            dropped = report.dropped_records,
+            "delivery spool over its bound at start (smaller --spool-max-bytes): oldest records dropped"
+        );
+    }
     let pending: u64 = names.iter().map(|n| spool.pending(n).unwrap_or(0)).sum();
     tracing::info!(
         what,
