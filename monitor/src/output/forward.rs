@@ -113,7 +113,7 @@ pub async fn start(
     let (events, events_lane) = if event_sinks.is_empty() {
         (None, None)
     } else {
-        let (d, lane, dropped) = open_delivery(
+        let (d, lane, _logged) = open_delivery(
             "events",
             config.spool_dir.join("events"),
             config.event_spool_max_bytes,
@@ -121,12 +121,6 @@ pub async fn start(
             &stop_rx,
         )
         .await?;
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "event spool over its bound at start: oldest events dropped"
-            );
-        }
         (Some(d), Some(lane))
     };
     for p in &planned {
