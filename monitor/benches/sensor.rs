@@ -12,25 +12,15 @@
 //! Environment: `MONITOR_BIN` (default `target/release/monitor`), `BENCH_ITERS` (loop
 //! iterations per sample, default 200000), `BENCH_ROUNDS` (default 5).
 
+#[allow(dead_code, reason = "this benchmark uses part of the shared set-up")]
+mod common;
+
 use std::{
     ffi::CString,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
-
-fn monitor_bin() -> PathBuf {
-    std::env::var_os("MONITOR_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/monitor"))
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A running agent (or floor), stopped with SIGTERM on drop.
 struct Running {
@@ -44,7 +34,7 @@ impl Running {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let ready = dir.join("ready");
-        let mut cmd = Command::new(monitor_bin());
+        let mut cmd = Command::new(common::monitor_bin());
         cmd.args(args).arg("--ready-file").arg(&ready);
         if args[0] == "run" {
             cmd.arg("--output")
@@ -145,8 +135,8 @@ fn main() {
         eprintln!("sensor benchmark: must run as root (it loads eBPF programs)");
         std::process::exit(2);
     }
-    let iters = env_usize("BENCH_ITERS", 200_000);
-    let rounds = env_usize("BENCH_ROUNDS", 5);
+    let iters = common::env_or("BENCH_ITERS", 200_000usize);
+    let rounds = common::env_or("BENCH_ROUNDS", 5usize);
     let path = CString::new("/etc/hostname").expect("c string");
     let configs = [
         Config::Bare,

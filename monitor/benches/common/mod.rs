@@ -10,7 +10,7 @@ use std::{
 };
 
 /// `MONITOR_BIN`, else the release build of this workspace.
-fn monitor_bin() -> PathBuf {
+pub fn monitor_bin() -> PathBuf {
     std::env::var_os("MONITOR_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/monitor"))
