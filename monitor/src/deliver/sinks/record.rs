@@ -21,16 +21,20 @@ impl<'a> Record<'a> {
         }
     }
 
-    /// Whether this is an alert (native `alert`/`alert_repeats`, or an OCSF finding) rather
-    /// than a forwarded event.
+    /// Whether this is an alert (native `alert`/`alert_repeats`, an OCSF Detection Finding, or
+    /// anything else unrecognised) rather than a forwarded event.
     pub fn is_alert(&self) -> bool {
         let Some(value) = &self.value else {
             return true;
         };
-        match value.get("kind").and_then(Value::as_str) {
-            Some(kind) => kind.starts_with("alert"),
-            None => value.get("finding_info").is_some(),
+        if let Some(kind) = value.get("kind").and_then(Value::as_str) {
+            return kind.starts_with("alert");
         }
+        // OCSF: Detection Finding; anything unrecognised counts as an alert.
+        value
+            .get("class_uid")
+            .and_then(Value::as_u64)
+            .is_none_or(|class| class == 2004)
     }
 
     /// The raw line as given.
@@ -175,6 +179,8 @@ mod tests {
         assert!(alert(r#"{"class_uid":2004,"finding_info":{}}"#));
         assert!(!alert(r#"{"kind":"open"}"#));
         assert!(!alert(r#"{"class_uid":1001}"#));
+        assert!(alert(r#"{"id":"x"}"#));
+        assert!(alert("not json"));
     }
 
     #[test]

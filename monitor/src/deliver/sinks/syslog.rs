@@ -4,6 +4,7 @@
 //!
 //! Message: `<PRI>1 TIMESTAMP HOSTNAME monitor PROCID alert - MSG`, where PRI is facility * 8 +
 //! the severity mapped from the alert, TIMESTAMP the alert's `time` and MSG the alert JSON.
+//! Forwarded events get MSGID `event` and severity informational (6).
 //!
 //! Syslog has no application-level acknowledgement: a TCP/TLS batch counts as delivered once it
 //! is written and flushed to the socket (a batch that fails part-way is resent whole, so a
@@ -268,9 +269,15 @@ pub fn format_message(
     hostname: &str,
     procid: &str,
 ) -> Vec<u8> {
-    let pri = u16::from(facility.code()) * 8 + u16::from(record.syslog_severity());
+    // Forwarded events are informational (6) and carry MSGID `event`.
+    let (severity, msgid) = if record.is_alert() {
+        (record.syslog_severity(), "alert")
+    } else {
+        (6, "event")
+    };
+    let pri = u16::from(facility.code()) * 8 + u16::from(severity);
     let time = timestamp(record.time_or_now());
-    let mut msg = format!("<{pri}>1 {time} {hostname} monitor {procid} alert - ").into_bytes();
+    let mut msg = format!("<{pri}>1 {time} {hostname} monitor {procid} {msgid} - ").into_bytes();
     msg.extend_from_slice(record.raw());
     msg
 }

@@ -53,6 +53,15 @@ async fn tcp_sends_octet_counted_rfc5424_frames_in_order() {
         .await
         .expect("same connection");
     check_message(&rx.next().await, 133, &alert("a5", "low"));
+
+    // A forwarded event: MSGID `event`, informational (local0 * 8 + 6).
+    let event = br#"{"kind":"open","time":"2024-06-10T12:00:00.123456789Z","path":"/x"}"#.to_vec();
+    sink.send(std::slice::from_ref(&event))
+        .await
+        .expect("delivered");
+    let m = Syslog5424::parse(&rx.next().await).expect("RFC 5424 message");
+    assert_eq!((m.pri, m.msgid.as_str()), (134, "event"));
+    assert_eq!(m.msg, event);
 }
 
 #[tokio::test]
