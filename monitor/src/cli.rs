@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    deliver::{DEFAULT_MAX_BYTES, DEFAULT_SPOOL_DIR},
+    deliver::DEFAULT_SPOOL_DIR,
     output::{Format, OutputSpec, spec::size_arg},
 };
 
@@ -49,7 +49,8 @@ pub enum RulesCommand {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Print every raw event (process, file, network), not only alerts.
+    /// Write every raw event (process, file, network), not only alerts, to every output
+    /// (network sinks too, through their own spool, unless they set `?events=false`).
     #[arg(long)]
     pub events: bool,
     /// Where to write. Repeatable. Local: `stdout` (default), `file:PATH` (appends; rotates by
@@ -71,10 +72,10 @@ pub struct RunArgs {
     pub spool_dir: PathBuf,
     /// Bound on the alert spool's size on disk (bytes, or K, M, G); when full, the oldest
     /// undelivered alerts are dropped, counted, logged and reported in an alert.
-    #[arg(long, default_value_t = DEFAULT_MAX_BYTES, value_parser = size_arg, value_name = "SIZE")]
+    #[arg(long, default_value = "256M", value_parser = size_arg, value_name = "SIZE")]
     pub spool_max_bytes: u64,
     /// Bound on the forwarded-event spool's size on disk (bytes, or K, M, G).
-    #[arg(long, default_value_t = DEFAULT_MAX_BYTES, value_parser = size_arg, value_name = "SIZE")]
+    #[arg(long, default_value = "256M", value_parser = size_arg, value_name = "SIZE")]
     pub event_spool_max_bytes: u64,
     /// At shutdown, how long network sinks may take to deliver what is pending before the
     /// agent exits (the rest stays in the spool for the next start).
@@ -125,4 +126,27 @@ pub fn default_rules() -> Vec<PathBuf> {
         env!("CARGO_MANIFEST_DIR"),
         "/../rules"
     ))]
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command};
+    use crate::deliver::DEFAULT_MAX_BYTES;
+
+    #[test]
+    fn spool_size_defaults_match_the_spool_and_take_suffixes() {
+        let Command::Run(args) = Cli::parse_from(["monitor", "run"]).command else {
+            panic!("run")
+        };
+        assert_eq!(args.spool_max_bytes, DEFAULT_MAX_BYTES);
+        assert_eq!(args.event_spool_max_bytes, DEFAULT_MAX_BYTES);
+        let Command::Run(args) =
+            Cli::parse_from(["monitor", "run", "--spool-max-bytes", "64K"]).command
+        else {
+            panic!("run")
+        };
+        assert_eq!(args.spool_max_bytes, 64 << 10);
+    }
 }
