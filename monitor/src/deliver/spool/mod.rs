@@ -31,9 +31,11 @@ use std::{
 
 use tokio::sync::watch;
 
+#[cfg(test)]
+pub use types::DEFAULT_MAX_BYTES;
 pub use types::{
-    AppendOutcome, CursorStats, DEFAULT_MAX_BYTES, DEFAULT_SPOOL_DIR, OpenReport, ReadBatch,
-    Record, SpoolError, SpoolOptions, SpoolStats, TornTail,
+    AppendOutcome, CursorStats, DEFAULT_SPOOL_DIR, OpenReport, ReadBatch, Record, SpoolError,
+    SpoolOptions, SpoolStats, TornTail,
 };
 
 use super::{
