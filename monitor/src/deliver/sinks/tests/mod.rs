@@ -27,13 +27,7 @@ fn alert(id: &str, severity: &str) -> Vec<u8> {
 
 /// The error and its causes, as the engine logs them.
 fn chain(e: &SinkError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    let text = crate::deliver::error_chain(e);
     assert_no_secret(&text);
     assert_no_secret(&format!("{e:?}"));
     text

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::pki::{Ca, TempDir};
 use crate::deliver::sinks::{
-    SpecError, is_network_spec, parse,
+    is_network_spec, parse,
     spec::{Facility, Format, HttpKind, HttpTarget, SyslogTarget, SyslogTransport, Target},
 };
 
@@ -27,20 +27,8 @@ fn http(spec: &str) -> HttpTarget {
 fn error(spec: &str) -> String {
     match parse(spec) {
         Ok(s) => panic!("{spec} was accepted: {s:?}"),
-        Err(e) => error_text(&e),
+        Err(e) => crate::deliver::error_chain(&e),
     }
-}
-
-/// The error and its sources, as a user would see them.
-fn error_text(e: &SpecError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[test]
