@@ -7,7 +7,6 @@ use std::{
 };
 
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 /// What an `alert_repeats` line says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -133,8 +132,7 @@ impl RateLimiter {
 /// Id of the repeats report of `alert_id` (one report per folding window, and a window belongs
 /// to the alert that opened it).
 fn repeats_id(alert_id: &str) -> String {
-    let digest = Sha256::digest(format!("alert_repeats\0{alert_id}"));
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    super::stable_id(&[b"alert_repeats", alert_id.as_bytes()])
 }
 
 #[cfg(test)]

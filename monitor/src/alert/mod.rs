@@ -52,15 +52,21 @@ pub fn boot_id() -> String {
 
 /// The alert id: 32 hex digits of SHA-256 over boot id, event identity and rule.
 pub fn alert_id(boot_id: &str, ev: &Event, rule: &str, key: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [
+    stable_id(&[
         boot_id.as_bytes(),
         &ev.ktime_ns.to_le_bytes(),
         &ev.tid.to_le_bytes(),
         ev.kind.as_str().as_bytes(),
         rule.as_bytes(),
         key.as_bytes(),
-    ] {
+    ])
+}
+
+/// 32 hex digits of SHA-256 over `parts`, each prefixed with its length (so no two different
+/// lists of parts hash the same input): the id of every record the agent derives one for.
+pub fn stable_id(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }

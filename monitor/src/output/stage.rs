@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::{Format, Sink, format::Rendered, lane::Lane};
@@ -126,20 +125,12 @@ impl Overflow {
         self.last = Some(now);
         let dropped = std::mem::take(&mut self.pending);
         let time = reader::now_rfc3339();
-        let mut h = Sha256::new();
-        for part in [
+        let id = crate::alert::stable_id(&[
             self.boot_id.as_bytes(),
             OVERFLOW_RULE.as_bytes(),
             time.as_bytes(),
-        ] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part);
-        }
-        h.update(self.total.to_le_bytes());
-        let id = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+            &self.total.to_le_bytes(),
+        ]);
         let alert = OverflowAlert {
             kind: "alert",
             id,
