@@ -60,6 +60,22 @@ impl LaneCounters {
     }
 }
 
+/// How many of the leading `lines` go in one append: at least one, then as many as fit in
+/// `max` bytes, counting [`FRAME_ALLOWANCE`] per record.
+fn fitting<'a>(lines: impl Iterator<Item = &'a [u8]>, max: usize) -> usize {
+    let mut n = 0;
+    let mut bytes = 0;
+    for line in lines {
+        let size = line.len() + FRAME_ALLOWANCE;
+        if n > 0 && bytes + size > max {
+            break;
+        }
+        bytes += size;
+        n += 1;
+    }
+    n
+}
+
 /// Appends to one spool from the output thread.
 pub struct Lane {
     appender: Appender,
@@ -106,49 +122,33 @@ impl Lane {
 
     /// Appends `lines` (after anything still in the backlog) and returns how many undelivered
     /// records the bounded spool dropped to make room for them.
-    pub fn append<'a>(&mut self, lines: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-        let mut lines = lines.into_iter().peekable();
-        if self.backlog.is_empty() {
-            // The common case: no copy, batches straight from the caller.
-            let mut batch: Vec<&[u8]> = Vec::new();
-            let mut dropped = 0;
-            while lines.peek().is_some() {
-                batch.clear();
-                let mut bytes = 0;
-                while let Some(line) =
-                    lines.next_if(|l| batch.is_empty() || bytes + l.len() <= self.max_append)
-                {
-                    bytes += line.len();
-                    batch.push(line);
-                }
-                match self.appender.append_batch(&batch) {
-                    Ok(d) => dropped += d,
-                    Err(()) => {
-                        self.keep(batch.iter().map(|l| l.to_vec()));
-                        self.keep(lines.map(<[u8]>::to_vec));
-                        break;
-                    }
+    pub fn append(&mut self, lines: &[&[u8]]) -> u64 {
+        if !self.backlog.is_empty() {
+            self.keep(lines.iter().map(|l| l.to_vec()));
+            return self.retry();
+        }
+        // The common case: no copy, batches straight from the caller.
+        let mut dropped = 0;
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let n = fitting(rest.iter().copied(), self.max_append);
+            match self.appender.append_batch(&rest[..n]) {
+                Ok(d) => dropped += d,
+                Err(()) => {
+                    self.keep(rest.iter().map(|l| l.to_vec()));
+                    break;
                 }
             }
-            return dropped;
+            rest = &rest[n..];
         }
-        self.keep(lines.map(<[u8]>::to_vec));
-        self.retry()
+        dropped
     }
 
     /// Tries the backlog again; returns the records the spool dropped to make room.
     pub fn retry(&mut self) -> u64 {
         let mut dropped = 0;
         while !self.backlog.is_empty() {
-            let mut n = 0;
-            let mut bytes = 0;
-            for line in &self.backlog {
-                if n > 0 && bytes + line.len() + FRAME_ALLOWANCE > self.max_append {
-                    break;
-                }
-                bytes += line.len() + FRAME_ALLOWANCE;
-                n += 1;
-            }
+            let n = fitting(self.backlog.iter().map(Vec::as_slice), self.max_append);
             let batch: Vec<&[u8]> = self.backlog.iter().take(n).map(Vec::as_slice).collect();
             match self.appender.append_batch(&batch) {
                 Ok(d) => {
@@ -249,5 +249,24 @@ impl Appender {
                 Err(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FRAME_ALLOWANCE, fitting};
+
+    #[test]
+    fn batches_count_a_frame_allowance_per_record_and_take_at_least_one() {
+        let lines: Vec<&[u8]> = vec![b"aaaa", b"bbbb", b"cccc"];
+        let one = 4 + FRAME_ALLOWANCE;
+        assert_eq!(fitting(lines.iter().copied(), 2 * one), 2);
+        assert_eq!(fitting(lines.iter().copied(), 2 * one - 1), 1);
+        assert_eq!(
+            fitting(lines.iter().copied(), 1),
+            1,
+            "an oversized record goes alone"
+        );
+        assert_eq!(fitting(std::iter::empty(), 100), 0);
     }
 }

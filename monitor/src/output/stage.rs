@@ -233,21 +233,21 @@ impl Stage {
         }
         if let Some(lane) = &mut self.alerts {
             let dropped = if tick { lane.retry() } else { 0 };
-            let dropped = dropped + lane.append(lines_of(&records, Class::Alert));
+            let dropped = dropped + lane.append(&lines_of(&records, Class::Alert));
             self.overflow.add(dropped + lane.take_lost());
         }
         if let Some(lane) = &mut self.events {
             if tick {
                 lane.retry();
             }
-            lane.append(lines_of(&records, Class::Event));
+            lane.append(&lines_of(&records, Class::Event));
         }
         if tick
             && self.alerts.is_some()
             && let Some(alert) = self.overflow.due(Instant::now(), last)
         {
             if let Some(lane) = &mut self.alerts {
-                let dropped = lane.append([alert.as_slice()]);
+                let dropped = lane.append(&[alert.as_slice()]);
                 self.overflow.add(dropped + lane.take_lost());
             }
             records.push((Class::Alert, alert));
