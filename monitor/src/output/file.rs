@@ -7,6 +7,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::{BufWriter, Write},
+    os::unix::fs::FileExt as _,
     path::{Path, PathBuf},
 };
 
@@ -20,17 +21,31 @@ pub struct FileSink {
     len: u64,
 }
 
+/// Opens `path` for appending. A file whose last line was cut short (the agent was killed in
+/// the middle of a write) gets its line ended first, so the next record starts a line of its
+/// own instead of being glued to the torn one.
 fn open(path: &Path) -> Result<(BufWriter<File>, u64), OutputError> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| OutputError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    Ok((BufWriter::with_capacity(64 * 1024, file), len))
+    let err = |source| OutputError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let opened = |read| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(read)
+            .open(path)
+    };
+    // Something that cannot be read back (a pipe, a socket) is appended to without the check.
+    let file = opened(true).or_else(|_| opened(false)).map_err(err)?;
+    let mut len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut out = BufWriter::with_capacity(64 * 1024, file);
+    let mut last = [0u8; 1];
+    if len > 0 && out.get_ref().read_exact_at(&mut last, len - 1).is_ok() && last[0] != b'\n' {
+        out.write_all(b"\n").map_err(err)?;
+        len += 1;
+    }
+    Ok((out, len))
 }
 
 impl FileSink {
@@ -171,6 +186,32 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             "abc\ndef\ng\n"
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_record() {
+        let dir = std::env::temp_dir().join(format!("monitor-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("out.jsonl");
+        std::fs::write(&path, b"{\"kind\":\"alert\"}\n{\"kind\":\"al").expect("torn file");
+        let mut sink = FileSink::open(&path, Rotation::default()).expect("open");
+        sink.write_line(b"{\"kind\":\"exit\"}").expect("write");
+        sink.flush().expect("flush");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\"kind\":\"alert\"}\n{\"kind\":\"al\n{\"kind\":\"exit\"}\n"
+        );
+        // A file that ends a line is left as it is.
+        let mut again = FileSink::open(&path, Rotation::default()).expect("reopen");
+        again.write_line(b"x").expect("write");
+        again.flush().expect("flush");
+        assert!(
+            std::fs::read_to_string(&path)
+                .expect("read")
+                .ends_with("}\nx\n")
         );
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
