@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use monitor_tests::{
     TempDir, TmpfsMount,
-    deliver::{alert_ids, launch_in, raise_alerts, wait_until, written},
+    deliver::{alert_ids, last_stats, launch_in, raise_alerts, wait_until, written},
     http::{HttpReceiver, acknowledged_ids, assert_delivery, webhook_ids},
     rules::free_port,
     skip_or_fail,
@@ -243,7 +243,7 @@ fn a_full_disk_delays_forwarding_but_loses_nothing() {
         "failed spool appends in agent_stats",
         || {
             let records = agent.records();
-            let stats = records.iter().rev().find(|r| r["kind"] == "agent_stats")?;
+            let stats = last_stats(&records)?;
             let lane = &stats["delivery"]["alerts"]["lane"];
             (alert_ids(&records).len() >= 15 && lane["append_errors"].as_u64() > Some(0))
                 .then(|| lane.clone())
@@ -315,7 +315,7 @@ fn a_dead_sink_holds_back_only_itself() {
         "stats showing the dead sink failing with everything pending",
         || {
             let records = agent.records();
-            let stats = records.iter().rev().find(|r| r["kind"] == "agent_stats")?;
+            let stats = last_stats(&records)?;
             let sinks = stats["delivery"]["alerts"]["sinks"].as_array()?.clone();
             let dead_sink = sinks.iter().find(|s| {
                 s["name"]

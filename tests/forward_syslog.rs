@@ -11,7 +11,7 @@ use std::{
 
 use monitor_tests::{
     TempDir,
-    deliver::{Pki, RULE, Rsyslog, alert_ids, launch_in, raise_alerts, wait_until},
+    deliver::{Pki, RULE, Rsyslog, alert_ids, last_stats, launch_in, raise_alerts, wait_until},
     rules::free_port,
     skip_or_fail,
 };
@@ -143,7 +143,7 @@ fn alerts_pile_up_in_the_spool_and_survive_sigkill_until_rsyslog_returns() {
         "20 alerts pending in the spool (agent_stats)",
         || {
             let records = agent.records();
-            let stats = records.iter().rev().find(|r| r["kind"] == "agent_stats")?;
+            let stats = last_stats(&records)?;
             let sink = &stats["delivery"]["alerts"]["sinks"][0];
             let pending = sink["pending"].as_u64()?;
             (pending >= 20 && alert_ids(&records).len() >= 35).then(|| sink.clone())
@@ -305,7 +305,7 @@ fn alerts_arrive_over_tls_verified_against_the_configured_ca() {
         "the TLS sink failing on the untrusted certificate",
         || {
             let records = agent.records();
-            let stats = records.iter().rev().find(|r| r["kind"] == "agent_stats")?;
+            let stats = last_stats(&records)?;
             let sink = stats["delivery"]["alerts"]["sinks"][0].clone();
             (sink["failing"] == true && sink["pending"].as_u64() >= Some(3)).then_some(sink)
         },

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::{
     fs::TempDir,
     launch::{AgentProcess, Launch, preflight},
-    process::python,
+    process::{python, terminate},
 };
 
 /// Name of the test detection [`write_rules`] writes.
@@ -111,7 +111,13 @@ impl ForwardAgent {
     }
 }
 
-/// JSON records of a JSON-lines file (a torn last line is skipped).
+/// The last `agent_stats` line among `records`.
+pub fn last_stats(records: &[Value]) -> Option<&Value> {
+    records.iter().rev().find(|r| r["kind"] == "agent_stats")
+}
+
+/// JSON records of a JSON-lines file. Unlike the sensor tests' strict event log, a line that is
+/// not JSON is skipped: these tests SIGKILL the agent, which may leave a torn line behind.
 pub fn read_records(path: &Path) -> Vec<Value> {
     let text = fs::read_to_string(path).unwrap_or_default();
     text.lines()
@@ -345,22 +351,10 @@ ruleset(name="received") {{ action(type="omfile" file="{out}" template="fields" 
         Ok(me)
     }
 
-    /// SIGTERM and wait.
+    /// SIGTERM and wait (SIGKILL after 10 s).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-                // SAFETY: kill has no memory-safety preconditions; the pid is our child.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(&mut child, Duration::from_secs(10));
         }
     }
 

@@ -15,7 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{agent::POLL, fs::TempDir, process::describe, warn};
+use crate::{
+    agent::POLL,
+    fs::TempDir,
+    process::{Stopped, describe, terminate},
+    warn,
+};
 
 /// How long the agent may take to load its rules and attach its probes.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -250,34 +255,16 @@ impl AgentProcess {
     /// SIGTERM, a bounded wait, then SIGKILL.
     pub(crate) fn stop(&mut self) {
         let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        if !matches!(child.try_wait(), Ok(None)) {
-            return;
+        match terminate(child, STOP_TIMEOUT) {
+            Stopped::Exited(status) if !status.success() => warn(&format!(
+                "WARNING: the agent exited with {} after SIGTERM",
+                describe(status)
+            )),
+            Stopped::Killed => warn(&format!(
+                "WARNING: the agent did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it"
+            )),
+            Stopped::Already | Stopped::Exited(_) => {}
         }
-        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-            // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    if !status.success() {
-                        warn(&format!(
-                            "WARNING: the agent exited with {} after SIGTERM",
-                            describe(status)
-                        ));
-                    }
-                    return;
-                }
-                Ok(None) => thread::sleep(POLL),
-                Err(_) => break,
-            }
-        }
-        warn(&format!(
-            "WARNING: the agent did not exit within {STOP_TIMEOUT:?} of SIGTERM; killing it"
-        ));
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

@@ -15,6 +15,39 @@ use std::{
 
 use crate::{agent::POLL, fs::TempDir};
 
+/// What became of a child asked to stop.
+pub(crate) enum Stopped {
+    /// It had exited before.
+    Already,
+    /// It exited within the time given, with this status.
+    Exited(ExitStatus),
+    /// It did not: it was SIGKILLed.
+    Killed,
+}
+
+/// SIGTERM, up to `timeout` for the child to exit, then SIGKILL; the child is reaped in every
+/// case.
+pub(crate) fn terminate(child: &mut Child, timeout: Duration) -> Stopped {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return Stopped::Already;
+    }
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => return Stopped::Exited(status),
+            Ok(None) => thread::sleep(POLL),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Stopped::Killed
+}
+
 /// A child process started by a test. Dropping it kills and reaps it if it is still running.
 #[derive(Debug)]
 pub struct Proc {
