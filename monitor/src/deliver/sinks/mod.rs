@@ -3,6 +3,7 @@
 //! start-up (reading tokens and TLS files then); [`connect`] builds the [`Sink`], which opens
 //! its connection on first use and again after every failure.
 
+mod error;
 mod http;
 mod options;
 mod record;
