@@ -317,12 +317,18 @@ fn a_dead_sink_holds_back_only_itself() {
             let records = agent.records();
             let stats = last_stats(&records)?;
             let sinks = stats["delivery"]["alerts"]["sinks"].as_array()?.clone();
-            let dead_sink = sinks.iter().find(|s| {
-                s["name"]
-                    .as_str()
-                    .is_some_and(|n| n.contains(&format!(":{dead}/")))
-            })?;
-            (dead_sink["pending"].as_u64() >= Some(20)).then_some(sinks)
+            let named = |port: u16| {
+                sinks.iter().find(|s| {
+                    s["name"]
+                        .as_str()
+                        .is_some_and(|n| n.contains(&format!(":{port}/")))
+                })
+            };
+            // Stats are written every second: one written before the live sink's last
+            // acknowledgement still shows it pending, so wait for one written after it.
+            let settled = named(dead)?["pending"].as_u64() >= Some(20)
+                && named(receiver.port)?["delivered"].as_u64() >= Some(20);
+            settled.then_some(sinks)
         },
         || agent.stderr(),
     );

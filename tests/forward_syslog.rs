@@ -24,6 +24,23 @@ fn free_udp_port() -> u16 {
     socket.local_addr().expect("local address").port()
 }
 
+/// The kernel's UDP counters (`/proc/net/snmp`), for a failure report: `RcvbufErrors` counts
+/// datagrams dropped because a receiver's buffer was full.
+fn udp_counters() -> String {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    match (udp.next(), udp.next()) {
+        (Some(names), Some(values)) => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .skip(1)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => "unavailable".to_owned(),
+    }
+}
+
 /// A test directory, rsyslog's directory and rsyslog, or `None` after saying why not.
 fn setup(label: &str) -> Option<(TempDir, TempDir, Rsyslog)> {
     let dir = TempDir::new(label);
@@ -85,9 +102,10 @@ fn alerts_arrive_framed_and_complete_over_tcp_and_udp() {
             },
             || {
                 format!(
-                    "received: {:#?}\nagent: {}",
+                    "received: {:#?}\nagent: {}\nkernel UDP counters: {}",
                     syslog.received(),
-                    agent.stderr()
+                    agent.stderr(),
+                    udp_counters()
                 )
             },
         );

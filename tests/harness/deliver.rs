@@ -263,11 +263,14 @@ impl Rsyslog {
     /// Writes the configuration into `dir` (kept by the caller, so a restarted rsyslog appends
     /// to the same file) and starts rsyslogd on the given loopback ports.
     pub fn start(dir: &TempDir, tcp_port: u16, udp_port: u16) -> Result<Self, String> {
+        // UDP has no flow control: a burst of 40 alerts of 2-3 KB can overflow the default
+        // 208 KB receive buffer while rsyslogd waits for a core (RcvbufErrors in
+        // /proc/net/snmp), and the datagrams are gone. 4 MB holds every burst the tests send.
         let inputs = format!(
             r#"module(load="imtcp")
 module(load="imudp")
 input(type="imtcp" port="{tcp_port}" address="127.0.0.1" ruleset="received" supportOctetCountedFraming="on")
-input(type="imudp" port="{udp_port}" address="127.0.0.1" ruleset="received")
+input(type="imudp" port="{udp_port}" address="127.0.0.1" ruleset="received" rcvbufSize="4m")
 "#
         );
         Self::launch(dir, "", &inputs, tcp_port, udp_port)
