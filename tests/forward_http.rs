@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use monitor_tests::{
-    TempDir,
+    ReservedPort, TempDir,
     deliver::{RULE, launch_in, raise_alerts, wait_until, write_rules, written},
     http::{HttpReceiver, Reply, Request, acknowledged_ids, assert_delivery},
-    rules::free_port,
 };
 use serde_json::Value;
 
@@ -37,8 +36,9 @@ fn splunk_hec_gets_every_alert_in_order_through_refusals_errors_slowness_and_res
     let dir = TempDir::new("fwd-hec");
     let token = dir.join("hec.token");
     std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
-    let port = free_port();
-    // Nothing listens yet: connections are refused.
+    // Bound, not listening yet: connections are refused.
+    let reserved = ReservedPort::new();
+    let port = reserved.port();
     let output = format!(
         "splunk+http://127.0.0.1:{port}?token_file={}&timeout=1s",
         token.display()
@@ -61,11 +61,11 @@ fn splunk_hec_gets_every_alert_in_order_through_refusals_errors_slowness_and_res
         Reply::ResetMidBody,
         Reply::Status(503),
     ];
-    let receiver =
-        match HttpReceiver::start(port, script, |_| r#"{"text":"Success","code":0}"#.into()) {
-            Ok(r) => r,
-            Err(e) => panic!("cannot listen on {port}: {e}"),
-        };
+    let listener = reserved.listen().expect("listen on the reserved port");
+    let receiver = HttpReceiver::start_on(listener, script, |_| {
+        r#"{"text":"Success","code":0}"#.into()
+    })
+    .expect("serve");
     raise_alerts(&watched, "flaky", 10);
     raise_alerts(&watched, "late", 10);
     let (by_id, ids) = wait_until(

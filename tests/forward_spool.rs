@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use monitor_tests::{
-    TempDir, TmpfsMount,
+    ReservedPort, TempDir, TmpfsMount,
     deliver::{alert_ids, last_stats, launch_in, raise_alerts, wait_until, written},
     http::{HttpReceiver, acknowledged_ids, assert_delivery, webhook_ids},
-    rules::free_port,
     skip_or_fail,
 };
 use serde_json::Value;
@@ -18,7 +17,8 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 #[test]
 fn a_full_spool_drops_the_oldest_alerts_and_says_so_in_an_alert() {
     let dir = TempDir::new("fwd-full");
-    let port = free_port();
+    let reserved = ReservedPort::new();
+    let port = reserved.port();
     let args = [
         "--output".to_owned(),
         format!("http://127.0.0.1:{port}/hook?timeout=1s"),
@@ -29,7 +29,7 @@ fn a_full_spool_drops_the_oldest_alerts_and_says_so_in_an_alert() {
         return;
     };
     let watched = dir.join("watched");
-    // Nobody listens on `port`: everything stays in the 16 KiB spool, which overflows.
+    // Nothing listens on `port` (bound, not listening): everything stays in the 16 KiB spool, which overflows.
     raise_alerts(&watched, "flood", 40);
     let overflow_total = |records: &[Value]| -> u64 {
         records
@@ -89,7 +89,8 @@ fn a_full_spool_drops_the_oldest_alerts_and_says_so_in_an_alert() {
         .filter_map(|r| r["id"].as_str().map(str::to_owned))
         .collect();
     let dropped = overflow_total(&records) as usize;
-    let receiver = HttpReceiver::start(port, Vec::new(), |_| "{}".into()).expect("listen");
+    let listener = reserved.listen().expect("listen on the reserved port");
+    let receiver = HttpReceiver::start_on(listener, Vec::new(), |_| "{}".into()).expect("serve");
     let expected = all_alerts.len() - dropped;
     let received = wait_until(
         TIMEOUT,
@@ -279,7 +280,9 @@ fn a_full_disk_delays_forwarding_but_loses_nothing() {
 fn a_dead_sink_holds_back_only_itself() {
     let dir = TempDir::new("fwd-indep");
     let receiver = HttpReceiver::start(0, Vec::new(), |_| "{}".into()).expect("listen");
-    let dead = free_port();
+    // Bound, never listening: every connection is refused, and the port stays dead.
+    let reserved = ReservedPort::new();
+    let dead = reserved.port();
     let args = [
         "--output".to_owned(),
         format!("http://127.0.0.1:{dead}/dead"),

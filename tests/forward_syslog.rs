@@ -10,7 +10,7 @@ use std::{
 };
 
 use monitor_tests::{
-    TempDir,
+    ReservedPort, TempDir,
     deliver::{Pki, RULE, Rsyslog, alert_ids, last_stats, launch_in, raise_alerts, wait_until},
     rules::free_port,
     skip_or_fail,
@@ -153,8 +153,10 @@ fn alerts_pile_up_in_the_spool_and_survive_sigkill_until_rsyslog_returns() {
         || agent.stderr(),
     );
 
-    // rsyslog goes away: new alerts are spooled, not lost.
+    // rsyslog goes away: new alerts are spooled, not lost. The test keeps its port (bound, not
+    // listening: connections are refused) for the restart.
     syslog.stop();
+    let held = ReservedPort::take(syslog.tcp_port).expect("keep rsyslog's port");
     raise_alerts(&watched, "down", 20);
     let pending = wait_until(
         DELIVERY_TIMEOUT,
@@ -186,8 +188,8 @@ fn alerts_pile_up_in_the_spool_and_survive_sigkill_until_rsyslog_returns() {
 
     // rsyslog comes back on the same port, appending to the same file: every alert the agent
     // ever wrote to its file output arrives.
-    let tcp_port = syslog.tcp_port;
     drop(syslog);
+    let tcp_port = held.release();
     let syslog = match Rsyslog::start(&syslog_dir, tcp_port, free_udp_port()) {
         Ok(r) => r,
         Err(e) => panic!("cannot restart rsyslog: {e}"),

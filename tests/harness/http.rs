@@ -78,7 +78,19 @@ impl HttpReceiver {
         script: Vec<Reply>,
         ok_body: fn(&[u8]) -> String,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
+        Self::start_on(
+            TcpListener::bind((Ipv4Addr::LOCALHOST, port))?,
+            script,
+            ok_body,
+        )
+    }
+
+    /// Serves on `listener` (a [`crate::ReservedPort`] that starts listening, say).
+    pub fn start_on(
+        listener: TcpListener,
+        script: Vec<Reply>,
+        ok_body: fn(&[u8]) -> String,
+    ) -> std::io::Result<Self> {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let state = Arc::new(Mutex::new(State {

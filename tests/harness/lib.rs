@@ -23,6 +23,7 @@ mod events;
 mod fs;
 pub mod http;
 mod launch;
+mod port;
 mod process;
 pub mod rules;
 
@@ -42,6 +43,7 @@ pub use cgroup::{
 pub use events::{matches, parse_time};
 pub use fs::{TempDir, TmpfsMount};
 pub use launch::agent_binary;
+pub use port::ReservedPort;
 pub use process::{Finished, Proc, python};
 
 /// Whether a test that cannot run must fail (`CI=true`) rather than skip.
