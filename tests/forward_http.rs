@@ -40,7 +40,7 @@ fn splunk_hec_gets_every_alert_in_order_through_refusals_errors_slowness_and_res
     let reserved = ReservedPort::new();
     let port = reserved.port();
     let output = format!(
-        "splunk+http://127.0.0.1:{port}?token_file={}&timeout=1s",
+        "splunk+http://127.0.0.1:{port}?token_file={}&timeout=3s",
         token.display()
     );
     let Some(agent) = launch_in(&dir, &["--output".to_owned(), output]) else {
@@ -57,7 +57,9 @@ fn splunk_hec_gets_every_alert_in_order_through_refusals_errors_slowness_and_res
     std::thread::sleep(Duration::from_millis(500));
     let script = vec![
         Reply::Status(500),
-        Reply::Slow(Duration::from_secs(3)),
+        // Twice the timeout: the agent gives up on it for sure. The timeout itself leaves
+        // room for a stalled VM, so an answered request is never retried as unanswered.
+        Reply::Slow(Duration::from_secs(6)),
         Reply::ResetMidBody,
         Reply::Status(503),
     ];
@@ -192,7 +194,7 @@ fn elasticsearch_bulk_gets_ocsf_findings_keyed_by_alert_id() {
             Err(e) => panic!("cannot listen: {e}"),
         };
     let output = format!(
-        "elasticsearch+http://127.0.0.1:{}/monitor-alerts?format=ocsf&timeout=2s",
+        "elasticsearch+http://127.0.0.1:{}/monitor-alerts?format=ocsf",
         receiver.port
     );
     let Some(agent) = launch_in(&dir, &["--output".to_owned(), output]) else {

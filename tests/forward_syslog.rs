@@ -166,7 +166,9 @@ fn alerts_pile_up_in_the_spool_and_survive_sigkill_until_rsyslog_returns() {
             let stats = last_stats(&records)?;
             let sink = &stats["delivery"]["alerts"]["sinks"][0];
             let pending = sink["pending"].as_u64()?;
-            (pending >= 20 && alert_ids(&records).len() >= 35).then(|| sink.clone())
+            // The sink may not have tried (and failed) yet when the 20 are appended.
+            let tried = sink["failing"] == true && sink["retries"].as_u64() > Some(0);
+            (pending >= 20 && tried && alert_ids(&records).len() >= 35).then(|| sink.clone())
         },
         || agent.stderr(),
     );

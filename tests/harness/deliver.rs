@@ -336,7 +336,11 @@ ruleset(name="received") {{ action(type="omfile" file="{out}" template="fields" 
             child: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, tcp_port)).is_err() {
+        let ready = || {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, tcp_port)).is_ok()
+                && (udp_port == 0 || udp_bound(udp_port))
+        };
+        while !ready() {
             if let Some(c) = me.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
@@ -347,9 +351,21 @@ ruleset(name="received") {{ action(type="omfile" file="{out}" template="fields" 
             }
             if Instant::now() > deadline {
                 me.stop();
-                return Err("rsyslogd did not listen within 20 s".into());
+                return Err(format!(
+                    "rsyslogd did not listen within 20 s: {}",
+                    fs::read_to_string(dir.join("rsyslogd.stderr")).unwrap_or_default()
+                ));
             }
             thread::sleep(Duration::from_millis(50));
+        }
+        // imudp failing to get its buffer is only logged: say so now rather than time out
+        // waiting for dropped datagrams later.
+        let logged = fs::read_to_string(dir.join("rsyslogd.stderr")).unwrap_or_default();
+        if udp_port != 0 && logged.contains("rcvbuf") {
+            me.stop();
+            return Err(format!(
+                "rsyslogd's UDP input on 127.0.0.1:{udp_port} is not usable: {logged}"
+            ));
         }
         Ok(me)
     }
@@ -372,6 +388,17 @@ impl Drop for Rsyslog {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether a UDP socket is bound to 127.0.0.1:`port` (`/proc/net/udp`).
+fn udp_bound(port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    fs::read_to_string("/proc/net/udp").is_ok_and(|table| {
+        table
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+    })
 }
 
 fn parse_line(line: &str) -> Option<SyslogLine> {
