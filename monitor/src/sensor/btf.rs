@@ -10,113 +10,19 @@
 //! Only what the monitor needs is interpreted: struct/union members, the qualifier and typedef
 //! chains in front of them, and type sizes. Every other kind is skipped by its length.
 
+mod error;
+mod raw;
+
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// `BTF_MAGIC` as stored by a little-endian producer.
-const MAGIC: u16 = 0xeb9f;
-/// `BTF_MAGIC` as read back from a big-endian producer.
-const MAGIC_SWAPPED: u16 = 0x9feb;
-/// The only BTF version there is.
-const VERSION: u8 = 1;
-/// Length of `struct btf_header` in version 1; newer headers may be longer.
-const HEADER_LEN: usize = 24;
-/// Length of `struct btf_type`, the part every type record starts with.
-const TYPE_LEN: usize = 12;
-/// Length of `struct btf_member`.
-const MEMBER_LEN: usize = 12;
-/// Bound on typedef/qualifier chains and anonymous-member nesting, so malformed (cyclic) data
-/// ends in an error instead of a hang. Real kernels need fewer than ten.
-const MAX_DEPTH: usize = 32;
-
-/// Kind numbers (`BTF_KIND_*`), bits 24..=28 of a type's `info` word (bit 31 is kind_flag).
-mod kind {
-    pub const VOID: u32 = 0;
-    pub const INT: u32 = 1;
-    pub const PTR: u32 = 2;
-    pub const ARRAY: u32 = 3;
-    pub const STRUCT: u32 = 4;
-    pub const UNION: u32 = 5;
-    pub const ENUM: u32 = 6;
-    pub const FWD: u32 = 7;
-    pub const TYPEDEF: u32 = 8;
-    pub const VOLATILE: u32 = 9;
-    pub const CONST: u32 = 10;
-    pub const RESTRICT: u32 = 11;
-    pub const FUNC: u32 = 12;
-    pub const FUNC_PROTO: u32 = 13;
-    pub const VAR: u32 = 14;
-    pub const DATASEC: u32 = 15;
-    pub const FLOAT: u32 = 16;
-    pub const DECL_TAG: u32 = 17;
-    pub const TYPE_TAG: u32 = 18;
-    pub const ENUM64: u32 = 19;
-}
-
-/// What went wrong reading BTF or looking a member up in it.
-#[derive(Debug, thiserror::Error)]
-pub enum BtfError {
-    #[error(
-        "kernel BTF not found at {}: this kernel was built without CONFIG_DEBUG_INFO_BTF; \
-         the monitor needs it (or pass `--btf PATH` with a BTF file for this kernel)",
-        path.display()
-    )]
-    NotFound { path: PathBuf },
-    #[error("reading kernel BTF at {} failed", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("BTF data is malformed ({0}); the BTF file must be the kernel's vmlinux BTF")]
-    Malformed(String),
-    #[error("BTF data uses {0}, which this monitor does not understand; update the monitor")]
-    Unsupported(String),
-    #[error(
-        "BTF type {type_id} has unknown kind {kind}: this kernel's BTF is newer than the \
-         monitor understands; update the monitor"
-    )]
-    UnknownKind { type_id: u32, kind: u32 },
-    #[error(
-        "struct `{name}` not found in this kernel's BTF; the monitor does not support this \
-         kernel (it needs Linux >= 5.6)"
-    )]
-    StructNotFound { name: String },
-    #[error(
-        "struct `{struct_name}` has no member `{member}` in this kernel's BTF; the monitor \
-         does not support this kernel's layout (it needs Linux >= 5.6)"
-    )]
-    MemberNotFound { struct_name: String, member: String },
-    #[error(
-        "member `{member}` of struct `{struct_name}` is a bitfield at bit offset {bit_offset}, \
-         not on a byte boundary; the monitor cannot read it by byte offset"
-    )]
-    NotByteAligned {
-        struct_name: String,
-        member: String,
-        bit_offset: u64,
-    },
-    #[error(
-        "`{member}` in struct `{struct_name}` is {found}, not a struct or union, so the member \
-         path cannot go into it (paths do not follow pointers)"
-    )]
-    NotAStruct {
-        struct_name: String,
-        member: String,
-        found: &'static str,
-    },
-    #[error(
-        "member `{member}` of struct `{struct_name}` is {found} in this kernel's BTF, expected \
-         {expected}; the monitor does not support this kernel's layout (it needs Linux >= 5.6)"
-    )]
-    UnexpectedLayout {
-        struct_name: String,
-        member: String,
-        expected: String,
-        found: String,
-    },
-}
+pub use error::BtfError;
+use error::malformed;
+use raw::{
+    HEADER_LEN, MAGIC, MAGIC_SWAPPED, MAX_DEPTH, MEMBER_LEN, RawMember, Type, VERSION, kind,
+    kind_name, parse_types, read_u16, read_u32, section,
+};
 
 /// A member found by [`Btf::member`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,60 +34,6 @@ pub struct Member {
     pub size: u32,
     /// Width in bits if the member is a (byte-aligned) bitfield.
     pub bitfield_bits: Option<u32>,
-}
-
-/// The common part of one type record, plus where its kind-specific data starts. The
-/// default is `void`.
-#[derive(Clone, Copy, Debug, Default)]
-struct Type {
-    name_off: u32,
-    info: u32,
-    /// `size` for INT, ENUM, STRUCT, UNION, FLOAT, DATASEC, ENUM64; `type` for the others.
-    size_or_type: u32,
-    /// Position in the data of the bytes that follow the common part.
-    extra: usize,
-}
-
-impl Type {
-    fn kind(&self) -> u32 {
-        (self.info >> 24) & 0x1f
-    }
-
-    fn vlen(&self) -> usize {
-        (self.info & 0xffff) as usize
-    }
-
-    fn kind_flag(&self) -> bool {
-        self.info >> 31 == 1
-    }
-
-    fn is_composite(&self) -> bool {
-        matches!(self.kind(), kind::STRUCT | kind::UNION)
-    }
-
-    /// Length of the kind-specific data after the common part, `None` for an unknown kind.
-    fn extra_len(&self) -> Option<usize> {
-        let vlen = self.vlen();
-        let len = match self.kind() {
-            kind::INT | kind::VAR | kind::DECL_TAG => 4,
-            kind::ARRAY => 12,
-            kind::STRUCT | kind::UNION => vlen * MEMBER_LEN,
-            kind::ENUM | kind::FUNC_PROTO => vlen * 8,
-            kind::DATASEC | kind::ENUM64 => vlen * 12,
-            // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG: no data.
-            kind::PTR..=kind::ENUM64 => 0,
-            _ => return None,
-        };
-        Some(len)
-    }
-}
-
-/// One `struct btf_member`.
-#[derive(Clone, Copy, Debug)]
-struct RawMember {
-    name_off: u32,
-    type_id: u32,
-    offset: u32,
 }
 
 /// Where a member was found: offset in bits from the struct being searched, its type, and its
@@ -511,90 +363,6 @@ impl Btf {
             .ok_or_else(|| malformed(format!("name at offset {offset} is not NUL-terminated")))?;
         std::str::from_utf8(&bytes[..len])
             .map_err(|_| malformed(format!("name at offset {offset} is not UTF-8")))
-    }
-}
-
-/// Walks the type section, recording where each record starts.
-fn parse_types(data: &[u8], range: std::ops::Range<usize>) -> Result<Vec<Type>, BtfError> {
-    let section = data
-        .get(..range.end)
-        .ok_or_else(|| malformed("type section too long"))?;
-    let mut types = vec![Type::default()];
-    let mut pos = range.start;
-    while pos < range.end {
-        let type_id = u32::try_from(types.len()).map_err(|_| malformed("too many types"))?;
-        let truncated = || malformed(format!("type {type_id} runs past its section"));
-        let word = |at: usize| read_u32(section, at).ok_or_else(truncated);
-        let ty = Type {
-            name_off: word(pos)?,
-            info: word(pos + 4)?,
-            size_or_type: word(pos + 8)?,
-            extra: pos + TYPE_LEN,
-        };
-        let extra_len = ty.extra_len().ok_or(BtfError::UnknownKind {
-            type_id,
-            kind: ty.kind(),
-        })?;
-        pos = ty.extra + extra_len;
-        if pos > range.end {
-            return Err(truncated());
-        }
-        types.push(ty);
-    }
-    Ok(types)
-}
-
-/// The byte range of a section given its offset and length after the header.
-fn section(
-    hdr_len: usize,
-    offset: u32,
-    len: u32,
-    total: usize,
-    what: &str,
-) -> Result<std::ops::Range<usize>, BtfError> {
-    let start = hdr_len.checked_add(offset as usize);
-    let end = start.and_then(|s| s.checked_add(len as usize));
-    match (start, end) {
-        (Some(start), Some(end)) if end <= total => Ok(start..end),
-        _ => Err(malformed(format!(
-            "{what} section ({offset}+{len}) lies beyond the data"
-        ))),
-    }
-}
-
-fn read_u16(data: &[u8], pos: usize) -> Option<u16> {
-    let bytes = data.get(pos..pos.checked_add(2)?)?;
-    Some(u16::from_le_bytes(bytes.try_into().ok()?))
-}
-
-fn read_u32(data: &[u8], pos: usize) -> Option<u32> {
-    let bytes = data.get(pos..pos.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
-fn malformed(reason: impl Into<String>) -> BtfError {
-    BtfError::Malformed(reason.into())
-}
-
-/// A readable name for a kind number, with its article, for error messages.
-fn kind_name(kind: u32) -> &'static str {
-    match kind {
-        kind::VOID => "void",
-        kind::INT => "an integer",
-        kind::PTR => "a pointer",
-        kind::ARRAY => "an array",
-        kind::STRUCT => "a struct",
-        kind::UNION => "a union",
-        kind::ENUM | kind::ENUM64 => "an enum",
-        kind::FWD => "a forward declaration",
-        kind::TYPEDEF => "a typedef",
-        kind::VOLATILE | kind::CONST | kind::RESTRICT | kind::TYPE_TAG => "a qualified type",
-        kind::FUNC | kind::FUNC_PROTO => "a function",
-        kind::VAR => "a variable",
-        kind::DATASEC => "a data section",
-        kind::FLOAT => "a float",
-        kind::DECL_TAG => "a declaration tag",
-        _ => "a type of unknown kind",
     }
 }
 
