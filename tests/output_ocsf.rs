@@ -10,7 +10,7 @@ use std::{
 };
 
 use monitor_tests::{
-    TempDir,
+    ReservedPort, TempDir,
     deliver::{ForwardAgent, RULE, read_records, wait_until, write_rules},
     python, skip_or_fail,
 };
@@ -69,15 +69,30 @@ fn ocsf_output_of_the_running_agent_validates_against_the_official_schema() {
     };
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("listener");
     let port = listener.local_addr().expect("addr").port();
-    // Exec, file create/rename/unlink (and an alert), a TCP connection, a subprocess.
+    // Bound, not listening: a connection to it is refused.
+    let refused = ReservedPort::new();
+    // Every kind of activity the sensor reports, so each of its OCSF mappings is validated
+    // every run: file create (and an alert), open, chmod, rename, unlink, memfd; TCP connect
+    // (accepted and refused), bind, listen, accept; a UDP datagram; fork, exec and exit.
     let script = format!(
         "import os, socket, subprocess, sys\n\
          d = sys.argv[1]\n\
          open(d + '/alert-ocsf', 'w').close()\n\
+         open(d + '/alert-ocsf').close()\n\
+         os.chmod(d + '/alert-ocsf', 0o600)\n\
          os.rename(d + '/alert-ocsf', d + '/moved')\n\
          os.unlink(d + '/moved')\n\
+         os.close(os.memfd_create('ocsf-test'))\n\
          s = socket.create_connection(('127.0.0.1', {port})); s.close()\n\
-         subprocess.run(['/bin/true'])\n"
+         try:\n    socket.create_connection(('127.0.0.1', {refused}))\n\
+         except ConnectionRefusedError:\n    pass\n\
+         srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()\n\
+         c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()\n\
+         a.close(); c.close(); srv.close()\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         u.sendto(b'x', ('127.0.0.1', {port})); u.close()\n\
+         subprocess.run(['/bin/true'])\n",
+        refused = refused.port()
     );
     let status = python(&script).arg(&watched).status().expect("python");
     assert!(status.success());
@@ -105,20 +120,37 @@ fn ocsf_output_of_the_running_agent_validates_against_the_official_schema() {
         .find(|o| o["class_uid"] == 2004 && o["finding_info"]["title"] == RULE)
         .expect("finding");
     let pid = actor_pid(finding).expect("the finding names its actor");
-    // The test process's own activity, plus a sample of the rest of the host's.
-    let mut chosen: Vec<Value> = records
+    // The test process's activity and its child's, plus a sample of the rest of the host's.
+    let in_tree = |o: &Value| {
+        actor_pid(o) == Some(pid)
+            || o.pointer("/process/parent_process/pid")
+                .and_then(Value::as_u64)
+                == Some(pid)
+    };
+    let mut chosen: Vec<Value> = records.iter().filter(|o| in_tree(o)).cloned().collect();
+    let seen: Vec<(u64, u64)> = chosen
         .iter()
-        .filter(|o| actor_pid(o) == Some(pid))
-        .cloned()
+        .filter_map(|o| Some((o["class_uid"].as_u64()?, o["activity_id"].as_u64()?)))
         .collect();
-    let classes: Vec<u64> = chosen
-        .iter()
-        .filter_map(|o| o["class_uid"].as_u64())
-        .collect();
-    for class in [1007, 1001, 4001, 2004] {
+    let expected = [
+        ((1007, 1), "process launch (fork, exec)"),
+        ((1007, 2), "process terminate (exit)"),
+        ((1001, 1), "file create (creat, memfd)"),
+        ((1001, 14), "file open"),
+        ((1001, 6), "file set attributes (chmod)"),
+        ((1001, 5), "file rename"),
+        ((1001, 4), "file delete (unlink)"),
+        ((4001, 1), "network open (connect, accept)"),
+        ((4001, 5), "network refuse (refused connect)"),
+        ((4001, 7), "network listen"),
+        ((4001, 99), "network other (bind)"),
+        ((4001, 6), "network traffic (UDP send)"),
+        ((2004, 1), "detection finding create"),
+    ];
+    for (pair, what) in expected {
         assert!(
-            classes.contains(&class),
-            "no class {class} object for pid {pid}: {classes:?}"
+            seen.contains(&pair),
+            "no {what} {pair:?} for pid {pid}: {seen:?}"
         );
     }
     chosen.extend(records.iter().take(500).cloned());
