@@ -7,9 +7,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use procfs::ProcError;
@@ -53,6 +54,8 @@ pub struct CgroupStats {
     pub scans: u64,
     /// Misses that did not rescan because the last scan was too recent.
     pub rate_limited: u64,
+    /// Misses answered by opening the cgroup by its id (no walk needed).
+    pub by_handle: u64,
 }
 
 #[derive(Debug)]
@@ -69,9 +72,17 @@ struct Cached {
 /// [`DEFAULT_RESCAN_INTERVAL`] unless configured otherwise) so a flood of unknown ids cannot
 /// cause a scan storm; a miss inside the interval answers "unknown". If the host has more
 /// cgroups than the cache holds, the shallowest ones (and the one asked for) are kept.
+///
+/// On a real cgroup2 mount a miss is first answered exactly, without a walk: the cgroup id is
+/// also its file handle (`FILEID_KERNFS`), so `open_by_handle_at` opens the cgroup's directory
+/// and `/proc/self/fd` names it. That finds a cgroup created a moment ago, which a
+/// rate-limited walk may not, and is cheap enough not to be rate-limited.
 #[derive(Debug)]
 pub struct CgroupResolver {
     root: PathBuf,
+    /// The cgroup2 mount's root directory, for `open_by_handle_at`; `None` for a plain
+    /// directory tree (tests) or when it cannot be opened.
+    mount: Option<OwnedFd>,
     cache: HashMap<u64, Cached>,
     capacity: usize,
     rescan_interval: Duration,
@@ -86,7 +97,9 @@ impl CgroupResolver {
             .and_then(|me| me.mountinfo())
             .map_err(|source| CgroupError::MountInfo { source })?;
         let root = cgroup2_mount_point(mounts.iter()).ok_or(CgroupError::NoCgroup2Mount)?;
-        Ok(Self::with_root(root))
+        let mut resolver = Self::with_root(root);
+        resolver.mount = open_dir(&resolver.root);
+        Ok(resolver)
     }
 
     /// A resolver for the cgroup2 filesystem mounted at `root` (any directory tree works, which
@@ -94,6 +107,7 @@ impl CgroupResolver {
     pub fn with_root(root: PathBuf) -> Self {
         Self {
             root,
+            mount: None,
             cache: HashMap::new(),
             capacity: DEFAULT_CACHE_CAPACITY,
             rescan_interval: DEFAULT_RESCAN_INTERVAL,
@@ -132,6 +146,19 @@ impl CgroupResolver {
         self.lookup(id).map(|c| c.path.clone())
     }
 
+    /// The id of the cgroup at `path` as /proc/<pid>/cgroup writes it (`/` for the root), if
+    /// it exists.
+    pub fn id_of(&self, path: &str) -> Option<u64> {
+        let rel = path.trim_start_matches('/');
+        fs::metadata(self.root.join(rel)).ok().map(|m| m.ino())
+    }
+
+    /// The cgroup2 mount point (or the tree given to [`Self::with_root`]).
+    #[cfg(test)]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The container identity of cgroup `id`; empty if the cgroup is unknown or no container.
     pub fn identity(&mut self, id: u64) -> ContainerIdentity {
         match self.lookup(id) {
@@ -157,6 +184,19 @@ impl CgroupResolver {
             self.stats.hits += 1;
         } else {
             self.stats.misses += 1;
+            if let Some(path) = self.path_by_handle(id) {
+                self.stats.by_handle += 1;
+                if self.cache.len() >= self.capacity
+                    && let Some(k) = self.cache.keys().next().copied()
+                {
+                    self.cache.remove(&k);
+                }
+                let cached = Cached {
+                    path,
+                    identity: None,
+                };
+                return Some(self.cache.entry(id).or_insert(cached));
+            }
             let now = Instant::now();
             let allowed = self
                 .last_scan
@@ -169,6 +209,43 @@ impl CgroupResolver {
             self.rescan(id);
         }
         self.cache.get_mut(&id)
+    }
+
+    /// The path of cgroup `id` found by opening it by its file handle, in the form the walk
+    /// gives; `None` when there is no mount to open it on, or no such cgroup (any more).
+    fn path_by_handle(&self, id: u64) -> Option<String> {
+        /// `FILEID_KERNFS`: a kernfs node id as an exportfs file handle.
+        const FILEID_KERNFS: libc::c_int = 0xfe;
+        /// `struct file_handle` with room for the 8-byte kernfs id.
+        #[repr(C)]
+        struct KernfsHandle {
+            handle_bytes: libc::c_uint,
+            handle_type: libc::c_int,
+            id: [u8; 8],
+        }
+        let mount = self.mount.as_ref()?;
+        let mut handle = KernfsHandle {
+            handle_bytes: 8,
+            handle_type: FILEID_KERNFS,
+            id: id.to_ne_bytes(),
+        };
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        // SAFETY: `handle` is a file_handle header followed by `handle_bytes` bytes of handle,
+        // valid for the call; the result is checked before it is owned.
+        let fd =
+            unsafe { libc::open_by_handle_at(mount.as_raw_fd(), (&raw mut handle).cast(), flags) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a descriptor the call just opened, owned by nothing else.
+        let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+        // What was opened is the cgroup asked for: its inode number is the id.
+        let meta = fs::metadata(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+        if meta.ino() != id {
+            return None;
+        }
+        let target = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+        relative_path(&self.root, &target)
     }
 
     /// Walks the tree and rebuilds the cache, always keeping `wanted` if it is found.
@@ -220,6 +297,29 @@ impl CgroupResolver {
     }
 }
 
+/// `/`-separated path of `target` below `root`, each name escaped as the walk does (`/` for
+/// the root itself); `None` if `target` is not below `root` or was removed (" (deleted)").
+fn relative_path(root: &Path, target: &Path) -> Option<String> {
+    if target.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        return None;
+    }
+    let rel = target.strip_prefix(root).ok()?;
+    let mut path = String::new();
+    for name in rel.iter() {
+        path.push('/');
+        path.push_str(&escape_bytes(name.as_bytes()));
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    Some(path)
+}
+
+/// A directory opened read-only (close-on-exec), or `None`.
+fn open_dir(path: &Path) -> Option<OwnedFd> {
+    fs::File::open(path).ok().map(OwnedFd::from)
+}
+
 /// The mount point of the cgroup2 filesystem: the first `cgroup2` mount of the hierarchy's
 /// root (bind mounts of sub-trees are skipped, their inode walk would miss cgroups).
 fn cgroup2_mount_point<'a>(mounts: impl Iterator<Item = &'a MountInfo>) -> Option<PathBuf> {
@@ -234,7 +334,7 @@ fn cgroup2_mount_point<'a>(mounts: impl Iterator<Item = &'a MountInfo>) -> Optio
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::fs;
     use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
@@ -246,19 +346,23 @@ mod tests {
     use super::{CgroupError, CgroupResolver, cgroup2_mount_point};
     use crate::process::container::{ContainerIdentity, RUNTIME_CONTAINERD};
 
-    const ID: &str = "4d6d7f0a3c2b1e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f";
-    const POD: &str = "0f4c8e22-1b6a-4d1a-9f37-1c5d2b1e7a11";
+    pub(in crate::process) const ID: &str =
+        "4d6d7f0a3c2b1e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f";
+    pub(in crate::process) const POD: &str = "0f4c8e22-1b6a-4d1a-9f37-1c5d2b1e7a11";
     const POD_: &str = "0f4c8e22_1b6a_4d1a_9f37_1c5d2b1e7a11";
 
     /// Directories created by a test, removed bottom-up (with `remove_dir`: cgroup directories
     /// hold kernel files that cannot be deleted one by one) even when the test fails.
-    struct DirGuard {
+    pub(in crate::process) struct DirGuard {
         created: Vec<PathBuf>,
     }
 
     impl DirGuard {
         /// Creates `base/rel`, one level at a time, recording each new directory.
-        fn create(base: &Path, rel: &str) -> std::io::Result<(Self, PathBuf)> {
+        pub(in crate::process) fn create(
+            base: &Path,
+            rel: &str,
+        ) -> std::io::Result<(Self, PathBuf)> {
             let mut guard = Self {
                 created: Vec::new(),
             };
@@ -288,7 +392,7 @@ mod tests {
         }
     }
 
-    fn unique_name() -> String {
+    pub(in crate::process) fn unique_name() -> String {
         static N: AtomicU32 = AtomicU32::new(0);
         format!(
             "monitor-test-{}-{}",
@@ -297,7 +401,7 @@ mod tests {
         )
     }
 
-    fn pod_container_rel() -> String {
+    pub(in crate::process) fn pod_container_rel() -> String {
         format!(
             "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/\
              cri-containerd-{ID}.scope"
@@ -305,7 +409,7 @@ mod tests {
     }
 
     /// Skips loudly, or fails under CI, when the host cannot run a real-cgroup test.
-    fn unavailable(why: &str) {
+    pub(in crate::process) fn unavailable(why: &str) {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("real cgroup test cannot run under CI: {why}");
         }
@@ -453,5 +557,38 @@ mod tests {
         let top_ino = fs::metadata(root.join(&top)).unwrap().ino();
         assert_eq!(r.path(top_ino), Some(format!("/{top}")));
         assert!(r.identity(top_ino).is_empty());
+    }
+
+    #[test]
+    fn a_cgroup_made_after_a_scan_is_found_by_its_handle_without_a_rescan() {
+        let mut r = match CgroupResolver::new() {
+            Ok(r) => r.with_rescan_interval(Duration::from_secs(3600)),
+            Err(e) => return unavailable(&e.to_string()),
+        };
+        let root = r.root.clone();
+        // A first miss walks the tree; every later walk is rate-limited for an hour.
+        assert_eq!(r.path(u64::MAX), None);
+        let top = unique_name();
+        let rel = format!("{top}/{}", pod_container_rel());
+        let (guard, leaf) = match DirGuard::create(&root, &rel) {
+            Ok(made) => made,
+            Err(e) => {
+                return unavailable(&format!(
+                    "cannot create a cgroup under {}: {e}",
+                    root.display()
+                ));
+            }
+        };
+        let ino = fs::metadata(&leaf).unwrap().ino();
+        let identity = r.identity(ino);
+        assert_eq!(identity.container_id.as_deref(), Some(ID));
+        assert_eq!(identity.pod_uid.as_deref(), Some(POD));
+        assert_eq!(r.path(ino), Some(format!("/{rel}")));
+        let stats = r.stats();
+        assert_eq!((stats.scans, stats.by_handle), (1, 1), "{stats:?}");
+        // Gone: no handle opens it, and nothing else is made up.
+        let top_ino = fs::metadata(root.join(&top)).unwrap().ino();
+        drop(guard);
+        assert_eq!(r.path(top_ino), None);
     }
 }

@@ -12,14 +12,8 @@ use crate::sensor::{Event, EventBody};
 pub struct Enricher {
     table: ProcessTable,
     cgroups: Option<CgroupResolver>,
-    /// Identities learned from /proc/<pid>/cgroup at exec, by cgroup v2 id: exact even when the
-    /// cgroup is brand new and a tree rescan would be rate-limited.
-    learned: std::collections::HashMap<u64, ContainerIdentity>,
     duplicate_exits: u64,
 }
-
-/// Most cgroup identities remembered from /proc reads.
-const LEARNED_MAX: usize = 16 * 1024;
 
 impl Enricher {
     pub fn new(capacity: usize) -> Self {
@@ -33,7 +27,6 @@ impl Enricher {
         Self {
             table: ProcessTable::new(capacity),
             cgroups,
-            learned: Default::default(),
             duplicate_exits: 0,
         }
     }
@@ -58,25 +51,28 @@ impl Enricher {
         self.table.len()
     }
 
-    /// Container identity of an exec'ing process: its /proc/<pid>/cgroup (exact, all
-    /// hierarchies, v1 included), else the cgroup v2 tree.
+    /// Container identity of an exec'ing process: its /proc/<pid>/cgroup (all hierarchies, v1
+    /// included) while the process is still in the cgroup it exec'd in, else the cgroup v2 id
+    /// of the event. /proc is read when the event is processed, later than the exec: a process
+    /// that moved in between (a shell that puts itself into a container's cgroup, then execs)
+    /// shows its new cgroup there, which must not be credited to the old one.
     fn exec_identity(&mut self, cgroup_id: u64, pid: u32) -> Option<ContainerIdentity> {
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
-            let id = container::from_proc_cgroup(&text);
-            if self.learned.len() >= LEARNED_MAX {
-                self.learned.clear();
+            let unified = text.lines().find_map(|l| l.strip_prefix("0::"));
+            let same_cgroup = match (unified, self.cgroups.as_ref()) {
+                (Some(path), Some(cgroups)) => cgroups.id_of(path) == Some(cgroup_id),
+                // Nothing to check against (no cgroup2 mount or no unified line).
+                _ => true,
+            };
+            if same_cgroup {
+                return Some(container::from_proc_cgroup(&text));
             }
-            self.learned.insert(cgroup_id, id.clone());
-            return Some(id);
         }
         self.cgroup_identity(cgroup_id)
     }
 
-    /// Identity of a cgroup v2 id: learned at exec, else resolved from the cgroup tree.
+    /// Identity of a cgroup v2 id from the cgroup tree, when it names a container or pod.
     fn cgroup_identity(&mut self, cgroup_id: u64) -> Option<ContainerIdentity> {
-        if let Some(id) = self.learned.get(&cgroup_id) {
-            return Some(id.clone());
-        }
         let id = self.cgroups.as_mut()?.identity(cgroup_id);
         (id.container_id.is_some() || id.pod_uid.is_some()).then_some(id)
     }
@@ -143,5 +139,69 @@ impl Enricher {
     /// Second exit events of one process that were dropped.
     pub fn duplicate_exits(&self) -> u64 {
         self.duplicate_exits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, os::unix::fs::MetadataExt as _, process::Command};
+
+    use super::Enricher;
+    use crate::{
+        process::cgroup::tests::{DirGuard, ID, POD, pod_container_rel, unavailable, unique_name},
+        rules::testutil::{exec, open},
+        sensor::event::Access,
+    };
+
+    /// A shell that puts itself into a container's cgroup and then execs: its first exec
+    /// happened in the cgroup it came from, and /proc, read later, shows the container's.
+    #[test]
+    fn an_exec_is_not_credited_to_a_cgroup_the_process_left_since() {
+        let mut enricher = Enricher::new(64);
+        let Some(root) = enricher.cgroups.as_ref().map(|c| c.root().to_owned()) else {
+            return unavailable("no cgroup2 mount");
+        };
+        let own = fs::read_to_string("/proc/self/cgroup").expect("own cgroup");
+        let own_path = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("v2 line");
+        let own_id = fs::metadata(root.join(own_path.trim_start_matches('/')))
+            .expect("own cgroup dir")
+            .ino();
+        let rel = format!("{}/{}", unique_name(), pod_container_rel());
+        let (guard, leaf) = match DirGuard::create(&root, &rel) {
+            Ok(made) => made,
+            Err(e) => return unavailable(&format!("cannot create a cgroup: {e}")),
+        };
+        let leaf_id = fs::metadata(&leaf).expect("leaf").ino();
+        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let moved = fs::write(leaf.join("cgroup.procs"), child.id().to_string());
+        let mut ev = exec("/bin/sh", &["sh"]);
+        ev.pid = child.id();
+        ev.cgroup_id = own_id;
+        enricher.enrich(&mut ev);
+        let mut later = open("/etc/hostname", Access::Read);
+        later.cgroup_id = own_id;
+        enricher.enrich(&mut later);
+        let mut in_leaf = exec("/bin/sleep", &["sleep", "30"]);
+        in_leaf.pid = child.id();
+        in_leaf.cgroup_id = leaf_id;
+        enricher.enrich(&mut in_leaf);
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(guard);
+
+        moved.expect("move the child into the container's cgroup");
+        assert_eq!(
+            ev.container_id, None,
+            "credited with the cgroup it moved to"
+        );
+        assert_eq!(
+            later.container_id, None,
+            "another process of the old cgroup"
+        );
+        assert_eq!(in_leaf.container_id.as_deref(), Some(ID));
+        assert_eq!(in_leaf.pod_uid.as_deref(), Some(POD));
     }
 }

@@ -10,7 +10,7 @@ mod profile;
 mod schema;
 mod state;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod view;
 
 use std::collections::{HashMap, HashSet};
