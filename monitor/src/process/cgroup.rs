@@ -401,6 +401,23 @@ pub(super) mod tests {
         )
     }
 
+    /// A pod container's cgroup under a fresh `monitor-test-*` directory below the cgroup2
+    /// `root`: its guard, that directory's name and the leaf. `None` after
+    /// [`unavailable`] says why not.
+    pub(in crate::process) fn pod_cgroup(root: &Path) -> Option<(DirGuard, String, PathBuf)> {
+        let top = unique_name();
+        match DirGuard::create(root, &format!("{top}/{}", pod_container_rel())) {
+            Ok((guard, leaf)) => Some((guard, top, leaf)),
+            Err(e) => {
+                unavailable(&format!(
+                    "cannot create a cgroup under {}: {e}",
+                    root.display()
+                ));
+                None
+            }
+        }
+    }
+
     pub(in crate::process) fn pod_container_rel() -> String {
         format!(
             "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/\
@@ -535,17 +552,10 @@ pub(super) mod tests {
             Err(e) => return unavailable(&e.to_string()),
         };
         let root = r.root.clone();
-        let top = unique_name();
-        let rel = format!("{top}/{}", pod_container_rel());
-        let (_guard, leaf) = match DirGuard::create(&root, &rel) {
-            Ok(made) => made,
-            Err(e) => {
-                return unavailable(&format!(
-                    "cannot create a cgroup under {}: {e}",
-                    root.display()
-                ));
-            }
+        let Some((_guard, top, leaf)) = pod_cgroup(&root) else {
+            return;
         };
+        let rel = format!("{top}/{}", pod_container_rel());
         let ino = fs::metadata(&leaf).unwrap().ino();
         assert_eq!(r.path(ino), Some(format!("/{rel}")));
         let identity = r.identity(ino);
@@ -568,17 +578,10 @@ pub(super) mod tests {
         let root = r.root.clone();
         // A first miss walks the tree; every later walk is rate-limited for an hour.
         assert_eq!(r.path(u64::MAX), None);
-        let top = unique_name();
-        let rel = format!("{top}/{}", pod_container_rel());
-        let (guard, leaf) = match DirGuard::create(&root, &rel) {
-            Ok(made) => made,
-            Err(e) => {
-                return unavailable(&format!(
-                    "cannot create a cgroup under {}: {e}",
-                    root.display()
-                ));
-            }
+        let Some((guard, top, leaf)) = pod_cgroup(&root) else {
+            return;
         };
+        let rel = format!("{top}/{}", pod_container_rel());
         let ino = fs::metadata(&leaf).unwrap().ino();
         let identity = r.identity(ino);
         assert_eq!(identity.container_id.as_deref(), Some(ID));

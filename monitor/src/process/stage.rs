@@ -148,7 +148,7 @@ mod tests {
 
     use super::Enricher;
     use crate::{
-        process::cgroup::tests::{DirGuard, ID, POD, pod_container_rel, unavailable, unique_name},
+        process::cgroup::tests::{ID, POD, pod_cgroup, unavailable},
         rules::testutil::{exec, open},
         sensor::event::Access,
     };
@@ -169,10 +169,8 @@ mod tests {
         let own_id = fs::metadata(root.join(own_path.trim_start_matches('/')))
             .expect("own cgroup dir")
             .ino();
-        let rel = format!("{}/{}", unique_name(), pod_container_rel());
-        let (guard, leaf) = match DirGuard::create(&root, &rel) {
-            Ok(made) => made,
-            Err(e) => return unavailable(&format!("cannot create a cgroup: {e}")),
+        let Some((guard, _, leaf)) = pod_cgroup(&root) else {
+            return;
         };
         let leaf_id = fs::metadata(&leaf).expect("leaf").ino();
         let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
