@@ -83,6 +83,8 @@ pub struct CgroupResolver {
     /// The cgroup2 mount's root directory, for `open_by_handle_at`; `None` for a plain
     /// directory tree (tests) or when it cannot be opened.
     mount: Option<OwnedFd>,
+    /// No cgroup v1 hierarchy is mounted (see [`Self::unified`]).
+    unified: bool,
     cache: HashMap<u64, Cached>,
     capacity: usize,
     rescan_interval: Duration,
@@ -99,7 +101,14 @@ impl CgroupResolver {
         let root = cgroup2_mount_point(mounts.iter()).ok_or(CgroupError::NoCgroup2Mount)?;
         let mut resolver = Self::with_root(root);
         resolver.mount = open_dir(&resolver.root);
+        resolver.unified = !mounts.iter().any(|m| m.fs_type == "cgroup");
         Ok(resolver)
+    }
+
+    /// Whether the host has no cgroup v1 hierarchy mounted: then the unified cgroup is the
+    /// only place a container can be named, and its answer is final.
+    pub fn unified(&self) -> bool {
+        self.unified
     }
 
     /// A resolver for the cgroup2 filesystem mounted at `root` (any directory tree works, which
@@ -108,6 +117,7 @@ impl CgroupResolver {
         Self {
             root,
             mount: None,
+            unified: false,
             cache: HashMap::new(),
             capacity: DEFAULT_CACHE_CAPACITY,
             rescan_interval: DEFAULT_RESCAN_INTERVAL,
@@ -159,15 +169,28 @@ impl CgroupResolver {
         &self.root
     }
 
+    /// Treats the host as unified (or not), whatever is mounted.
+    #[cfg(test)]
+    pub fn set_unified(&mut self, unified: bool) {
+        self.unified = unified;
+    }
+
     /// The container identity of cgroup `id`; empty if the cgroup is unknown or no container.
+    #[cfg(test)]
     pub fn identity(&mut self, id: u64) -> ContainerIdentity {
-        match self.lookup(id) {
-            Some(cached) => cached
+        self.known_identity(id).unwrap_or_default()
+    }
+
+    /// The container identity of cgroup `id` (empty: no container); `None` if the cgroup is
+    /// unknown.
+    pub fn known_identity(&mut self, id: u64) -> Option<ContainerIdentity> {
+        let cached = self.lookup(id)?;
+        Some(
+            cached
                 .identity
                 .get_or_insert_with(|| container::from_cgroup_path(&cached.path))
                 .clone(),
-            None => ContainerIdentity::default(),
-        }
+        )
     }
 
     /// Counters so far.

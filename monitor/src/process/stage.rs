@@ -71,10 +71,14 @@ impl Enricher {
         self.cgroup_identity(cgroup_id)
     }
 
-    /// Identity of a cgroup v2 id from the cgroup tree, when it names a container or pod.
+    /// Identity of a cgroup v2 id from the cgroup tree, when it is final: the cgroup names a
+    /// container or pod, or it names none on a unified host. `None` leaves the identity to the
+    /// process table: the cgroup is unknown, or on a hybrid host only the v1 lines of
+    /// /proc/<pid>/cgroup, read at exec, may name the container.
     fn cgroup_identity(&mut self, cgroup_id: u64) -> Option<ContainerIdentity> {
-        let id = self.cgroups.as_mut()?.identity(cgroup_id);
-        (id.container_id.is_some() || id.pod_uid.is_some()).then_some(id)
+        let cgroups = self.cgroups.as_mut()?;
+        let id = cgroups.known_identity(cgroup_id)?;
+        (!id.is_empty() || cgroups.unified()).then_some(id)
     }
 
     /// Updates the table from lifecycle events and fills `exe`, `container_id`, `pod_uid`.
@@ -144,62 +148,119 @@ impl Enricher {
 
 #[cfg(test)]
 mod tests {
-    use std::{fs, os::unix::fs::MetadataExt as _, process::Command};
+    use std::{
+        fs,
+        os::unix::fs::MetadataExt as _,
+        process::{Child, Command},
+    };
 
     use super::Enricher;
     use crate::{
-        process::cgroup::tests::{ID, POD, pod_cgroup, unavailable},
+        process::cgroup::tests::{DirGuard, ID, POD, pod_cgroup, unavailable},
         rules::testutil::{exec, open},
-        sensor::event::Access,
+        sensor::event::{Access, Event},
     };
+
+    /// A `sleep` moved into a fresh pod container's cgroup, next to the test's own cgroup.
+    struct Moved {
+        enricher: Enricher,
+        own_id: u64,
+        leaf_id: u64,
+        child: Child,
+        guard: Option<DirGuard>,
+    }
+
+    impl Moved {
+        fn new() -> Option<Self> {
+            let enricher = Enricher::new(64);
+            let Some(root) = enricher.cgroups.as_ref().map(|c| c.root().to_owned()) else {
+                unavailable("no cgroup2 mount");
+                return None;
+            };
+            let own = fs::read_to_string("/proc/self/cgroup").expect("own cgroup");
+            let own_path = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("v2 line");
+            let own_id = fs::metadata(root.join(own_path.trim_start_matches('/')))
+                .expect("own cgroup dir")
+                .ino();
+            let (guard, _, leaf) = pod_cgroup(&root)?;
+            let leaf_id = fs::metadata(&leaf).expect("leaf").ino();
+            let child = Command::new("sleep").arg("30").spawn().expect("sleep");
+            let moved = Self {
+                enricher,
+                own_id,
+                leaf_id,
+                child,
+                guard: Some(guard),
+            };
+            fs::write(leaf.join("cgroup.procs"), moved.child.id().to_string())
+                .expect("move the child into the container's cgroup");
+            Some(moved)
+        }
+
+        /// `ev` as the child's, in cgroup `cgroup_id`, enriched.
+        fn enrich(&mut self, mut ev: Event, cgroup_id: u64) -> Event {
+            ev.pid = self.child.id();
+            ev.cgroup_id = cgroup_id;
+            self.enricher.enrich(&mut ev);
+            ev
+        }
+    }
+
+    impl Drop for Moved {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            // The cgroups can go once the child is reaped.
+            self.guard.take();
+        }
+    }
 
     /// A shell that puts itself into a container's cgroup and then execs: its first exec
     /// happened in the cgroup it came from, and /proc, read later, shows the container's.
     #[test]
     fn an_exec_is_not_credited_to_a_cgroup_the_process_left_since() {
-        let mut enricher = Enricher::new(64);
-        let Some(root) = enricher.cgroups.as_ref().map(|c| c.root().to_owned()) else {
-            return unavailable("no cgroup2 mount");
-        };
-        let own = fs::read_to_string("/proc/self/cgroup").expect("own cgroup");
-        let own_path = own
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .expect("v2 line");
-        let own_id = fs::metadata(root.join(own_path.trim_start_matches('/')))
-            .expect("own cgroup dir")
-            .ino();
-        let Some((guard, _, leaf)) = pod_cgroup(&root) else {
-            return;
-        };
-        let leaf_id = fs::metadata(&leaf).expect("leaf").ino();
-        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
-        let moved = fs::write(leaf.join("cgroup.procs"), child.id().to_string());
-        let mut ev = exec("/bin/sh", &["sh"]);
-        ev.pid = child.id();
-        ev.cgroup_id = own_id;
-        enricher.enrich(&mut ev);
-        let mut later = open("/etc/hostname", Access::Read);
-        later.cgroup_id = own_id;
-        enricher.enrich(&mut later);
-        let mut in_leaf = exec("/bin/sleep", &["sleep", "30"]);
-        in_leaf.pid = child.id();
-        in_leaf.cgroup_id = leaf_id;
-        enricher.enrich(&mut in_leaf);
-        let _ = child.kill();
-        let _ = child.wait();
-        drop(guard);
-
-        moved.expect("move the child into the container's cgroup");
+        let Some(mut m) = Moved::new() else { return };
+        let own = m.own_id;
+        let ev = m.enrich(exec("/bin/sh", &["sh"]), own);
         assert_eq!(
             ev.container_id, None,
             "credited with the cgroup it moved to"
         );
+        let mut later = open("/etc/hostname", Access::Read);
+        later.cgroup_id = own;
+        m.enricher.enrich(&mut later);
         assert_eq!(
             later.container_id, None,
             "another process of the old cgroup"
         );
+        let in_leaf = m.enrich(exec("/bin/sleep", &["sleep", "30"]), m.leaf_id);
         assert_eq!(in_leaf.container_id.as_deref(), Some(ID));
         assert_eq!(in_leaf.pod_uid.as_deref(), Some(POD));
+    }
+
+    /// A process of a container that is then seen in a cgroup that names none: on a unified
+    /// host that is the whole truth; on a hybrid one the identity read at exec (v1 lines
+    /// included) stands.
+    #[test]
+    fn leaving_a_containers_cgroup_leaves_its_identity_on_a_unified_host() {
+        for unified in [true, false] {
+            let Some(mut m) = Moved::new() else { return };
+            if let Some(c) = m.enricher.cgroups.as_mut() {
+                c.set_unified(unified);
+            }
+            let in_leaf = m.enrich(exec("/bin/sleep", &["sleep", "30"]), m.leaf_id);
+            assert_eq!(in_leaf.container_id.as_deref(), Some(ID));
+            let own = m.own_id;
+            let outside = m.enrich(open("/etc/hostname", Access::Read), own);
+            let expected = if unified { None } else { Some(ID) };
+            assert_eq!(
+                outside.container_id.as_deref(),
+                expected,
+                "unified: {unified}"
+            );
+        }
     }
 }
