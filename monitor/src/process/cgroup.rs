@@ -101,12 +101,26 @@ impl CgroupResolver {
         let root = cgroup2_mount_point(mounts.iter()).ok_or(CgroupError::NoCgroup2Mount)?;
         let mut resolver = Self::with_root(root);
         resolver.mount = open_dir(&resolver.root);
-        resolver.unified = !mounts.iter().any(|m| m.fs_type == "cgroup");
+        // The root cgroup, opened by its handle, tells whether handles work here at all
+        // (they need CAP_DAC_READ_SEARCH, a seccomp profile that allows open_by_handle_at,
+        // and Linux >= 5.5 for cgroup handles).
+        let root_id = fs::metadata(&resolver.root).map(|m| m.ino()).ok();
+        if root_id.and_then(|id| resolver.path_by_handle(id)).is_none() {
+            tracing::info!(
+                root = %resolver.root.display(),
+                "cgroups cannot be opened by id here: new cgroups are found by rate-limited walks"
+            );
+            resolver.mount = None;
+        }
+        // /proc/self/cgroup lists every hierarchy of the host, not only those mounted here.
+        resolver.unified = fs::read_to_string("/proc/self/cgroup")
+            .is_ok_and(|text| text.lines().all(|l| l.starts_with("0::")));
         Ok(resolver)
     }
 
-    /// Whether the host has no cgroup v1 hierarchy mounted: then the unified cgroup is the
-    /// only place a container can be named, and its answer is final.
+    /// Whether the host has no cgroup v1 hierarchy (only the `0::` line in /proc/self/cgroup):
+    /// then the unified cgroup is the only place a container can be named, and its answer is
+    /// final.
     pub fn unified(&self) -> bool {
         self.unified
     }
@@ -158,9 +172,16 @@ impl CgroupResolver {
 
     /// The id of the cgroup at `path` as /proc/<pid>/cgroup writes it (`/` for the root), if
     /// it exists.
+    /// `None` also for a path outside the mount: a process in another cgroup namespace shows
+    /// `/../..`-style paths relative to that namespace's root.
     pub fn id_of(&self, path: &str) -> Option<u64> {
         let rel = path.trim_start_matches('/');
-        fs::metadata(self.root.join(rel)).ok().map(|m| m.ino())
+        if rel.split('/').any(|c| c == "..") {
+            return None;
+        }
+        let root_dev = fs::metadata(&self.root).ok()?.dev();
+        let meta = fs::metadata(self.root.join(rel)).ok()?;
+        (meta.dev() == root_dev).then(|| meta.ino())
     }
 
     /// The cgroup2 mount point (or the tree given to [`Self::with_root`]).
@@ -207,12 +228,15 @@ impl CgroupResolver {
             self.stats.hits += 1;
         } else {
             self.stats.misses += 1;
-            if let Some(path) = self.path_by_handle(id) {
+            if self.mount.is_some() {
+                // Exact: a cgroup the handle does not open is gone (or outside this mount),
+                // and a walk would not find it either.
+                let path = self.path_by_handle(id)?;
                 self.stats.by_handle += 1;
-                if self.cache.len() >= self.capacity
-                    && let Some(k) = self.cache.keys().next().copied()
-                {
-                    self.cache.remove(&k);
+                if self.cache.len() >= self.capacity {
+                    // Entries are not purged by walks any more: start over rather than keep
+                    // cgroups that may be long gone. Misses cost three syscalls each.
+                    self.cache.clear();
                 }
                 let cached = Cached {
                     path,
@@ -262,12 +286,13 @@ impl CgroupResolver {
         }
         // SAFETY: a descriptor the call just opened, owned by nothing else.
         let dir = unsafe { OwnedFd::from_raw_fd(fd) };
-        // What was opened is the cgroup asked for: its inode number is the id.
-        let meta = fs::metadata(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
-        if meta.ino() != id {
+        let target = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+        // What was opened is the cgroup asked for (its inode number is the id), and it still
+        // exists (a removed directory has no links).
+        let meta = fs::File::from(dir).metadata().ok()?;
+        if meta.ino() != id || meta.nlink() == 0 {
             return None;
         }
-        let target = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
         relative_path(&self.root, &target)
     }
 
@@ -400,7 +425,7 @@ pub(super) mod tests {
             Ok((guard, dir))
         }
 
-        fn extend(&mut self, mut other: Self) {
+        pub(in crate::process) fn extend(&mut self, mut other: Self) {
             self.created.append(&mut other.created);
         }
     }
@@ -408,7 +433,18 @@ pub(super) mod tests {
     impl Drop for DirGuard {
         fn drop(&mut self) {
             for dir in self.created.iter().rev() {
-                if let Err(e) = fs::remove_dir(dir) {
+                // A cgroup may count a just-reaped task for a moment (EBUSY).
+                let mut tries = 0;
+                let result = loop {
+                    match fs::remove_dir(dir) {
+                        Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                            tries += 1;
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        other => break other,
+                    }
+                };
+                if let Err(e) = result {
                     eprintln!("cleanup: cannot remove {}: {e}", dir.display());
                 }
             }
@@ -587,6 +623,11 @@ pub(super) mod tests {
         assert_eq!(identity.runtime, Some(RUNTIME_CONTAINERD));
         // The cgroup2 root is id 1, the root cgroup.
         assert_eq!(r.path(1).as_deref(), Some("/"));
+        // /proc/<pid>/cgroup paths map back to ids, unless they lie outside the mount (the
+        // `/../..` form of another cgroup namespace).
+        assert_eq!(r.id_of(&format!("/{rel}")), Some(ino));
+        assert_eq!(r.id_of("/"), Some(1));
+        assert_eq!(r.id_of("/../.."), None);
         let top_ino = fs::metadata(root.join(&top)).unwrap().ino();
         assert_eq!(r.path(top_ino), Some(format!("/{top}")));
         assert!(r.identity(top_ino).is_empty());
@@ -598,8 +639,11 @@ pub(super) mod tests {
             Ok(r) => r.with_rescan_interval(Duration::from_secs(3600)),
             Err(e) => return unavailable(&e.to_string()),
         };
+        if r.mount.is_none() {
+            return unavailable("open_by_handle_at is refused here");
+        }
         let root = r.root.clone();
-        // A first miss walks the tree; every later walk is rate-limited for an hour.
+        // An id no handle opens is unknown, without a walk.
         assert_eq!(r.path(u64::MAX), None);
         let Some((guard, top, leaf)) = pod_cgroup(&root) else {
             return;
@@ -611,7 +655,7 @@ pub(super) mod tests {
         assert_eq!(identity.pod_uid.as_deref(), Some(POD));
         assert_eq!(r.path(ino), Some(format!("/{rel}")));
         let stats = r.stats();
-        assert_eq!((stats.scans, stats.by_handle), (1, 1), "{stats:?}");
+        assert_eq!((stats.scans, stats.by_handle), (0, 1), "{stats:?}");
         // Gone: no handle opens it, and nothing else is made up.
         let top_ino = fs::metadata(root.join(&top)).unwrap().ino();
         drop(guard);

@@ -60,7 +60,9 @@ impl Enricher {
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
             let unified = text.lines().find_map(|l| l.strip_prefix("0::"));
             let same_cgroup = match (unified, self.cgroups.as_ref()) {
-                (Some(path), Some(cgroups)) => cgroups.id_of(path) == Some(cgroup_id),
+                // A path that does not exist under the mount (a private cgroup namespace
+                // writes `/../..` paths) cannot be checked: /proc is all there is.
+                (Some(path), Some(cgroups)) => cgroups.id_of(path).is_none_or(|id| id == cgroup_id),
                 // Nothing to check against (no cgroup2 mount or no unified line).
                 _ => true,
             };
@@ -161,10 +163,11 @@ mod tests {
         sensor::event::{Access, Event},
     };
 
-    /// A `sleep` moved into a fresh pod container's cgroup, next to the test's own cgroup.
+    /// A `sleep` moved into a fresh pod container's cgroup, next to a fresh cgroup that names
+    /// no container (not the test's own: CI may itself run in a container's cgroup).
     struct Moved {
         enricher: Enricher,
-        own_id: u64,
+        outside_id: u64,
         leaf_id: u64,
         child: Child,
         guard: Option<DirGuard>,
@@ -177,20 +180,16 @@ mod tests {
                 unavailable("no cgroup2 mount");
                 return None;
             };
-            let own = fs::read_to_string("/proc/self/cgroup").expect("own cgroup");
-            let own_path = own
-                .lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .expect("v2 line");
-            let own_id = fs::metadata(root.join(own_path.trim_start_matches('/')))
-                .expect("own cgroup dir")
-                .ino();
-            let (guard, _, leaf) = pod_cgroup(&root)?;
+            let (mut guard, top, leaf) = pod_cgroup(&root)?;
+            let (plain, outside) =
+                DirGuard::create(&root, &format!("{top}/plain")).expect("a plain cgroup");
+            guard.extend(plain);
+            let outside_id = fs::metadata(&outside).expect("plain cgroup").ino();
             let leaf_id = fs::metadata(&leaf).expect("leaf").ino();
             let child = Command::new("sleep").arg("30").spawn().expect("sleep");
             let moved = Self {
                 enricher,
-                own_id,
+                outside_id,
                 leaf_id,
                 child,
                 guard: Some(guard),
@@ -223,14 +222,14 @@ mod tests {
     #[test]
     fn an_exec_is_not_credited_to_a_cgroup_the_process_left_since() {
         let Some(mut m) = Moved::new() else { return };
-        let own = m.own_id;
-        let ev = m.enrich(exec("/bin/sh", &["sh"]), own);
+        let outside = m.outside_id;
+        let ev = m.enrich(exec("/bin/sh", &["sh"]), outside);
         assert_eq!(
             ev.container_id, None,
             "credited with the cgroup it moved to"
         );
         let mut later = open("/etc/hostname", Access::Read);
-        later.cgroup_id = own;
+        later.cgroup_id = outside;
         m.enricher.enrich(&mut later);
         assert_eq!(
             later.container_id, None,
@@ -253,8 +252,8 @@ mod tests {
             }
             let in_leaf = m.enrich(exec("/bin/sleep", &["sleep", "30"]), m.leaf_id);
             assert_eq!(in_leaf.container_id.as_deref(), Some(ID));
-            let own = m.own_id;
-            let outside = m.enrich(open("/etc/hostname", Access::Read), own);
+            let outside_id = m.outside_id;
+            let outside = m.enrich(open("/etc/hostname", Access::Read), outside_id);
             let expected = if unified { None } else { Some(ID) };
             assert_eq!(
                 outside.container_id.as_deref(),
