@@ -83,8 +83,10 @@ pub struct CgroupResolver {
     /// The cgroup2 mount's root directory, for `open_by_handle_at`; `None` for a plain
     /// directory tree (tests) or when it cannot be opened.
     mount: Option<OwnedFd>,
-    /// No cgroup v1 hierarchy is mounted (see [`Self::unified`]).
+    /// The host has no cgroup v1 hierarchy (see [`Self::unified`]).
     unified: bool,
+    /// Device of `root`, to tell paths on the cgroup2 mount from others (0: unknown).
+    root_dev: u64,
     cache: HashMap<u64, Cached>,
     capacity: usize,
     rescan_interval: Duration,
@@ -129,6 +131,7 @@ impl CgroupResolver {
     /// tests use).
     pub fn with_root(root: PathBuf) -> Self {
         Self {
+            root_dev: fs::metadata(&root).map_or(0, |m| m.dev()),
             root,
             mount: None,
             unified: false,
@@ -172,6 +175,7 @@ impl CgroupResolver {
 
     /// The id of the cgroup at `path` as /proc/<pid>/cgroup writes it (`/` for the root), if
     /// it exists.
+    ///
     /// `None` also for a path outside the mount: a process in another cgroup namespace shows
     /// `/../..`-style paths relative to that namespace's root.
     pub fn id_of(&self, path: &str) -> Option<u64> {
@@ -179,9 +183,8 @@ impl CgroupResolver {
         if rel.split('/').any(|c| c == "..") {
             return None;
         }
-        let root_dev = fs::metadata(&self.root).ok()?.dev();
         let meta = fs::metadata(self.root.join(rel)).ok()?;
-        (meta.dev() == root_dev).then(|| meta.ino())
+        (meta.dev() == self.root_dev).then(|| meta.ino())
     }
 
     /// The cgroup2 mount point (or the tree given to [`Self::with_root`]).
