@@ -29,7 +29,8 @@ fn a_full_spool_drops_the_oldest_alerts_and_says_so_in_an_alert() {
         return;
     };
     let watched = dir.join("watched");
-    // Nothing listens on `port` (bound, not listening): everything stays in the 16 KiB spool, which overflows.
+    // Nothing listens on `port` (bound, not listening): everything stays in the 16 KiB spool,
+    // which overflows.
     raise_alerts(&watched, "flood", 40);
     let overflow_total = |records: &[Value]| -> u64 {
         records

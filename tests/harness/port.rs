@@ -22,7 +22,7 @@ pub struct ReservedPort {
 impl ReservedPort {
     #[track_caller]
     pub fn new() -> Self {
-        match Self::try_new() {
+        match Self::bind(0) {
             Ok(p) => p,
             Err(e) => panic!("cannot reserve a loopback TCP port: {e}"),
         }
@@ -32,10 +32,6 @@ impl ReservedPort {
     /// TIME_WAIT do not stand in the way), to keep it while its server is down.
     pub fn take(port: u16) -> io::Result<Self> {
         Self::bind(port)
-    }
-
-    fn try_new() -> io::Result<Self> {
-        Self::bind(0)
     }
 
     fn bind(port: u16) -> io::Result<Self> {
