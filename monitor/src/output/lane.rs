@@ -81,8 +81,8 @@ pub struct Lane {
     appender: Appender,
     max_append: usize,
     backlog: VecDeque<Vec<u8>>,
-    /// Records lost since [`Lane::take_lost`] was last called.
-    lost_unreported: u64,
+    /// `counters.lost` when [`Lane::take_lost`] last reported it.
+    lost_reported: u64,
 }
 
 /// The spool and what is reported about appending to it.
@@ -92,8 +92,6 @@ struct Appender {
     spool: Spool,
     failing: bool,
     counters: Arc<LaneCounters>,
-    /// Oversized records dropped since the lane last reported.
-    lost: u64,
 }
 
 impl Lane {
@@ -112,11 +110,10 @@ impl Lane {
                 spool,
                 failing: false,
                 counters,
-                lost: 0,
             },
             max_append,
             backlog: VecDeque::new(),
-            lost_unreported: 0,
+            lost_reported: 0,
         }
     }
 
@@ -172,7 +169,8 @@ impl Lane {
     /// Records lost without reaching the spool (backlog overflow, oversized) since the last
     /// call, for the overflow alert.
     pub fn take_lost(&mut self) -> u64 {
-        std::mem::take(&mut self.lost_unreported) + std::mem::take(&mut self.appender.lost)
+        let lost = self.appender.counters.lost.load(Ordering::Relaxed);
+        lost - std::mem::replace(&mut self.lost_reported, lost)
     }
 
     fn keep(&mut self, lines: impl Iterator<Item = Vec<u8>>) {
@@ -180,7 +178,6 @@ impl Lane {
         for line in lines {
             if self.backlog.len() >= BACKLOG_MAX {
                 self.backlog.pop_front();
-                self.lost_unreported += 1;
                 let lost = counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
                 if lost.is_power_of_two() {
                     tracing::error!(
@@ -228,7 +225,6 @@ impl Appender {
                 if batch.len() == 1 =>
             {
                 self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                self.lost += 1;
                 tracing::error!(
                     what = self.what,
                     bytes = batch[0].len(),
