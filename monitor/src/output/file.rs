@@ -24,11 +24,7 @@ pub struct FileSink {
 /// Opens `path` for appending. A file whose last line was cut short (the agent was killed in
 /// the middle of a write) gets its line ended first, so the next record starts a line of its
 /// own instead of being glued to the torn one.
-fn open(path: &Path) -> Result<(BufWriter<File>, u64), OutputError> {
-    let err = |source| OutputError::Open {
-        path: path.to_owned(),
-        source,
-    };
+fn open(path: &Path) -> std::io::Result<(BufWriter<File>, u64)> {
     let opened = |read| {
         OpenOptions::new()
             .create(true)
@@ -37,12 +33,12 @@ fn open(path: &Path) -> Result<(BufWriter<File>, u64), OutputError> {
             .open(path)
     };
     // Something that cannot be read back (a pipe, a socket) is appended to without the check.
-    let file = opened(true).or_else(|_| opened(false)).map_err(err)?;
+    let file = opened(true).or_else(|_| opened(false))?;
     let mut len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut out = BufWriter::with_capacity(64 * 1024, file);
     let mut last = [0u8; 1];
     if len > 0 && out.get_ref().read_exact_at(&mut last, len - 1).is_ok() && last[0] != b'\n' {
-        out.write_all(b"\n").map_err(err)?;
+        out.write_all(b"\n")?;
         len += 1;
     }
     Ok((out, len))
@@ -50,7 +46,10 @@ fn open(path: &Path) -> Result<(BufWriter<File>, u64), OutputError> {
 
 impl FileSink {
     pub fn open(path: &Path, rotation: Rotation) -> Result<Self, OutputError> {
-        let (out, len) = open(path)?;
+        let (out, len) = open(path).map_err(|source| OutputError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Self {
             path: path.to_owned(),
             rotation,
@@ -91,10 +90,7 @@ impl FileSink {
     }
 
     fn reopen(&mut self) -> std::io::Result<()> {
-        let (out, len) = open(&self.path).map_err(|e| match e {
-            OutputError::Open { source, .. } => source,
-            other => std::io::Error::other(other.to_string()),
-        })?;
+        let (out, len) = open(&self.path)?;
         self.out = out;
         self.len = len;
         Ok(())
