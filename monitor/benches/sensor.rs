@@ -130,11 +130,7 @@ fn sample(config: Config, path: &CString, iters: usize) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; accept and ignore libtest-style arguments.
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("sensor benchmark: must run as root (it loads eBPF programs)");
-        std::process::exit(2);
-    }
+    common::require_root("sensor");
     let iters = common::env_or("BENCH_ITERS", 200_000usize);
     let rounds = common::env_or("BENCH_ROUNDS", 5usize);
     let path = CString::new("/etc/hostname").expect("c string");

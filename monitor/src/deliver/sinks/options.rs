@@ -62,11 +62,8 @@ impl Options {
                 }
                 "token_env" => return Err(bad("token_env", "an environment variable name")),
                 "format" => {
-                    let format = match value.as_ref() {
-                        "native" => Format::Native,
-                        "ocsf" => Format::Ocsf,
-                        _ => return Err(bad("format", "`native` or `ocsf`")),
-                    };
+                    let format =
+                        Format::parse(&value).ok_or_else(|| bad("format", "`native` or `ocsf`"))?;
                     set_once(&mut opts.format, format, dup)?;
                 }
                 "events" => {
