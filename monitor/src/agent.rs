@@ -86,10 +86,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         format: args.format,
         events: args.events,
     };
-    let (forwarding, lanes) = match forward::start(&network, &forward_config).await? {
-        Some((f, l)) => (Some(f), Some(l)),
-        None => (None, None),
-    };
+    let (forwarding, lanes) = forward::start(&network, &forward_config).await?.unzip();
     let locals = output::open_local(&args.outputs, args.format, args.events)?;
     let want_events = args.events || forwarding.as_ref().is_some_and(|f| f.wants_events());
     let record_everything = want_events || args.watch_all;
@@ -144,16 +141,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         reader_stats.clone(),
         reader_stop_rx,
     ));
-    let stage = match lanes {
-        Some(l) => Stage::new(
-            locals,
-            Some(l.alerts),
-            l.events,
-            args.spool_dir.display().to_string(),
-            l.dropped_at_open,
-        ),
-        None => Stage::new(locals, None, None, String::new(), 0),
-    };
+    let stage = Stage::new(locals, lanes, &args.spool_dir);
     let writer = std::thread::Builder::new()
         .name("output".into())
         .spawn(move || stage.run(line_rx))

@@ -8,12 +8,13 @@
 //! dedicated alert (`rule: agent.spool-overflow`) saying how many, at most every
 //! [`OVERFLOW_REPORT_EVERY`].
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Format, Sink, format::Rendered, lane::Lane};
+use super::{Format, Sink, format::Rendered, forward::Lanes, lane::Lane};
 use crate::sensor::reader;
 
 /// Most messages handled per batch (one spool append, one flush of each output).
@@ -159,34 +160,33 @@ impl Overflow {
 /// The output stage's state.
 pub struct Stage {
     locals: Vec<Local>,
-    alerts: Option<Lane>,
+    /// The alert spool's lane and the count of alerts it dropped, for the overflow alert.
+    alerts: Option<(Lane, Overflow)>,
     events: Option<Lane>,
-    overflow: Overflow,
 }
 
 impl Stage {
-    /// `alerts` / `events`: the spool lanes when network sinks are configured;
-    /// `dropped_at_open`: alerts the spool dropped when it was opened (a smaller bound).
-    pub fn new(
-        locals: Vec<Local>,
-        alerts: Option<Lane>,
-        events: Option<Lane>,
-        spool_dir: String,
-        dropped_at_open: u64,
-    ) -> Self {
+    /// `lanes`: the spool lanes when network sinks are configured, their spool in `spool_dir`.
+    pub fn new(locals: Vec<Local>, lanes: Option<Lanes>, spool_dir: &Path) -> Self {
+        let Some(lanes) = lanes else {
+            return Self {
+                locals,
+                alerts: None,
+                events: None,
+            };
+        };
         let mut overflow = Overflow {
-            spool_dir,
+            spool_dir: spool_dir.display().to_string(),
             boot_id: crate::alert::boot_id(),
             pending: 0,
             total: 0,
             last: None,
         };
-        overflow.add(dropped_at_open);
+        overflow.add(lanes.dropped_at_open);
         Self {
             locals,
-            alerts,
-            events,
-            overflow,
+            alerts: Some((lanes.alerts, overflow)),
+            events: lanes.events,
         }
     }
 
@@ -209,7 +209,7 @@ impl Stage {
             let r = local.sink.flush();
             local.report(r, false);
         }
-        if let Some(lane) = &self.alerts
+        if let Some((lane, _)) = &self.alerts
             && lane.backlog_len() > 0
         {
             tracing::error!(
@@ -231,10 +231,10 @@ impl Stage {
                 Out::Tick => tick = true,
             }
         }
-        if let Some(lane) = &mut self.alerts {
+        if let Some((lane, overflow)) = &mut self.alerts {
             let dropped = if tick { lane.retry() } else { 0 };
             let dropped = dropped + lane.append(&lines_of(&records, Class::Alert));
-            self.overflow.add(dropped + lane.take_lost());
+            overflow.add(dropped + lane.take_lost());
         }
         if let Some(lane) = &mut self.events {
             if tick {
@@ -243,13 +243,11 @@ impl Stage {
             lane.append(&lines_of(&records, Class::Event));
         }
         if tick
-            && self.alerts.is_some()
-            && let Some(alert) = self.overflow.due(Instant::now(), last)
+            && let Some((lane, overflow)) = &mut self.alerts
+            && let Some(alert) = overflow.due(Instant::now(), last)
         {
-            if let Some(lane) = &mut self.alerts {
-                let dropped = lane.append(&[alert.as_slice()]);
-                self.overflow.add(dropped + lane.take_lost());
-            }
+            let dropped = lane.append(&[alert.as_slice()]);
+            overflow.add(dropped + lane.take_lost());
             records.push((Class::Alert, alert));
         }
         let mut written = 0;
