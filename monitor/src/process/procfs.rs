@@ -4,6 +4,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 
+use monitor_common::config::ARGV_MAX;
 use procfs::ProcError;
 use procfs::process::Process;
 
@@ -12,6 +13,8 @@ use super::escape_bytes;
 use super::table::ProcessInfo;
 
 const NSEC_PER_SEC: u64 = 1_000_000_000;
+/// `/proc/<pid>/cgroup` is a line per hierarchy; far larger than any real one.
+const CGROUP_MAX: usize = 64 * 1024;
 
 /// Normalises a kernel `start_boottime` (ns) to the clock ticks of `/proc/<pid>/stat` field 22,
 /// with the kernel's own arithmetic (`ns / (1e9 / USER_HZ)`), so both give the same key.
@@ -36,12 +39,14 @@ pub(super) fn read_process(p: &Process) -> Result<ProcessInfo, ProcError> {
         // hidepid or an odd kernel: the owner of /proc/<pid> is the effective uid.
         Err(_) => p.uid()?,
     };
-    let argv = match read_relative(p, "cmdline") {
+    // The same bound the kernel applies to an exec's argv: one process with a huge command
+    // line must not bloat the alert of every descendant that lists it as an ancestor.
+    let argv = match read_relative(p, "cmdline", ARGV_MAX) {
         Ok(raw) => split_cmdline(&raw),
         Err(e) if is_gone(&e) => return Err(ProcError::NotFound(None)),
         Err(_) => Vec::new(),
     };
-    let container = read_relative(p, "cgroup")
+    let container = read_relative(p, "cgroup", CGROUP_MAX)
         .map(|raw| container::from_proc_cgroup(&String::from_utf8_lossy(&raw)))
         .unwrap_or_default();
     let link = |path: std::path::PathBuf| escape_bytes(path.as_os_str().as_bytes());
@@ -58,14 +63,15 @@ pub(super) fn read_process(p: &Process) -> Result<ProcessInfo, ProcError> {
     })
 }
 
-fn read_relative(p: &Process, name: &str) -> io::Result<Vec<u8>> {
+/// At most `limit` bytes of `/proc/<pid>/NAME`.
+fn read_relative(p: &Process, name: &str, limit: usize) -> io::Result<Vec<u8>> {
     let mut file = p.open_relative(name).map_err(|e| match e {
         ProcError::NotFound(_) => io::Error::from(io::ErrorKind::NotFound),
         ProcError::Io(e, _) => e,
         other => io::Error::other(other.to_string()),
     })?;
     let mut raw = Vec::new();
-    file.read_to_end(&mut raw)?;
+    file.take(limit as u64).read_to_end(&mut raw)?;
     Ok(raw)
 }
 

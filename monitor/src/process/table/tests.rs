@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use super::{ProcessInfo, ProcessTable};
 use crate::process::container::{ContainerIdentity, RUNTIME_DOCKER};
 use crate::process::escape_bytes;
+use monitor_common::config::ARGV_MAX;
+
 use crate::process::procfs::{split_cmdline, start_key_from_ns, ticks_per_second};
 
 /// Synthetic pids above any real pid_max, so no test touches a real process by accident.
@@ -94,6 +96,16 @@ fn seeding_finds_this_process() {
     assert_eq!(t.stats().entries, t.len());
 }
 
+/// spawn() returns once the child's exec has released the old memory map, which is before
+/// the kernel has set up the new argv: waits (with a deadline) for it to appear.
+fn wait_for_argv(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty()) {
+        assert!(Instant::now() < deadline, "argv of {pid} never appeared");
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn lookup_or_load_reads_a_new_process_with_raw_argv() {
     let mut t = ProcessTable::new(1024);
@@ -104,13 +116,7 @@ fn lookup_or_load_reads_a_new_process_with_raw_argv() {
         .expect("spawn sleep");
     let child = Reap(child);
     let pid = child.0.id();
-    // spawn() returns once the child's exec has released the old memory map, which is before
-    // the kernel has set up the new argv: wait (with a deadline) for it to appear.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty()) {
-        assert!(Instant::now() < deadline, "argv of {pid} never appeared");
-        std::thread::yield_now();
-    }
+    wait_for_argv(pid);
     assert!(t.get(pid).is_none());
     let p = t
         .lookup_or_load(pid)
@@ -128,6 +134,31 @@ fn lookup_or_load_reads_a_new_process_with_raw_argv() {
     // Second lookup is served from the table.
     assert!(t.lookup_or_load(pid).is_some());
     assert_eq!(t.stats().proc_loads, 1);
+}
+
+#[test]
+fn argv_read_from_proc_is_bounded_like_the_kernels() {
+    // A process started with a huge command line (a CI runner's `bash -c SCRIPT`, say) is
+    // every descendant's ancestor: its argv is cut at ARGV_MAX bytes, as an exec's is.
+    let long = "x".repeat(3 * ARGV_MAX);
+    // `sh -c 'read x' sh LONG after`: blocks on its stdin (a pipe) until killed.
+    let child = Command::new("sh")
+        .args(["-c", "read x", "sh", &long, "after"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let child = Reap(child);
+    let pid = child.0.id();
+    wait_for_argv(pid);
+    let mut t = ProcessTable::new(16);
+    let p = t.lookup_or_load(pid).expect("child readable in /proc");
+    let head: usize = ["sh", "-c", "read x", "sh"]
+        .iter()
+        .map(|a| a.len() + 1)
+        .sum();
+    // The long argument is cut mid-way; "after" is gone.
+    assert_eq!(p.argv[..4], ["sh", "-c", "read x", "sh"]);
+    assert_eq!(p.argv[4..], ["x".repeat(ARGV_MAX - head)]);
 }
 
 #[test]
