@@ -65,7 +65,7 @@ pub(super) fn read_process(p: &Process) -> Result<ProcessInfo, ProcError> {
 
 /// At most `limit` bytes of `/proc/<pid>/NAME`.
 fn read_relative(p: &Process, name: &str, limit: usize) -> io::Result<Vec<u8>> {
-    let mut file = p.open_relative(name).map_err(|e| match e {
+    let file = p.open_relative(name).map_err(|e| match e {
         ProcError::NotFound(_) => io::Error::from(io::ErrorKind::NotFound),
         ProcError::Io(e, _) => e,
         other => io::Error::other(other.to_string()),
