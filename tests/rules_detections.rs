@@ -388,6 +388,40 @@ fn credential_read_ignores_public_keys_known_hosts_templates_and_writes() {
 }
 
 #[test]
+fn an_alert_says_which_ancestors_command_line_was_cut() {
+    let Some(agent) = agent() else { return };
+    let sentinel = Sentinel::new();
+    // The parent's command line (its script, with a long comment) is over the 4096-byte bound.
+    let mut cmd = python(&format!("# {}\n{ACTIONS}", "x".repeat(8192)));
+    cmd.args(["spawn", &format!("/bin/cat {}", sentinel.path)]);
+    let (parent, out) = run(&agent, &mut cmd);
+    let [(cat, _)] = spawned(&out)[..] else {
+        panic!("one spawned line expected: {out}")
+    };
+    let alert = expect_alert(
+        &agent,
+        "credential-read",
+        None,
+        json!({"kind": "open", "pid": cat, "path": sentinel.path, "access": "read", "result": 0}),
+    );
+    let ancestors = alert["ancestors"].as_array().expect("ancestors");
+    assert_eq!(ancestors[0]["pid"], parent.pid(), "{alert}");
+    assert_eq!(ancestors[0]["argv_truncated"], true, "{alert}");
+    // The kernel's 4096 bytes, NUL-separated: the last argument is cut, so it has no NUL.
+    let argv: Vec<&str> = ancestors[0]["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(argv.iter().map(|a| a.len() + 1).sum::<usize>() - 1, 4096);
+    assert!(argv.last().is_some_and(|a| a.starts_with("# xxx")));
+    // This test's own process has a short command line: no flag at all.
+    assert_eq!(ancestors[1]["pid"], std::process::id(), "{alert}");
+    assert_eq!(ancestors[1].get("argv_truncated"), None, "{alert}");
+}
+
+#[test]
 fn credential_read_by_the_owning_tool_is_excepted() {
     let Some(agent) = agent() else { return };
     let Some(keygen) = find_tool(&["/usr/bin/ssh-keygen"]) else {

@@ -31,6 +31,9 @@ pub struct Ancestor {
     pub pid: u32,
     pub exe: Option<String>,
     pub argv: Vec<String>,
+    /// Present (`true`) only when `argv` is the start of a longer command line.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
 }
 
 impl From<&ProcessInfo> for Ancestor {
@@ -39,6 +42,7 @@ impl From<&ProcessInfo> for Ancestor {
             pid: p.pid,
             exe: p.exe.clone(),
             argv: p.argv.clone(),
+            argv_truncated: p.argv_truncated,
         }
     }
 }

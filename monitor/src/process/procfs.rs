@@ -41,10 +41,11 @@ pub(super) fn read_process(p: &Process) -> Result<ProcessInfo, ProcError> {
     };
     // The same bound the kernel applies to an exec's argv: one process with a huge command
     // line must not bloat the alert of every descendant that lists it as an ancestor.
-    let argv = match read_relative(p, "cmdline", ARGV_MAX) {
-        Ok(raw) => split_cmdline(&raw),
+    let (argv, argv_truncated) = match read_relative(p, "cmdline", ARGV_MAX + 1) {
+        Ok(raw) if raw.len() > ARGV_MAX => (split_cmdline(&raw[..ARGV_MAX]), true),
+        Ok(raw) => (split_cmdline(&raw), false),
         Err(e) if is_gone(&e) => return Err(ProcError::NotFound(None)),
-        Err(_) => Vec::new(),
+        Err(_) => (Vec::new(), false),
     };
     let container = read_relative(p, "cgroup", CGROUP_MAX)
         .map(|raw| container::from_proc_cgroup(&String::from_utf8_lossy(&raw)))
@@ -56,6 +57,7 @@ pub(super) fn read_process(p: &Process) -> Result<ProcessInfo, ProcError> {
         ppid: stat.ppid.cast_unsigned(),
         exe: p.exe().ok().map(link),
         argv,
+        argv_truncated,
         cwd: p.cwd().ok().map(link),
         uid,
         container,

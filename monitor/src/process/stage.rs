@@ -4,7 +4,7 @@
 use super::{
     cgroup::CgroupResolver,
     container::{self, ContainerIdentity},
-    table::{ProcessTable, start_key_from_ns},
+    table::{ExecImage, ProcessTable, start_key_from_ns},
 };
 use crate::sensor::{Event, EventBody};
 
@@ -97,16 +97,14 @@ impl Enricher {
         match &ev.body {
             EventBody::Exec(x) => {
                 let identity = self.exec_identity(ev.cgroup_id, ev.pid);
-                self.table.on_exec(
-                    ev.pid,
-                    key,
-                    ev.ppid,
-                    x.exe.clone().unwrap_or_default(),
-                    x.argv.clone(),
-                    x.cwd.clone().unwrap_or_default(),
-                    ev.uid,
-                    identity,
-                );
+                let image = ExecImage {
+                    exe: x.exe.clone().unwrap_or_default(),
+                    argv: x.argv.clone(),
+                    argv_truncated: x.argv_truncated,
+                    cwd: x.cwd.clone().unwrap_or_default(),
+                    uid: ev.uid,
+                };
+                self.table.on_exec(ev.pid, key, ev.ppid, image, identity);
             }
             EventBody::Fork(f) => {
                 self.table.on_fork(

@@ -51,11 +51,23 @@ pub struct ProcessInfo {
     pub exe: Option<String>,
     /// Arguments, each in [`escape_bytes`] form.
     pub argv: Vec<String>,
+    /// The command line was longer than `ARGV_MAX` bytes and `argv` holds its start.
+    pub argv_truncated: bool,
     pub cwd: Option<String>,
     /// Real user id.
     pub uid: u32,
     pub container: ContainerIdentity,
     pub exited: bool,
+}
+
+/// The image an exec sets, as the sensor captured it. An empty `exe` or `cwd` means it was
+/// not captured (`exe` becomes unknown, `cwd` keeps its previous value: exec does not change it).
+pub struct ExecImage {
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub argv_truncated: bool,
+    pub cwd: String,
+    pub uid: u32,
 }
 
 /// Counters for the stats line.
@@ -207,25 +219,23 @@ impl ProcessTable {
         self.insert(info, origin);
     }
 
-    /// An exec: replaces the process image. An empty `exe` or `cwd` means the sensor did not
-    /// capture it (`exe` becomes unknown, `cwd` keeps its previous value: exec does not change
-    /// it). `container: None` keeps the inherited identity. An exit already seen for this
-    /// process stays recorded.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the process stage passes the decoded exec event's fields one by one"
-    )]
+    /// An exec: replaces the process image. `container: None` keeps the inherited identity.
+    /// An exit already seen for this process stays recorded.
     pub fn on_exec(
         &mut self,
         pid: u32,
         start_key: u64,
         ppid: u32,
-        exe: String,
-        argv: Vec<String>,
-        cwd: String,
-        uid: u32,
+        image: ExecImage,
         container: Option<ContainerIdentity>,
     ) {
+        let ExecImage {
+            exe,
+            argv,
+            argv_truncated,
+            cwd,
+            uid,
+        } = image;
         self.expire(Instant::now());
         let key = (pid, start_key);
         if !self.entries.contains_key(&key) {
@@ -245,6 +255,7 @@ impl ProcessTable {
         }
         info.exe = (!exe.is_empty()).then_some(exe);
         info.argv = argv;
+        info.argv_truncated = argv_truncated;
         if !cwd.is_empty() {
             info.cwd = Some(cwd);
         }
@@ -501,6 +512,7 @@ fn empty_info(pid: u32, start_key: u64, ppid: u32) -> ProcessInfo {
         ppid,
         exe: None,
         argv: Vec::new(),
+        argv_truncated: false,
         cwd: None,
         uid: 0,
         container: ContainerIdentity::default(),
@@ -512,6 +524,7 @@ fn empty_info(pid: u32, start_key: u64, ppid: u32) -> ProcessInfo {
 fn inherit_image(child: &mut ProcessInfo, parent: ProcessInfo) {
     child.exe = parent.exe;
     child.argv = parent.argv;
+    child.argv_truncated = parent.argv_truncated;
     child.cwd = parent.cwd;
     child.uid = parent.uid;
     child.container = parent.container;

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use super::{ProcessInfo, ProcessTable};
+use super::{ExecImage, ProcessInfo, ProcessTable};
 use crate::process::container::{ContainerIdentity, RUNTIME_DOCKER};
 use crate::process::escape_bytes;
 use monitor_common::config::ARGV_MAX;
@@ -29,12 +29,20 @@ fn exec(t: &mut ProcessTable, pid: u32, key: u64, ppid: u32, exe: &str) {
         pid,
         key,
         ppid,
-        exe.to_owned(),
-        vec![exe.to_owned(), "--flag".to_owned()],
-        "/srv".to_owned(),
-        1000,
+        image(exe, &[exe, "--flag"], "/srv", 1000),
         None,
     );
+}
+
+/// An exec's image; `""` for an exe or cwd the sensor did not capture.
+fn image(exe: &str, argv: &[&str], cwd: &str, uid: u32) -> ExecImage {
+    ExecImage {
+        exe: exe.to_owned(),
+        argv: argv.iter().map(|&a| a.to_owned()).collect(),
+        argv_truncated: false,
+        cwd: cwd.to_owned(),
+        uid,
+    }
 }
 
 fn exe_of(t: &ProcessTable, pid: u32) -> Option<&str> {
@@ -125,6 +133,13 @@ fn lookup_or_load_reads_a_new_process_with_raw_argv() {
     assert_eq!(p.pid, pid);
     assert_eq!(p.ppid, std::process::id());
     assert_eq!(p.argv, vec!["sl\\xffeep\\\\".to_owned(), "30".to_owned()]);
+    assert!(!p.argv_truncated);
+    let ancestor = serde_json::to_value(crate::alert::Ancestor::from(&p)).unwrap();
+    assert_eq!(
+        ancestor.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["argv", "exe", "pid"],
+        "no argv_truncated key unless it is true"
+    );
     assert!(
         p.exe.as_deref().is_some_and(|e| e.ends_with("sleep")),
         "{:?}",
@@ -159,6 +174,10 @@ fn argv_read_from_proc_is_bounded_like_the_kernels() {
     // The long argument is cut mid-way; "after" is gone.
     assert_eq!(p.argv[..4], ["sh", "-c", "read x", "sh"]);
     assert_eq!(p.argv[4..], ["x".repeat(ARGV_MAX - head)]);
+    assert!(p.argv_truncated);
+    // As an alert's ancestor, it says so.
+    let ancestor = serde_json::to_value(crate::alert::Ancestor::from(p)).unwrap();
+    assert_eq!(ancestor["argv_truncated"], true);
 }
 
 #[test]
@@ -178,15 +197,16 @@ fn fork_inherits_and_exec_replaces() {
         P,
         10,
         1,
-        "/bin/bash".into(),
-        vec!["bash".into()],
-        "/home".into(),
-        1000,
+        ExecImage {
+            argv_truncated: true,
+            ..image("/bin/bash", &["bash"], "/home", 1000)
+        },
         Some(docker('a')),
     );
     t.on_fork(P, P + 1, 20);
     let child = t.get(P + 1).unwrap();
     assert_eq!(child.exe.as_deref(), Some("/bin/bash"));
+    assert!(child.argv_truncated);
     assert_eq!(child.ppid, P);
     assert_eq!(child.cwd.as_deref(), Some("/home"));
     assert_eq!(child.uid, 1000);
@@ -196,30 +216,19 @@ fn fork_inherits_and_exec_replaces() {
         P + 1,
         20,
         P,
-        "/usr/bin/curl".into(),
-        vec!["curl".into(), "x".into()],
-        String::new(),
-        1001,
+        image("/usr/bin/curl", &["curl", "x"], "", 1001),
         None,
     );
     let child = t.get(P + 1).unwrap();
     assert_eq!(child.exe.as_deref(), Some("/usr/bin/curl"));
     assert_eq!(child.argv, ["curl", "x"]);
+    assert!(!child.argv_truncated);
     // Empty cwd keeps the inherited one; None keeps the inherited container.
     assert_eq!(child.cwd.as_deref(), Some("/home"));
     assert_eq!(child.uid, 1001);
     assert_eq!(child.container, docker('a'));
     // A new identity from the exec event wins.
-    t.on_exec(
-        P + 1,
-        20,
-        P,
-        "/x".into(),
-        Vec::new(),
-        String::new(),
-        0,
-        Some(docker('b')),
-    );
+    t.on_exec(P + 1, 20, P, image("/x", &[], "", 0), Some(docker('b')));
     assert_eq!(t.get(P + 1).unwrap().container, docker('b'));
 
     t.on_exit(P + 1, 20);
@@ -240,16 +249,7 @@ fn fork_after_exec_does_not_clobber() {
 #[test]
 fn exec_of_unknown_process_inherits_parent_container() {
     let mut t = ProcessTable::new(16);
-    t.on_exec(
-        P,
-        10,
-        1,
-        "/pause".into(),
-        Vec::new(),
-        "/".into(),
-        0,
-        Some(docker('c')),
-    );
+    t.on_exec(P, 10, 1, image("/pause", &[], "/", 0), Some(docker('c')));
     exec(&mut t, P + 1, 20, P, "/app");
     assert_eq!(t.get(P + 1).unwrap().container, docker('c'));
     // Unknown parent: no identity, no panic.
