@@ -6,11 +6,11 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use monitor_common::config::ARGV_MAX;
+
 use super::{ExecImage, ProcessInfo, ProcessTable};
 use crate::process::container::{ContainerIdentity, RUNTIME_DOCKER};
 use crate::process::escape_bytes;
-use monitor_common::config::ARGV_MAX;
-
 use crate::process::procfs::{split_cmdline, start_key_from_ns, ticks_per_second};
 
 /// Synthetic pids above any real pid_max, so no test touches a real process by accident.
