@@ -26,6 +26,13 @@ mod rules;
 #[path = "../src/sensor/event.rs"]
 mod event;
 
+#[allow(
+    dead_code,
+    reason = "the engine's test helpers use it; the benchmark does not"
+)]
+#[path = "../src/testutil.rs"]
+mod testutil;
+
 /// Mirrors the agent's module path, `crate::sensor::event`, that the rules engine refers to.
 mod sensor {
     pub(crate) use super::event;

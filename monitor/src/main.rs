@@ -12,6 +12,8 @@ mod process;
 mod resolve;
 mod rules;
 mod sensor;
+#[cfg(test)]
+mod testutil;
 
 use clap::Parser;
 

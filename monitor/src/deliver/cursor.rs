@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn store_load_and_reject_damage() {
-        let dir = super::super::tests::TempDir::new("cursor");
+        let dir = crate::testutil::TempDir::new("cursor");
         let dir_file = std::fs::File::open(dir.path()).unwrap();
         let path = dir.path().join(file_name("a"));
         assert_eq!(load(&path).unwrap(), None);

@@ -128,14 +128,12 @@ impl Sink for FileSink {
 mod tests {
     use super::{FileSink, Rotation};
     use crate::output::Sink as _;
+    use crate::testutil::TempDir;
 
     #[test]
     fn rotates_by_size_and_keeps_a_bounded_number_of_files() {
-        let dir = std::env::temp_dir().join(format!("monitor-rotate-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("out.jsonl");
-        std::fs::write(&path, b"old\n").expect("seed");
+        let dir = TempDir::new("rotate");
+        let path = dir.write("out.jsonl", "old\n");
         let rotation = Rotation {
             max_bytes: 10,
             max_files: 2,
@@ -157,14 +155,12 @@ mod tests {
         assert_eq!(read(&path), "0123456789abcdef\n");
         assert_eq!(read(&dir.join("out.jsonl.1")), "x\nyy\nz\n");
         assert_eq!(read(&dir.join("out.jsonl.2")), "abcdefgh\n");
-        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]
     fn a_failed_rotation_loses_no_line() {
-        let dir = std::env::temp_dir().join(format!("monitor-rotate-fail-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("out.jsonl.1")).expect("a directory in the way");
+        let dir = TempDir::new("rotate-fail");
+        std::fs::create_dir(dir.join("out.jsonl.1")).expect("a directory in the way");
         let path = dir.join("out.jsonl");
         let rotation = Rotation {
             max_bytes: 6,
@@ -183,16 +179,12 @@ mod tests {
             std::fs::read_to_string(&path).expect("read"),
             "abc\ndef\ng\n"
         );
-        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]
     fn a_torn_last_line_is_ended_before_the_next_record() {
-        let dir = std::env::temp_dir().join(format!("monitor-torn-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("out.jsonl");
-        std::fs::write(&path, b"{\"kind\":\"alert\"}\n{\"kind\":\"al").expect("torn file");
+        let dir = TempDir::new("torn");
+        let path = dir.write("out.jsonl", b"{\"kind\":\"alert\"}\n{\"kind\":\"al");
         let mut sink = FileSink::open(&path, Rotation::default()).expect("open");
         sink.write_line(b"{\"kind\":\"exit\"}").expect("write");
         sink.flush().expect("flush");
@@ -209,6 +201,5 @@ mod tests {
                 .expect("read")
                 .ends_with("}\nx\n")
         );
-        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

@@ -508,7 +508,7 @@ when:
 
     #[test]
     fn empty_rule_set_and_empty_files_are_fine() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("rules-test");
         let rules = RuleSet::load(&[dir.path().to_path_buf()]).expect("empty dir loads");
         assert!(!rules.has_profiles());
         assert_eq!(rules.detection_count(), 0);
@@ -521,13 +521,13 @@ when:
         let p = |name: &str, argv: &str| {
             format!("profile: {name}\nmatch:\n  argv_contains: [{argv}]\n")
         };
-        let dir = TempDir::new();
-        dir.write("b/second.yml", &p("second", "serve"));
-        dir.write("a/first.yaml", &p("first", "serve"));
+        let dir = TempDir::new("rules-test");
+        dir.write("b/second.yml", p("second", "serve"));
+        dir.write("a/first.yaml", p("first", "serve"));
         dir.write("README.md", "not yaml: [");
         dir.write(".hidden/x.yaml", "not: [valid");
         dir.write("..data/y.yaml", "not: [valid");
-        let single = dir.write("single.txt", &p("single", "other"));
+        let single = dir.write("single.txt", p("single", "other"));
         let rules = RuleSet::load(&[dir.path().to_path_buf(), single]).expect("loads");
         assert_eq!(rules.profile_count(), 3);
         let argv = ["x".to_owned(), "serve".to_owned()];

@@ -1,8 +1,6 @@
 //! Helpers for the rules tests: temporary rule files and synthetic events.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use monitor_common::EventKind;
 
@@ -11,42 +9,7 @@ use super::{DetectionState, EvalContext, Finding, HostAddrs, ProfileId, RuleSet,
 use crate::sensor::event::{
     Access, Event, EventBody, ExecBody, Family, FileBody, ForkBody, NetBody, Protocol,
 };
-
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "monitor-rules-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    /// Writes `name` (directories created) and returns its path.
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).expect("create dir");
-        }
-        std::fs::write(&p, text).expect("write rule file");
-        p
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use crate::testutil::TempDir;
 
 fn event(kind: EventKind, body: EventBody) -> Event {
     Event {
@@ -175,7 +138,7 @@ pub fn unix_connect(path: &str) -> Event {
 
 /// Loads `files` (name, text) from a fresh temporary directory.
 pub fn load(files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
-    let dir = TempDir::new();
+    let dir = TempDir::new("rules-test");
     for (name, text) in files {
         dir.write(name, text);
     }
@@ -189,7 +152,7 @@ pub fn load_ok(files: &[(&str, &str)]) -> RuleSet {
 
 /// The rendered errors of loading `files`, with file names relative to the rules directory.
 pub fn load_errs(files: &[(&str, &str)]) -> Vec<String> {
-    let dir = TempDir::new();
+    let dir = TempDir::new("rules-test");
     for (name, text) in files {
         dir.write(name, text);
     }

@@ -5,12 +5,9 @@ mod spool;
 
 use std::{
     future::Future,
-    path::{Path, PathBuf},
+    path::Path,
     pin::Pin,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -37,32 +34,7 @@ pub(super) fn open_spool(
     }
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-pub(super) struct TempDir(PathBuf);
-
-impl TempDir {
-    pub(super) fn new(tag: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "monitor-deliver-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-
-    pub(super) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(super) use crate::testutil::TempDir;
 
 /// Polls `cond` until it holds or `deadline` passes; returns whether it held.
 pub(super) async fn eventually(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
