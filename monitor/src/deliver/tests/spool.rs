@@ -9,6 +9,7 @@ use std::{
 
 use super::super::{Spool, SpoolError, SpoolOptions};
 use super::{TempDir, lines, open_spool};
+use crate::testutil::Reap;
 
 fn names(n: &[&str]) -> Vec<String> {
     n.iter().map(|s| (*s).to_owned()).collect()
@@ -370,21 +371,11 @@ fn crash_child() {
     }
 }
 
-/// Kills the child on drop (if a test assertion fails first).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn sigkill_loses_nothing_appended() {
     let dir = TempDir::new("sigkill");
     let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
-    let mut child = KillOnDrop(
+    let mut child = Reap(
         Command::new(std::env::current_exe().unwrap())
             .args(["--exact", &format!("{module}::crash_child")])
             .args(["--ignored", "--nocapture", "--test-threads=1"])

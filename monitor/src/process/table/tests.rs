@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use monitor_common::config::ARGV_MAX;
@@ -12,6 +12,7 @@ use super::{ExecImage, ProcessInfo, ProcessTable};
 use crate::process::container::{ContainerIdentity, RUNTIME_DOCKER};
 use crate::process::escape_bytes;
 use crate::process::procfs::{split_cmdline, start_key_from_ns, ticks_per_second};
+use crate::testutil::Reap;
 
 /// Synthetic pids above any real pid_max, so no test touches a real process by accident.
 const P: u32 = 1 << 23;
@@ -47,16 +48,6 @@ fn image(exe: &str, argv: &[&str], cwd: &str, uid: u32) -> ExecImage {
 
 fn exe_of(t: &ProcessTable, pid: u32) -> Option<&str> {
     t.get(pid).and_then(|p| p.exe.as_deref())
-}
-
-/// Kills and reaps a spawned child even if the test fails.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
