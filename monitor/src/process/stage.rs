@@ -148,17 +148,14 @@ impl Enricher {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        fs,
-        os::unix::fs::MetadataExt as _,
-        process::{Child, Command},
-    };
+    use std::{fs, os::unix::fs::MetadataExt as _, process::Command};
 
     use super::Enricher;
     use crate::{
         process::cgroup::tests::{DirGuard, ID, POD, pod_cgroup, unavailable},
         rules::testutil::{exec, open},
         sensor::event::{Access, Event},
+        testutil::Reap,
     };
 
     /// A `sleep` moved into a fresh pod container's cgroup, next to a fresh cgroup that names
@@ -167,8 +164,9 @@ mod tests {
         enricher: Enricher,
         outside_id: u64,
         leaf_id: u64,
-        child: Child,
-        guard: Option<DirGuard>,
+        /// Dropped (killed and reaped) before `_guard`, so the cgroups are empty when removed.
+        child: Reap,
+        _guard: DirGuard,
     }
 
     impl Moved {
@@ -184,34 +182,25 @@ mod tests {
             guard.extend(plain);
             let outside_id = fs::metadata(&outside).expect("plain cgroup").ino();
             let leaf_id = fs::metadata(&leaf).expect("leaf").ino();
-            let child = Command::new("sleep").arg("30").spawn().expect("sleep");
+            let child = Reap(Command::new("sleep").arg("30").spawn().expect("sleep"));
             let moved = Self {
                 enricher,
                 outside_id,
                 leaf_id,
                 child,
-                guard: Some(guard),
+                _guard: guard,
             };
-            fs::write(leaf.join("cgroup.procs"), moved.child.id().to_string())
+            fs::write(leaf.join("cgroup.procs"), moved.child.0.id().to_string())
                 .expect("move the child into the container's cgroup");
             Some(moved)
         }
 
         /// `ev` as the child's, in cgroup `cgroup_id`, enriched.
         fn enrich(&mut self, mut ev: Event, cgroup_id: u64) -> Event {
-            ev.pid = self.child.id();
+            ev.pid = self.child.0.id();
             ev.cgroup_id = cgroup_id;
             self.enricher.enrich(&mut ev);
             ev
-        }
-    }
-
-    impl Drop for Moved {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            // The cgroups can go once the child is reaped.
-            self.guard.take();
         }
     }
 
