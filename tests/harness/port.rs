@@ -22,19 +22,16 @@ pub struct ReservedPort {
 impl ReservedPort {
     #[track_caller]
     pub fn new() -> Self {
-        match Self::bind(0) {
+        match Self::take(0) {
             Ok(p) => p,
             Err(e) => panic!("cannot reserve a loopback TCP port: {e}"),
         }
     }
 
-    /// Binds `port` itself (with `SO_REUSEADDR`, so the connections a stopped server left in
-    /// TIME_WAIT do not stand in the way), to keep it while its server is down.
+    /// Binds `port` itself (0: one the kernel chooses), with `SO_REUSEADDR` so the connections
+    /// a stopped server left in TIME_WAIT do not stand in the way, to keep it while its server
+    /// is down.
     pub fn take(port: u16) -> io::Result<Self> {
-        Self::bind(port)
-    }
-
-    fn bind(port: u16) -> io::Result<Self> {
         // SAFETY: plain socket(2); the result is checked before it is owned.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
