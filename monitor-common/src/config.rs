@@ -18,6 +18,12 @@ pub const DATA_MASK: usize = DATA_SIZE - 1;
 /// bounds of the scratch buffer.
 pub const DATA_SLACK: usize = USER_STR_MAX;
 
+/// Most bytes of a DNS answer copied from a packet (a classic UDP answer is at most 512; EDNS
+/// answers usually stay under 1232). Power of two: the kernel masks the copy length.
+pub const DNS_CAPTURE_MAX: usize = 2048;
+/// Sockets remembered as having sent a DNS query (LRU): their answers are reported.
+pub const DNS_SOCKETS_MAX: u32 = 16384;
+
 /// Words of the `WATCHED` bitmap: one bit per possible pid (PID_MAX_LIMIT = 4M on 64-bit).
 pub const WATCH_WORDS: u32 = (4 * 1024 * 1024) / 64;
 
@@ -37,8 +43,19 @@ pub mod counter {
     pub const DEDUPED: u32 = 5;
     /// A 32-bit (ia32 compat) file or network syscall of a watched process was not decoded.
     pub const COMPAT_SKIPPED: u32 = 6;
+    /// A DNS answer arrived on a socket that queried, but from another address than the one
+    /// queried: not reported (a spoofed or stray packet).
+    pub const DNS_UNMATCHED: u32 = 7;
     /// Number of counters.
     pub const COUNT: u32 = 8;
+}
+
+/// Indices into the `SWITCHES` array: settings user space changes while the programs run.
+pub mod switch {
+    /// Non-zero: every exec'ing process is watched from its first instruction until user space
+    /// has decided (a profile or a learning session may select it).
+    pub const WATCH_ON_EXEC: u32 = 0;
+    pub const COUNT: u32 = 4;
 }
 
 /// Slots of the `SYSCALL_HANDLERS` program array used by the `sys_exit` dispatcher.
@@ -118,7 +135,6 @@ pub mod names {
     pub const OFFSETS: &str = "OFFSETS";
     pub const RECORD_ALL: &str = "RECORD_ALL";
     pub const AGENT_TGID: &str = "AGENT_TGID";
-    pub const WATCH_ON_EXEC: &str = "WATCH_ON_EXEC";
     pub const DEDUPE_WINDOW_JIFFIES: &str = "DEDUPE_WINDOW_JIFFIES";
     pub const PROG_SYS_EXIT: &str = "sys_exit";
     pub const PROG_FILE_OTHER: &str = "sys_exit_file";
@@ -126,4 +142,12 @@ pub mod names {
     pub const PROG_EXEC: &str = "sched_process_exec";
     pub const PROG_FORK: &str = "sched_process_fork";
     pub const PROG_EXIT: &str = "sched_process_exit";
+    pub const DNS_SOCKETS: &str = "DNS_SOCKETS";
+    pub const PROG_DNS_CONNECT4: &str = "dns_connect4";
+    pub const PROG_DNS_CONNECT6: &str = "dns_connect6";
+    pub const PROG_DNS_SENDMSG4: &str = "dns_sendmsg4";
+    pub const PROG_DNS_SENDMSG6: &str = "dns_sendmsg6";
+    pub const PROG_DNS_INGRESS: &str = "dns_ingress";
+    /// Array of runtime switches the agent flips while running, indexed by [`super::switch`].
+    pub const SWITCHES: &str = "SWITCHES";
 }

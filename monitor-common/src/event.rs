@@ -22,6 +22,8 @@ pub enum EventKind {
     Bind = 202,
     Listen = 203,
     Send = 204,
+    /// A DNS answer received by a watched process (cgroup `skb` ingress hook).
+    Dns = 205,
 }
 
 impl EventKind {
@@ -41,6 +43,7 @@ impl EventKind {
             202 => Self::Bind,
             203 => Self::Listen,
             204 => Self::Send,
+            205 => Self::Dns,
             _ => return None,
         })
     }
@@ -61,6 +64,7 @@ impl EventKind {
             Self::Bind => "bind",
             Self::Listen => "listen",
             Self::Send => "send",
+            Self::Dns => "dns",
         }
     }
 }
@@ -221,6 +225,32 @@ pub struct NetEvent {
     pub fd: i32,
 }
 
+/// Payload of [`EventKind::Dns`]: one DNS message (UDP datagram or TCP segment payload) that a
+/// nameserver sent to a socket of a watched process, captured at ingress. The header is the one
+/// of the process that sent the query on that socket, taken when it did (the answer arrives in
+/// softirq context, where `current` is unrelated), with `ktime_ns` of the answer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DnsEvent {
+    /// `AF_INET` or `AF_INET6`: the packet's network protocol.
+    pub family: u16,
+    /// `IPPROTO_UDP` (17) or `IPPROTO_TCP` (6).
+    pub protocol: u16,
+    /// The nameserver's port, host byte order (53).
+    pub server_port: u16,
+    pub _pad: u16,
+    /// Bytes of transport payload in the packet; `data` holds the first
+    /// [`crate::config::DNS_CAPTURE_MAX`] of them.
+    pub payload_len: u32,
+    /// The payload bytes (a TCP segment starts with the message's 2-byte length when it is the
+    /// first of the message).
+    pub data: StrRef,
+    /// The nameserver's address, network byte order; IPv4 in the first 4 bytes.
+    pub server_addr: [u8; 16],
+    /// The socket's cookie (`bpf_get_socket_cookie`): one per socket while it lives.
+    pub cookie: u64,
+}
+
 pub const NET_LOCAL_KNOWN: u16 = 1 << 0;
 pub const NET_REMOTE_KNOWN: u16 = 1 << 1;
 
@@ -236,6 +266,7 @@ const _: () = assert!(size_of::<ForkEvent>() == 16);
 const _: () = assert!(size_of::<ExitEvent>() == 8);
 const _: () = assert!(size_of::<FileEvent>() == 48);
 const _: () = assert!(size_of::<NetEvent>() == 64);
+const _: () = assert!(size_of::<DnsEvent>() == 40);
 
 /// Byte offset of the payload in a record.
 pub const PAYLOAD_OFFSET: usize = size_of::<EventHeader>();
@@ -246,6 +277,7 @@ pub const MAX_PAYLOAD: usize = 64;
 const _: () = assert!(size_of::<ExecEvent>() <= MAX_PAYLOAD);
 const _: () = assert!(size_of::<FileEvent>() <= MAX_PAYLOAD);
 const _: () = assert!(size_of::<NetEvent>() <= MAX_PAYLOAD);
+const _: () = assert!(size_of::<DnsEvent>() <= MAX_PAYLOAD);
 
 /// Largest record the kernel can emit.
 pub const MAX_RECORD: usize = DATA_OFFSET + crate::config::DATA_SIZE;

@@ -5,7 +5,8 @@
 //! [`EventKind`] are never reused: a retired kind keeps its number.
 //!
 //! An event record, as written to the ring buffer, is an [`EventHeader`], then the family's
-//! fixed payload ([`ExecEvent`], [`ForkEvent`], [`ExitEvent`], [`FileEvent`] or [`NetEvent`]), then a
+//! fixed payload ([`ExecEvent`], [`ForkEvent`], [`ExitEvent`], [`FileEvent`], [`NetEvent`] or
+//! [`DnsEvent`]), then a
 //! variable-length data area holding the strings the payload points at with [`StrRef`]s. The
 //! record is `header.size` bytes long.
 #![no_std]

@@ -17,6 +17,65 @@ use crate::{
     maps::{EVENTS, SCRATCH, count, offset},
 };
 
+/// Fills `hdr` for the current task (`task` is `current`): kind, time, ids, credentials,
+/// cgroup, parent, process start time, comm. `size` and `flags` start at 0.
+///
+/// # Safety
+/// `hdr` must point to writable memory for an `EventHeader` (a map value or the stack).
+#[inline(always)]
+pub unsafe fn fill_header(hdr: *mut EventHeader, kind: EventKind, task: *const u8) {
+    // SAFETY: helpers without preconditions; `hdr` is writable (caller's contract).
+    unsafe {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let uid_gid = bpf_get_current_uid_gid();
+        (*hdr).kind = kind as u32;
+        (*hdr).size = 0;
+        (*hdr).ktime_ns = bpf_ktime_get_boot_ns();
+        (*hdr).pid = (pid_tgid >> 32) as u32;
+        (*hdr).tid = pid_tgid as u32;
+        (*hdr).uid = uid_gid as u32;
+        (*hdr).gid = (uid_gid >> 32) as u32;
+        (*hdr).flags = 0;
+        (*hdr).cgroup_id = bpf_get_current_cgroup_id();
+        (*hdr).ppid = read_ptr(task, off::TASK_REAL_PARENT)
+            .and_then(|p| read::<u32>(p, offset(off::TASK_TGID)))
+            .unwrap_or(0);
+        (*hdr).start_time_ns = read_ptr(task, off::TASK_GROUP_LEADER)
+            .and_then(|l| read::<u64>(l, offset(off::TASK_START_BOOTTIME)))
+            .unwrap_or(0);
+        let comm = (*hdr).comm.as_mut_ptr();
+        if bpf_get_current_comm(comm as *mut c_void, 16) < 0 {
+            // Two 8-byte stores (`comm` sits at offset 56 of the header): a plain `[0; 16]`
+            // assignment can become a call to `memset`, which BPF programs do not have.
+            let words = comm as *mut u64;
+            core::ptr::write_volatile(words, 0);
+            core::ptr::write_volatile(words.add(1), 0);
+        }
+    }
+}
+
+/// Sends `size` bytes at `base` (a complete record) to the ring buffer, waking the reader only
+/// once a batch has accumulated (it also polls on a short timer, so a lone event waits at most
+/// one poll period). Counts the record as emitted or dropped.
+///
+/// # Safety
+/// `base..base + size` must be readable.
+#[inline(always)]
+pub unsafe fn output(base: *const u8, size: usize) {
+    // SAFETY: the caller's contract.
+    let record = unsafe { core::slice::from_raw_parts(base, size) };
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<[u8]>(record, flags as u64).is_err() {
+        count(counter::RINGBUF_DROP);
+    } else {
+        count(counter::EMITTED);
+    }
+}
+
 /// Unread bytes in the ring buffer above which a record wakes the reader.
 const WAKEUP_BYTES: u64 = 256 * 1024;
 
@@ -31,30 +90,9 @@ impl Record {
     #[inline(always)]
     pub fn new(kind: EventKind, task: *const u8) -> Option<Self> {
         let base = SCRATCH.get_ptr_mut(0)? as *mut u8;
-        let hdr = base as *mut EventHeader;
-        // SAFETY: helpers without preconditions; `hdr` points into the scratch record.
+        // SAFETY: the header and payload live in the scratch record.
         unsafe {
-            let pid_tgid = bpf_get_current_pid_tgid();
-            let uid_gid = bpf_get_current_uid_gid();
-            (*hdr).kind = kind as u32;
-            (*hdr).size = 0;
-            (*hdr).ktime_ns = bpf_ktime_get_boot_ns();
-            (*hdr).pid = (pid_tgid >> 32) as u32;
-            (*hdr).tid = pid_tgid as u32;
-            (*hdr).uid = uid_gid as u32;
-            (*hdr).gid = (uid_gid >> 32) as u32;
-            (*hdr).flags = 0;
-            (*hdr).cgroup_id = bpf_get_current_cgroup_id();
-            (*hdr).ppid = read_ptr(task, off::TASK_REAL_PARENT)
-                .and_then(|p| read::<u32>(p, offset(off::TASK_TGID)))
-                .unwrap_or(0);
-            (*hdr).start_time_ns = read_ptr(task, off::TASK_GROUP_LEADER)
-                .and_then(|l| read::<u64>(l, offset(off::TASK_START_BOOTTIME)))
-                .unwrap_or(0);
-            let comm = &mut (*hdr).comm;
-            if bpf_get_current_comm(comm.as_mut_ptr() as *mut c_void, 16) < 0 {
-                *comm = [0; 16];
-            }
+            fill_header(base as *mut EventHeader, kind, task);
             // Clear the payload area: payloads are partly filled on error paths.
             let payload =
                 base.add(PAYLOAD_OFFSET) as *mut [u64; (DATA_OFFSET - PAYLOAD_OFFSET) / 8];
@@ -101,19 +139,7 @@ impl Record {
         // SAFETY: header lives in the scratch record; `size` is at most the record size.
         unsafe {
             (*(self.base as *mut EventHeader)).size = size as u32;
-            let record = core::slice::from_raw_parts(self.base as *const u8, size);
-            // Wake the reader only once a batch has accumulated; it also polls on a short
-            // timer, so a lone event waits at most one poll period.
-            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-            if EVENTS.output::<[u8]>(record, flags as u64).is_err() {
-                count(counter::RINGBUF_DROP);
-            } else {
-                count(counter::EMITTED);
-            }
+            output(self.base, size);
         }
     }
 }

@@ -4,7 +4,9 @@
 //! - raw tracepoints `sched_process_exec`, `sched_process_fork`, `sched_process_exit`
 //!   ([`process`]);
 //! - raw tracepoint `sys_exit` ([`syscall`]), a dispatcher that tail-calls the file ([`file`])
-//!   and network ([`net`]) handlers for the syscalls they cover, for watched processes only.
+//!   and network ([`net`]) handlers for the syscalls they cover, for watched processes only;
+//! - cgroup `sock_addr` (connect4/6, sendmsg4/6) and `cgroup_skb/ingress` hooks on the cgroup v2
+//!   root ([`dns`]): DNS answers received by watched processes.
 #![no_std]
 #![no_main]
 // Atomic bit operations on the shared watch bitmap (`maps::set_watched`).
@@ -14,6 +16,7 @@
     reason = "core_intrinsics: BPF has no AtomicU64::fetch_or"
 )]
 
+mod dns;
 mod emit;
 mod file;
 mod floor;

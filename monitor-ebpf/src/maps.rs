@@ -8,7 +8,7 @@ use core::intrinsics::{AtomicOrdering, atomic_and, atomic_or};
 
 use monitor_common::{
     MAX_RECORD,
-    config::{self, WATCH_WORDS, counter, handler, off},
+    config::{self, WATCH_WORDS, counter, handler, off, switch},
 };
 
 /// Scratch space for one event record, one per CPU (programs do not nest on a CPU).
@@ -72,16 +72,16 @@ static OFFSETS: [u32; off::COUNT] = [u32::MAX; off::COUNT];
 #[unsafe(no_mangle)]
 static RECORD_ALL: u8 = 0;
 
-/// Non-zero: every exec'ing process is watched from its first instruction until user space has
-/// matched it against the workload profiles and cleared it if none applies (so a profiled
-/// server's start-up, before user space sees its exec, is recorded too).
-#[unsafe(no_mangle)]
-static WATCH_ON_EXEC: u8 = 0;
+/// Switches user space flips while the programs run, indexed by [`switch`] constants.
+#[map(name = "SWITCHES")]
+pub static SWITCHES: Array<u32> = Array::with_max_entries(switch::COUNT, 0);
 
+/// Every exec'ing process is watched from its first instruction until user space has matched
+/// it against the workload profiles and learning sessions and cleared it if none applies (so a
+/// profiled server's start-up, before user space sees its exec, is recorded too).
 #[inline(always)]
 pub fn watch_on_exec() -> bool {
-    // SAFETY: reading a global the loader wrote before load.
-    unsafe { core::ptr::read_volatile(&WATCH_ON_EXEC) != 0 }
+    SWITCHES.get(switch::WATCH_ON_EXEC).is_some_and(|v| *v != 0)
 }
 
 /// The agent's own thread-group id: its activity is never recorded (no feedback loops).

@@ -100,8 +100,12 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         } else {
             1000
         })),
+        cgroup_root: crate::process::cgroup::cgroup2_root(),
         ..SensorConfig::default()
     };
+    if config.cgroup_root.is_none() {
+        tracing::warn!("no cgroup2 filesystem is mounted: DNS answers are not reported");
+    }
     let config = match &args.btf {
         Some(path) => SensorConfig {
             btf_path: path.clone(),

@@ -371,6 +371,12 @@ fn open_dir(path: &Path) -> Option<OwnedFd> {
     fs::File::open(path).ok().map(OwnedFd::from)
 }
 
+/// This host's cgroup2 mount point (the hierarchy's root), from `/proc/self/mountinfo`.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = Process::myself().and_then(|me| me.mountinfo()).ok()?;
+    cgroup2_mount_point(mounts.iter())
+}
+
 /// The mount point of the cgroup2 filesystem: the first `cgroup2` mount of the hierarchy's
 /// root (bind mounts of sub-trees are skipped, their inode walk would miss cgroups).
 fn cgroup2_mount_point<'a>(mounts: impl Iterator<Item = &'a MountInfo>) -> Option<PathBuf> {

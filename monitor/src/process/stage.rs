@@ -114,7 +114,7 @@ impl Enricher {
                 );
             }
             EventBody::Exit(_) => self.table.on_exit(ev.pid, key),
-            EventBody::File(_) | EventBody::Net(_) => {}
+            EventBody::File(_) | EventBody::Net(_) | EventBody::Dns(_) => {}
         }
         // The exact process (pid and start time) first: pids are reused.
         let found = match self.table.get_exact(ev.pid, key) {

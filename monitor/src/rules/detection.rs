@@ -39,11 +39,12 @@ pub(crate) fn kind_index(k: EventKind) -> usize {
         EventKind::Bind => 10,
         EventKind::Listen => 11,
         EventKind::Send => 12,
+        EventKind::Dns => 13,
     }
 }
 
 /// Number of event kinds.
-pub(crate) const KINDS: usize = 13;
+pub(crate) const KINDS: usize = 14;
 
 fn on_kind(k: OnKind) -> EventKind {
     match k {
@@ -57,6 +58,7 @@ fn on_kind(k: OnKind) -> EventKind {
         OnKind::Memfd => EventKind::Memfd,
         OnKind::Connect => EventKind::Connect,
         OnKind::Send => EventKind::Send,
+        OnKind::Dns => EventKind::Dns,
         OnKind::Accept => EventKind::Accept,
         OnKind::Bind => EventKind::Bind,
         OnKind::Listen => EventKind::Listen,

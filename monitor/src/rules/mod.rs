@@ -338,7 +338,8 @@ impl RuleSet {
             | EventKind::Accept
             | EventKind::Bind
             | EventKind::Listen
-            | EventKind::Send => None,
+            | EventKind::Send
+            | EventKind::Dns => None,
         };
         if let Some(path) = written
             && self

@@ -259,7 +259,7 @@ impl Profile {
                     out.push(self.violation(Category::Exec, v, v.exe.unwrap_or("?")));
                 }
             }
-            EventKind::Fork | EventKind::Exit | EventKind::Memfd => {}
+            EventKind::Fork | EventKind::Exit | EventKind::Memfd | EventKind::Dns => {}
             EventKind::Open if ok => {
                 let Some(path) = v.path.as_deref() else {
                     return;

@@ -217,6 +217,7 @@ pub(crate) enum OnKind {
     Accept,
     Bind,
     Listen,
+    Dns,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

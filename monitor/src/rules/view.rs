@@ -10,7 +10,7 @@ use monitor_common::EventKind;
 
 use super::pattern::{canonical_ip, proc_self_path};
 use crate::sensor::event::{
-    Access, Event, EventBody, ExecBody, Family, FileBody, NetBody, Protocol,
+    Access, DnsBody, Event, EventBody, ExecBody, Family, FileBody, NetBody, Protocol,
 };
 
 pub(crate) struct View<'a> {
@@ -24,6 +24,7 @@ pub(crate) struct View<'a> {
     pub exec: Option<&'a ExecBody>,
     pub file: Option<&'a FileBody>,
     pub net: Option<&'a NetBody>,
+    pub dns: Option<&'a DnsBody>,
     /// Remote address, IPv4-mapped IPv6 folded to IPv4.
     pub remote: Option<IpAddr>,
     /// 0 or positive on success, -errno on failure; exec/fork/exit count as success.
@@ -41,6 +42,7 @@ impl<'a> View<'a> {
             exec: None,
             file: None,
             net: None,
+            dns: None,
             remote: None,
             result: 0,
         };
@@ -65,6 +67,10 @@ impl<'a> View<'a> {
                 v.remote = n.remote_addr.map(canonical_ip);
                 v.result = n.result;
                 v.net = Some(n);
+            }
+            EventBody::Dns(d) => {
+                v.remote = d.remote_addr.map(canonical_ip);
+                v.dns = Some(d);
             }
         }
         v
@@ -92,7 +98,10 @@ impl<'a> View<'a> {
     }
 
     pub fn remote_port(&self) -> Option<u16> {
-        self.net.and_then(|n| n.remote_port)
+        match self.dns {
+            Some(d) => d.remote_port,
+            None => self.net.and_then(|n| n.remote_port),
+        }
     }
 
     pub fn local_port(&self) -> Option<u16> {
@@ -100,11 +109,17 @@ impl<'a> View<'a> {
     }
 
     pub fn family(&self) -> Option<Family> {
-        self.net.and_then(|n| n.family)
+        match self.dns {
+            Some(d) => d.family,
+            None => self.net.and_then(|n| n.family),
+        }
     }
 
     pub fn protocol(&self) -> Option<Protocol> {
-        self.net.and_then(|n| n.protocol)
+        match self.dns {
+            Some(d) => d.protocol,
+            None => self.net.and_then(|n| n.protocol),
+        }
     }
 
     /// What the process did, for messages: `read /etc/shadow`, `connected to 1.2.3.4:443/tcp`.
@@ -157,6 +172,18 @@ impl<'a> View<'a> {
             }
             EventKind::Bind => format!("bound port {local}{proto}"),
             EventKind::Listen => format!("listened on port {local}{proto}"),
+            EventKind::Dns => {
+                let d = self.dns;
+                let answers: Vec<String> = d
+                    .map(|d| d.answers.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default();
+                format!(
+                    "received a DNS answer for {} from {}{proto}: [{}]",
+                    d.and_then(|d| d.query.as_deref()).unwrap_or("?"),
+                    self.remote_object(),
+                    answers.join(", ")
+                )
+            }
         };
         if self.failed() {
             let _ = write!(s, " (failed: errno {})", -self.result);
@@ -196,6 +223,7 @@ impl<'a> View<'a> {
             EventKind::Accept | EventKind::Bind | EventKind::Listen => {
                 format!("port {}", self.local_port().unwrap_or(0))
             }
+            EventKind::Dns => self.dns.and_then(|d| d.query.clone()).unwrap_or_default(),
         }
     }
 

@@ -47,6 +47,7 @@ pub enum EventBody {
     Exit(ExitBody),
     File(FileBody),
     Net(NetBody),
+    Dns(DnsBody),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -158,4 +159,33 @@ pub struct NetBody {
     pub result: i64,
     /// The socket fd (for accept, the new connection's fd).
     pub fd: i64,
+}
+
+/// A DNS answer a watched process received (`kind: "dns"`). The nameserver is the remote end.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DnsBody {
+    pub family: Option<Family>,
+    pub protocol: Option<Protocol>,
+    /// The nameserver.
+    pub remote_addr: Option<IpAddr>,
+    pub remote_port: Option<u16>,
+    /// The name asked about: ASCII (IDNA) form, lower case, without the final dot.
+    pub query: Option<String>,
+    /// The record type asked for (`A`, `AAAA`, ...).
+    pub query_type: Option<String>,
+    /// Response code mnemonic: `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED`, ...
+    pub rcode: Option<String>,
+    /// Addresses the answer gives (A and AAAA records), in order.
+    pub answers: Vec<IpAddr>,
+    /// Canonical names the query name is an alias of (CNAME targets), in order.
+    pub cnames: Vec<String>,
+    /// Smallest TTL of the address records, seconds.
+    pub ttl: Option<u32>,
+    /// The message was longer than the kernel copies (`DNS_CAPTURE_MAX`); what was parsed is its
+    /// start.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// The payload is not a DNS response that parses (cut short, a later TCP segment, not DNS).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub malformed: bool,
 }

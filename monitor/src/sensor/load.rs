@@ -4,10 +4,13 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
-    programs::{ProgramError, RawTracePoint},
+    maps::{Array, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError,
+        RawTracePoint,
+    },
 };
-use monitor_common::config::{counter, handler, names};
+use monitor_common::config::{counter, handler, names, switch};
 
 use super::{btf::Btf, btf::BtfError, hz, offsets, watch::WatchBitmap};
 
@@ -26,8 +29,11 @@ pub struct SensorConfig {
     pub ring_buffer_bytes: u32,
     /// Kernel BTF file.
     pub btf_path: PathBuf,
-    /// Watch every exec'ing process until user space decides (workload profiles are loaded).
+    /// Watch every exec'ing process until user space decides (workload profiles are loaded, or
+    /// a learning session runs); changed later with [`Sensor::set_watch_on_exec`].
     pub watch_on_exec: bool,
+    /// The cgroup v2 root the DNS hooks attach to; `None`: no DNS answers are reported.
+    pub cgroup_root: Option<PathBuf>,
     /// Identical opens (same process, file, access) within this window are folded into the
     /// first one reported, in the kernel; `Duration::ZERO` reports every open.
     pub dedupe_window: std::time::Duration,
@@ -40,6 +46,7 @@ impl Default for SensorConfig {
             ring_buffer_bytes: 16 * 1024 * 1024,
             btf_path: PathBuf::from(KERNEL_BTF),
             watch_on_exec: false,
+            cgroup_root: None,
             dedupe_window: std::time::Duration::from_secs(1),
         }
     }
@@ -79,6 +86,19 @@ pub enum SensorError {
         #[source]
         source: MapError,
     },
+    #[error("could not open the cgroup v2 root {path} to attach the DNS hooks")]
+    CgroupRoot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not attach kernel program `{name}` to the cgroup v2 root {path}")]
+    AttachCgroup {
+        name: &'static str,
+        path: PathBuf,
+        #[source]
+        source: ProgramError,
+    },
     #[error("could not memory-map the kernel watch bitmap")]
     MapWatch(#[source] std::io::Error),
     #[error("ring buffer size {0} must be a power of two and at least 4096 bytes")]
@@ -92,6 +112,7 @@ pub struct Sensor {
     pub events: Option<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
     watched: WatchBitmap,
+    switches: Array<MapData, u32>,
     /// Kept open: the kernel empties a program array when its last user-space fd closes.
     _handlers: ProgramArray<MapData>,
 }
@@ -126,14 +147,12 @@ impl Sensor {
         let btf = Btf::from_file(Path::new(&config.btf_path))?;
         let offsets = offsets::resolve(&btf)?;
         let record_all: u8 = config.record_all.into();
-        let watch_on_exec: u8 = config.watch_on_exec.into();
         let agent_tgid: u32 = std::process::id();
         let dedupe_jiffies = hz::duration_to_jiffies(config.dedupe_window, hz::kernel_hz());
         let mut ebpf = EbpfLoader::new()
             .override_global(names::OFFSETS, &offsets, true)
             .override_global(names::RECORD_ALL, &record_all, true)
             .override_global(names::AGENT_TGID, &agent_tgid, true)
-            .override_global(names::WATCH_ON_EXEC, &watch_on_exec, true)
             .override_global(names::DEDUPE_WINDOW_JIFFIES, &dedupe_jiffies, true)
             .map_max_entries(names::EVENTS, size)
             .load(OBJECT)
@@ -159,7 +178,24 @@ impl Sensor {
                 })?;
         }
 
+        let mut switches =
+            Array::try_from(take_map(&mut ebpf, names::SWITCHES)?).map_err(|source| {
+                SensorError::Map {
+                    name: names::SWITCHES,
+                    source,
+                }
+            })?;
+        switches
+            .set(switch::WATCH_ON_EXEC, u32::from(config.watch_on_exec), 0)
+            .map_err(|source| SensorError::Map {
+                name: names::SWITCHES,
+                source,
+            })?;
+
         attach_all(&mut ebpf, &ATTACHED)?;
+        if let Some(root) = &config.cgroup_root {
+            attach_dns(&mut ebpf, root)?;
+        }
 
         let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?).map_err(|source| {
             SensorError::Map {
@@ -187,8 +223,20 @@ impl Sensor {
             events: Some(events),
             counters,
             watched,
+            switches,
             _handlers: handlers,
         })
+    }
+
+    /// Starts or stops watching every exec'ing process until user space decides about it.
+    #[allow(dead_code, reason = "learning sessions switch it (next commit)")]
+    pub fn set_watch_on_exec(&mut self, on: bool) -> Result<(), SensorError> {
+        self.switches
+            .set(switch::WATCH_ON_EXEC, u32::from(on), 0)
+            .map_err(|source| SensorError::Map {
+                name: names::SWITCHES,
+                source,
+            })
     }
 
     /// Kernel counters summed over CPUs.
@@ -207,6 +255,7 @@ impl Sensor {
             opens_deduped: sum(counter::DEDUPED),
             compat_syscalls_skipped: sum(counter::COMPAT_SKIPPED),
             read_errors: sum(counter::READ_ERROR),
+            dns_unmatched: sum(counter::DNS_UNMATCHED),
         }
     }
 
@@ -235,6 +284,9 @@ pub struct KernelCounters {
     pub compat_syscalls_skipped: u64,
     /// Events a kernel handler gave up on because a kernel read failed (lost, counted).
     pub read_errors: u64,
+    /// DNS answers to a socket that queried, from another address than the one it queried
+    /// (spoofed or stray): not reported.
+    pub dns_unmatched: u64,
 }
 
 /// Loads (verifies) and attaches each (program, raw tracepoint) pair, in order.
@@ -250,6 +302,57 @@ fn attach_all(ebpf: &mut Ebpf, progs: &[(&'static str, &'static str)]) -> Result
                 source,
             })?;
     }
+    Ok(())
+}
+
+/// The DNS hooks: (program name, sock_addr or skb) on the cgroup v2 root.
+const DNS_SOCK_ADDR: [&str; 4] = [
+    names::PROG_DNS_CONNECT4,
+    names::PROG_DNS_CONNECT6,
+    names::PROG_DNS_SENDMSG4,
+    names::PROG_DNS_SENDMSG6,
+];
+
+/// Loads and attaches the DNS hooks to the cgroup v2 root `root`, beside any other programs
+/// attached there: aya attaches through `bpf_link_create` (Linux >= 5.7), whose cgroup links
+/// always coexist and take no attach flags, so the mode passed is the flag-less `Single`.
+fn attach_dns(ebpf: &mut Ebpf, root: &Path) -> Result<(), SensorError> {
+    let cgroup = std::fs::File::open(root).map_err(|source| SensorError::CgroupRoot {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let attach_err = |name: &'static str| {
+        move |source| SensorError::AttachCgroup {
+            name,
+            path: root.to_path_buf(),
+            source,
+        }
+    };
+    for name in DNS_SOCK_ADDR {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or(SensorError::MissingProgram { name })?
+            .try_into()
+            .map_err(|source| SensorError::Program { name, source })?;
+        prog.load()
+            .map_err(|source| SensorError::Program { name, source })?;
+        prog.attach(&cgroup, CgroupAttachMode::Single)
+            .map_err(attach_err(name))?;
+    }
+    let name = names::PROG_DNS_INGRESS;
+    let prog: &mut CgroupSkb = ebpf
+        .program_mut(name)
+        .ok_or(SensorError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| SensorError::Program { name, source })?;
+    prog.load()
+        .map_err(|source| SensorError::Program { name, source })?;
+    prog.attach(
+        &cgroup,
+        CgroupSkbAttachType::Ingress,
+        CgroupAttachMode::Single,
+    )
+    .map_err(attach_err(name))?;
     Ok(())
 }
 

@@ -72,7 +72,8 @@ pub fn decode(rec: &Record<'_>) -> Result<FileBody, DecodeError> {
         | EventKind::Accept
         | EventKind::Bind
         | EventKind::Listen
-        | EventKind::Send => {}
+        | EventKind::Send
+        | EventKind::Dns => {}
     }
     Ok(body)
 }

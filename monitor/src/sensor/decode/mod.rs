@@ -4,6 +4,7 @@
 //! Everything that crosses the kernel boundary is validated: record size against the header,
 //! string references against the data area. A malformed record is an error, never a panic.
 
+mod dns;
 mod file;
 mod net;
 mod process;
@@ -124,6 +125,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         | EventKind::Bind
         | EventKind::Listen
         | EventKind::Send => EventBody::Net(net::decode(&rec)?),
+        EventKind::Dns => EventBody::Dns(dns::decode(&rec)?),
     };
     let comm_len = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
     Ok(Event {
