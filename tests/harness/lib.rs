@@ -22,6 +22,7 @@ pub mod deliver;
 mod events;
 mod fs;
 pub mod http;
+pub mod inference;
 mod launch;
 mod port;
 mod process;
