@@ -85,6 +85,10 @@ impl Daemon {
         self.pid
     }
 
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Everything the child wrote so far.
     pub(crate) fn log(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()

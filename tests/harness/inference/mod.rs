@@ -14,18 +14,33 @@
 //!   ([`DnsServer::queries`]).
 //! - [`FakeProvider`]: an OpenAI-compatible upstream (chat completions, embeddings, models) that
 //!   counts the requests it served ([`FakeProvider::stats`]).
+//! - [`LiteLlm`]: the real LiteLLM proxy, configured with models served by the fake provider.
+//! - [`FastApiApp`]: a small FastAPI app served by the real uvicorn.
 //!
 //! Every server is started by `ip netns exec`, which execs the program: the pid a runner reports
 //! is the server's own. Servers get `SIGKILL` if the test binary dies (parent-death signal from a
 //! keeper thread), and are stopped on drop (`SIGTERM`, a bounded wait, then `SIGKILL`) by the pid
 //! the fixture started, never by name. Each holds its namespace, which is deleted (with its
 //! `/etc/netns` directory) when the last holder is dropped; declare the [`NetNs`] first anyway.
+//!
+//! ```ignore
+//! let venv = match Venv::litellm() { Ok(v) => v, Err(e) => return skip_or_fail(&e) };
+//! let ns = NetNs::new("litellm")?;
+//! let _dns = DnsServer::start(&ns, &[("provider.monitor-test", "127.0.0.1")])?;
+//! let provider = FakeProvider::start(&ns, 8900)?;
+//! let litellm = LiteLlm::start(&venv, &ns, &provider.api_base("provider.monitor-test"))?;
+//! litellm.wait_ready(READY_TIMEOUT)?;
+//! let answer = litellm.chat(LiteLlm::CHAT_MODEL, "hello")?;
+//! ```
 
 mod client;
 mod daemon;
 mod dns;
+mod fastapi;
+mod litellm;
 mod netns;
 mod provider;
+mod server;
 mod venv;
 
 use std::{
@@ -39,6 +54,8 @@ use crate::process::describe;
 
 pub use client::HttpReply;
 pub use dns::{DnsQuery, DnsReply, DnsServer, RecordType, Transport};
+pub use fastapi::FastApiApp;
+pub use litellm::LiteLlm;
 pub use netns::NetNs;
 pub use provider::{FAKE_REPLY_PREFIX, FakeProvider, ProviderStats};
 pub use venv::Venv;
