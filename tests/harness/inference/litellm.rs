@@ -16,9 +16,11 @@ use crate::{TempDir, random_hex};
 /// [`LiteLlm::wait_ready`]. Stopped on drop (SIGTERM to [`LiteLlm::pid`], a bounded wait,
 /// SIGKILL); holds the namespace.
 ///
-/// Seen at start-up (1.108.7): it resolves and connects to `raw.githubusercontent.com:443` for
-/// its model cost map (a refused connection makes it use the copy it ships), resolves the
-/// provider's host name, asks the provider `GET /v1/models` twice, and listens on `0.0.0.0:4000`.
+/// Seen at start-up (1.108.7): it resolves `raw.githubusercontent.com` and connects to port 443
+/// for its model cost map; refused, it falls back to the copy it ships and retries twice more in
+/// the background (about 3 and 8 s later, each a fresh lookup and connect). It resolves the
+/// provider's host name, asks the provider `GET /v1/models` (two or three times here) and listens
+/// on `0.0.0.0:4000`.
 pub struct LiteLlm {
     server: HttpServer,
     master_key: String,
