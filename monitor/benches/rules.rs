@@ -405,6 +405,7 @@ fn main() {
         parent_exe: None,
         container_id: None,
         pod_uid: None,
+        cwd: None,
     });
     assert!(profile.is_some(), "the bench profile matches");
     let mut hosts: HashMap<String, Vec<IpAddr>> = HashMap::new();

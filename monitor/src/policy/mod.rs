@@ -187,6 +187,7 @@ impl Policy {
                     parent_exe: table.get(ev.ppid).and_then(|p| p.exe.as_deref()),
                     container_id: ev.container_id.as_deref(),
                     pod_uid: ev.pod_uid.as_deref(),
+                    cwd: x.cwd.as_deref(),
                 };
                 let own = self.rules.match_profile(&info);
                 let a = self.decide(ev.pid, key, own, parent);
@@ -283,5 +284,6 @@ fn exec_info<'a>(p: &'a ProcessInfo, table: &'a ProcessTable) -> ExecInfo<'a> {
         parent_exe: table.get(p.ppid).and_then(|pp| pp.exe.as_deref()),
         container_id: p.container.container_id.as_deref(),
         pod_uid: p.container.pod_uid.as_deref(),
+        cwd: p.cwd.as_deref(),
     }
 }

@@ -539,6 +539,7 @@ when:
             parent_exe: None,
             container_id: None,
             pod_uid: None,
+            cwd: None,
         };
         let id = rules.match_profile(&info).expect("matches");
         assert_eq!(rules.profile_name(id), "first", "sorted load order decides");
@@ -664,7 +665,7 @@ when:
         assert_eq!(
             e,
             vec![
-                "x.yaml:5: key `on[0]`: unknown value `opne` (expected one of: exec, fork, exit, open, unlink, rename, chmod, memfd, connect, send, accept, bind, listen)",
+                "x.yaml:5: key `on[0]`: unknown value `opne` (expected one of: exec, fork, exit, open, unlink, rename, chmod, memfd, connect, send, accept, bind, listen, dns)",
                 "x.yaml:6: key `enabled`: invalid value \"maybe\": expected true or false",
             ]
         );
@@ -683,7 +684,7 @@ when:
         assert_eq!(
             e,
             vec![
-                "x.yaml:2: key `match`: no selector: give at least one of exe, argv_contains, parent_exe, container_id, pod_uid, uid"
+                "x.yaml:2: key `match`: no selector: give at least one of exe, argv_contains, program, parent_exe, container_id, pod_uid, uid"
             ]
         );
     }

@@ -7,7 +7,9 @@ mod detection;
 mod load;
 mod pattern;
 mod profile;
+mod program;
 mod schema;
+mod selectors;
 mod state;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -48,6 +50,8 @@ pub struct ExecInfo<'a> {
     pub parent_exe: Option<&'a str>,
     pub container_id: Option<&'a str>,
     pub pod_uid: Option<&'a str>,
+    /// Working directory, for script paths given relative to it (the `program` selector).
+    pub cwd: Option<&'a str>,
 }
 
 /// Addresses of the DNS names profiles allow connecting to (see [`RuleSet::hosts`]); resolved

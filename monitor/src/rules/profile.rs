@@ -13,6 +13,7 @@ use super::pattern::{
     is_rule_name, line_of, parse_net,
 };
 use super::schema::{Mode, ProfileDoc, Severity};
+use super::selectors::Selectors;
 use super::view::View;
 use super::{EvalContext, ExecInfo, Finding};
 use crate::sensor::event::{Access, Family, Protocol};
@@ -98,17 +99,6 @@ impl Category {
     }
 }
 
-/// `match:` selectors, compiled.
-#[derive(Debug, Default)]
-struct Selectors {
-    exe: Option<GlobSet>,
-    argv_contains: Vec<String>,
-    parent_exe: Option<GlobSet>,
-    container_id: Option<GlobSet>,
-    pod_uid: Option<GlobSet>,
-    uid: Option<Vec<u32>>,
-}
-
 /// A compiled profile.
 #[derive(Debug)]
 pub(crate) struct Profile {
@@ -142,7 +132,7 @@ impl Profile {
             );
         }
         let baseline = doc.baseline.unwrap_or(true);
-        let sel = compile_selectors(&doc.selectors, sink);
+        let sel = Selectors::compile(&doc.selectors, sink);
         let allow = doc.allow.unwrap_or_default();
         let with_baseline =
             |key: &str, l: &Option<Vec<Spanned<String>>>, base: &[&str], sink: &mut Sink<'_>| {
@@ -220,21 +210,7 @@ impl Profile {
 
     /// Whether an exec starts this profile: every given selector holds.
     pub fn matches(&self, x: &ExecInfo<'_>) -> bool {
-        let s = &self.sel;
-        let opt = |set: &Option<GlobSet>, v: Option<&str>| {
-            set.as_ref()
-                .is_none_or(|set| v.is_some_and(|v| set.is_match(v)))
-        };
-        s.exe
-            .as_ref()
-            .is_none_or(|set| x.exe.is_some_and(|e| set.is_match(e)) || set.is_match(x.filename))
-            && s.argv_contains
-                .iter()
-                .all(|needle| x.argv.iter().any(|a| a.contains(needle.as_str())))
-            && s.uid.as_ref().is_none_or(|u| u.contains(&x.uid))
-            && opt(&s.parent_exe, x.parent_exe)
-            && opt(&s.container_id, x.container_id)
-            && opt(&s.pod_uid, x.pod_uid)
+        self.sel.matches(x)
     }
 
     /// Checks one event of a process under this profile against its allowlists.
@@ -254,6 +230,7 @@ impl Profile {
                         parent_exe: ctx.parent_exe,
                         container_id: v.ev.container_id.as_deref(),
                         pod_uid: v.ev.pod_uid.as_deref(),
+                        cwd: x.cwd.as_deref(),
                     });
                 if !allowed {
                     out.push(self.violation(Category::Exec, v, v.exe.unwrap_or("?")));
@@ -363,74 +340,6 @@ impl Profile {
     }
 }
 
-fn compile_selectors(sel: &Spanned<super::schema::Selectors>, sink: &mut Sink<'_>) -> Selectors {
-    let mut non_empty = |l: Option<usize>, key: &str, empty: bool| {
-        if empty {
-            sink.error(
-                l,
-                key,
-                "empty list: it would match nothing; remove the key or add entries",
-            );
-        }
-    };
-    let line = line_of(sel);
-    non_empty(
-        line,
-        "match.exe",
-        sel.exe.as_ref().is_some_and(Vec::is_empty),
-    );
-    non_empty(
-        line,
-        "match.argv_contains",
-        sel.argv_contains.as_ref().is_some_and(Vec::is_empty),
-    );
-    non_empty(
-        line,
-        "match.parent_exe",
-        sel.parent_exe.as_ref().is_some_and(Vec::is_empty),
-    );
-    non_empty(
-        line,
-        "match.container_id",
-        sel.container_id.as_ref().is_some_and(Vec::is_empty),
-    );
-    non_empty(
-        line,
-        "match.pod_uid",
-        sel.pod_uid.as_ref().is_some_and(Vec::is_empty),
-    );
-    non_empty(
-        line,
-        "match.uid",
-        sel.uid.as_ref().is_some_and(Vec::is_empty),
-    );
-    let any = sel.exe.is_some()
-        || sel.argv_contains.is_some()
-        || sel.parent_exe.is_some()
-        || sel.container_id.is_some()
-        || sel.pod_uid.is_some()
-        || sel.uid.is_some();
-    if !any {
-        sink.error(
-            line,
-            "match",
-            "no selector: give at least one of exe, argv_contains, parent_exe, container_id, \
-             pod_uid, uid",
-        );
-    }
-    let set = |l: &Option<Vec<Spanned<String>>>, key: &str, sink: &mut Sink<'_>| {
-        l.as_ref().map(|l| glob_set(l, key, sink))
-    };
-    Selectors {
-        exe: set(&sel.exe, "match.exe", sink),
-        argv_contains: sel.argv_contains.clone().unwrap_or_default(),
-        parent_exe: set(&sel.parent_exe, "match.parent_exe", sink),
-        container_id: set(&sel.container_id, "match.container_id", sink),
-        pod_uid: set(&sel.pod_uid, "match.pod_uid", sink),
-        uid: sel.uid.clone(),
-    }
-}
-
 fn items(l: &Option<Vec<Spanned<String>>>) -> &[Spanned<String>] {
     l.as_deref().unwrap_or(&[])
 }
@@ -502,6 +411,7 @@ allow:
             parent_exe: None,
             container_id: None,
             pod_uid: None,
+            cwd: None,
         }
     }
 

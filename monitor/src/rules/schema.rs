@@ -39,6 +39,8 @@ pub(crate) struct Selectors {
     #[serde(default)]
     pub argv_contains: Option<Vec<String>>,
     #[serde(default)]
+    pub program: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
     pub parent_exe: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub container_id: Option<Vec<Spanned<String>>>,
