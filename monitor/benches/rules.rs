@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use monitor_common::EventKind;
-use rules::{DetectionState, EvalContext, ExecInfo, RuleSet};
+use rules::{DetectionState, EvalContext, ExecInfo, Phase, ResolvedNames, RuleSet};
 use sensor::event::{
     Access, Event, EventBody, ExecBody, Family, FileBody, ForkBody, NetBody, Protocol,
 };
@@ -199,6 +199,15 @@ fn generated_detections(dir: &Path) {
     }
 }
 
+/// The bench workload resolved no names itself (hosts come from the agent's resolver).
+struct NoneResolved;
+
+impl ResolvedNames for NoneResolved {
+    fn resolved(&self, _ip: IpAddr, _host: &str) -> bool {
+        false
+    }
+}
+
 fn base(kind: EventKind, body: EventBody, i: usize) -> Event {
     Event {
         kind,
@@ -213,6 +222,8 @@ fn base(kind: EventKind, body: EventBody, i: usize) -> Event {
         cgroup_id: 1,
         container_id: None,
         pod_uid: None,
+        profile: None,
+        phase: None,
         body,
         ktime_ns: i as u64 * 2_000,
         start_time_ns: 0,
@@ -421,6 +432,8 @@ fn main() {
         workload: 1,
         parent_exe: Some("/usr/bin/bash"),
         hosts: &hosts,
+        resolved: &NoneResolved,
+        phase: Phase::Serving,
         nameservers: &nameservers,
     };
     let evs = events(20_000);

@@ -188,7 +188,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         if !enricher.enrich(&mut ev) {
             return Vec::new();
         }
-        let alerts = policy.handle(&ev, enricher.table(), sensor.watched());
+        let alerts = policy.handle(&mut ev, enricher.table(), sensor.watched());
         let mut lines = Vec::with_capacity(alerts.len() + 1);
         if want_events {
             lines.push(Out::Record(Class::Event, output::json_line(&ev)));

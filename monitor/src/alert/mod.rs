@@ -6,7 +6,7 @@ pub mod limit;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::{process::table::ProcessInfo, sensor::Event};
+use crate::{process::table::ProcessInfo, rules::Phase, sensor::Event};
 
 /// One alert line (the `kind: "alert"` contract).
 #[derive(Clone, Debug, Serialize)]
@@ -20,6 +20,9 @@ pub struct Alert {
     pub severity: String,
     pub mitre: Vec<String>,
     pub profile: Option<String>,
+    /// The workload's phase (`startup` or `serving`) when the process has a profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
     pub message: String,
     pub event: Event,
     pub ancestors: Vec<Ancestor>,
@@ -99,6 +102,8 @@ mod tests {
             cgroup_id: 1,
             container_id: None,
             pod_uid: None,
+            profile: None,
+            phase: None,
             body: EventBody::Fork(ForkBody {
                 child_pid: 2,
                 child_start_time_ns: 0,

@@ -1,6 +1,11 @@
 //! The policy stage: assigns processes to workload profiles (at exec, by inheritance at fork,
-//! and for processes already running at start), tells the kernel which processes to record,
-//! evaluates every event against the rule set and turns findings into alerts.
+//! and for processes already running at start), tracks each workload instance's phase
+//! (`instances`) and the names it resolved (`dns`), tells the kernel which processes to
+//! record, evaluates every event against the rule set, marks events of profiled processes with
+//! their profile and phase, and turns findings into alerts.
+
+mod dns;
+mod instances;
 
 use std::{
     collections::HashMap,
@@ -18,11 +23,14 @@ use crate::{
         Alert, Ancestor, alert_id, boot_id,
         limit::{Candidate, RateLimiter, Repeats},
     },
-    process::table::{ProcessInfo, ProcessTable, start_key_from_ns},
+    process::table::{ProcessInfo, ProcessTable, start_key_from_ns, ticks_per_second},
     resolve::HostResolver,
     rules::{DetectionState, EvalContext, ExecInfo, HostAddrs, ProfileId, RuleSet},
     sensor::{Event, EventBody, watch::WatchBitmap},
 };
+
+use dns::DnsSeen;
+use instances::Instances;
 
 /// Most ancestors listed in an alert.
 const MAX_ANCESTORS: usize = 16;
@@ -52,12 +60,20 @@ pub struct PolicyStats {
     /// File/network events of processes recorded only while their exec was being matched
     /// (no profile applied): not evaluated.
     pub unprofiled_events_skipped: u64,
+    /// (workload, address) names remembered from DNS answers.
+    pub dns_names: usize,
+    /// Of those, dropped to stay within bounds (before their time).
+    pub dns_names_evicted: u64,
+    /// Workload instances forgotten to stay within bounds (they count as serving).
+    pub instances_dropped: u64,
 }
 
 pub struct Policy {
     rules: Arc<RuleSet>,
     state: DetectionState,
     procs: HashMap<u32, Assigned>,
+    instances: Instances,
+    dns: DnsSeen,
     resolver: HostResolver,
     nameservers: Vec<IpAddr>,
     /// Every process is recorded (`--events` or `--watch-all`): evaluate everything.
@@ -84,6 +100,8 @@ impl Policy {
             rules,
             state: DetectionState::new(),
             procs: HashMap::new(),
+            instances: Instances::default(),
+            dns: DnsSeen::default(),
             resolver,
             nameservers: crate::resolve::nameservers(),
             record_everything,
@@ -101,6 +119,9 @@ impl Policy {
         PolicyStats {
             alerts_folded: self.limiter.suppressed_total,
             profiled_processes: self.procs.values().filter(|a| a.profile.is_some()).count(),
+            dns_names: self.dns.len(),
+            dns_names_evicted: self.dns.evicted,
+            instances_dropped: self.instances.dropped,
             ..self.stats
         }
     }
@@ -115,6 +136,7 @@ impl Policy {
         self.rules = rules;
         self.state = DetectionState::new();
         self.procs.clear();
+        self.instances.clear();
         self.resolver.set_hosts(self.rules.hosts());
         self.seed(table, watch);
     }
@@ -128,6 +150,14 @@ impl Policy {
             let info = exec_info(p, table);
             let own = self.rules.match_profile(&info);
             let assigned = self.decide(p.pid, p.start_key, own, parent);
+            if let Some(id) = own {
+                let started_ns = p.start_key * (1_000_000_000 / ticks_per_second());
+                self.instances.start(
+                    assigned.workload,
+                    started_ns,
+                    self.rules.profile_startup(id),
+                );
+            }
             self.procs.insert(p.pid, assigned);
             watch.set(p.pid, assigned.profile.is_some());
         }
@@ -159,8 +189,14 @@ impl Policy {
         }
     }
 
-    /// Updates assignments from lifecycle events, evaluates the event, returns its alerts.
-    pub fn handle(&mut self, ev: &Event, table: &ProcessTable, watch: &WatchBitmap) -> Vec<Alert> {
+    /// Updates assignments from lifecycle events, evaluates the event, marks it with its
+    /// profile and phase, returns its alerts.
+    pub fn handle(
+        &mut self,
+        ev: &mut Event,
+        table: &ProcessTable,
+        watch: &WatchBitmap,
+    ) -> Vec<Alert> {
         match &ev.body {
             EventBody::Fork(f) => {
                 let parent = self.procs.get(&ev.pid).copied();
@@ -191,6 +227,10 @@ impl Policy {
                 };
                 let own = self.rules.match_profile(&info);
                 let a = self.decide(ev.pid, key, own, parent);
+                if let Some(id) = own {
+                    self.instances
+                        .start(a.workload, ev.ktime_ns, self.rules.profile_startup(id));
+                }
                 self.procs.insert(ev.pid, a);
                 if !self.record_everything {
                     watch.set(ev.pid, a.profile.is_some());
@@ -205,22 +245,41 @@ impl Policy {
             .copied()
             .filter(|a| a.start_key == start_key_from_ns(ev.start_time_ns));
         let profile = assigned.and_then(|a| a.profile);
+        let workload = assigned.map_or(0, |a| a.workload);
+        if let EventBody::Dns(answer) = &ev.body {
+            self.dns.expire(ev.ktime_ns);
+            self.dns.record(workload, answer, ev.ktime_ns);
+        }
         let file_or_net = !matches!(ev.kind, EventKind::Exec | EventKind::Fork | EventKind::Exit);
         if file_or_net && profile.is_none() && !self.record_everything {
             self.stats.unprofiled_events_skipped += 1;
             return Vec::new();
         }
+        let phase = self.instances.phase(workload, ev.ktime_ns);
+        if let Some(id) = profile {
+            ev.profile = Some(self.rules.profile_name(id).to_owned());
+            ev.phase = Some(phase);
+        }
         let parent_exe = table.get(ev.ppid).and_then(|p| p.exe.as_deref());
+        let resolved = self.dns.of(workload);
         let ctx = EvalContext {
             profile,
-            workload: assigned.map_or(0, |a| a.workload),
+            workload,
             parent_exe,
             hosts: &self.resolver,
+            resolved: &resolved,
+            phase,
             nameservers: &self.nameservers,
         };
         let findings = self.rules.check(ev, &ctx, &mut self.state);
-        if let EventBody::Exit(_) = ev.body {
-            self.procs.remove(&ev.pid);
+        match &ev.body {
+            EventBody::Exit(_) => {
+                self.procs.remove(&ev.pid);
+            }
+            EventBody::Net(n) if ev.kind == EventKind::Listen && n.result >= 0 => {
+                self.instances.listened(workload);
+            }
+            _ => {}
         }
         let now = Instant::now();
         let mut alerts = Vec::new();
@@ -255,6 +314,7 @@ impl Policy {
                 severity: f.severity.as_str().to_owned(),
                 mitre: f.mitre,
                 profile: f.profile,
+                phase: profile.map(|_| phase),
                 message: f.message,
                 event: ev.clone(),
                 ancestors,

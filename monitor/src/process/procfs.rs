@@ -22,7 +22,7 @@ pub fn start_key_from_ns(ns: u64) -> u64 {
     ns / (NSEC_PER_SEC / ticks_per_second()).max(1)
 }
 
-pub(crate) fn ticks_per_second() -> u64 {
+pub fn ticks_per_second() -> u64 {
     static TICKS: OnceLock<u64> = OnceLock::new();
     *TICKS.get_or_init(|| match procfs::ticks_per_second() {
         0 => 100,

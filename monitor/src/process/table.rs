@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::container::ContainerIdentity;
 use super::procfs::read_process;
-pub use super::procfs::start_key_from_ns;
+pub use super::procfs::{start_key_from_ns, ticks_per_second};
 
 /// How long an exited process stays in the table.
 pub const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(5);

@@ -443,33 +443,17 @@ mod tests {
     use crate::rules::testutil::{TempDir, load_errs, load_ok};
     use crate::rules::{ExecInfo, RuleSet};
 
-    /// The profile example of docs/rules-format.md, verbatim.
-    const LITELLM: &str = r#"profile: litellm-proxy                      # name, [a-z0-9][a-z0-9._-]*
-description: LiteLLM proxy serving the OpenAI-compatible API on :4000
-match:                                      # all given selectors must hold (AND)
-  exe: ["/usr/bin/python3*", "/opt/venv/bin/python*"]  # resolved exe OR the filename given to execve
-  argv_contains: ["litellm"]                # each entry a substring of some argv element
-  parent_exe: [...]                         # optional
-  container_id: [...]                       # optional, exact ids or globs
-  pod_uid: [...]                            # optional
-  uid: [0, 1000]                            # optional
-mode: alert                                 # `enforce` is rejected for now
-severity: high                              # optional, default high
-inherit: true                               # optional, default true: descendants inherit the profile
-                                            # unless they match another profile
-baseline: true                              # optional, default true: implicit runtime allowances
-allow:
-  exec: [globs]                             # exec'd binary (resolved exe or filename)
-  read: [globs]                             # successful opens with access read (read_write needs both)
-  write: [globs]                            # successful opens for write, creates, rename (both paths),
-                                            # unlink, chmod targets
-  connect:                                  # TCP connects and UDP sends (successful or not)
-    - { host: "api.openai.com", port: 443 } # DNS name (resolved by the agent, refreshed on TTL) or IP
-    - { cidr: "10.0.0.0/8", port: 5432 }    # port optional (any port)
-  listen:                                   # bind+listen ports; accepts on these ports are allowed
-    - { port: 4000 }
-  unix: [globs]                             # if present, unix-socket connects must match
-"#;
+    /// The profile example of docs/rules-format.md, verbatim: the first YAML block there.
+    fn documented_profile() -> String {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/rules-format.md"
+        ))
+        .expect("docs/rules-format.md");
+        let start = doc.find("```yaml\nprofile:").expect("a profile example") + 8;
+        let len = doc[start..].find("```").expect("its end");
+        doc[start..start + len].to_owned()
+    }
 
     const DETECTION: &str = "\
 detection: credential-read
@@ -483,10 +467,16 @@ when:
 
     #[test]
     fn litellm_example_loads_without_errors() {
-        let rules = load_ok(&[("litellm.yaml", LITELLM)]);
+        let rules = load_ok(&[("litellm.yaml", &documented_profile())]);
         assert!(rules.has_profiles());
         assert_eq!(rules.profile_count(), 1);
-        assert_eq!(rules.hosts(), vec!["api.openai.com".to_owned()]);
+        assert_eq!(
+            rules.hosts(),
+            vec![
+                "api.openai.com".to_owned(),
+                "raw.githubusercontent.com".to_owned()
+            ]
+        );
         assert_eq!(rules.detection_count(), 0);
     }
 
@@ -571,7 +561,7 @@ when:
             vec![
                 "x.yaml:6: key `allow.allowed`: unknown key (expected one of: exec, read, write, connect, listen, unix)",
                 "x.yaml:7: key `allow.writ`: unknown key (expected one of: exec, read, write, connect, listen, unix)",
-                "x.yaml:8: key `colour`: unknown key (expected one of: profile, description, match, mode, severity, inherit, baseline, allow)",
+                "x.yaml:8: key `colour`: unknown key (expected one of: profile, description, match, mode, severity, inherit, baseline, allow, startup, startup_secs)",
             ]
         );
     }

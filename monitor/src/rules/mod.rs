@@ -3,6 +3,7 @@
 //! detections. Loaded from YAML files (`docs/rules-format.md`), checked and compiled once into
 //! matchers, then evaluated per event by [`RuleSet::check`].
 
+mod allow;
 mod detection;
 mod load;
 mod pattern;
@@ -10,6 +11,8 @@ mod profile;
 mod program;
 mod schema;
 mod selectors;
+#[cfg(test)]
+mod startup_tests;
 mod state;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -29,6 +32,7 @@ use profile::Profile;
 use view::View;
 
 pub use load::RulesError;
+pub use pattern::canonical_ip;
 pub use schema::Severity;
 pub use state::DetectionState;
 
@@ -66,6 +70,22 @@ impl HostAddrs for HashMap<String, Vec<IpAddr>> {
     }
 }
 
+/// Whether the workload resolved a name to an address (it received the DNS answer); see
+/// `policy::dns`.
+pub trait ResolvedNames {
+    /// Whether the event's workload received a DNS answer giving `ip` for `host`.
+    fn resolved(&self, ip: IpAddr, host: &str) -> bool;
+}
+
+/// Where a workload is in its life: starting (from the exec that started its profile until it
+/// first listens, or the profile's `startup_secs`), or serving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Startup,
+    Serving,
+}
+
 /// What `check` needs to know about the event's process beyond the event.
 #[derive(Clone, Copy)]
 pub struct EvalContext<'a> {
@@ -78,6 +98,10 @@ pub struct EvalContext<'a> {
     pub workload: u64,
     pub parent_exe: Option<&'a str>,
     pub hosts: &'a dyn HostAddrs,
+    /// Names the workload itself resolved (DNS answers it received).
+    pub resolved: &'a dyn ResolvedNames,
+    /// The workload's phase; `startup:` lists hold only in [`Phase::Startup`].
+    pub phase: Phase,
     /// Nameservers of /etc/resolv.conf, for the baseline DNS allowance.
     pub nameservers: &'a [IpAddr],
 }
@@ -225,9 +249,17 @@ impl RuleSet {
             .map(ProfileId)
     }
 
-    #[allow(dead_code, reason = "rules API: for status output; exercised by tests")]
     pub fn profile_name(&self, id: ProfileId) -> &str {
         self.profiles.get(id.0).map_or("", |p| p.name.as_str())
+    }
+
+    /// The longest start-up phase of the profile's workloads (`startup_secs`).
+    pub fn profile_startup(&self, id: ProfileId) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.profiles
+                .get(id.0)
+                .map_or(profile::DEFAULT_STARTUP_SECS, |p| p.startup_secs),
+        )
     }
 
     /// Whether descendants of a process under this profile inherit it.

@@ -61,15 +61,6 @@ pub(crate) fn glob_set(patterns: &[Spanned<String>], key: &str, sink: &mut Sink<
     build_set(b, key, sink)
 }
 
-/// Adds built-in patterns (known good) to `builder`.
-pub(crate) fn add_static(builder: &mut GlobSetBuilder, patterns: &[&str]) {
-    for p in patterns {
-        if let Ok(g) = GlobBuilder::new(p).literal_separator(true).build() {
-            builder.add(g);
-        }
-    }
-}
-
 /// Builds a set whose individual globs all compiled. Combining them fails only past the regex
 /// size limit; that is reported under `key` and the set matches nothing.
 pub(crate) fn build_set(b: GlobSetBuilder, key: &str, sink: &mut Sink<'_>) -> GlobSet {
@@ -142,7 +133,7 @@ fn parse_pid(s: &str) -> Option<u32> {
 }
 
 /// Canonical form of an address for matching: IPv4-mapped IPv6 becomes IPv4.
-pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -166,7 +157,7 @@ pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
 }
 
 /// Networks, each with an optional port; IPv4 and IPv6 kept apart as integer ranges.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct CidrTable {
     v4: Vec<(u32, u32, Option<u16>)>,
     v6: Vec<(u128, u128, Option<u16>)>,

@@ -1,54 +1,23 @@
 //! Workload profiles: selectors that say which exec starts a profile, and allowlists (the
-//! footprint) checked for every event of a process under the profile.
+//! footprint) checked for every event of a process under the profile. A profile's optional
+//! `startup:` block adds to `allow:` while its workload starts: from the exec that started it
+//! until it first listens, or `startup_secs`, whichever comes first.
 
 use std::net::IpAddr;
 
-use globset::{GlobSet, GlobSetBuilder};
-use marked_yaml::Spanned;
 use monitor_common::EventKind;
 
+use super::allow::{AllowLists, PathList};
 use super::load::Sink;
-use super::pattern::{
-    CidrTable, add_glob, add_static, build_set, canonical_ip, expand_home, glob_set, is_dns_name,
-    is_rule_name, line_of, parse_net,
-};
+use super::pattern::{canonical_ip, is_rule_name, line_of};
 use super::schema::{Mode, ProfileDoc, Severity};
 use super::selectors::Selectors;
 use super::view::View;
-use super::{EvalContext, ExecInfo, Finding};
+use super::{EvalContext, ExecInfo, Finding, Phase};
 use crate::sensor::event::{Access, Family, Protocol};
 
-/// Reads every process may do when `baseline: true`.
-const BASELINE_READ: &[&str] = &[
-    "/etc/ld.so.cache",
-    "/lib/**",
-    "/lib64/**",
-    "/usr/lib/**",
-    "/usr/lib64/**",
-    "/usr/local/lib/**",
-    "/usr/share/locale/**",
-    "/usr/share/zoneinfo/**",
-    "/etc/localtime",
-    "/etc/locale.alias",
-    "/usr/share/locale/locale.alias",
-    "/proc/filesystems",
-    "/etc/nsswitch.conf",
-    "/etc/host.conf",
-    "/etc/gai.conf",
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/passwd",
-    "/etc/group",
-    "/dev/null",
-    "/dev/urandom",
-    "/dev/random",
-    "/proc/self/**",
-    "/sys/devices/system/cpu/**",
-    "/sys/fs/cgroup/**",
-];
-
-/// Writes every process may do when `baseline: true`.
-const BASELINE_WRITE: &[&str] = &["/dev/null"];
+/// Start-up phase length when a profile with a `startup:` block gives no `startup_secs`.
+pub(crate) const DEFAULT_STARTUP_SECS: u64 = 120;
 
 /// Which allowlist an event falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +41,18 @@ impl Category {
             Self::Listen => "profile.listen",
             Self::Accept => "profile.accept",
             Self::Unix => "profile.unix",
+        }
+    }
+
+    /// The start-up list of the same kind.
+    fn startup_key(self) -> &'static str {
+        match self {
+            Self::Exec => "startup.exec",
+            Self::Read => "startup.read",
+            Self::Write => "startup.write",
+            Self::Connect => "startup.connect",
+            Self::Listen | Self::Accept => "startup.listen",
+            Self::Unix => "startup.unix",
         }
     }
 
@@ -106,14 +87,11 @@ pub(crate) struct Profile {
     pub severity: Severity,
     pub inherit: bool,
     sel: Selectors,
-    exec: GlobSet,
-    read: GlobSet,
-    write: GlobSet,
-    nets: CidrTable,
-    /// DNS names with an optional port; addresses come from [`super::HostAddrs`].
-    hosts: Vec<(String, Option<u16>)>,
-    listen: Vec<u16>,
-    unix: Option<GlobSet>,
+    allow: AllowLists,
+    /// What start-up may do beyond `allow` (`None`: no `startup:` block).
+    startup: Option<AllowLists>,
+    /// Longest start-up phase.
+    pub startup_secs: u64,
     baseline: bool,
 }
 
@@ -133,79 +111,38 @@ impl Profile {
         }
         let baseline = doc.baseline.unwrap_or(true);
         let sel = Selectors::compile(&doc.selectors, sink);
-        let allow = doc.allow.unwrap_or_default();
-        let with_baseline =
-            |key: &str, l: &Option<Vec<Spanned<String>>>, base: &[&str], sink: &mut Sink<'_>| {
-                let mut b = GlobSetBuilder::new();
-                for (i, p) in items(l).iter().enumerate() {
-                    add_glob(&mut b, p, &format!("{key}[{i}]"), sink);
-                    // `dir/**` also allows the directory itself (opening it to list it).
-                    if let Some(dir) = p.as_str().strip_suffix("/**").filter(|d| !d.is_empty()) {
-                        let dirs = expand_home(dir);
-                        add_static(&mut b, &dirs.iter().map(String::as_str).collect::<Vec<_>>());
-                    }
-                }
-                if baseline {
-                    add_static(&mut b, base);
-                }
-                build_set(b, key, sink)
-            };
-        let read = with_baseline("allow.read", &allow.read, BASELINE_READ, sink);
-        let write = with_baseline("allow.write", &allow.write, BASELINE_WRITE, sink);
-        let exec = glob_set(items(&allow.exec), "allow.exec", sink);
-        let unix = allow.unix.as_ref().map(|l| glob_set(l, "allow.unix", sink));
-        let mut nets = CidrTable::default();
-        let mut hosts = Vec::new();
-        for (i, entry) in allow.connect.iter().flatten().enumerate() {
-            let key = format!("allow.connect[{i}]");
-            match (&entry.host, &entry.cidr) {
-                (Some(h), None) => {
-                    if let Ok(ip) = h.parse::<IpAddr>() {
-                        nets.push(canonical_ip(ip).into(), entry.port);
-                    } else if is_dns_name(h) {
-                        hosts.push((h.trim_end_matches('.').to_ascii_lowercase(), entry.port));
-                    } else {
-                        sink.error(
-                            line_of(h),
-                            &format!("{key}.host"),
-                            format!(
-                                "invalid host {:?}: expected a DNS name or an IP address",
-                                h.as_str()
-                            ),
-                        );
-                    }
-                }
-                (None, Some(c)) => match parse_net(c) {
-                    Ok(net) => nets.push(net, entry.port),
-                    Err(e) => sink.error(line_of(c), &format!("{key}.cidr"), e),
-                },
-                (Some(_), Some(_)) | (None, None) => sink.error(
-                    line_of(entry),
-                    &key,
-                    "give exactly one of `host` or `cidr` (and optionally `port`)",
-                ),
-            }
+        let allow = AllowLists::compile(&doc.allow.unwrap_or_default(), "allow", baseline, sink);
+        let startup = doc
+            .startup
+            .as_ref()
+            .map(|s| AllowLists::compile(s, "startup", false, sink));
+        if let Some(secs) = &doc.startup_secs
+            && **secs == 0
+        {
+            sink.error(
+                line_of(secs),
+                "startup_secs",
+                "0 would end start-up before it begins: give the longest start-up in seconds, \
+                 or remove the `startup:` block",
+            );
         }
-        let listen = allow.listen.iter().flatten().map(|l| l.port).collect();
         Profile {
             name: doc.profile.to_string(),
             severity: doc.severity.unwrap_or(Severity::High),
             inherit: doc.inherit.unwrap_or(true),
             sel,
-            exec,
-            read,
-            write,
-            nets,
-            hosts,
-            listen,
-            unix,
+            allow,
+            startup,
+            startup_secs: doc.startup_secs.map_or(DEFAULT_STARTUP_SECS, |s| *s),
             baseline,
         }
     }
 
     /// DNS names the agent must resolve for this profile.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
-        self.hosts.iter().map(|(h, _)| h.as_str())
+        self.allow
+            .hosts()
+            .chain(self.startup.iter().flat_map(AllowLists::hosts))
     }
 
     /// Whether an exec starts this profile: every given selector holds.
@@ -213,14 +150,26 @@ impl Profile {
         self.sel.matches(x)
     }
 
+    /// Whether `allow`, or in the start-up phase also `startup`, allows it (`test`).
+    fn allows(&self, phase: Phase, test: impl Fn(&AllowLists) -> bool) -> bool {
+        test(&self.allow) || (phase == Phase::Startup && self.startup.as_ref().is_some_and(&test))
+    }
+
+    fn allows_path(&self, phase: Phase, list: fn(&AllowLists) -> &PathList, path: &str) -> bool {
+        self.allows(phase, |l| list(l).is_match(path))
+    }
+
     /// Checks one event of a process under this profile against its allowlists.
     pub fn check(&self, v: &View<'_>, ctx: &EvalContext<'_>, out: &mut Vec<Finding>) {
         let ok = !v.failed();
+        let phase = ctx.phase;
         match v.ev.kind {
             EventKind::Exec => {
                 let Some(x) = v.exec else { return };
-                let allowed = v.exe.is_some_and(|e| self.exec.is_match(e))
-                    || self.exec.is_match(&x.filename)
+                let allowed = v
+                    .exe
+                    .is_some_and(|e| self.allows_path(phase, |l| &l.exec, e))
+                    || self.allows_path(phase, |l| &l.exec, &x.filename)
                     // The profile's own entry point: an exec its selectors match.
                     || self.matches(&ExecInfo {
                         exe: v.exe,
@@ -233,7 +182,7 @@ impl Profile {
                         cwd: x.cwd.as_deref(),
                     });
                 if !allowed {
-                    out.push(self.violation(Category::Exec, v, v.exe.unwrap_or("?")));
+                    out.push(self.violation(Category::Exec, v, v.exe.unwrap_or("?"), phase));
                 }
             }
             EventKind::Fork | EventKind::Exit | EventKind::Memfd | EventKind::Dns => {}
@@ -246,11 +195,11 @@ impl Profile {
                     Some(Access::Write) => (false, true),
                     Some(Access::ReadWrite) => (true, true),
                 };
-                if read && !self.read.is_match(path) {
-                    out.push(self.violation(Category::Read, v, path));
+                if read && !self.allows_path(phase, |l| &l.read, path) {
+                    out.push(self.violation(Category::Read, v, path, phase));
                 }
-                if write && !self.write.is_match(path) {
-                    out.push(self.violation(Category::Write, v, path));
+                if write && !self.allows_path(phase, |l| &l.write, path) {
+                    out.push(self.violation(Category::Write, v, path, phase));
                 }
             }
             EventKind::Unlink | EventKind::Chmod | EventKind::Rename if ok => {
@@ -258,30 +207,33 @@ impl Profile {
                     .into_iter()
                     .flatten()
                 {
-                    if !self.write.is_match(path) {
-                        out.push(self.violation(Category::Write, v, path));
+                    if !self.allows_path(phase, |l| &l.write, path) {
+                        out.push(self.violation(Category::Write, v, path, phase));
                     }
                 }
             }
             EventKind::Open | EventKind::Unlink | EventKind::Chmod | EventKind::Rename => {}
             EventKind::Connect | EventKind::Send => self.check_connect(v, ctx, out),
-            EventKind::Listen if ok => self.check_port(Category::Listen, v, out),
+            EventKind::Listen if ok => self.check_port(Category::Listen, v, phase, out),
             EventKind::Bind if ok && v.protocol() == Some(Protocol::Udp) => {
                 if v.local_port().is_some_and(|p| p != 0) {
-                    self.check_port(Category::Listen, v, out);
+                    self.check_port(Category::Listen, v, phase, out);
                 }
             }
-            EventKind::Accept if ok => self.check_port(Category::Accept, v, out),
+            EventKind::Accept if ok => self.check_port(Category::Accept, v, phase, out),
             EventKind::Listen | EventKind::Bind | EventKind::Accept => {}
         }
     }
 
     fn check_connect(&self, v: &View<'_>, ctx: &EvalContext<'_>, out: &mut Vec<Finding>) {
+        let phase = ctx.phase;
         if v.family() == Some(Family::Unix) {
-            if let (Some(unix), Some(path)) = (&self.unix, v.path.as_deref())
-                && !unix.is_match(path)
+            if let Some(path) = v.path.as_deref()
+                && (self.allow.unix.is_some()
+                    || self.startup.as_ref().is_some_and(|s| s.unix.is_some()))
+                && !self.allows(phase, |l| l.unix.as_ref().is_some_and(|u| u.is_match(path)))
             {
-                out.push(self.violation(Category::Unix, v, path));
+                out.push(self.violation(Category::Unix, v, path, phase));
             }
             return;
         }
@@ -292,7 +244,7 @@ impl Profile {
         let Some(ip) = v.remote else { return };
         let port = v.remote_port();
         if !self.connect_allowed(ip, port, ctx) {
-            out.push(self.violation(Category::Connect, v, &v.remote_object()));
+            out.push(self.violation(Category::Connect, v, &v.remote_object(), phase));
         }
     }
 
@@ -303,45 +255,40 @@ impl Profile {
         {
             return true;
         }
-        self.nets.contains(ip, port)
-            || self.hosts.iter().any(|(h, p)| {
-                (p.is_none() || *p == port)
-                    && ctx
-                        .hosts
-                        .addrs(h)
-                        .into_iter()
-                        .any(|a| canonical_ip(a) == ip)
-            })
+        let agent = |h: &str| ctx.hosts.addrs(h);
+        let workload = |h: &str| ctx.resolved.resolved(ip, h);
+        self.allows(ctx.phase, |l| l.connect(ip, port, &agent, &workload))
     }
 
-    fn check_port(&self, cat: Category, v: &View<'_>, out: &mut Vec<Finding>) {
+    fn check_port(&self, cat: Category, v: &View<'_>, phase: Phase, out: &mut Vec<Finding>) {
         let Some(port) = v.local_port() else { return };
-        if !self.listen.contains(&port) {
-            out.push(self.violation(cat, v, &format!("port {port}")));
+        if !self.allows(phase, |l| l.listen(port)) {
+            out.push(self.violation(cat, v, &format!("port {port}"), phase));
         }
     }
 
-    fn violation(&self, cat: Category, v: &View<'_>, object: &str) -> Finding {
+    fn violation(&self, cat: Category, v: &View<'_>, object: &str, phase: Phase) -> Finding {
         let rule = cat.rule();
+        let lists = match (phase, &self.startup) {
+            (Phase::Startup, Some(_)) => {
+                format!("{} and {}", cat.allow_key(), cat.startup_key())
+            }
+            _ => cat.allow_key().to_owned(),
+        };
         Finding {
             rule: rule.to_owned(),
             severity: self.severity,
             mitre: cat.mitre().iter().map(|m| (*m).to_owned()).collect(),
             profile: Some(self.name.clone()),
             message: format!(
-                "{} {}: outside profile {} {}",
+                "{} {}: outside profile {} {lists}",
                 v.who(),
                 v.action(),
                 self.name,
-                cat.allow_key()
             ),
             key: format!("{rule}|{}|{object}", self.name),
         }
     }
-}
-
-fn items(l: &Option<Vec<Spanned<String>>>) -> &[Spanned<String>] {
-    l.as_deref().unwrap_or(&[])
 }
 
 pub(crate) fn bad_name(name: &str) -> String {

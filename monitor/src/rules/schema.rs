@@ -28,6 +28,12 @@ pub(crate) struct ProfileDoc {
     pub baseline: Option<bool>,
     #[serde(default)]
     pub allow: Option<Allow>,
+    /// Allowances that hold only while the workload starts (same keys as `allow`).
+    #[serde(default)]
+    pub startup: Option<Allow>,
+    /// Longest start-up phase, seconds (default 120).
+    #[serde(default)]
+    pub startup_secs: Option<Spanned<u64>>,
 }
 
 /// A profile's `match:` selectors (all given must hold).

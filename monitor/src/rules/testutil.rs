@@ -4,7 +4,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use monitor_common::EventKind;
 
-use super::{DetectionState, EvalContext, Finding, HostAddrs, ProfileId, RuleSet, RulesError};
+use super::{
+    DetectionState, EvalContext, Finding, HostAddrs, Phase, ProfileId, ResolvedNames, RuleSet,
+    RulesError,
+};
 
 use crate::sensor::event::{
     Access, Event, EventBody, ExecBody, Family, FileBody, ForkBody, NetBody, Protocol,
@@ -25,6 +28,8 @@ fn event(kind: EventKind, body: EventBody) -> Event {
         cgroup_id: 0,
         container_id: None,
         pod_uid: None,
+        profile: None,
+        phase: None,
         body,
         ktime_ns: 0,
         start_time_ns: 0,
@@ -176,6 +181,12 @@ impl HostAddrs for NoHosts {
     }
 }
 
+impl ResolvedNames for NoHosts {
+    fn resolved(&self, _ip: IpAddr, _host: &str) -> bool {
+        false
+    }
+}
+
 /// The nameserver of the test contexts.
 pub const NAMESERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10));
 
@@ -187,6 +198,8 @@ pub fn ctx(profile: Option<ProfileId>) -> EvalContext<'static> {
         workload: 1,
         parent_exe: Some("/usr/bin/bash"),
         hosts: &HOSTS,
+        resolved: &NoHosts,
+        phase: Phase::Serving,
         nameservers: &[NAMESERVER],
     }
 }

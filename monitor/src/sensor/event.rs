@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use monitor_common::EventKind;
 use serde::Serialize;
 
+use crate::rules::Phase;
+
 /// One event, decoded.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
@@ -24,6 +26,12 @@ pub struct Event {
     pub cgroup_id: u64,
     pub container_id: Option<String>,
     pub pod_uid: Option<String>,
+    /// The workload profile the process is under (set by the policy stage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Its workload's phase: `startup` or `serving` (with `profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
     #[serde(flatten)]
     pub body: EventBody,
     /// Kernel boot-time timestamp, ns.

@@ -141,6 +141,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         cgroup_id: h.cgroup_id,
         container_id: None,
         pod_uid: None,
+        profile: None,
+        phase: None,
         body,
         ktime_ns: h.ktime_ns,
         start_time_ns: h.start_time_ns,

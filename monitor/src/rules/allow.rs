@@ -1,0 +1,288 @@
+//! A profile's allowlists, compiled: the `allow:` block (with the baseline) and the `startup:`
+//! block have the same keys and the same form.
+//!
+//! Path lists hold exact paths, globs and exclusions: an entry starting with `!` takes what it
+//! matches out of the list's wildcard entries (the baseline's included), while paths listed
+//! exactly stay allowed. Learned profiles use exclusions to keep their globs off credential
+//! files (`!**/.env`).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use marked_yaml::Spanned;
+
+use super::load::Sink;
+use super::pattern::{
+    CidrTable, build_set, canonical_ip, expand_home, is_dns_name, line_of, parse_net,
+};
+use super::schema::Allow;
+
+/// Reads every process may do when `baseline: true`.
+pub(crate) const BASELINE_READ: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/lib/**",
+    "/lib64/**",
+    "/usr/lib/**",
+    "/usr/lib64/**",
+    "/usr/local/lib/**",
+    "/usr/share/locale/**",
+    "/usr/share/zoneinfo/**",
+    "/etc/localtime",
+    "/etc/locale.alias",
+    "/usr/share/locale/locale.alias",
+    "/proc/filesystems",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/passwd",
+    "/etc/group",
+    "/dev/null",
+    "/dev/urandom",
+    "/dev/random",
+    "/proc/self/**",
+    "/sys/devices/system/cpu/**",
+    "/sys/fs/cgroup/**",
+];
+
+/// Writes every process may do when `baseline: true`.
+pub(crate) const BASELINE_WRITE: &[&str] = &["/dev/null"];
+
+/// Whether a pattern has glob syntax (else it names one path exactly).
+pub(crate) fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '[', '{'])
+}
+
+/// A compiled path list.
+#[derive(Clone, Debug)]
+pub(crate) struct PathList {
+    exact: HashSet<String>,
+    globs: GlobSet,
+    exclude: GlobSet,
+}
+
+impl Default for PathList {
+    fn default() -> Self {
+        Self {
+            exact: HashSet::new(),
+            globs: GlobSet::empty(),
+            exclude: GlobSet::empty(),
+        }
+    }
+}
+
+impl PathList {
+    /// Compiles `patterns` (errors keyed `key[i]`), plus built-in `base` patterns. With
+    /// `dir_too`, `dir/**` also allows `dir` itself (opening a directory to list it).
+    pub fn compile(
+        patterns: &[Spanned<String>],
+        key: &str,
+        base: &[&str],
+        dir_too: bool,
+        sink: &mut Sink<'_>,
+    ) -> Self {
+        let mut exact = HashSet::new();
+        let (mut globs, mut exclude) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        for (i, written) in patterns.iter().enumerate() {
+            let (negated, p) = match written.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, written.as_str()),
+            };
+            let key = format!("{key}[{i}]");
+            if let Err(e) = GlobBuilder::new(p).build() {
+                sink.error(
+                    line_of(written),
+                    &key,
+                    format!("invalid glob {:?}: {}", written.as_str(), e.kind()),
+                );
+                continue;
+            }
+            if !p.starts_with('/') && !p.starts_with("~/") && !p.starts_with("**") {
+                sink.error(
+                    line_of(written),
+                    &key,
+                    format!(
+                        "{:?} is not an absolute path: paths are matched as the kernel resolved \
+                         them, e.g. \"/app/**\", \"~/.cache/**\" or \"**/.env\"",
+                        written.as_str()
+                    ),
+                );
+                continue;
+            }
+            let mut expanded = expand_home(p);
+            if dir_too
+                && !negated
+                && let Some(dir) = p.strip_suffix("/**").filter(|d| !d.is_empty())
+            {
+                expanded.extend(expand_home(dir));
+            }
+            for one in expanded {
+                let target = if negated {
+                    &mut exclude
+                } else if !is_glob(&one) {
+                    exact.insert(one);
+                    continue;
+                } else {
+                    &mut globs
+                };
+                match GlobBuilder::new(&one).literal_separator(true).build() {
+                    Ok(g) => {
+                        target.add(g);
+                    }
+                    Err(e) => {
+                        sink.error(
+                            line_of(written),
+                            &key,
+                            format!("invalid glob {:?}: {}", written.as_str(), e.kind()),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        for p in base {
+            if is_glob(p) {
+                if let Ok(g) = GlobBuilder::new(p).literal_separator(true).build() {
+                    globs.add(g);
+                }
+            } else {
+                exact.insert((*p).to_owned());
+            }
+        }
+        Self {
+            exact,
+            globs: build_set(globs, key, sink),
+            exclude: build_set(exclude, key, sink),
+        }
+    }
+
+    /// Whether `path` is allowed: listed exactly, or matched by a glob and no exclusion.
+    pub fn is_match(&self, path: &str) -> bool {
+        self.exact.contains(path) || (self.globs.is_match(path) && !self.exclude.is_match(path))
+    }
+}
+
+/// One block of allowlists (`allow:` or `startup:`), compiled.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AllowLists {
+    pub exec: PathList,
+    pub read: PathList,
+    pub write: PathList,
+    nets: CidrTable,
+    /// DNS names with an optional port.
+    hosts: Vec<(String, Option<u16>)>,
+    listen: Vec<u16>,
+    /// `None`: unix-socket connects are not checked.
+    pub unix: Option<PathList>,
+}
+
+fn items(l: &Option<Vec<Spanned<String>>>) -> &[Spanned<String>] {
+    l.as_deref().unwrap_or(&[])
+}
+
+impl AllowLists {
+    /// Compiles a block written under `block` (`allow` or `startup`); with `baseline`, the
+    /// baseline's reads and writes are part of it.
+    pub fn compile(allow: &Allow, block: &str, baseline: bool, sink: &mut Sink<'_>) -> Self {
+        let (base_read, base_write): (&[&str], &[&str]) = if baseline {
+            (BASELINE_READ, BASELINE_WRITE)
+        } else {
+            (&[], &[])
+        };
+        let read = PathList::compile(
+            items(&allow.read),
+            &format!("{block}.read"),
+            base_read,
+            true,
+            sink,
+        );
+        let write = PathList::compile(
+            items(&allow.write),
+            &format!("{block}.write"),
+            base_write,
+            true,
+            sink,
+        );
+        let exec = PathList::compile(
+            items(&allow.exec),
+            &format!("{block}.exec"),
+            &[],
+            false,
+            sink,
+        );
+        let unix = allow
+            .unix
+            .as_ref()
+            .map(|l| PathList::compile(l, &format!("{block}.unix"), &[], false, sink));
+        let mut nets = CidrTable::default();
+        let mut hosts = Vec::new();
+        for (i, entry) in allow.connect.iter().flatten().enumerate() {
+            let key = format!("{block}.connect[{i}]");
+            match (&entry.host, &entry.cidr) {
+                (Some(h), None) => {
+                    if let Ok(ip) = h.parse::<IpAddr>() {
+                        nets.push(canonical_ip(ip).into(), entry.port);
+                    } else if is_dns_name(h) {
+                        hosts.push((h.trim_end_matches('.').to_ascii_lowercase(), entry.port));
+                    } else {
+                        sink.error(
+                            line_of(h),
+                            &format!("{key}.host"),
+                            format!(
+                                "invalid host {:?}: expected a DNS name or an IP address",
+                                h.as_str()
+                            ),
+                        );
+                    }
+                }
+                (None, Some(c)) => match parse_net(c) {
+                    Ok(net) => nets.push(net, entry.port),
+                    Err(e) => sink.error(line_of(c), &format!("{key}.cidr"), e),
+                },
+                (Some(_), Some(_)) | (None, None) => sink.error(
+                    line_of(entry),
+                    &key,
+                    "give exactly one of `host` or `cidr` (and optionally `port`)",
+                ),
+            }
+        }
+        let listen = allow.listen.iter().flatten().map(|l| l.port).collect();
+        Self {
+            exec,
+            read,
+            write,
+            nets,
+            hosts,
+            listen,
+            unix,
+        }
+    }
+
+    /// The DNS names of `connect` entries.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().map(|(h, _)| h.as_str())
+    }
+
+    /// Whether a connect or send to `ip` (canonical) port `port` is allowed: by a CIDR entry,
+    /// or by a host entry whose name the agent resolved to `ip` or the workload itself
+    /// resolved to `ip` (`resolved(name)`).
+    pub fn connect(
+        &self,
+        ip: IpAddr,
+        port: Option<u16>,
+        agent_addrs: &dyn Fn(&str) -> Vec<IpAddr>,
+        resolved: &dyn Fn(&str) -> bool,
+    ) -> bool {
+        self.nets.contains(ip, port)
+            || self.hosts.iter().any(|(h, p)| {
+                (p.is_none() || *p == port)
+                    && (resolved(h) || agent_addrs(h).into_iter().any(|a| canonical_ip(a) == ip))
+            })
+    }
+
+    pub fn listen(&self, port: u16) -> bool {
+        self.listen.contains(&port)
+    }
+}
