@@ -1,6 +1,7 @@
 //! `--format ocsf`: what the running agent writes validates against the official OCSF JSON
 //! schema (from the `ocsf-json-schema` package on PyPI, validated with Python `jsonschema`):
-//! process, file and network activity of a real process and the Detection Finding it raises.
+//! process, file, network and DNS activity of a real process and the Detection Finding it
+//! raises.
 
 use std::{
     io::Write as _,
@@ -12,7 +13,7 @@ use std::{
 use monitor_tests::{
     ReservedPort, TempDir,
     deliver::{ForwardAgent, RULE, read_records, wait_until, write_rules},
-    python, skip_or_fail,
+    python, random_hex, skip_or_fail,
 };
 use serde_json::Value;
 
@@ -40,6 +41,13 @@ for i, o in enumerate(objects):
         errors.append([i, f"{'/'.join(map(str, e.absolute_path))}: {e.message}"[:300]])
 json.dump(errors, sys.stdout)
 "#;
+
+/// A loopback address of this test's own (never 127.0.0.53, a local resolver's).
+fn loopback() -> String {
+    let r = random_hex(4);
+    let b = |i: usize| u8::from_str_radix(&r[i..i + 2], 16).unwrap_or(1).max(1);
+    format!("127.{}.{}.{}", b(0), b(2), (b(0) ^ b(2)).max(2))
+}
 
 /// Pid of the acting process of an OCSF object, if it has one.
 fn actor_pid(o: &Value) -> Option<u64> {
@@ -73,9 +81,15 @@ fn ocsf_output_of_the_running_agent_validates_against_the_official_schema() {
     let refused = ReservedPort::new();
     // Every kind of activity the sensor reports, so each of its OCSF mappings is validated
     // every run: file create (and an alert), open, chmod, rename, unlink, memfd; TCP connect
-    // (accepted and refused), bind, listen, accept; a UDP datagram; fork, exec and exit.
+    // (accepted and refused), bind, listen, accept; a UDP datagram; a DNS answer (from a
+    // nameserver of the test's own on SERVER:53, asked over a connected UDP socket); fork,
+    // exec and exit.
+    let (server, name) = (
+        loopback(),
+        format!("ocsf.{}.monitor-test.example", random_hex(6)),
+    );
     let script = format!(
-        "import os, socket, subprocess, sys\n\
+        "import os, socket, struct, subprocess, sys\n\
          d = sys.argv[1]\n\
          open(d + '/alert-ocsf', 'w').close()\n\
          open(d + '/alert-ocsf').close()\n\
@@ -91,20 +105,29 @@ fn ocsf_output_of_the_running_agent_validates_against_the_official_schema() {
          a.close(); c.close(); srv.close()\n\
          u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
          u.sendto(b'x', ('127.0.0.1', {port})); u.close()\n\
+         qname = b''.join(bytes([len(p)]) + p.encode() for p in '{name}'.split('.')) + bytes(1)\n\
+         ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); ns.bind(('{server}', 53))\n\
+         r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.connect(('{server}', 53))\n\
+         r.send(struct.pack('>6H', 0x4242, 0x0100, 1, 0, 0, 0) + qname + struct.pack('>2H', 1, 1))\n\
+         query, peer = ns.recvfrom(512)\n\
+         ns.sendto(query[:2] + struct.pack('>5H', 0x8180, 1, 1, 0, 0) + query[12:] + qname\n\
+         + struct.pack('>HHIH', 1, 1, 300, 4) + socket.inet_aton('192.0.2.10'), peer)\n\
+         assert r.recv(512)[:2] == query[:2]; r.close(); ns.close()\n\
          subprocess.run(['/bin/true'])\n",
         refused = refused.port()
     );
-    let status = python(&script).arg(&watched).status().expect("python");
-    assert!(status.success());
+    let mut child = python(&script).arg(&watched).spawn().expect("python");
+    let child_pid = u64::from(child.id());
+    assert!(child.wait().expect("wait for python").success());
     drop(listener);
+    let is_finding = |o: &Value| o["class_uid"] == 2004 && o["finding_info"]["title"] == RULE;
+    let is_answer = |o: &Value| o["class_uid"] == 4003 && o["query"]["hostname"] == name.as_str();
     wait_until(
         Duration::from_secs(60),
-        "the Detection Finding of the test rule",
+        "the Detection Finding of the test rule and the DNS answer",
         || {
-            read_records(&output)
-                .iter()
-                .any(|o| o["class_uid"] == 2004 && o["finding_info"]["title"] == RULE)
-                .then_some(())
+            let records = read_records(&output);
+            (records.iter().any(is_finding) && records.iter().any(is_answer)).then_some(())
         },
         || agent.stderr(),
     );
@@ -115,11 +138,17 @@ fn ocsf_output_of_the_running_agent_validates_against_the_official_schema() {
         records.iter().all(|o| o.get("kind").is_none()),
         "a native record in OCSF output"
     );
-    let finding = records
-        .iter()
-        .find(|o| o["class_uid"] == 2004 && o["finding_info"]["title"] == RULE)
-        .expect("finding");
+    let finding = records.iter().find(|o| is_finding(o)).expect("finding");
     let pid = actor_pid(finding).expect("the finding names its actor");
+    assert_eq!(pid, child_pid, "the finding's actor is the test process");
+    let answer = records.iter().find(|o| is_answer(o)).expect("DNS answer");
+    assert_eq!(actor_pid(answer), Some(pid), "{answer}");
+    assert_eq!(answer["activity_id"], 2, "{answer}");
+    assert_eq!(answer["query"]["type"], "A", "{answer}");
+    assert_eq!(answer["rcode_id"], 0, "{answer}");
+    assert_eq!(answer["answers"][0]["rdata"], "192.0.2.10", "{answer}");
+    assert_eq!(answer["src_endpoint"]["ip"], server.as_str(), "{answer}");
+    assert_eq!(answer["src_endpoint"]["port"], 53, "{answer}");
     // The test process's activity and its child's, plus a sample of the rest of the host's.
     let in_tree = |o: &Value| {
         actor_pid(o) == Some(pid)
@@ -145,6 +174,7 @@ fn ocsf_output_of_the_running_agent_validates_against_the_official_schema() {
         ((4001, 7), "network listen"),
         ((4001, 99), "network other (bind)"),
         ((4001, 6), "network traffic (UDP send)"),
+        ((4003, 2), "DNS response"),
         ((2004, 1), "detection finding create"),
     ];
     for (pair, what) in expected {

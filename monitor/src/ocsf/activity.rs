@@ -1,17 +1,17 @@
-//! Native events to OCSF Process Activity, File System Activity and Network Activity. The
-//! decoded [`Parts`] are also what a finding carries as evidence of its triggering event.
-
-use std::net::IpAddr;
+//! Native events to OCSF Process Activity, File System Activity, Network Activity and (in
+//! `dns.rs`) DNS Activity. The decoded [`Parts`] are also what a finding carries as evidence of
+//! its triggering event.
 
 use serde_json::{Map, Value, json};
 
 use super::{
     OcsfError,
+    dns::dns_parts,
     native::Native,
     objects::{
         Activity, Ancestor, Class, FILE_ACTIVITY, FILE_REGULAR, FILE_UNKNOWN, Host,
-        NETWORK_ACTIVITY, PROCESS_ACTIVITY, PROFILES, actor, cmd_line, device, endpoint, file,
-        header, metadata, own_process, set_status,
+        NETWORK_ACTIVITY, PROCESS_ACTIVITY, PROFILES, actor, cmd_line, connection_info, device,
+        endpoint, file, header, metadata, own_process, set_status,
     },
 };
 
@@ -21,6 +21,8 @@ pub(super) enum Kind {
     Process(ProcessKind),
     File(FileKind),
     Net(NetKind),
+    /// A DNS answer received.
+    Dns,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub(super) enum NetKind {
 
 impl Kind {
     /// Every mapped kind.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Process(ProcessKind::Exec),
         Kind::Process(ProcessKind::Fork),
         Kind::Process(ProcessKind::Exit),
@@ -64,6 +66,7 @@ impl Kind {
         Kind::Net(NetKind::Accept),
         Kind::Net(NetKind::Bind),
         Kind::Net(NetKind::Listen),
+        Kind::Dns,
     ];
 
     /// The native `kind` string.
@@ -82,6 +85,7 @@ impl Kind {
             Kind::Net(NetKind::Accept) => "accept",
             Kind::Net(NetKind::Bind) => "bind",
             Kind::Net(NetKind::Listen) => "listen",
+            Kind::Dns => "dns",
         }
     }
 
@@ -130,6 +134,8 @@ pub(super) struct Parts {
     pub file: Option<Value>,
     /// The rename destination.
     pub file_result: Option<Value>,
+    /// The DNS question (DNS activities only).
+    pub query: Option<Value>,
     pub src_endpoint: Option<Value>,
     pub dst_endpoint: Option<Value>,
     pub connection_info: Option<Value>,
@@ -154,10 +160,17 @@ pub(super) fn decode(ev: &Native, host: &Host, lineage: &[Ancestor]) -> Result<P
     {
         unmapped.insert("pod_uid".into(), pod.into());
     }
+    // The workload profile the process is under and its phase (`startup`, `serving`).
+    for key in ["profile", "phase"] {
+        if let Some(value) = ev.opt_str(key)? {
+            unmapped.insert(key.into(), value.into());
+        }
+    }
     match kind {
         Kind::Process(kind) => process_parts(ev, kind, own, unmapped),
         Kind::File(kind) => file_parts(ev, kind, own, unmapped),
         Kind::Net(kind) => net_parts(ev, kind, host, own, unmapped),
+        Kind::Dns => dns_parts(ev, host, own, unmapped),
     }
 }
 
@@ -180,6 +193,7 @@ pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
         ("process", parts.process),
         ("file", parts.file),
         ("file_result", parts.file_result),
+        ("query", parts.query),
         ("src_endpoint", parts.src_endpoint),
         ("dst_endpoint", parts.dst_endpoint),
         ("connection_info", parts.connection_info),
@@ -275,6 +289,7 @@ fn process_parts(
         actor: actor(acting),
         file: None,
         file_result: None,
+        query: None,
         src_endpoint: None,
         dst_endpoint: None,
         connection_info: None,
@@ -349,6 +364,7 @@ fn file_parts(
         actor: actor(own),
         file: Some(target),
         file_result,
+        query: None,
         src_endpoint: None,
         dst_endpoint: None,
         connection_info: None,
@@ -440,44 +456,11 @@ fn net_parts(
         actor: actor(own),
         file: None,
         file_result: None,
+        query: None,
         src_endpoint: src,
         dst_endpoint: dst,
         connection_info: Some(conn.into()),
         attrs,
         unmapped,
     })
-}
-
-/// `connection_info`: direction, transport protocol (TCP/UDP over IP; a unix socket's type goes
-/// to `unmapped.protocol`) and IP version, from an address of the socket or else its family.
-fn connection_info(
-    ev: &Native,
-    direction: (u8, &str),
-    ip: Option<IpAddr>,
-    unmapped: &mut Map<String, Value>,
-) -> Result<Map<String, Value>, OcsfError> {
-    let family = ev.opt_str("family")?;
-    let mut conn = Map::new();
-    conn.insert("direction_id".into(), direction.0.into());
-    conn.insert("direction".into(), direction.1.into());
-    match ev.opt_str("protocol")? {
-        Some(name @ ("tcp" | "udp")) if family != Some("unix") => {
-            let number = if name == "tcp" { 6 } else { 17 };
-            conn.insert("protocol_name".into(), name.into());
-            conn.insert("protocol_num".into(), number.into());
-        }
-        Some(other) => {
-            unmapped.insert("protocol".into(), other.into());
-        }
-        None => {}
-    }
-    let version = match (ip, family) {
-        (Some(IpAddr::V4(_)), _) | (None, Some("inet")) => Some(4),
-        (Some(IpAddr::V6(_)), _) | (None, Some("inet6")) => Some(6),
-        _ => None,
-    };
-    if let Some(v) = version {
-        conn.insert("protocol_ver_id".into(), v.into());
-    }
-    Ok(conn)
 }

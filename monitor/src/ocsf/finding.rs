@@ -14,7 +14,7 @@ const CREATE: Activity = Activity::new(1, "Create");
 
 /// OCSF `observable.type_id` of the values a finding lifts into `observables`, by where they
 /// sit in the finding.
-const OBSERVABLES: [(&str, u8); 12] = [
+const OBSERVABLES: [(&str, u8); 13] = [
     ("device.hostname", 1),
     ("actor.process.name", 9),
     ("actor.process.pid", 15),
@@ -24,6 +24,7 @@ const OBSERVABLES: [(&str, u8); 12] = [
     ("evidences.process.file.path", 45),
     ("evidences.process.cmd_line", 13),
     ("evidences.file.path", 45),
+    ("evidences.query.hostname", 1),
     ("evidences.src_endpoint.ip", 2),
     ("evidences.dst_endpoint.ip", 2),
     ("evidences.dst_endpoint.port", 11),
@@ -37,6 +38,8 @@ struct Common<'a> {
     rule: &'a str,
     severity: &'a str,
     profile: Option<&'a str>,
+    /// The workload's phase (`startup`, `serving`): alerts of profiled processes carry it.
+    phase: Option<&'a str>,
     time: Time<'a>,
 }
 
@@ -47,6 +50,7 @@ impl<'a> Common<'a> {
             rule: rec.str("rule")?,
             severity: rec.str("severity")?,
             profile: rec.opt_str("profile")?,
+            phase: rec.opt_str("phase")?,
             time: rec.time()?,
         })
     }
@@ -82,6 +86,15 @@ impl<'a> Common<'a> {
         o.insert("disposition_id".into(), 15.into());
         o.insert("disposition".into(), "Detected".into());
         o
+    }
+
+    /// The workload profile and phase, into `unmapped` (OCSF has no attribute for them).
+    fn unmap_profile(&self, unmapped: &mut Map<String, Value>) {
+        for (key, value) in [("profile", self.profile), ("phase", self.phase)] {
+            if let Some(value) = value {
+                unmapped.insert(key.into(), value.into());
+            }
+        }
     }
 
     /// `finding_info` with the fields both activities carry.
@@ -144,9 +157,7 @@ pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
         unmapped.clone_from(&parts.unmapped);
         o.insert("evidences".into(), evidences(parts).into());
     }
-    if let Some(profile) = common.profile {
-        unmapped.insert("profile".into(), profile.into());
-    }
+    common.unmap_profile(&mut unmapped);
     // Fields of agent-raised alerts without an OCSF attribute (`dropped`, `spool_dir`, ...).
     for (key, value) in alert.extra(&ALERT_FIELDS) {
         unmapped.insert(key.into(), value.clone());
@@ -160,7 +171,7 @@ pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
 }
 
 /// The native alert fields [`convert`] maps; any other goes to `unmapped`.
-const ALERT_FIELDS: [&str; 10] = [
+const ALERT_FIELDS: [&str; 11] = [
     "kind",
     "id",
     "time",
@@ -168,6 +179,7 @@ const ALERT_FIELDS: [&str; 10] = [
     "severity",
     "mitre",
     "profile",
+    "phase",
     "message",
     "event",
     "ancestors",
@@ -194,9 +206,7 @@ pub(super) fn convert_repeats(native: &Value, host: &Host) -> Result<Value, Ocsf
     o.insert("device".into(), device(host));
     let mut unmapped = Map::new();
     unmapped.insert("key".into(), key.into());
-    if let Some(profile) = common.profile {
-        unmapped.insert("profile".into(), profile.into());
-    }
+    common.unmap_profile(&mut unmapped);
     o.insert("unmapped".into(), unmapped.into());
     let mut finding = Value::Object(o);
     finding["observables"] = observables(&finding).into();
@@ -243,6 +253,7 @@ fn evidences(parts: Parts) -> Vec<Value> {
         ("process", process),
         ("actor", actor),
         ("file", parts.file),
+        ("query", parts.query),
         ("src_endpoint", parts.src_endpoint),
         ("dst_endpoint", parts.dst_endpoint),
         ("connection_info", parts.connection_info),
@@ -272,14 +283,15 @@ fn evidences(parts: Parts) -> Vec<Value> {
 }
 
 /// `resources`: what the event acted on (file, remote or listening endpoint, launched or
-/// exiting process) and the container and pod it happened in.
+/// exiting process, name resolved, else the nameserver) and the container and pod it happened
+/// in.
 fn resources(parts: &Parts) -> Vec<Value> {
     let mut out = Vec::new();
     let endpoint = match parts.kind {
         Kind::Net(NetKind::Connect | NetKind::Send | NetKind::Listen) => {
             parts.dst_endpoint.as_ref()
         }
-        Kind::Net(NetKind::Accept | NetKind::Bind) => parts.src_endpoint.as_ref(),
+        Kind::Net(NetKind::Accept | NetKind::Bind) | Kind::Dns => parts.src_endpoint.as_ref(),
         Kind::Process(_) | Kind::File(_) => None,
     };
     if let Some(f) = &parts.file {
@@ -295,6 +307,10 @@ fn resources(parts: &Parts) -> Vec<Value> {
         out.push(
             json!({ "type": "Process", "name": name, "uid": uid, "role_id": 1, "role": "Target" }),
         );
+    } else if let Some(name) = parts.query.as_ref().and_then(|q| q.get("hostname")) {
+        out.push(json!({
+            "type": "Domain Name", "name": name, "hostname": name, "role_id": 1, "role": "Target",
+        }));
     } else if let Some(ep) = endpoint {
         let mut r = json!({ "type": "Network Endpoint", "role_id": 1, "role": "Target" });
         let ip = ep.get("ip").and_then(Value::as_str);

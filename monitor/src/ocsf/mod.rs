@@ -12,6 +12,7 @@
 //! | `connect` | Network Activity (4001) | Open; Refuse or Fail when it failed |
 //! | `accept` / `listen` / `send` | Network Activity (4001) | Open / Listen / Traffic |
 //! | `bind` | Network Activity (4001) | Other (`activity_name: "Bind"`) |
+//! | `dns` | DNS Activity (4003) | Response (query, answers, rcode; from the nameserver) |
 //! | `alert` | Detection Finding (2004) | Create |
 //! | `alert_repeats` | Detection Finding (2004) | Update of the folded alert's finding, with `count` |
 //! | `agent_stats` | none: not exported in OCSF |
@@ -19,9 +20,11 @@
 //! Every object names its profiles in `metadata.profiles` (`host`, `container`,
 //! `linux/linux_users`, and `security_control` for findings) and validates against the official
 //! OCSF [`OCSF_VERSION`] JSON schema of its class with those profiles (see the tests). Native
-//! fields with no OCSF attribute (cgroup id, fds, dedupe counts, ...) go to `unmapped`.
+//! fields with no OCSF attribute (cgroup id, fds, dedupe counts, the workload `profile` and
+//! `phase`, ...) go to `unmapped`.
 
 mod activity;
+mod dns;
 mod finding;
 mod native;
 mod objects;
@@ -147,8 +150,9 @@ pub fn to_ocsf(native: &Value) -> Result<Option<Value>, OcsfError> {
     }
 }
 
-/// Converts a native event (`exec`, `fork`, `exit`, file and network kinds) into an OCSF
-/// Process Activity (1007), File System Activity (1001) or Network Activity (4001) object.
+/// Converts a native event (`exec`, `fork`, `exit`, file, network and `dns` kinds) into an OCSF
+/// Process Activity (1007), File System Activity (1001), Network Activity (4001) or DNS
+/// Activity (4003) object.
 ///
 /// The acting process is `actor.process` (pid, thread as `ptid`, `comm` as `name`, `exe` as
 /// `file.path`, `user.uid`, parent pid, container); the host is `device` (hostname from

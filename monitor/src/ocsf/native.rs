@@ -184,6 +184,18 @@ impl<'a> Native<'a> {
             .collect()
     }
 
+    /// A list of IP addresses, as written (an IPv4-mapped IPv6 address stays IPv6); absent or
+    /// null is empty.
+    pub fn ip_list(&self, field: &str) -> Result<Vec<IpAddr>, OcsfError> {
+        self.str_list(field)?
+            .into_iter()
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| self.bad(field, "a list of IP addresses", format!("{s:?}")))
+            })
+            .collect()
+    }
+
     /// A list of values; absent or null is empty.
     fn list(&self, field: &str) -> Result<&'a [Value], OcsfError> {
         match self.get(field) {

@@ -1,5 +1,5 @@
 //! Builders of the OCSF objects events and findings share: class header, metadata, device,
-//! processes, files, network endpoints and operation status.
+//! processes, files, network endpoints and connections, and operation status.
 
 use std::{io, net::IpAddr, sync::OnceLock};
 
@@ -66,6 +66,12 @@ pub(super) const FILE_ACTIVITY: Class = Class {
 pub(super) const NETWORK_ACTIVITY: Class = Class {
     uid: 4001,
     name: "Network Activity",
+    category_uid: 4,
+    category_name: "Network Activity",
+};
+pub(super) const DNS_ACTIVITY: Class = Class {
+    uid: 4003,
+    name: "DNS Activity",
     category_uid: 4,
     category_name: "Network Activity",
 };
@@ -336,4 +342,38 @@ pub(super) fn endpoint(
         e.insert("port".into(), port.into());
     }
     Some(e.into())
+}
+
+/// `connection_info`: direction, transport protocol (TCP/UDP over IP; a unix socket's type goes
+/// to `unmapped.protocol`) and IP version, from an address of the socket or else its family.
+pub(super) fn connection_info(
+    ev: &Native,
+    direction: (u8, &str),
+    ip: Option<IpAddr>,
+    unmapped: &mut Map<String, Value>,
+) -> Result<Map<String, Value>, OcsfError> {
+    let family = ev.opt_str("family")?;
+    let mut conn = Map::new();
+    conn.insert("direction_id".into(), direction.0.into());
+    conn.insert("direction".into(), direction.1.into());
+    match ev.opt_str("protocol")? {
+        Some(name @ ("tcp" | "udp")) if family != Some("unix") => {
+            let number = if name == "tcp" { 6 } else { 17 };
+            conn.insert("protocol_name".into(), name.into());
+            conn.insert("protocol_num".into(), number.into());
+        }
+        Some(other) => {
+            unmapped.insert("protocol".into(), other.into());
+        }
+        None => {}
+    }
+    let version = match (ip, family) {
+        (Some(IpAddr::V4(_)), _) | (None, Some("inet")) => Some(4),
+        (Some(IpAddr::V6(_)), _) | (None, Some("inet6")) => Some(6),
+        _ => None,
+    };
+    if let Some(v) = version {
+        conn.insert("protocol_ver_id".into(), v.into());
+    }
+    Ok(conn)
 }

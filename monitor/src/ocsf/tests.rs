@@ -209,7 +209,59 @@ fn native_events() -> Vec<(&'static str, Value)> {
         ),
         ("bind", net("bind", 0, ("0.0.0.0", 4000), None)),
         ("listen", net("listen", 0, ("::", 4000), None)),
+        ("connect profiled", {
+            let mut ev = net("connect", 0, ("10.0.0.5", 51004), Some(("10.0.0.9", 443)));
+            ev["profile"] = "litellm-proxy".into();
+            ev["phase"] = "startup".into();
+            ev
+        }),
+        (
+            "dns",
+            in_pod(dns(
+                ("inet", "udp", "10.0.0.2"),
+                json!({
+                    "query": "api.openai.com", "query_type": "A", "rcode": "NOERROR",
+                    "answers": ["162.159.140.245", "172.66.0.243"],
+                    "cnames": ["api.openai.com.cdn.cloudflare.net"], "ttl": 60,
+                }),
+            )),
+        ),
+        (
+            "dns nxdomain",
+            dns(
+                ("inet6", "tcp", "2001:db8::53"),
+                json!({
+                    "query": "missing.example.com", "query_type": "AAAA", "rcode": "NXDOMAIN",
+                    "answers": [], "cnames": [], "ttl": null, "truncated": true,
+                }),
+            ),
+        ),
+        (
+            "dns malformed",
+            dns(
+                ("inet", "udp", "127.0.0.53"),
+                json!({
+                    "query": null, "query_type": null, "rcode": null, "answers": [],
+                    "cnames": [], "ttl": null, "malformed": true,
+                }),
+            ),
+        ),
     ]
+}
+
+/// A native `dns` event: an answer from the nameserver `(family, protocol, address)` port 53.
+fn dns(server: (&str, &str, &str), body: Value) -> Value {
+    let mut ev = event(
+        "dns",
+        json!({
+            "family": server.0, "protocol": server.1, "remote_addr": server.2,
+            "remote_port": 53,
+        }),
+    );
+    for (k, v) in body.as_object().expect("body is an object") {
+        ev[k] = v.clone();
+    }
+    ev
 }
 
 /// A native alert on `ev`.
@@ -279,6 +331,14 @@ fn native_alerts() -> Vec<(&'static str, Value)> {
             "alert memfd",
             alert(pick("memfd"), "fileless", "urgent", &["T1620"]),
         ),
+        ("alert dns", {
+            let mut ev = pick("dns");
+            ev["profile"] = "litellm-proxy".into();
+            ev["phase"] = "serving".into();
+            let mut a = alert(ev, "dns-tunnel", "medium", &["T1071.004"]);
+            a["phase"] = "serving".into();
+            a
+        }),
     ]
 }
 
@@ -579,13 +639,17 @@ fn unknown_kinds_and_bad_records_are_clear_errors() {
     ));
 }
 
-fn converted_event(name: &str) -> Value {
-    let native = native_events()
+/// The native sample event `name`.
+fn sample(name: &str) -> Value {
+    native_events()
         .into_iter()
         .find(|(n, _)| *n == name)
         .expect(name)
-        .1;
-    event_to_ocsf(&native).expect(name)
+        .1
+}
+
+fn converted_event(name: &str) -> Value {
+    event_to_ocsf(&sample(name)).expect(name)
 }
 
 #[test]
@@ -729,6 +793,173 @@ fn network_activity_mapping() {
         (json!(99), json!("Bind"))
     );
     assert_eq!(bind["is_src_dst_assignment_known"], false);
+}
+
+#[test]
+fn dns_activity_mapping() {
+    let dns = converted_event("dns");
+    assert_eq!(
+        (dns["class_uid"].clone(), dns["category_uid"].clone()),
+        (json!(4003), json!(4))
+    );
+    assert_eq!(
+        (dns["activity_id"].clone(), dns["activity_name"].clone()),
+        (json!(2), json!("Response"))
+    );
+    assert_eq!(dns["type_uid"], 400_302);
+    assert_eq!(
+        dns["query"],
+        json!({ "hostname": "api.openai.com", "type": "A", "class": "IN" })
+    );
+    assert_eq!(
+        dns["answers"],
+        json!([
+            { "rdata": "api.openai.com.cdn.cloudflare.net", "type": "CNAME", "class": "IN" },
+            { "rdata": "162.159.140.245", "type": "A", "class": "IN", "ttl": 60 },
+            { "rdata": "172.66.0.243", "type": "A", "class": "IN", "ttl": 60 },
+        ])
+    );
+    assert_eq!(
+        (dns["rcode_id"].clone(), dns["rcode"].clone()),
+        (json!(0), json!("NoError"))
+    );
+    assert_eq!(dns["status_id"], 1);
+    assert_eq!(dns["response_time"], TIME_MS);
+    assert_eq!(dns["src_endpoint"], json!({ "ip": "10.0.0.2", "port": 53 }));
+    assert!(dns["dst_endpoint"]["hostname"].is_string());
+    assert!(dns["dst_endpoint"].get("ip").is_none());
+    let conn = &dns["connection_info"];
+    assert_eq!(
+        (conn["direction_id"].clone(), conn["direction"].clone()),
+        (json!(1), json!("Inbound"))
+    );
+    assert_eq!(
+        (conn["protocol_name"].clone(), conn["protocol_num"].clone()),
+        (json!("udp"), json!(17))
+    );
+    assert_eq!(conn["protocol_ver_id"], 4);
+    assert!(conn.get("boundary_id").is_none());
+    assert_eq!(dns["actor"]["process"]["pid"], 4242);
+    assert_eq!(dns["actor"]["process"]["container"]["uid"], CONTAINER);
+    assert_eq!(dns["unmapped"]["family"], "inet");
+    assert!(dns["unmapped"].get("malformed").is_none());
+
+    let nx = converted_event("dns nxdomain");
+    assert_eq!(
+        nx["query"],
+        json!({ "hostname": "missing.example.com", "type": "AAAA", "class": "IN" })
+    );
+    assert_eq!(
+        (nx["rcode_id"].clone(), nx["rcode"].clone()),
+        (json!(3), json!("NXDomain"))
+    );
+    assert_eq!(nx["answers"], json!([]));
+    assert_eq!(
+        (nx["status_id"].clone(), nx["status_code"].clone()),
+        (json!(2), json!("NXDOMAIN"))
+    );
+    assert_eq!(nx["src_endpoint"]["ip"], "2001:db8::53");
+    assert_eq!(nx["connection_info"]["protocol_num"], 6);
+    assert_eq!(nx["connection_info"]["protocol_ver_id"], 6);
+    assert_eq!(nx["unmapped"]["truncated"], true);
+
+    let bad = converted_event("dns malformed");
+    assert_eq!(bad["class_uid"], 4003);
+    assert_eq!(bad["activity_id"], 2);
+    for absent in ["query", "answers", "rcode_id", "rcode"] {
+        assert!(bad.get(absent).is_none(), "{absent}: {bad}");
+    }
+    assert_eq!(bad["status_id"], 0);
+    assert_eq!(bad["unmapped"]["malformed"], true);
+    assert_eq!(bad["src_endpoint"]["ip"], "127.0.0.53");
+    assert_eq!(bad["connection_info"]["boundary_id"], 1);
+
+    let mut other = sample("dns nxdomain");
+    other["rcode"] = "RCODE4000".into();
+    other["answers"] = json!(["::ffff:192.0.2.1"]);
+    other["ttl"] = 5.into();
+    let o = event_to_ocsf(&other).expect("converts");
+    assert_eq!(
+        (o["rcode_id"].clone(), o["rcode"].clone()),
+        (json!(25), json!("Reserved"))
+    );
+    assert_eq!(o["unmapped"]["rcode"], "RCODE4000");
+    assert_eq!(
+        o["answers"],
+        json!([{ "rdata": "::ffff:192.0.2.1", "type": "AAAA", "class": "IN", "ttl": 5 }])
+    );
+    other["answers"] = json!(["not an address"]);
+    let e = event_to_ocsf(&other).expect_err("bad answer");
+    assert_eq!(
+        e.to_string(),
+        "native `dns` record: field `answers` must be a list of IP addresses, found \"not an address\""
+    );
+}
+
+#[test]
+fn dns_alerts_carry_the_answer_as_evidence() {
+    let (_, native) = native_alerts()
+        .into_iter()
+        .find(|(n, _)| *n == "alert dns")
+        .expect("sample");
+    let f = alert_to_ocsf(&native).expect("converts");
+    assert_eq!(f["class_uid"], 2004);
+    let evidence = &f["evidences"][0];
+    assert_eq!(evidence["name"], "dns");
+    assert_eq!(evidence["query"]["hostname"], "api.openai.com");
+    assert_eq!(evidence["src_endpoint"]["ip"], "10.0.0.2");
+    assert_eq!(evidence["data"]["type_uid"], 400_302);
+    assert_eq!(evidence["data"]["rcode_id"], 0);
+    assert_eq!(evidence["data"]["answers"][1]["rdata"], "162.159.140.245");
+    assert_eq!(
+        f["resources"][0],
+        json!({ "type": "Domain Name", "name": "api.openai.com", "hostname": "api.openai.com",
+                "role_id": 1, "role": "Target" })
+    );
+    let observed: Vec<(&str, &str)> = f["observables"]
+        .as_array()
+        .expect("observables")
+        .iter()
+        .map(|o| {
+            let name = o["name"].as_str().expect("name");
+            (name, o["value"].as_str().expect("value"))
+        })
+        .collect();
+    assert!(
+        observed.contains(&("evidences.query.hostname", "api.openai.com")),
+        "{observed:?}"
+    );
+}
+
+#[test]
+fn profile_and_phase_are_carried_in_unmapped() {
+    let ev = converted_event("connect profiled");
+    assert_eq!(ev["unmapped"]["profile"], "litellm-proxy");
+    assert_eq!(ev["unmapped"]["phase"], "startup");
+    let plain = converted_event("connect");
+    assert!(plain["unmapped"].get("profile").is_none());
+    assert!(plain["unmapped"].get("phase").is_none());
+
+    let (_, native) = native_alerts()
+        .into_iter()
+        .find(|(n, _)| *n == "alert dns")
+        .expect("sample");
+    let f = alert_to_ocsf(&native).expect("converts");
+    assert_eq!(f["unmapped"]["profile"], "litellm-proxy");
+    assert_eq!(f["unmapped"]["phase"], "serving");
+
+    // A process without a profile: `profile: null`, no `phase`.
+    let mut unprofiled = alert(sample("connect"), "profile.connect", "low", &[]);
+    unprofiled["profile"] = Value::Null;
+    let f = alert_to_ocsf(&unprofiled).expect("converts");
+    assert!(f["unmapped"].get("profile").is_none(), "{f}");
+    assert!(f["unmapped"].get("phase").is_none(), "{f}");
+
+    let mut update = repeats();
+    update["phase"] = "startup".into();
+    let u = to_ocsf(&update).expect("converts").expect("has a class");
+    assert_eq!(u["unmapped"]["profile"], "litellm-proxy");
+    assert_eq!(u["unmapped"]["phase"], "startup");
 }
 
 #[test]
