@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    agent::control::DEFAULT_SOCKET,
     deliver::DEFAULT_SPOOL_DIR,
     output::{Format, OutputSpec, spec::size_arg},
 };
@@ -24,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Load the probes and watch the host.
     Run(RunArgs),
+    /// Learn a workload's footprint and write it as a profile (through the running agent when
+    /// there is one, else with a sensor of its own).
+    Learn(LearnArgs),
     /// Work with rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -45,6 +49,80 @@ pub enum RulesCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Compare two versions of a profile: entries added and removed, list by list and phase by
+    /// phase; exits 1 when they differ, 0 when they do not, 2 on errors.
+    Diff {
+        /// The profile as it was (a file with one profile, or a directory of rule files).
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The profile as it is now.
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+    },
+}
+
+/// What `monitor learn` follows: a loaded profile's selectors, or selectors given here (the
+/// keys of a profile's `match:`; all given must hold; repeat an option for alternatives).
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// Learn for this loaded profile (its selectors) and refine its file: what it allows is
+    /// counted to its entries, what it does not allow is added (see --merge).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Resolved executable or the filename given to execve (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub exe: Vec<String>,
+    /// What an interpreter runs: a script (glob; without `/`: its file name) or `-m` module.
+    #[arg(long, value_name = "GLOB")]
+    pub program: Vec<String>,
+    /// A substring of some argv element.
+    #[arg(long, value_name = "TEXT")]
+    pub argv_contains: Vec<String>,
+    /// The parent's executable (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub parent_exe: Vec<String>,
+    /// Container id (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub container_id: Vec<String>,
+    /// Kubernetes pod uid (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub pod_uid: Vec<String>,
+    /// User id.
+    #[arg(long, value_name = "UID")]
+    pub uid: Vec<u32>,
+    /// Where to write the profile (checked before learning starts; written atomically).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The profile's name (default: the --profile's, else `learned`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// How long to learn, e.g. `90s`, `10m`, `1h` (default: until SIGINT or SIGTERM, which
+    /// also end a window early; what was learned is written either way).
+    #[arg(long, value_name = "DURATION", value_parser = crate::learn::command::duration_arg)]
+    pub duration: Option<std::time::Duration>,
+    /// Learn into this existing profile: its entries stay first (those not seen are marked,
+    /// never removed), what they do not cover is added.
+    #[arg(long, value_name = "FILE")]
+    pub merge: Option<PathBuf>,
+    /// A directory with more distinct names used than this becomes `dir/**`.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub collapse_above: usize,
+    /// The running agent's control socket.
+    #[arg(long, default_value = crate::agent::control::DEFAULT_SOCKET, value_name = "PATH")]
+    pub control_socket: PathBuf,
+    /// Do not use a running agent: load a sensor of its own (no detection meanwhile).
+    #[arg(long)]
+    pub standalone: bool,
+    /// Learn from a recording instead (`monitor run --events` JSON lines) instead of live.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["standalone", "duration"])]
+    pub from_events: Option<PathBuf>,
+    /// Rule files for --profile and for the credential detections learning keeps its globs
+    /// off (standalone and --from-events; the agent uses its own). Default: the shipped rules.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Created once learning has started (scripts and tests wait for it).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +192,12 @@ pub struct RunArgs {
     /// Most processes kept in the process table.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub process_table_size: usize,
+    /// Where `monitor learn` reaches this agent (a unix socket, root only).
+    #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    pub control_socket: PathBuf,
+    /// Open no control socket (`monitor learn` then runs a sensor of its own).
+    #[arg(long)]
+    pub no_control_socket: bool,
 }
 
 /// The shipped rules: /etc/monitor/rules when installed, else the repository's `rules/`.

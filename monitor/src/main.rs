@@ -5,6 +5,7 @@ mod agent;
 mod alert;
 mod cli;
 mod deliver;
+mod learn;
 mod ocsf;
 mod output;
 mod policy;
@@ -28,7 +29,11 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => agent::run(args),
+        cli::Command::Learn(args) => learn::command::run(args),
         cli::Command::Rules(cli::RulesCommand::Check { paths }) => agent::rules_check(&paths),
+        cli::Command::Rules(cli::RulesCommand::Diff { old, new }) => {
+            return learn::diff::run(&old, &new);
+        }
         cli::Command::Floor { ready_file } => agent::floor(ready_file),
     };
     match result {

@@ -32,6 +32,8 @@ use crate::{
 use dns::DnsSeen;
 use instances::Instances;
 
+use crate::learn::{LearnSpec, Outcome, Sessions};
+
 /// Most ancestors listed in an alert.
 const MAX_ANCESTORS: usize = 16;
 
@@ -74,6 +76,7 @@ pub struct Policy {
     procs: HashMap<u32, Assigned>,
     instances: Instances,
     dns: DnsSeen,
+    learning: Sessions,
     resolver: HostResolver,
     nameservers: Vec<IpAddr>,
     /// Every process is recorded (`--events` or `--watch-all`): evaluate everything.
@@ -102,6 +105,7 @@ impl Policy {
             procs: HashMap::new(),
             instances: Instances::default(),
             dns: DnsSeen::default(),
+            learning: Sessions::default(),
             resolver,
             nameservers: crate::resolve::nameservers(),
             record_everything,
@@ -141,6 +145,50 @@ impl Policy {
         self.seed(table, watch);
     }
 
+    /// Whether every exec'ing process must be watched until this stage has decided about it:
+    /// profiles are loaded or learning sessions run (and not everything is recorded anyway).
+    pub fn wants_watch_on_exec(&self) -> bool {
+        !self.record_everything && (self.rules.has_profiles() || self.learning.is_active())
+    }
+
+    /// Starts a learning session at boot-time `now_ns`; its processes are recorded from now on.
+    /// Returns its id and how many running processes it follows already.
+    pub fn start_learning(
+        &mut self,
+        spec: LearnSpec,
+        table: &ProcessTable,
+        watch: &WatchBitmap,
+        now_ns: u64,
+        wall: String,
+    ) -> (u64, usize) {
+        let (id, pids) = self.learning.start(spec, table, now_ns, wall);
+        for &pid in &pids {
+            watch.set(pid, true);
+        }
+        (id, pids.len())
+    }
+
+    /// Ends learning session `id`; the processes it followed are no longer recorded unless a
+    /// profile or another session wants them.
+    pub fn finish_learning(
+        &mut self,
+        id: u64,
+        watch: &WatchBitmap,
+        now_ns: u64,
+        wall: String,
+    ) -> Option<Outcome> {
+        let (outcome, pids) = self.learning.finish(id, now_ns, wall)?;
+        if !self.record_everything {
+            for pid in pids {
+                let profiled = self.procs.get(&pid).is_some_and(|a| a.profile.is_some());
+                if !profiled && !self.learning.follows(pid) {
+                    watch.set(pid, false);
+                }
+            }
+        }
+        Some(outcome)
+    }
+
     /// Assigns profiles to processes already running (parents before children).
     pub fn seed(&mut self, table: &ProcessTable, watch: &WatchBitmap) {
         let mut live: Vec<&ProcessInfo> = table.live().collect();
@@ -159,7 +207,10 @@ impl Policy {
                 );
             }
             self.procs.insert(p.pid, assigned);
-            watch.set(p.pid, assigned.profile.is_some());
+            watch.set(
+                p.pid,
+                assigned.profile.is_some() || self.learning.follows(p.pid),
+            );
         }
     }
 
@@ -199,12 +250,14 @@ impl Policy {
     ) -> Vec<Alert> {
         match &ev.body {
             EventBody::Fork(f) => {
+                self.learning.observe(ev, None);
                 let parent = self.procs.get(&ev.pid).copied();
                 let key = start_key_from_ns(f.child_start_time_ns);
                 let a = self.decide(f.child_pid, key, None, parent);
                 self.procs.insert(f.child_pid, a);
                 if !self.record_everything {
-                    watch.set(f.child_pid, a.profile.is_some());
+                    let learned = self.learning.follows(f.child_pid);
+                    watch.set(f.child_pid, a.profile.is_some() || learned);
                 }
             }
             EventBody::Exec(x) => {
@@ -225,6 +278,7 @@ impl Policy {
                     pod_uid: ev.pod_uid.as_deref(),
                     cwd: x.cwd.as_deref(),
                 };
+                self.learning.observe(ev, Some(&info));
                 let own = self.rules.match_profile(&info);
                 let a = self.decide(ev.pid, key, own, parent);
                 if let Some(id) = own {
@@ -233,10 +287,13 @@ impl Policy {
                 }
                 self.procs.insert(ev.pid, a);
                 if !self.record_everything {
-                    watch.set(ev.pid, a.profile.is_some());
+                    let learned = self.learning.follows(ev.pid);
+                    watch.set(ev.pid, a.profile.is_some() || learned);
                 }
             }
-            _ => {}
+            EventBody::Exit(_) | EventBody::File(_) | EventBody::Net(_) | EventBody::Dns(_) => {
+                self.learning.observe(ev, None);
+            }
         }
         // An entry left by an earlier process with the same pid does not count.
         let assigned = self

@@ -158,6 +158,17 @@ impl PathList {
         }
     }
 
+    /// The baseline's reads (or writes) alone.
+    pub fn baseline(write: bool) -> Self {
+        let mut errors = Vec::new();
+        let mut sink = Sink {
+            file: std::path::Path::new("<baseline>"),
+            errors: &mut errors,
+        };
+        let base = if write { BASELINE_WRITE } else { BASELINE_READ };
+        Self::compile(&[], "baseline", base, false, &mut sink)
+    }
+
     /// Whether `path` is allowed: listed exactly, or matched by a glob and no exclusion.
     pub fn is_match(&self, path: &str) -> bool {
         self.exact.contains(path) || (self.globs.is_match(path) && !self.exclude.is_match(path))

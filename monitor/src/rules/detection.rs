@@ -235,6 +235,8 @@ pub(crate) struct Detection {
     pub on: u16,
     pub when: Cond,
     pub except: Vec<Cond>,
+    /// `when.path` as written (for `monitor learn`, which keeps its globs off these paths).
+    pub path_patterns: Vec<String>,
 }
 
 impl Detection {
@@ -314,6 +316,12 @@ impl Detection {
             on,
             when,
             except,
+            path_patterns: doc
+                .when
+                .as_ref()
+                .and_then(|w| w.path.as_ref())
+                .map(|l| l.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default(),
         }
     }
 

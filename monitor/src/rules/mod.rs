@@ -5,11 +5,11 @@
 
 mod allow;
 mod detection;
-mod load;
+pub(crate) mod load;
 mod pattern;
 mod profile;
 mod program;
-mod schema;
+pub(crate) mod schema;
 mod selectors;
 #[cfg(test)]
 mod startup_tests;
@@ -31,9 +31,12 @@ use pattern::line_of;
 use profile::Profile;
 use view::View;
 
+pub(crate) use allow::{PathList, is_glob};
 pub use load::RulesError;
 pub use pattern::canonical_ip;
+pub(crate) use pattern::{expand_home, parse_net, proc_self_path};
 pub use schema::Severity;
+pub(crate) use selectors::Selectors;
 pub use state::DetectionState;
 
 use crate::sensor::event::{Access, Event};
@@ -79,7 +82,7 @@ pub trait ResolvedNames {
 
 /// Where a workload is in its life: starting (from the exec that started its profile until it
 /// first listens, or the profile's `startup_secs`), or serving.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Startup,
@@ -262,6 +265,19 @@ impl RuleSet {
         )
     }
 
+    /// A profile's selectors and the file it came from, by name.
+    pub(crate) fn profile_selectors(&self, name: &str) -> Option<(Selectors, PathBuf)> {
+        self.profiles
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| (p.selectors().clone(), p.source.clone()))
+    }
+
+    /// The loaded profiles' names.
+    pub fn profile_names(&self) -> Vec<String> {
+        self.profiles.iter().map(|p| p.name.clone()).collect()
+    }
+
     /// Whether descendants of a process under this profile inherit it.
     pub fn profile_inherits(&self, id: ProfileId) -> bool {
         self.profiles.get(id.0).is_some_and(|p| p.inherit)
@@ -284,6 +300,17 @@ impl RuleSet {
         v
     }
 
+    /// The path patterns of the credential detections (`credential-read` and its
+    /// `credential-read.*` family), as written, with their detection's id: what a learned
+    /// profile must not reach with a glob.
+    pub fn credential_patterns(&self) -> Vec<(String, String)> {
+        self.detections
+            .iter()
+            .filter(|d| d.id == "credential-read" || d.id.starts_with("credential-read."))
+            .flat_map(|d| d.path_patterns.iter().map(|p| (d.id.clone(), p.clone())))
+            .collect()
+    }
+
     /// Number of enabled detections.
     pub fn detection_count(&self) -> usize {
         self.detections.iter().filter(|d| d.enabled).count()
@@ -304,9 +331,16 @@ impl RuleSet {
             p.check(&v, ctx, &mut out);
         }
         let pname = profile.map(|p| p.name.as_str());
+        // A program the profile lists in `allow.exec` (or `startup.exec` while starting) is
+        // normal for this workload: the detections that exist only for profiled processes
+        // (tool spawns) leave it to the profile.
+        let listed = profile.is_some_and(|p| p.lists_exec(&v, ctx.phase));
         let k = kind_index(ev.kind);
         for &i in &self.by_kind[k] {
             let d = &self.detections[i];
+            if listed && d.profiled_only {
+                continue;
+            }
             if d.fires(&v, ctx, None) {
                 out.push(d.finding(&v, pname, None, v.object()));
             }
@@ -414,6 +448,16 @@ impl RuleSet {
             }
         }
     }
+}
+
+/// What an exec runs (see [`program::program`]), as a module name or an absolute path.
+pub(crate) fn program_of(
+    exe: Option<&str>,
+    filename: &str,
+    argv: &[String],
+    cwd: Option<&str>,
+) -> Option<String> {
+    program::program(exe, filename, argv, cwd).map(|p| p.as_str().to_owned())
 }
 
 /// Interpreters whose first non-option argument is the script they run.

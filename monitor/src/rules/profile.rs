@@ -93,6 +93,8 @@ pub(crate) struct Profile {
     /// Longest start-up phase.
     pub startup_secs: u64,
     baseline: bool,
+    /// The file it was loaded from.
+    pub source: std::path::PathBuf,
 }
 
 impl Profile {
@@ -135,6 +137,7 @@ impl Profile {
             startup,
             startup_secs: doc.startup_secs.map_or(DEFAULT_STARTUP_SECS, |s| *s),
             baseline,
+            source: sink.file.to_path_buf(),
         }
     }
 
@@ -143,6 +146,11 @@ impl Profile {
         self.allow
             .hosts()
             .chain(self.startup.iter().flat_map(AllowLists::hosts))
+    }
+
+    /// The compiled `match:` selectors.
+    pub fn selectors(&self) -> &Selectors {
+        &self.sel
     }
 
     /// Whether an exec starts this profile: every given selector holds.
@@ -157,6 +165,15 @@ impl Profile {
 
     fn allows_path(&self, phase: Phase, list: fn(&AllowLists) -> &PathList, path: &str) -> bool {
         self.allows(phase, |l| list(l).is_match(path))
+    }
+
+    /// Whether an exec event's program is listed in the exec lists of this phase (the entry
+    /// point, allowed by the selectors, does not count).
+    pub fn lists_exec(&self, v: &View<'_>, phase: Phase) -> bool {
+        let Some(x) = v.exec else { return false };
+        v.exe
+            .is_some_and(|e| self.allows_path(phase, |l| &l.exec, e))
+            || self.allows_path(phase, |l| &l.exec, &x.filename)
     }
 
     /// Checks one event of a process under this profile against its allowlists.

@@ -138,3 +138,23 @@ fn startup_errors_name_their_keys() {
         ]
     );
 }
+
+#[test]
+fn tool_spawn_detections_leave_listed_programs_to_the_profile() {
+    const RECON: &str = "detection: recon\ndescription: A server ran a recon tool\nseverity: medium\nmitre: [T1082]\nscope: profiled\non: [exec]\nwhen:\n  exe: [\"/usr/bin/uname\", \"/usr/bin/id\"]\n";
+    let r = load_ok(&[("s.yaml", SERVER), ("d.yaml", RECON)]);
+    let uname = exec("/usr/bin/uname", &["uname", "-p"]);
+    assert!(
+        fired(&r, &uname, &in_phase(Phase::Startup)).is_empty(),
+        "startup.exec lists it"
+    );
+    assert_eq!(
+        fired(&r, &uname, &in_phase(Phase::Serving)),
+        vec!["profile.exec", "recon"],
+        "not listed while serving"
+    );
+    assert_eq!(
+        fired(&r, &exec("/usr/bin/id", &["id"]), &in_phase(Phase::Startup)),
+        vec!["profile.exec", "recon"]
+    );
+}

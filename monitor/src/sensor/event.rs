@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use monitor_common::EventKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::Phase;
 
@@ -58,7 +58,7 @@ pub enum EventBody {
     Dns(DnsBody),
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExecBody {
     /// The filename given to execve.
     pub filename: String,
@@ -68,21 +68,21 @@ pub struct ExecBody {
     pub euid: u32,
     pub egid: u32,
     /// argv exceeded the copy bound and was cut.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub argv_truncated: bool,
     /// The executable the kernel loaded (also reported as the event's `exe`).
     #[serde(skip)]
     pub exe: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ForkBody {
     pub child_pid: u32,
     #[serde(skip)]
     pub child_start_time_ns: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExitBody {
     /// The process's exit status (`exit(3)` gives 3); 128 + signal when killed by a signal.
     pub exit_code: i32,
@@ -91,7 +91,7 @@ pub struct ExitBody {
 }
 
 /// Access mode of an open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     Read,
@@ -99,7 +99,7 @@ pub enum Access {
     ReadWrite,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileBody {
     /// Absolute path (open/unlink/rename source/chmod); absent for memfd.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,10 +125,10 @@ pub struct FileBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<i64>,
     /// Identical opens folded into this one's predecessor in the kernel dedupe window.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", default)]
     pub repeats: u32,
     /// Some path was longer than the kernel walk bound and starts with `...`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub path_truncated: bool,
 }
 
@@ -137,7 +137,7 @@ fn is_zero(v: &u32) -> bool {
 }
 
 /// Address family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     Inet,
@@ -146,14 +146,14 @@ pub enum Family {
 }
 
 /// Transport protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Tcp,
     Udp,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NetBody {
     pub family: Option<Family>,
     pub protocol: Option<Protocol>,
@@ -170,7 +170,7 @@ pub struct NetBody {
 }
 
 /// A DNS answer a watched process received (`kind: "dns"`). The nameserver is the remote end.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DnsBody {
     pub family: Option<Family>,
     pub protocol: Option<Protocol>,
@@ -191,9 +191,9 @@ pub struct DnsBody {
     pub ttl: Option<u32>,
     /// The message was longer than the kernel copies (`DNS_CAPTURE_MAX`); what was parsed is its
     /// start.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub truncated: bool,
     /// The payload is not a DNS response that parses (cut short, a later TCP segment, not DNS).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub malformed: bool,
 }

@@ -54,6 +54,11 @@ impl Default for Clock {
     }
 }
 
+/// Boot-time nanoseconds now: the clock of the kernel's event timestamps.
+pub fn boot_ns() -> u64 {
+    u64::try_from(clock_ns(libc::CLOCK_BOOTTIME)).unwrap_or(0)
+}
+
 /// The wall-clock time now, RFC 3339 with nanoseconds (for lines the agent itself writes).
 pub fn now_rfc3339() -> String {
     rfc3339_ns(clock_ns(libc::CLOCK_REALTIME))

@@ -1,8 +1,16 @@
 //! `monitor run`: builds the pipeline sensor -> process enrichment -> policy (profiles,
-//! detections, alerts) -> output stage (delivery spools, then local outputs; network sinks
-//! deliver from the spools) and runs it until SIGINT or SIGTERM, then drains, writes final
-//! statistics, gives the network sinks a moment to deliver and detaches the probes. SIGHUP
-//! reloads the rules; a bad new rule set leaves the old one running.
+//! detections, learning sessions, alerts) -> output stage (delivery spools, then local outputs;
+//! network sinks deliver from the spools) and runs it until SIGINT or SIGTERM, then drains,
+//! writes final statistics, gives the network sinks a moment to deliver and detaches the
+//! probes. SIGHUP reloads the rules; a bad new rule set leaves the old one running (learning
+//! sessions go on either way). Learning requests come from the control socket (`control`), or
+//! from `monitor learn` in the same process when no agent runs.
+
+mod commands;
+pub mod control;
+mod learning;
+
+pub use commands::{floor, rules_check};
 
 use std::{
     path::PathBuf,
@@ -13,6 +21,9 @@ use std::{
 use anyhow::Context as _;
 use serde::Serialize;
 use tokio::{signal::unix::SignalKind, sync::mpsc};
+
+use control::Request;
+use learning::Learning;
 
 use crate::{
     cli::{RunArgs, default_rules},
@@ -32,13 +43,50 @@ const CHANNEL: usize = 8192;
 /// How long start-up waits for the first DNS answers of profile hosts.
 const FIRST_RESOLVE: Duration = Duration::from_secs(3);
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The async runtime every pipeline runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    rt.block_on(run_async(args))
+        .context("starting the async runtime")
+}
+
+/// `monitor run`.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (tx, rx) = mpsc::channel(16);
+        if !args.no_control_socket {
+            control::listen(&args.control_socket, tx).await?;
+        }
+        run_pipeline(
+            args,
+            Options {
+                requests: Some(rx),
+                signals: true,
+                quiet: false,
+            },
+        )
+        .await
+    })
+}
+
+/// How a pipeline runs besides its arguments.
+pub struct Options {
+    /// Learning requests (and, in process, shutdown).
+    pub requests: Option<mpsc::Receiver<Request>>,
+    /// Stop on SIGINT/SIGTERM (else only on [`Request::Shutdown`]).
+    pub signals: bool,
+    /// Write no records at all (`monitor learn` on its own).
+    pub quiet: bool,
+}
+
+/// The next request, or never when there is no channel.
+async fn next_request(rx: &mut Option<mpsc::Receiver<Request>>) -> Option<Request> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[derive(Serialize)]
@@ -68,7 +116,13 @@ fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
     }
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+/// Runs the pipeline until a signal (with `opts.signals`) or a shutdown request.
+pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
+    let Options {
+        mut requests,
+        signals,
+        quiet,
+    } = opts;
     let paths = rule_paths(&args);
     let rules = Arc::new(RuleSet::load(&paths).context("the rules are invalid; not starting")?);
     let network: Vec<_> = args
@@ -87,7 +141,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         events: args.events,
     };
     let (forwarding, lanes) = forward::start(&network, &forward_config).await?.unzip();
-    let locals = output::open_local(&args.outputs, args.format, args.events)?;
+    let locals = if quiet {
+        Vec::new()
+    } else {
+        output::open_local(&args.outputs, args.format, args.events)?
+    };
     let want_events = args.events || forwarding.as_ref().is_some_and(|f| f.wants_events());
     let record_everything = want_events || args.watch_all;
     let config = SensorConfig {
@@ -126,6 +184,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let fold = Duration::from_secs(args.alert_fold_secs);
     let mut policy = Policy::new(rules, resolver, record_everything, fold);
     policy.seed(enricher.table(), sensor.watched());
+    let mut learning = Learning::default();
+    learning::switch(&policy, &mut sensor);
     tracing::info!(
         programs = sensor.program_count(),
         processes = seeded,
@@ -229,15 +289,26 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                 let line = stats_line("interval", &sensor, &enricher, written, policy.stats());
                 let _ = line_tx.send(line).await;
             }
+            req = next_request(&mut requests) => {
+                let Some(req) = req else {
+                    requests = None;
+                    continue;
+                };
+                if !learning.handle(req, &mut policy, &enricher, &mut sensor) {
+                    break;
+                }
+            }
+            _ = sleep_until(learning.next_due()) => learning.finish_due(&mut policy, &mut sensor),
             _ = sighup.recv() => match RuleSet::load(&paths) {
                 Ok(new) => {
                     policy.replace_rules(Arc::new(new), enricher.table(), sensor.watched());
+                    learning::switch(&policy, &mut sensor);
                     tracing::info!(detections = policy.rules().detection_count(), "rules reloaded");
                 }
                 Err(e) => tracing::error!("rules reload failed; keeping the previous rules:\n{e}"),
             },
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = sigint.recv(), if signals => break,
+            _ = sigterm.recv(), if signals => break,
         }
     }
     tracing::info!("shutting down");
@@ -287,41 +358,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `monitor rules check PATH...`.
-pub fn rules_check(paths: &[PathBuf]) -> anyhow::Result<()> {
-    let rules = match RuleSet::load(paths) {
-        Ok(r) => r,
-        Err(e) => {
-            // One `FILE:LINE: key `KEY`: message` per line, nothing in front.
-            eprintln!("{e}");
-            anyhow::bail!("{} error(s) in the rules", e.errors.len());
-        }
-    };
-    println!(
-        "rules OK: {} profiles, {} detections",
-        rules.profile_count(),
-        rules.detection_count()
-    );
-    Ok(())
-}
-
-/// `monitor floor`: empty programs on the same hooks, until SIGINT/SIGTERM (benchmark floor).
-pub fn floor(ready_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    let _floor = crate::sensor::load::Floor::load()?;
-    if let Some(path) = &ready_file {
-        std::fs::write(path, b"ready\n")
-            .with_context(|| format!("writing ready file {}", path.display()))?;
+/// Sleeps until `due`, or forever.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-        let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
-        tokio::select! {
-            _ = sigint.recv() => {}
-            _ = sigterm.recv() => {}
-        }
-        Ok(())
-    })
 }

@@ -1,0 +1,213 @@
+//! The agent's control socket: `monitor learn` asks a running agent to learn, so learning uses
+//! the agent's sensor and the agent keeps detecting meanwhile. One JSON object per line:
+//!
+//! ```text
+//! learn -> agent   {"learn": {"name": ..., "profile": ..., "selectors": {...}}}
+//! agent -> learn   {"started": {"session": N, "processes": N}}   or {"error": "..."}
+//! learn -> agent   {"finish": true}          (end of the window, SIGINT or SIGTERM)
+//! agent -> learn   {"finished": {...}}        (outcome, credential patterns, nameservers)
+//! ```
+//!
+//! A client that goes away without `finish` cancels its session. The socket is created with
+//! mode 0600 (root only), in a directory created 0700 if missing.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::learn::{Finished, LearnRequest};
+
+/// Where the agent listens by default, and where `monitor learn` looks for it.
+pub const DEFAULT_SOCKET: &str = "/run/monitor/control.sock";
+/// Longest request line accepted.
+const MAX_LINE: usize = 64 * 1024;
+
+/// A request to the pipeline, from the socket or from `monitor learn` in the same process.
+pub enum Request {
+    Start {
+        request: Box<LearnRequest>,
+        reply: oneshot::Sender<Result<Started, String>>,
+    },
+    Finish {
+        session: u64,
+        reply: oneshot::Sender<Option<Finished>>,
+    },
+    Cancel {
+        session: u64,
+    },
+    /// Stop the pipeline (in-process callers).
+    Shutdown,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Started {
+    pub session: u64,
+    /// Processes followed from the start (already running and matching).
+    pub processes: usize,
+}
+
+/// Lines the client sends.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientLine {
+    Learn(Box<LearnRequest>),
+    Finish(bool),
+}
+
+/// Lines the agent sends.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentLine {
+    Started(Started),
+    Finished(Box<Finished>),
+    Error(String),
+}
+
+/// Why the socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(
+        "another agent answers on the control socket {0}: stop it, or give this one its own \
+         `--control-socket PATH`"
+    )]
+    InUse(PathBuf),
+    #[error("cannot create the control socket {path}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds `path` (replacing a stale socket file) and serves it until the task is aborted.
+pub async fn listen(path: &Path, tx: mpsc::Sender<Request>) -> Result<(), ControlError> {
+    if UnixStream::connect(path).await.is_ok() {
+        return Err(ControlError::InUse(path.to_path_buf()));
+    }
+    let bind = |source| ControlError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(bind)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(bind(e)),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path).map_err(bind)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind)?;
+    let path = path.to_path_buf();
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve(stream, tx.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(socket = %path.display(), error = %e, "control socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn send(
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    line: &AgentLine,
+) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    stream.write_all(&bytes).await
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes; `None` at end of stream.
+pub async fn read_line(
+    r: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = tokio::io::AsyncReadExt::take(&mut *r, MAX_LINE as u64)
+        .read_until(b'\n', &mut buf)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') && n >= MAX_LINE {
+        return Err(io::Error::other("request line too long"));
+    }
+    String::from_utf8(buf)
+        .map(|s| Some(s.trim_end().to_owned()))
+        .map_err(io::Error::other)
+}
+
+/// One client: a learn request, then a finish (or the end of the connection, which cancels).
+async fn serve(stream: UnixStream, tx: mpsc::Sender<Request>) {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let request = match read_line(&mut r).await {
+        Ok(Some(line)) => match serde_json::from_str::<ClientLine>(&line) {
+            Ok(ClientLine::Learn(req)) => req,
+            Ok(ClientLine::Finish(_)) => {
+                let _ = send(
+                    &mut w,
+                    &AgentLine::Error("no learning session to finish".into()),
+                )
+                .await;
+                return;
+            }
+            Err(e) => {
+                let _ = send(&mut w, &AgentLine::Error(format!("bad request: {e}"))).await;
+                return;
+            }
+        },
+        _ => return,
+    };
+    let (reply, rx) = oneshot::channel();
+    if tx.send(Request::Start { request, reply }).await.is_err() {
+        return;
+    }
+    let started = match rx.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let _ = send(&mut w, &AgentLine::Error(e)).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let session = started.session;
+    if send(&mut w, &AgentLine::Started(started)).await.is_err() {
+        let _ = tx.send(Request::Cancel { session }).await;
+        return;
+    }
+    let finish = matches!(
+        read_line(&mut r).await,
+        Ok(Some(line)) if matches!(serde_json::from_str(&line), Ok(ClientLine::Finish(true)))
+    );
+    if !finish {
+        tracing::info!(session, "learning client went away: session cancelled");
+        let _ = tx.send(Request::Cancel { session }).await;
+        return;
+    }
+    let (reply, rx) = oneshot::channel();
+    if tx.send(Request::Finish { session, reply }).await.is_err() {
+        return;
+    }
+    let line = match rx.await {
+        Ok(Some(done)) => AgentLine::Finished(Box::new(done)),
+        _ => AgentLine::Error(format!("learning session {session} is gone")),
+    };
+    if let Err(e) = send(&mut w, &line).await {
+        tracing::warn!(session, error = %e, "could not send the learned footprint to its client");
+    }
+}

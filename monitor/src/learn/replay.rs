@@ -1,0 +1,141 @@
+//! `monitor learn --from-events FILE`: learning from a recording of `monitor run --events`
+//! (JSON lines) instead of live processes, e.g. a staging run recorded and learned elsewhere.
+//! Lines that are not events (alerts, statistics) are skipped; a line that does not parse is
+//! an error naming its line number.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use monitor_common::EventKind;
+use serde_json::Value;
+
+use super::{Finished, LearnRequest, Session};
+use crate::process::table::ProcessTable;
+use crate::rules::{ExecInfo, RuleSet};
+use crate::sensor::event::{Event, EventBody};
+
+/// The recording's kinds that are not events.
+const NOT_EVENTS: &[&str] = &["alert", "alert_repeats", "agent_stats", "agent_error"];
+
+/// One recorded event. Times come from `time` (the kernel's boot-time stamps are not
+/// recorded); process start times are unknown, so all start keys are 0.
+fn event(v: &Value) -> anyhow::Result<Option<Event>> {
+    let kind_name = v.get("kind").and_then(Value::as_str).context("no `kind`")?;
+    if NOT_EVENTS.contains(&kind_name) {
+        return Ok(None);
+    }
+    let kind =
+        EventKind::from_name(kind_name).with_context(|| format!("unknown kind {kind_name:?}"))?;
+    let body = match kind {
+        EventKind::Exec => EventBody::Exec(serde_json::from_value(v.clone())?),
+        EventKind::Fork => EventBody::Fork(serde_json::from_value(v.clone())?),
+        EventKind::Exit => EventBody::Exit(serde_json::from_value(v.clone())?),
+        EventKind::Open
+        | EventKind::Unlink
+        | EventKind::Rename
+        | EventKind::Chmod
+        | EventKind::Memfd => EventBody::File(serde_json::from_value(v.clone())?),
+        EventKind::Connect
+        | EventKind::Accept
+        | EventKind::Bind
+        | EventKind::Listen
+        | EventKind::Send => EventBody::Net(serde_json::from_value(v.clone())?),
+        EventKind::Dns => EventBody::Dns(serde_json::from_value(v.clone())?),
+    };
+    let time = v.get("time").and_then(Value::as_str).context("no `time`")?;
+    let ktime_ns = chrono::DateTime::parse_from_rfc3339(time)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .and_then(|n| u64::try_from(n).ok())
+        .with_context(|| format!("bad `time` {time:?}"))?;
+    let num = |k: &str| -> anyhow::Result<u32> {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .with_context(|| format!("no `{k}`"))
+    };
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    Ok(Some(Event {
+        kind,
+        time: time.to_owned(),
+        pid: num("pid")?,
+        tid: num("tid")?,
+        ppid: num("ppid")?,
+        uid: num("uid")?,
+        gid: num("gid").unwrap_or(0),
+        comm: text("comm").unwrap_or_default(),
+        exe: text("exe"),
+        cgroup_id: v.get("cgroup_id").and_then(Value::as_u64).unwrap_or(0),
+        container_id: text("container_id"),
+        pod_uid: text("pod_uid"),
+        profile: None,
+        phase: None,
+        body,
+        ktime_ns,
+        start_time_ns: 0,
+    }))
+}
+
+/// Replays `path` into one session.
+pub fn replay(path: &Path, request: &LearnRequest, rules: &RuleSet) -> anyhow::Result<Finished> {
+    let (spec, profile_file) = request.spec(rules).map_err(anyhow::Error::msg)?;
+    let file = File::open(path).with_context(|| format!("--from-events {}", path.display()))?;
+    let mut session: Option<Session> = None;
+    let table = ProcessTable::new(1);
+    let mut exes: HashMap<u32, String> = HashMap::new();
+    let (mut first, mut last) = (None::<(u64, String)>, (0u64, String::new()));
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a JSON line", path.display(), i + 1))?;
+        let Some(mut ev) =
+            event(&v).with_context(|| format!("{}:{}: not an event", path.display(), i + 1))?
+        else {
+            continue;
+        };
+        if first.is_none() {
+            first = Some((ev.ktime_ns, ev.time.clone()));
+        }
+        last = (ev.ktime_ns, ev.time.clone());
+        let (start_ns, start_wall) = first.clone().unwrap_or_default();
+        let s = session
+            .get_or_insert_with(|| Session::start(0, spec.clone(), &table, start_ns, start_wall));
+        if let EventBody::Exec(x) = &mut ev.body {
+            x.exe = ev.exe.clone();
+            if let Some(exe) = &ev.exe {
+                exes.insert(ev.pid, exe.clone());
+            }
+        }
+        match &ev.body {
+            EventBody::Exec(x) => {
+                let info = ExecInfo {
+                    exe: x.exe.as_deref(),
+                    filename: &x.filename,
+                    argv: &x.argv,
+                    uid: ev.uid,
+                    parent_exe: exes.get(&ev.ppid).map(String::as_str),
+                    container_id: ev.container_id.as_deref(),
+                    pod_uid: ev.pod_uid.as_deref(),
+                    cwd: x.cwd.as_deref(),
+                };
+                s.observe(&ev, Some(&info));
+            }
+            _ => s.observe(&ev, None),
+        }
+    }
+    let Some(s) = session else {
+        bail!("{}: no events in the recording", path.display());
+    };
+    Ok(Finished {
+        outcome: s.finish(last.0, last.1),
+        credentials: rules.credential_patterns(),
+        nameservers: crate::resolve::nameservers(),
+        profile_file,
+    })
+}

@@ -1,0 +1,406 @@
+//! Learning sessions inside the policy stage: which processes each session follows (those its
+//! selectors match at exec, processes already running that match when it starts, and all their
+//! descendants), the workload instances they form and the phase each is in, the names each
+//! instance resolved, and the footprint their events add up to.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use monitor_common::EventKind;
+use serde::{Deserialize, Serialize};
+
+use super::footprint::{Destination, FileUse, Footprint};
+use crate::process::table::{ProcessTable, start_key_from_ns, ticks_per_second};
+use crate::rules::{ExecInfo, Selectors, canonical_ip, proc_self_path, program_of};
+use crate::sensor::event::{Access, Event, EventBody, Family, Protocol};
+
+/// Most (instance, address) names a session remembers.
+const MAX_NAMES: usize = 65_536;
+
+/// What a session learns about and how it names the result.
+#[derive(Clone, Debug)]
+pub struct LearnSpec {
+    /// Name of the profile to write.
+    pub name: String,
+    pub selectors: Selectors,
+}
+
+/// How a session went, beside its footprint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub name: String,
+    /// Wall-clock start and end, RFC 3339.
+    pub started: String,
+    pub ended: String,
+    pub secs: f64,
+    /// Processes followed (matched or descended from one that matched).
+    pub processes: u64,
+    /// Events of those processes.
+    pub events: u64,
+    /// One per workload instance: seconds from its start to its first listen (`None`: it did not
+    /// listen while learning), and whether it was already running when learning began.
+    pub instances: Vec<InstanceSummary>,
+    /// Names of DNS answers not remembered (bound reached).
+    pub names_dropped: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    pub root_pid: u32,
+    pub first_listen_secs: Option<f64>,
+    pub preexisting: bool,
+}
+
+/// A finished session.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub summary: Summary,
+    pub footprint: Footprint,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    start_key: u64,
+    instance: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Instance {
+    root_pid: u32,
+    started_ns: u64,
+    listened_ns: Option<u64>,
+    preexisting: bool,
+}
+
+/// One learning session.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    spec: LearnSpec,
+    started_ns: u64,
+    started_wall: String,
+    members: HashMap<u32, Member>,
+    instances: HashMap<u64, Instance>,
+    names: HashMap<(u64, IpAddr), String>,
+    names_dropped: u64,
+    footprint: Footprint,
+    processes: u64,
+    events: u64,
+}
+
+impl Session {
+    /// A session starting at boot-time `now_ns`; processes already running that its selectors
+    /// match are followed from now on, with their descendants.
+    pub fn start(
+        id: u64,
+        spec: LearnSpec,
+        table: &ProcessTable,
+        now_ns: u64,
+        wall: String,
+    ) -> Self {
+        let mut s = Session {
+            id,
+            spec,
+            started_ns: now_ns,
+            started_wall: wall,
+            members: HashMap::new(),
+            instances: HashMap::new(),
+            names: HashMap::new(),
+            names_dropped: 0,
+            footprint: Footprint::default(),
+            processes: 0,
+            events: 0,
+        };
+        let mut live: Vec<_> = table.live().collect();
+        live.sort_by_key(|p| (p.start_key, p.pid));
+        for p in live {
+            let parent = s.members.get(&p.ppid).map(|m| m.instance);
+            let info = ExecInfo {
+                exe: p.exe.as_deref(),
+                filename: p.argv.first().map_or("", String::as_str),
+                argv: &p.argv,
+                uid: p.uid,
+                parent_exe: table.get(p.ppid).and_then(|pp| pp.exe.as_deref()),
+                container_id: p.container.container_id.as_deref(),
+                pod_uid: p.container.pod_uid.as_deref(),
+                cwd: p.cwd.as_deref(),
+            };
+            let instance = match parent {
+                Some(i) => i,
+                None if s.spec.selectors.matches(&info) => {
+                    let key = instance_key(p.pid, p.start_key);
+                    let started_ns = p.start_key * (1_000_000_000 / ticks_per_second());
+                    s.instances.insert(
+                        key,
+                        Instance {
+                            root_pid: p.pid,
+                            started_ns: started_ns.min(now_ns),
+                            listened_ns: None,
+                            preexisting: true,
+                        },
+                    );
+                    key
+                }
+                None => continue,
+            };
+            s.join(p.pid, p.start_key, instance);
+        }
+        s
+    }
+
+    fn join(&mut self, pid: u32, start_key: u64, instance: u64) {
+        self.processes += 1;
+        self.members.insert(
+            pid,
+            Member {
+                start_key,
+                instance,
+            },
+        );
+    }
+
+    /// Whether the session follows `pid`.
+    pub fn follows(&self, pid: u32) -> bool {
+        self.members.contains_key(&pid)
+    }
+
+    /// Pids followed now.
+    pub fn members(&self) -> impl Iterator<Item = u32> + '_ {
+        self.members.keys().copied()
+    }
+
+    /// Updates membership from a lifecycle event and records what a followed process did.
+    /// `exec` describes the event's exec (for the selectors).
+    pub fn observe(&mut self, ev: &Event, exec: Option<&ExecInfo<'_>>) {
+        let key = start_key_from_ns(ev.start_time_ns);
+        match &ev.body {
+            EventBody::Exec(x) => {
+                let matched = exec.is_some_and(|i| self.spec.selectors.matches(i));
+                let member = self.members.get(&ev.pid).copied();
+                match member {
+                    Some(m) => {
+                        // An exec keeps the pid and its instance; the start key stays too.
+                        self.events += 1;
+                        if !matched {
+                            let Some(i) = self.instances.get(&m.instance).copied() else {
+                                return;
+                            };
+                            let target = exec_target(ev, x.filename.as_str(), x.cwd.as_deref());
+                            let (secs, serving) = self.when(&i, ev.ktime_ns);
+                            self.footprint.exec(
+                                &target,
+                                secs,
+                                serving,
+                                exe_of(ev).unwrap_or(&target),
+                            );
+                        }
+                    }
+                    None if matched => {
+                        let instance = instance_key(ev.pid, key);
+                        self.instances.insert(
+                            instance,
+                            Instance {
+                                root_pid: ev.pid,
+                                started_ns: ev.ktime_ns,
+                                listened_ns: None,
+                                preexisting: false,
+                            },
+                        );
+                        self.join(ev.pid, key, instance);
+                        self.events += 1;
+                    }
+                    None => {}
+                }
+            }
+            EventBody::Fork(f) => {
+                if let Some(m) = self.member(ev.pid, key) {
+                    self.events += 1;
+                    self.join(
+                        f.child_pid,
+                        start_key_from_ns(f.child_start_time_ns),
+                        m.instance,
+                    );
+                }
+            }
+            EventBody::Exit(_) => {
+                if self.member(ev.pid, key).is_some() {
+                    self.events += 1;
+                    self.members.remove(&ev.pid);
+                }
+            }
+            EventBody::File(_) | EventBody::Net(_) | EventBody::Dns(_) => {
+                if let Some(m) = self.member(ev.pid, key) {
+                    self.events += 1;
+                    self.record(ev, m.instance);
+                }
+            }
+        }
+    }
+
+    fn member(&self, pid: u32, start_key: u64) -> Option<Member> {
+        self.members
+            .get(&pid)
+            .copied()
+            .filter(|m| m.start_key == start_key)
+    }
+
+    /// Seconds since the instance started, and whether it was serving.
+    fn when(&self, i: &Instance, now_ns: u64) -> (f64, bool) {
+        let secs = now_ns.saturating_sub(i.started_ns) as f64 / 1e9;
+        let serving = i.preexisting || i.listened_ns.is_some_and(|l| l <= now_ns);
+        (secs, serving)
+    }
+
+    fn record(&mut self, ev: &Event, instance: u64) {
+        let Some(i) = self.instances.get(&instance).copied() else {
+            return;
+        };
+        let (secs, serving) = self.when(&i, ev.ktime_ns);
+        let exe = exe_of(ev).unwrap_or(ev.comm.as_str());
+        match &ev.body {
+            EventBody::File(f) if f.result >= 0 => {
+                let path = |p: &Option<String>| {
+                    p.as_deref()
+                        .map(|p| proc_self_path(p, ev.pid, ev.tid).into_owned())
+                };
+                let use_ = match ev.kind {
+                    EventKind::Open => {
+                        let created = f.created == Some(true);
+                        let (read, write) = match f.access {
+                            Some(Access::Read) | None => (true, created),
+                            Some(Access::Write) => (false, true),
+                            Some(Access::ReadWrite) => (true, true),
+                        };
+                        FileUse {
+                            read,
+                            write,
+                            created,
+                        }
+                    }
+                    EventKind::Unlink | EventKind::Rename | EventKind::Chmod => FileUse {
+                        write: true,
+                        ..FileUse::default()
+                    },
+                    _ => return,
+                };
+                for p in [path(&f.path), path(&f.new_path)].into_iter().flatten() {
+                    self.footprint.file(&p, use_, secs, serving, exe);
+                }
+            }
+            EventBody::Net(n) => match ev.kind {
+                EventKind::Connect | EventKind::Send => {
+                    if n.family == Some(Family::Unix) {
+                        if let Some(p) = &n.path {
+                            self.footprint.unix(p, secs, serving, exe);
+                        }
+                        return;
+                    }
+                    if ev.kind == EventKind::Send && n.protocol != Some(Protocol::Udp) {
+                        return;
+                    }
+                    let (Some(addr), Some(port)) = (n.remote_addr, n.remote_port) else {
+                        return;
+                    };
+                    let addr = canonical_ip(addr);
+                    let host = self.names.get(&(instance, addr)).cloned();
+                    let protocol = match n.protocol {
+                        Some(Protocol::Udp) => "udp",
+                        _ => "tcp",
+                    };
+                    let to = Destination {
+                        host: host.as_deref(),
+                        addr,
+                        port,
+                        protocol,
+                    };
+                    self.footprint.connect(to, secs, serving, exe);
+                }
+                EventKind::Listen if n.result >= 0 => {
+                    if let Some(port) = n.local_port {
+                        self.footprint.listen(port, secs, serving, exe);
+                    }
+                    if let Some(inst) = self.instances.get_mut(&instance)
+                        && inst.listened_ns.is_none()
+                    {
+                        inst.listened_ns = Some(ev.ktime_ns);
+                    }
+                }
+                EventKind::Bind if n.result >= 0 && n.protocol == Some(Protocol::Udp) => {
+                    if let Some(port) = n.local_port.filter(|&p| p != 0) {
+                        self.footprint.listen(port, secs, serving, exe);
+                    }
+                }
+                _ => {}
+            },
+            EventBody::Dns(d) => {
+                let Some(query) = &d.query else { return };
+                for &ip in &d.answers {
+                    let k = (instance, canonical_ip(ip));
+                    if self.names.len() >= MAX_NAMES && !self.names.contains_key(&k) {
+                        self.names_dropped += 1;
+                        continue;
+                    }
+                    self.names.insert(k, query.clone());
+                }
+            }
+            EventBody::File(_) | EventBody::Exec(_) | EventBody::Fork(_) | EventBody::Exit(_) => {}
+        }
+    }
+
+    /// Ends the session at boot-time `now_ns`.
+    pub fn finish(self, now_ns: u64, wall: String) -> Outcome {
+        let mut instances: Vec<InstanceSummary> = self
+            .instances
+            .values()
+            .map(|i| InstanceSummary {
+                root_pid: i.root_pid,
+                first_listen_secs: i
+                    .listened_ns
+                    .map(|l| l.saturating_sub(i.started_ns) as f64 / 1e9),
+                preexisting: i.preexisting,
+            })
+            .collect();
+        instances.sort_by_key(|i| i.root_pid);
+        Outcome {
+            summary: Summary {
+                name: self.spec.name,
+                started: self.started_wall,
+                ended: wall,
+                secs: now_ns.saturating_sub(self.started_ns) as f64 / 1e9,
+                processes: self.processes,
+                events: self.events,
+                instances,
+                names_dropped: self.names_dropped,
+            },
+            footprint: self.footprint,
+        }
+    }
+}
+
+fn instance_key(pid: u32, start_key: u64) -> u64 {
+    (u64::from(pid) << 40) ^ start_key
+}
+
+fn exe_of(ev: &Event) -> Option<&str> {
+    match &ev.body {
+        EventBody::Exec(x) => x.exe.as_deref().or(ev.exe.as_deref()),
+        _ => ev.exe.as_deref(),
+    }
+}
+
+/// What an exec is allowed by: the script an interpreter was given by an absolute path (the
+/// `allow.exec` check also looks at the filename given to execve), else the executable.
+fn exec_target(ev: &Event, filename: &str, cwd: Option<&str>) -> String {
+    let exe = exe_of(ev);
+    if filename.starts_with('/') && Some(filename) != exe {
+        let argv = match &ev.body {
+            EventBody::Exec(x) => x.argv.as_slice(),
+            _ => &[],
+        };
+        // A script the kernel ran through its `#!` line: the program is the filename.
+        if program_of(exe, filename, argv, cwd).is_some_and(|p| p == filename) {
+            return filename.to_owned();
+        }
+    }
+    exe.unwrap_or(filename).to_owned()
+}
