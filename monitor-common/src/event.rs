@@ -48,6 +48,27 @@ impl EventKind {
         })
     }
 
+    /// The kind of a `kind` string of the JSON contract.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.as_bytes() {
+            b"exec" => Self::Exec,
+            b"fork" => Self::Fork,
+            b"exit" => Self::Exit,
+            b"open" => Self::Open,
+            b"unlink" => Self::Unlink,
+            b"rename" => Self::Rename,
+            b"chmod" => Self::Chmod,
+            b"memfd" => Self::Memfd,
+            b"connect" => Self::Connect,
+            b"accept" => Self::Accept,
+            b"bind" => Self::Bind,
+            b"listen" => Self::Listen,
+            b"send" => Self::Send,
+            b"dns" => Self::Dns,
+            _ => return None,
+        })
+    }
+
     /// The `kind` string of the JSON contract.
     pub const fn as_str(self) -> &'static str {
         match self {
