@@ -170,7 +170,14 @@ fn sighup_reloads_and_a_bad_rule_set_keeps_the_old_one() {
     let out = dir.join("out.jsonl");
     let ready = dir.join("ready");
     let child = Command::new(agent_binary())
-        .args(["run", "--watch-all", "--alert-fold-secs", "0", "--rules"])
+        .args([
+            "run",
+            "--no-control-socket",
+            "--watch-all",
+            "--alert-fold-secs",
+            "0",
+        ])
+        .arg("--rules")
         .arg(&rules)
         .arg("--output")
         .arg(format!("file:{}", out.display()))

@@ -37,7 +37,8 @@ impl Running {
         let mut cmd = Command::new(common::monitor_bin());
         cmd.args(args).arg("--ready-file").arg(&ready);
         if args[0] == "run" {
-            cmd.arg("--output")
+            cmd.arg("--no-control-socket")
+                .arg("--output")
                 .arg(format!("file:{}", dir.join("out.jsonl").display()));
         }
         let stderr = std::fs::File::create(dir.join("stderr")).expect("stderr file");

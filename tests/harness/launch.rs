@@ -101,6 +101,8 @@ impl AgentProcess {
             .arg(format!("file:{}", output.display()))
             .arg("--ready-file")
             .arg(&ready)
+            .arg("--control-socket")
+            .arg(dir.join("control.sock"))
             .args(&launch.args)
             .stdin(Stdio::null())
             .stdout(open(&dir.join("agent.stdout"))?)
@@ -186,6 +188,11 @@ impl AgentProcess {
         }
     }
 
+    /// The agent's control socket (`monitor learn --control-socket`).
+    pub(crate) fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
     /// Where the agent writes its output.
     pub(crate) fn output(&self) -> &Path {
         &self.output
@@ -243,6 +250,13 @@ impl AgentProcess {
             self.stderr.display(),
             String::from_utf8_lossy(&bytes[tail..])
         )
+    }
+
+    /// Sends `signal` to the agent.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
+        let pid = lock(&self.child).id();
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+        unsafe { libc::kill(pid as libc::pid_t, signal) };
     }
 
     /// SIGKILL, as a crash would: no shutdown work at all.

@@ -24,6 +24,7 @@ mod fs;
 pub mod http;
 pub mod inference;
 mod launch;
+pub mod learn;
 mod port;
 mod process;
 pub mod rules;

@@ -64,6 +64,7 @@ impl Agent {
         let child = Command::new(monitor_bin())
             .args([
                 "run",
+                "--no-control-socket",
                 "--watch-all",
                 "--alert-fold-secs",
                 "0",

@@ -24,8 +24,10 @@ use crate::learn::{Finished, LearnRequest};
 
 /// Where the agent listens by default, and where `monitor learn` looks for it.
 pub const DEFAULT_SOCKET: &str = "/run/monitor/control.sock";
-/// Longest request line accepted.
-const MAX_LINE: usize = 64 * 1024;
+/// Longest request line the agent accepts.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// Longest answer line a client accepts (a footprint of the session's maximum size fits).
+pub const MAX_ANSWER: usize = 1 << 30;
 
 /// A request to the pipeline, from the socket or from `monitor learn` in the same process.
 pub enum Request {
@@ -84,8 +86,21 @@ pub enum ControlError {
     },
 }
 
-/// Binds `path` (replacing a stale socket file) and serves it until the task is aborted.
-pub async fn listen(path: &Path, tx: mpsc::Sender<Request>) -> Result<(), ControlError> {
+/// The served socket: dropping it stops accepting and removes the socket file.
+pub struct Socket {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `path` (replacing a stale socket file) and serves it while the [`Socket`] lives.
+pub async fn listen(path: &Path, tx: mpsc::Sender<Request>) -> Result<Socket, ControlError> {
     if UnixStream::connect(path).await.is_ok() {
         return Err(ControlError::InUse(path.to_path_buf()));
     }
@@ -106,21 +121,24 @@ pub async fn listen(path: &Path, tx: mpsc::Sender<Request>) -> Result<(), Contro
     }
     let listener = UnixListener::bind(path).map_err(bind)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind)?;
-    let path = path.to_path_buf();
-    tokio::spawn(async move {
+    let served = path.to_path_buf();
+    let task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     tokio::spawn(serve(stream, tx.clone()));
                 }
                 Err(e) => {
-                    tracing::warn!(socket = %path.display(), error = %e, "control socket accept failed");
+                    tracing::warn!(socket = %served.display(), error = %e, "control socket accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
         }
     });
-    Ok(())
+    Ok(Socket {
+        path: path.to_path_buf(),
+        task,
+    })
 }
 
 async fn send(
@@ -132,19 +150,20 @@ async fn send(
     stream.write_all(&bytes).await
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes; `None` at end of stream.
+/// Reads one line of at most `max` bytes; `None` at end of stream.
 pub async fn read_line(
     r: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    max: usize,
 ) -> io::Result<Option<String>> {
     let mut buf = Vec::new();
-    let n = tokio::io::AsyncReadExt::take(&mut *r, MAX_LINE as u64)
+    let n = tokio::io::AsyncReadExt::take(&mut *r, max as u64)
         .read_until(b'\n', &mut buf)
         .await?;
     if n == 0 {
         return Ok(None);
     }
-    if buf.last() != Some(&b'\n') && n >= MAX_LINE {
-        return Err(io::Error::other("request line too long"));
+    if buf.last() != Some(&b'\n') && n >= max {
+        return Err(io::Error::other(format!("a line longer than {max} bytes")));
     }
     String::from_utf8(buf)
         .map(|s| Some(s.trim_end().to_owned()))
@@ -155,7 +174,7 @@ pub async fn read_line(
 async fn serve(stream: UnixStream, tx: mpsc::Sender<Request>) {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
-    let request = match read_line(&mut r).await {
+    let request = match read_line(&mut r, MAX_REQUEST).await {
         Ok(Some(line)) => match serde_json::from_str::<ClientLine>(&line) {
             Ok(ClientLine::Learn(req)) => req,
             Ok(ClientLine::Finish(_)) => {
@@ -191,7 +210,7 @@ async fn serve(stream: UnixStream, tx: mpsc::Sender<Request>) {
         return;
     }
     let finish = matches!(
-        read_line(&mut r).await,
+        read_line(&mut r, MAX_REQUEST).await,
         Ok(Some(line)) if matches!(serde_json::from_str(&line), Ok(ClientLine::Finish(true)))
     );
     if !finish {

@@ -54,27 +54,24 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `monitor run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
-        let (tx, rx) = mpsc::channel(16);
-        if !args.no_control_socket {
-            control::listen(&args.control_socket, tx).await?;
-        }
-        run_pipeline(
-            args,
-            Options {
-                requests: Some(rx),
-                signals: true,
-                quiet: false,
-            },
-        )
-        .await
-    })
+    let control = (!args.no_control_socket).then(|| args.control_socket.clone());
+    runtime()?.block_on(run_pipeline(
+        args,
+        Options {
+            requests: None,
+            control,
+            signals: true,
+            quiet: false,
+        },
+    ))
 }
 
 /// How a pipeline runs besides its arguments.
 pub struct Options {
     /// Learning requests (and, in process, shutdown).
     pub requests: Option<mpsc::Receiver<Request>>,
+    /// Serve learning requests on this unix socket, once everything is attached.
+    pub control: Option<PathBuf>,
     /// Stop on SIGINT/SIGTERM (else only on [`Request::Shutdown`]).
     pub signals: bool,
     /// Write no records at all (`monitor learn` on its own).
@@ -120,6 +117,7 @@ fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
 pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let Options {
         mut requests,
+        control,
         signals,
         quiet,
     } = opts;
@@ -211,6 +209,14 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         .spawn(move || stage.run(line_rx))
         .context("starting the output thread")?;
 
+    let _socket = match control {
+        Some(path) => {
+            let (tx, rx) = mpsc::channel(16);
+            requests = Some(rx);
+            Some(control::listen(&path, tx).await?)
+        }
+        None => None,
+    };
     if let Some(path) = &args.ready_file {
         std::fs::write(path, b"ready\n")
             .with_context(|| format!("writing ready file {}", path.display()))?;

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::generalise::{Fresh, Options, ephemeral_range, generalise};
+use super::generalise::{Fresh, Options, ephemeral_range, generalise, startup_cutoff};
 use super::learned::{LearnedProfile, Scalar};
 use super::merge::Existing;
 use super::session::Outcome;
@@ -34,24 +34,24 @@ pub struct Built {
     pub merged_from: Option<String>,
 }
 
-/// The longest start-up seen: seconds from an instance's exec to its first listen, over the
-/// instances that started while learning.
-fn longest_startup(o: &Outcome) -> Option<f64> {
+/// Seconds from an instance's exec to its first listen, over the instances that started while
+/// learning.
+fn startups(o: &Outcome) -> impl Iterator<Item = f64> + '_ {
     o.summary
         .instances
         .iter()
         .filter(|i| !i.preexisting)
         .filter_map(|i| i.first_listen_secs)
-        .reduce(f64::max)
 }
 
 pub fn build(input: Input<'_>) -> Built {
     let o = input.outcome;
-    let startup = longest_startup(o);
+    let startup = startups(o).reduce(f64::max);
+    let shortest = startups(o).reduce(f64::min);
     let mut existing = input.existing;
     let baseline = existing.as_ref().is_none_or(Existing::baseline);
     if let Some(e) = &mut existing {
-        e.set_phases(startup.is_some());
+        e.set_startup_cutoff(shortest.map(startup_cutoff));
     }
     let opts = Options {
         collapse_above: input.collapse_above,
@@ -59,7 +59,7 @@ pub fn build(input: Input<'_>) -> Built {
         nameservers: input.nameservers,
         ephemeral: ephemeral_range(),
         baseline,
-        phases: startup.is_some(),
+        startup_cutoff: shortest.map(startup_cutoff),
     };
     let generalised = match &mut existing {
         Some(e) => generalise(&o.footprint, e, &opts),

@@ -19,7 +19,7 @@ use super::build::{Input, build};
 use super::merge::Existing;
 use super::render::render;
 use super::{Finished, LearnRequest, SelectorArgs};
-use crate::agent::control::{AgentLine, ClientLine, Request, read_line};
+use crate::agent::control::{AgentLine, ClientLine, MAX_ANSWER, Request, read_line};
 use crate::agent::{Options, run_pipeline, runtime};
 use crate::cli::{Cli, Command, LearnArgs, default_rules};
 use crate::rules::RuleSet;
@@ -196,7 +196,7 @@ async fn through_agent(
         let line = line.context("the agent closed the control connection")?;
         serde_json::from_str(&line).context("the agent sent a line this version cannot read")
     };
-    let started = match answer(read_line(&mut r).await?)? {
+    let started = match answer(read_line(&mut r, MAX_ANSWER).await?)? {
         AgentLine::Started(s) => s,
         AgentLine::Error(e) => bail!("the agent refused to learn: {e}"),
         AgentLine::Finished(_) => bail!("the agent answered out of turn"),
@@ -207,7 +207,7 @@ async fn through_agent(
     let mut line = serde_json::to_vec(&ClientLine::Finish(true))?;
     line.push(b'\n');
     w.write_all(&line).await?;
-    match answer(read_line(&mut r).await?)? {
+    match answer(read_line(&mut r, MAX_ANSWER).await?)? {
         AgentLine::Finished(f) => Ok(*f),
         AgentLine::Error(e) => bail!("the agent could not finish learning: {e}"),
         AgentLine::Started(_) => bail!("the agent answered out of turn"),
@@ -226,6 +226,7 @@ async fn standalone(args: &LearnArgs, request: LearnRequest) -> anyhow::Result<F
         run,
         Options {
             requests: Some(rx),
+            control: None,
             signals: false,
             quiet: true,
         },

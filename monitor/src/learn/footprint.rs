@@ -28,6 +28,9 @@ pub struct Seen {
     /// Seen after its instance first listened (or in an instance already running when the
     /// session began).
     pub serving: bool,
+    /// Seconds after its instance started, of the latest sighting before it first listened.
+    #[serde(default)]
+    pub last_startup_secs: f64,
     /// Executables of the processes that did it, with counts (at most three).
     pub exes: BTreeMap<String, u64>,
     /// Sightings by further executables.
@@ -46,6 +49,7 @@ impl Seen {
             self.serving = true;
         } else {
             self.startup = true;
+            self.last_startup_secs = self.last_startup_secs.max(secs);
         }
         if let Some(n) = self.exes.get_mut(exe) {
             *n += 1;
@@ -69,6 +73,7 @@ impl Seen {
         self.count += other.count;
         self.startup |= other.startup;
         self.serving |= other.serving;
+        self.last_startup_secs = self.last_startup_secs.max(other.last_startup_secs);
         for (exe, n) in &other.exes {
             if let Some(m) = self.exes.get_mut(exe) {
                 *m += n;

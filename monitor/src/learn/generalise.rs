@@ -52,9 +52,20 @@ pub struct Options {
     pub ephemeral: (u16, u16),
     /// Whether the profile has the baseline (its allowances are not learned).
     pub baseline: bool,
-    /// Whether a workload instance started and first listened while learning: only then is
-    /// what was used before that a start-up phase (else everything goes to `allow`).
-    pub phases: bool,
+    /// Seconds into start-up after which what was used goes to `allow` even if the workload
+    /// had not listened yet (it may come after the listen next time); `None` when no workload
+    /// instance started and listened while learning: then everything goes to `allow`.
+    pub startup_cutoff: Option<f64>,
+}
+
+/// The part of a start-up, before its first listen, whose uses go to `allow` anyway: a quarter,
+/// at least [`MIN_MARGIN`] seconds.
+pub const MARGIN_SHARE: f64 = 0.25;
+pub const MIN_MARGIN: f64 = 2.0;
+
+/// The cutoff for a first listen `listen_secs` after the start.
+pub fn startup_cutoff(listen_secs: f64) -> f64 {
+    listen_secs - (listen_secs * MARGIN_SHARE).max(MIN_MARGIN)
 }
 
 /// Objects an existing profile already allows take no new entry: it counts them instead.
@@ -245,7 +256,10 @@ pub fn generalise(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options) 
                 continue;
             }
             // Listen ports stay in `allow`: the accepts on them come while serving.
-            let target = if opts.phases && e.startup_only() && key != "listen" {
+            let startup = opts
+                .startup_cutoff
+                .is_some_and(|cutoff| e.startup_only(cutoff));
+            let target = if startup && key != "listen" {
                 &mut out.startup
             } else {
                 &mut out.allow

@@ -34,7 +34,7 @@ fn options(phases: bool) -> Options {
         nameservers: vec!["10.0.0.2".parse().unwrap()],
         ephemeral: (32768, 60999),
         baseline: true,
-        phases,
+        startup_cutoff: phases.then_some(f64::MAX),
     }
 }
 
@@ -349,4 +349,21 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn what_start_up_used_close_to_its_first_listen_stays_in_allow() {
+    use super::generalise::startup_cutoff;
+    assert_eq!(startup_cutoff(12.0), 9.0, "a quarter");
+    assert_eq!(startup_cutoff(4.0), 2.0, "at least 2 s");
+    let mut fp = Footprint::default();
+    fp.file("/etc/early", READ, 1.0, false, "/p");
+    fp.file("/etc/late", READ, 9.5, false, "/p");
+    let opts = Options {
+        startup_cutoff: Some(startup_cutoff(12.0)),
+        ..options(true)
+    };
+    let g = generalise(&fp, &mut Fresh, &opts);
+    assert_eq!(values(&g.startup.read), [r#""/etc/early""#]);
+    assert_eq!(values(&g.allow.read), [r#""/etc/late""#]);
 }

@@ -85,9 +85,9 @@ impl Entry {
         self
     }
 
-    /// Whether only the start-up phase used it.
-    pub fn startup_only(&self) -> bool {
-        self.seen.startup && !self.seen.serving
+    /// Whether only the start-up phase used it, and never after `cutoff` seconds into it.
+    pub fn startup_only(&self, cutoff: f64) -> bool {
+        self.seen.startup && !self.seen.serving && self.seen.last_startup_secs <= cutoff
     }
 }
 

@@ -44,8 +44,8 @@ pub struct Existing {
     pub profile: LearnedProfile,
     allow: Block,
     startup: Block,
-    /// Whether a start-up phase was learned (then startup entries count start-up objects).
-    phases: bool,
+    /// The start-up cutoff learned (then startup entries count start-up objects).
+    startup_cutoff: Option<f64>,
 }
 
 fn spanned(s: &str) -> Spanned<String> {
@@ -147,7 +147,7 @@ impl Existing {
             profile,
             allow: block(doc.allow.as_ref()),
             startup: block(doc.startup.as_ref()),
-            phases: false,
+            startup_cutoff: None,
         }
     }
 
@@ -174,13 +174,15 @@ impl Existing {
     }
 
     /// Whether start-up objects may count to `startup:` entries.
-    pub fn set_phases(&mut self, phases: bool) {
-        self.phases = phases;
+    pub fn set_startup_cutoff(&mut self, cutoff: Option<f64>) {
+        self.startup_cutoff = cutoff;
     }
 
     /// The blocks an object may count to: `allow`, and `startup` for start-up objects.
     fn blocks(&mut self, seen: &Seen) -> Vec<&mut Block> {
-        let startup_only = self.phases && seen.startup && !seen.serving;
+        let startup_only = self
+            .startup_cutoff
+            .is_some_and(|c| seen.startup && !seen.serving && seen.last_startup_secs <= c);
         let mut v = vec![&mut self.allow];
         if startup_only {
             v.push(&mut self.startup);

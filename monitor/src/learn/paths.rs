@@ -112,7 +112,8 @@ pub fn generated(name: &str, created: bool) -> Option<String> {
             return Some(format!("{prefix}*{ext}"));
         }
     }
-    let cut = stem.rfind(['-', '_', '.']).map_or(0, |i| i + 1);
+    // `_` belongs to the generated alphabet (Python's tempfile), so it does not end a prefix.
+    let cut = stem.rfind(['-', '.']).map_or(0, |i| i + 1);
     let (prefix, random) = stem.split_at(cut);
     let mixed = random.bytes().any(|b| b.is_ascii_digit())
         || (random.bytes().any(|b| b.is_ascii_lowercase())
@@ -230,6 +231,11 @@ mod tests {
         );
         assert_eq!(untemp("/dev/shm/sem.Ab12Cd", false), "/dev/shm/sem.*");
         assert_eq!(untemp("/tmp/fucljrcw", true), "/tmp/*");
+        assert_eq!(
+            untemp("/tmp/_x8k2m0q", true),
+            "/tmp/*",
+            "`_` is generated too"
+        );
         assert_eq!(
             untemp("/app/x7k2m9qa", true),
             "/app/x7k2m9qa",

@@ -187,12 +187,11 @@ impl Session {
                             };
                             let target = exec_target(ev, x.filename.as_str(), x.cwd.as_deref());
                             let (secs, serving) = self.when(&i, ev.ktime_ns);
-                            self.footprint.exec(
-                                &target,
-                                secs,
-                                serving,
-                                exe_of(ev).unwrap_or(&target),
-                            );
+                            // Run by the parent: the exec'ing process is the new image now.
+                            let by = exec
+                                .and_then(|i| i.parent_exe)
+                                .unwrap_or(ev.comm.as_str());
+                            self.footprint.exec(&target, secs, serving, by);
                         }
                     }
                     None if matched => {
@@ -290,19 +289,24 @@ impl Session {
             EventBody::Net(n) => match ev.kind {
                 EventKind::Connect | EventKind::Send => {
                     if n.family == Some(Family::Unix) {
-                        if let Some(p) = &n.path {
+                        if let Some(p) = n.path.as_ref().filter(|_| n.result >= 0) {
                             self.footprint.unix(p, secs, serving, exe);
                         }
                         return;
                     }
-                    if ev.kind == EventKind::Send && n.protocol != Some(Protocol::Udp) {
+                    // As profiles check them: TCP at connect, UDP at send.
+                    let udp = n.protocol == Some(Protocol::Udp);
+                    if (ev.kind == EventKind::Send) != udp {
                         return;
                     }
                     let (Some(addr), Some(port)) = (n.remote_addr, n.remote_port) else {
                         return;
                     };
                     let addr = canonical_ip(addr);
-                    let host = self.names.get(&(instance, addr)).cloned();
+                    // Loopback stays an address, and DNS goes to a nameserver, not a name.
+                    let host = (!addr.is_loopback() && port != 53)
+                        .then(|| self.names.get(&(instance, addr)).cloned())
+                        .flatten();
                     let protocol = match n.protocol {
                         Some(Protocol::Udp) => "udp",
                         _ => "tcp",

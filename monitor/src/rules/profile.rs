@@ -245,7 +245,8 @@ impl Profile {
     fn check_connect(&self, v: &View<'_>, ctx: &EvalContext<'_>, out: &mut Vec<Finding>) {
         let phase = ctx.phase;
         if v.family() == Some(Family::Unix) {
-            if let Some(path) = v.path.as_deref()
+            // A failed connect to a unix socket reached nothing.
+            if let Some(path) = v.path.as_deref().filter(|_| !v.failed())
                 && (self.allow.unix.is_some()
                     || self.startup.as_ref().is_some_and(|s| s.unix.is_some()))
                 && !self.allows(phase, |l| l.unix.as_ref().is_some_and(|u| u.is_match(path)))
@@ -254,8 +255,10 @@ impl Profile {
             }
             return;
         }
-        // Sends on connected TCP sockets were checked at connect.
-        if v.ev.kind == EventKind::Send && v.protocol() != Some(Protocol::Udp) {
+        // TCP is checked at connect, UDP at send: a UDP connect sends nothing (resolvers
+        // connect to port 0 only to learn a source address).
+        let udp = v.protocol() == Some(Protocol::Udp);
+        if (v.ev.kind == EventKind::Send) != udp {
             return;
         }
         let Some(ip) = v.remote else { return };

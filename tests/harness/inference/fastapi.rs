@@ -7,8 +7,11 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{HttpReply, NetNs, Venv, server::HttpServer, write};
-use crate::TempDir;
+use super::{
+    HttpReply, NetNs, Venv,
+    server::{HttpServer, Workdir},
+    write,
+};
 
 const APP: &str = include_str!("app.py");
 
@@ -30,12 +33,24 @@ impl FastApiApp {
 
     /// Writes the app and starts uvicorn inside `ns` (it does not wait).
     pub fn start(venv: &Venv, ns: &NetNs) -> Result<Self, String> {
-        let dir = TempDir::try_new("fastapi")
-            .map_err(|e| format!("cannot create the FastAPI app's directory: {e}"))?;
+        Self::start_in(venv, ns, None, &[])
+    }
+
+    /// [`FastApiApp::start`] in directory `dir` (kept across restarts; default: a new one of
+    /// its own), with extra environment variables.
+    pub fn start_in(
+        venv: &Venv,
+        ns: &NetNs,
+        dir: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        let dir = Workdir::new(dir, "fastapi")?;
         write(dir.path(), "app.py", APP)?;
         write(dir.path(), "model.txt", &format!("{WEIGHTS}\n"))?;
-        let mut cmd = ns.command(venv.bin("uvicorn"));
-        cmd.args(["app:app", "--host", "127.0.0.1", "--port"])
+        let mut cmd = ns.command("env");
+        cmd.args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .arg(venv.bin("uvicorn"))
+            .args(["app:app", "--host", "127.0.0.1", "--port"])
             .arg(Self::PORT.to_string());
         let server = HttpServer::spawn(
             "uvicorn",

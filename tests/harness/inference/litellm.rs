@@ -8,8 +8,12 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{NetNs, Venv, server::HttpServer, write};
-use crate::{TempDir, random_hex};
+use super::{
+    NetNs, Venv,
+    server::{HttpServer, Workdir},
+    write,
+};
+use crate::random_hex;
 
 /// LiteLLM started from a venv, in its own directory (`config.yaml`, `litellm.log`, its working
 /// directory), with a random master key. [`LiteLlm::start`] does not wait: call
@@ -41,12 +45,24 @@ impl LiteLlm {
     /// starts `ip netns exec NS env LITELLM_MASTER_KEY=... <venv>/bin/litellm --config
     /// <dir>/config.yaml --port 4000` there.
     pub fn start(venv: &Venv, ns: &NetNs, api_base: &str) -> Result<Self, String> {
-        let dir = TempDir::try_new("litellm")
-            .map_err(|e| format!("cannot create LiteLLM's directory: {e}"))?;
+        Self::start_in(venv, ns, api_base, None, &[])
+    }
+
+    /// [`LiteLlm::start`] in directory `dir` (kept across restarts, like a deployment's
+    /// `/app`; default: a new one of its own), with extra environment variables.
+    pub fn start_in(
+        venv: &Venv,
+        ns: &NetNs,
+        api_base: &str,
+        dir: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        let dir = Workdir::new(dir, "litellm")?;
         let config = write(dir.path(), "config.yaml", &config_yaml(api_base))?;
         let master_key = format!("sk-monitor-test-{}", random_hex(12));
         let mut cmd = ns.command("env");
         cmd.arg(format!("LITELLM_MASTER_KEY={master_key}"))
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
             .arg(venv.bin("litellm"))
             .arg("--config")
             .arg(&config)

@@ -96,6 +96,12 @@ impl NetNs {
         self
     }
 
+    /// Adds `addr` (e.g. `198.18.0.1/32`) to the namespace's loopback device: a host the
+    /// namespace's servers can listen on and its DNS server can name, which is not loopback.
+    pub fn add_address(&self, addr: &str) -> Result<(), String> {
+        ip(&["-n", self.name(), "addr", "add", addr, "dev", "lo"]).map(drop)
+    }
+
     /// The namespace's name, as `ip netns list` shows it.
     pub fn name(&self) -> &str {
         &self.inner.name

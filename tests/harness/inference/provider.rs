@@ -32,7 +32,8 @@ pub struct ProviderStats {
 }
 
 impl FakeProvider {
-    /// Starts the provider and waits until it listens.
+    /// Starts the provider and waits until it listens, on every address of the namespace (its
+    /// loopback and any address added with [`NetNs::add_address`]).
     pub fn start(ns: &NetNs, port: u16) -> Result<Self, String> {
         let dir = TempDir::try_new("provider")
             .map_err(|e| format!("cannot create the fake provider's directory: {e}"))?;
@@ -40,7 +41,7 @@ impl FakeProvider {
         let mut cmd = ns.command(DEBIAN_PYTHON);
         cmd.args(["-I", "-S"])
             .arg(&script)
-            .args(["127.0.0.1", &port.to_string()]);
+            .args(["0.0.0.0", &port.to_string()]);
         let daemon = Daemon::spawn("the fake provider", cmd, &dir.join("provider.log"))?;
         daemon.wait_for_line("ready", SCRIPT_READY_TIMEOUT)?;
         Ok(Self {

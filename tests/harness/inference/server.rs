@@ -16,13 +16,39 @@ use crate::TempDir;
 /// How often a health check is tried while a server starts.
 const READY_POLL: Duration = Duration::from_millis(100);
 
+/// A server's working directory: its own, or one a test keeps across restarts (a deployment's
+/// `/app` stays where it is when the server restarts).
+pub(crate) enum Workdir {
+    Own(TempDir),
+    Shared(PathBuf),
+}
+
+impl Workdir {
+    /// `dir`, or a new directory of the server's own labelled `label`.
+    pub(crate) fn new(dir: Option<&Path>, label: &str) -> Result<Self, String> {
+        match dir {
+            Some(d) => Ok(Workdir::Shared(d.to_path_buf())),
+            None => TempDir::try_new(label)
+                .map(Workdir::Own)
+                .map_err(|e| format!("cannot create the {label} directory: {e}")),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            Workdir::Own(d) => d.path(),
+            Workdir::Shared(p) => p,
+        }
+    }
+}
+
 pub(crate) struct HttpServer {
     // Field order is drop order: the server stops before its directory goes.
     daemon: Daemon,
     ns: NetNs,
     port: u16,
     health: &'static str,
-    dir: TempDir,
+    dir: Workdir,
 }
 
 impl HttpServer {
@@ -32,13 +58,13 @@ impl HttpServer {
         what: &str,
         ns: &NetNs,
         mut cmd: Command,
-        dir: TempDir,
+        dir: Workdir,
         log: &str,
         port: u16,
         health: &'static str,
     ) -> Result<Self, String> {
         cmd.current_dir(dir.path());
-        let daemon = Daemon::spawn(what, cmd, &dir.join(log))?;
+        let daemon = Daemon::spawn(what, cmd, &dir.path().join(log))?;
         Ok(Self {
             daemon,
             ns: ns.clone(),
@@ -106,6 +132,8 @@ impl HttpServer {
 
     /// Keeps the directory (config, log, code) after the test, and says where it is.
     pub(crate) fn keep_dir(&mut self) {
-        self.dir.keep();
+        if let Workdir::Own(d) = &mut self.dir {
+            d.keep();
+        }
     }
 }

@@ -192,6 +192,30 @@ impl<F> RulesAgent<F> {
         }
     }
 
+    /// The agent's control socket, for `monitor learn --control-socket`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.running.process.control_socket()
+    }
+
+    /// Reloads the rules (SIGHUP) and waits until the agent says it did; panics with its stderr
+    /// when it does not within `timeout` (e.g. the new rules are invalid).
+    #[track_caller]
+    pub fn reload(&self, timeout: Duration) {
+        let done = |s: &str| s.matches("rules reloaded").count();
+        let before = done(&self.running.process.stderr_full());
+        self.running.process.signal(libc::SIGHUP);
+        let deadline = std::time::Instant::now() + timeout;
+        while done(&self.running.process.stderr_full()) == before {
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "the agent did not reload its rules within {timeout:?}; its stderr:\n{}",
+                    self.running.process.stderr_excerpt()
+                );
+            }
+            std::thread::sleep(crate::agent::POLL);
+        }
+    }
+
     /// Where the agent writes (alerts, and events with `MONITOR_TEST_EVENTS=1`).
     pub fn output_path(&self) -> PathBuf {
         self.running.process.output().to_path_buf()
