@@ -12,7 +12,7 @@ use std::{
 
 use monitor_tests::{
     inference::{DnsServer, FakeProvider, LiteLlm, NetNs, READY_TIMEOUT, Venv},
-    learn::{Sentinel, Server, learn_serve_attack},
+    learn::{Sentinel, Server, Via, learn_serve_attack},
     random_hex,
     rules::{AgentSetup, RulesAgent, SharedAgent, note, shipped_rules},
     skip_or_fail,
@@ -154,6 +154,7 @@ fn a_learned_litellm_profile_is_quiet_on_the_same_work_and_alerts_on_the_attack(
         venv.site_packages(),
         &fx.profiles,
         &name,
+        Via::Agent,
     );
     let p = &served.profile;
     for expected in [

@@ -143,6 +143,7 @@ pub mod names {
     pub const PROG_FORK: &str = "sched_process_fork";
     pub const PROG_EXIT: &str = "sched_process_exit";
     pub const DNS_SOCKETS: &str = "DNS_SOCKETS";
+    pub const OPENS_SEEN: &str = "OPENS_SEEN";
     pub const PROG_DNS_CONNECT4: &str = "dns_connect4";
     pub const PROG_DNS_CONNECT6: &str = "dns_connect6";
     pub const PROG_DNS_SENDMSG4: &str = "dns_sendmsg4";

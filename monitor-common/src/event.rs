@@ -272,6 +272,28 @@ pub struct DnsEvent {
     pub cookie: u64,
 }
 
+/// Key of the kernel's open dedupe table (`OPENS_SEEN`): one process opening one file with one
+/// access mode. User space deletes a process's entries when its workload starts serving, so its
+/// next open of a file is reported (and judged in the new phase) even within the window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenKey {
+    pub tgid: u32,
+    pub fmode: u32,
+    pub dentry: u64,
+    pub mnt: u64,
+}
+
+/// Value of the open dedupe table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenSeen {
+    /// When the open was last reported (jiffies).
+    pub reported_jiffies: u64,
+    /// Opens folded into it since.
+    pub repeats: u64,
+}
+
 pub const NET_LOCAL_KNOWN: u16 = 1 << 0;
 pub const NET_REMOTE_KNOWN: u16 = 1 << 1;
 
@@ -288,6 +310,8 @@ const _: () = assert!(size_of::<ExitEvent>() == 8);
 const _: () = assert!(size_of::<FileEvent>() == 48);
 const _: () = assert!(size_of::<NetEvent>() == 64);
 const _: () = assert!(size_of::<DnsEvent>() == 40);
+const _: () = assert!(size_of::<OpenKey>() == 24);
+const _: () = assert!(size_of::<OpenSeen>() == 16);
 
 /// Byte offset of the payload in a record.
 pub const PAYLOAD_OFFSET: usize = size_of::<EventHeader>();

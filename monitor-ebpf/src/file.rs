@@ -3,7 +3,8 @@
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
-    EventKind, FILE_PATH_RESOLVED, FMODE_CREATED, FMODE_READ, FMODE_WRITE, FileEvent, StrRef,
+    EventKind, FILE_PATH_RESOLVED, FMODE_CREATED, FMODE_READ, FMODE_WRITE, FileEvent, OpenKey,
+    OpenSeen, StrRef,
     config::{counter, off},
     syscalls::{
         AT_FDCWD, CHMOD, CREAT, FCHMOD, FCHMODAT, FCHMODAT2, MEMFD_CREATE, OPEN, OPENAT, OPENAT2,
@@ -14,7 +15,7 @@ use monitor_common::{
 use crate::{
     emit::Record,
     kernel::{Data, current_task, fd_file, new_fd_file, read, read_ptr, read_user},
-    maps::{OPENS_SEEN, OpenKey, OpenSeen, count, count_err, dedupe_window_jiffies, offset},
+    maps::{OPENS_SEEN, count, count_err, dedupe_window_jiffies, offset},
     syscall::Syscall,
 };
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use core::intrinsics::{AtomicOrdering, atomic_and, atomic_or};
 
 use monitor_common::{
-    MAX_RECORD,
+    MAX_RECORD, OpenKey, OpenSeen,
     config::{self, WATCH_WORDS, counter, handler, off, switch},
 };
 
@@ -35,26 +35,6 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// watched process are watched from fork on.
 #[map(name = "WATCHED")]
 pub static WATCHED: Array<u64> = Array::with_max_entries(WATCH_WORDS, BPF_F_MMAPABLE);
-
-/// Key of the open dedupe table: one process opening one file with one access mode.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct OpenKey {
-    pub tgid: u32,
-    pub fmode: u32,
-    pub dentry: u64,
-    pub mnt: u64,
-}
-
-/// Value of the open dedupe table.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct OpenSeen {
-    /// When the open was last reported (jiffies).
-    pub reported_jiffies: u64,
-    /// Opens folded into it since.
-    pub repeats: u64,
-}
 
 /// Recently reported opens, for in-kernel dedupe of repeats (LRU: old entries just fall out).
 #[map(name = "OPENS_SEEN")]

@@ -69,7 +69,7 @@ pub struct Finished {
 impl Proc {
     /// Spawns `cmd` with stdin from /dev/null and stdout and stderr captured to files.
     #[track_caller]
-    pub(crate) fn spawn(cmd: &mut Command) -> Self {
+    pub fn spawn(cmd: &mut Command) -> Self {
         let program = format!("{:?}", cmd.get_program());
         let output = TempDir::new("child-output");
         let stdout = create(output.join("stdout"));

@@ -249,12 +249,16 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
             Out::Record(Class::Stats, line)
         };
 
-    let handle = |ev: Event, enricher: &mut Enricher, policy: &mut Policy, sensor: &Sensor| {
+    let handle = |ev: Event, enricher: &mut Enricher, policy: &mut Policy, sensor: &mut Sensor| {
         let mut ev = ev;
         if !enricher.enrich(&mut ev) {
             return Vec::new();
         }
         let alerts = policy.handle(&mut ev, enricher.table(), sensor.watched());
+        let serving = policy.take_serving_now();
+        if !serving.is_empty() {
+            sensor.forget_opens(&serving);
+        }
         let mut lines = Vec::with_capacity(alerts.len() + 1);
         if want_events {
             lines.push(Out::Record(Class::Event, output::json_line(&ev)));
@@ -271,7 +275,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         tokio::select! {
             ev = ev_rx.recv() => {
                 let Some(ev) = ev else { break };
-                for line in handle(ev, &mut enricher, &mut policy, &sensor) {
+                for line in handle(ev, &mut enricher, &mut policy, &mut sensor) {
                     written += 1;
                     if line_tx.send(line).await.is_err() {
                         anyhow::bail!("output stage stopped");
@@ -322,7 +326,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let _ = reader_stop_tx.send(true);
     let _ = shutdown_tx.send(true);
     while let Some(ev) = ev_rx.recv().await {
-        for line in handle(ev, &mut enricher, &mut policy, &sensor) {
+        for line in handle(ev, &mut enricher, &mut policy, &mut sensor) {
             written += 1;
             let _ = line_tx.send(line).await;
         }

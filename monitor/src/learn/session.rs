@@ -188,9 +188,7 @@ impl Session {
                             let target = exec_target(ev, x.filename.as_str(), x.cwd.as_deref());
                             let (secs, serving) = self.when(&i, ev.ktime_ns);
                             // Run by the parent: the exec'ing process is the new image now.
-                            let by = exec
-                                .and_then(|i| i.parent_exe)
-                                .unwrap_or(ev.comm.as_str());
+                            let by = exec.and_then(|i| i.parent_exe).unwrap_or(ev.comm.as_str());
                             self.footprint.exec(&target, secs, serving, by);
                         }
                     }

@@ -68,10 +68,15 @@ impl Instances {
         }
     }
 
-    /// One of the instance's processes listened: it serves from now on.
-    pub fn listened(&mut self, key: u64) {
-        if let Some(i) = self.map.get_mut(&key) {
-            i.listened = true;
+    /// One of the instance's processes listened: it serves from now on. Returns whether this
+    /// was its first listen.
+    pub fn listened(&mut self, key: u64) -> bool {
+        match self.map.get_mut(&key) {
+            Some(i) if !i.listened => {
+                i.listened = true;
+                true
+            }
+            _ => false,
         }
     }
 

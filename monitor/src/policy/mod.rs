@@ -77,6 +77,8 @@ pub struct Policy {
     instances: Instances,
     dns: DnsSeen,
     learning: Sessions,
+    /// Processes of instances that just started serving (see [`Policy::take_serving_now`]).
+    serving_now: std::collections::HashSet<u32>,
     resolver: HostResolver,
     nameservers: Vec<IpAddr>,
     /// Every process is recorded (`--events` or `--watch-all`): evaluate everything.
@@ -106,6 +108,7 @@ impl Policy {
             instances: Instances::default(),
             dns: DnsSeen::default(),
             learning: Sessions::default(),
+            serving_now: std::collections::HashSet::new(),
             resolver,
             nameservers: crate::resolve::nameservers(),
             record_everything,
@@ -143,6 +146,12 @@ impl Policy {
         self.instances.clear();
         self.resolver.set_hosts(self.rules.hosts());
         self.seed(table, watch);
+    }
+
+    /// The processes whose workload started serving since the last call: the kernel should
+    /// forget the opens it is folding for them.
+    pub fn take_serving_now(&mut self) -> std::collections::HashSet<u32> {
+        std::mem::take(&mut self.serving_now)
     }
 
     /// Whether every exec'ing process must be watched until this stage has decided about it:
@@ -334,7 +343,16 @@ impl Policy {
                 self.procs.remove(&ev.pid);
             }
             EventBody::Net(n) if ev.kind == EventKind::Listen && n.result >= 0 => {
-                self.instances.listened(workload);
+                if profile.is_some() && self.instances.listened(workload) {
+                    // The instance serves from now on: opens its processes made while starting
+                    // must not hide the same opens made now (the kernel folds repeats).
+                    self.serving_now.extend(
+                        self.procs
+                            .iter()
+                            .filter(|(_, a)| a.workload == workload)
+                            .map(|(pid, _)| *pid),
+                    );
+                }
             }
             _ => {}
         }

@@ -4,13 +4,16 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{Array, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError,
         RawTracePoint,
     },
 };
-use monitor_common::config::{counter, handler, names, switch};
+use monitor_common::{
+    OpenKey, OpenSeen,
+    config::{counter, handler, names, switch},
+};
 
 use super::{btf::Btf, btf::BtfError, hz, offsets, watch::WatchBitmap};
 
@@ -113,6 +116,7 @@ pub struct Sensor {
     counters: PerCpuArray<MapData, u64>,
     watched: WatchBitmap,
     switches: Array<MapData, u32>,
+    opens_seen: HashMap<MapData, OpenKey, OpenSeen>,
     /// Kept open: the kernel empties a program array when its last user-space fd closes.
     _handlers: ProgramArray<MapData>,
 }
@@ -178,6 +182,13 @@ impl Sensor {
                 })?;
         }
 
+        let opens_seen =
+            HashMap::try_from(take_map(&mut ebpf, names::OPENS_SEEN)?).map_err(|source| {
+                SensorError::Map {
+                    name: names::OPENS_SEEN,
+                    source,
+                }
+            })?;
         let mut switches =
             Array::try_from(take_map(&mut ebpf, names::SWITCHES)?).map_err(|source| {
                 SensorError::Map {
@@ -224,8 +235,23 @@ impl Sensor {
             counters,
             watched,
             switches,
+            opens_seen,
             _handlers: handlers,
         })
+    }
+
+    /// Forgets the opens of `pids` folded in the kernel's dedupe window, so their next opens
+    /// are reported at once. Returns how many entries went.
+    pub fn forget_opens(&mut self, pids: &std::collections::HashSet<u32>) -> usize {
+        let keys: Vec<OpenKey> = self
+            .opens_seen
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| pids.contains(&k.tgid))
+            .collect();
+        keys.iter()
+            .filter(|k| self.opens_seen.remove(k).is_ok())
+            .count()
     }
 
     /// Starts or stops watching every exec'ing process until user space decides about it.

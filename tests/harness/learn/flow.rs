@@ -62,6 +62,15 @@ fn summary(alerts: &[Value]) -> String {
     one_per_line(&lines)
 }
 
+/// How `monitor learn` learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Through the running agent's control socket.
+    Agent,
+    /// With a sensor of its own (`--standalone`), the agent running beside it.
+    Standalone,
+}
+
 /// How the flow starts the server: in directory `dir`, with extra environment, waiting until
 /// it serves.
 pub type Start<'a, S> = &'a dyn Fn(&Path, &[(&str, &str)]) -> Result<S, String>;
@@ -76,19 +85,30 @@ pub fn learn_serve_attack<S: Server, F>(
     site_packages: &Path,
     profiles: &Path,
     name: &str,
+    via: Via,
 ) -> Served {
     let app = TempDir::new(&format!("{name}-app"));
 
     // 1. Learn over a start, a round of requests and a stop.
-    let socket = agent.control_socket();
-    let args = [
-        "--control-socket".to_owned(),
-        crate::path_str(&socket),
+    let mut args = vec![
         "--program".to_owned(),
         S::PROGRAM.to_owned(),
         "--name".to_owned(),
         name.to_owned(),
     ];
+    match via {
+        Via::Agent => {
+            args.push("--control-socket".to_owned());
+            args.push(crate::path_str(agent.control_socket()));
+        }
+        Via::Standalone => {
+            args.push("--standalone".to_owned());
+            args.push("--rules".to_owned());
+            args.push(crate::path_str(
+                crate::rules::shipped_rules().join("detections"),
+            ));
+        }
+    }
     let learn = Learn::start(&args, &format!("{name}.yaml"), TIMEOUT);
     let mut server = start(app.path(), &[]).expect("start the server to learn");
     server.exercise(1).expect("first round of requests");
@@ -100,6 +120,11 @@ pub fn learn_serve_attack<S: Server, F>(
         "monitor learn failed:\n{}",
         learned.stderr
     );
+    let how = match via {
+        Via::Agent => "through the running agent",
+        Via::Standalone => "with a sensor of its own",
+    };
+    assert!(learned.stderr.contains(how), "{}", learned.stderr);
     let staged = TempDir::new("learned");
     let staged_path = staged.join(format!("{name}.yaml"));
     std::fs::write(&staged_path, &learned.profile).expect("stage the profile");

@@ -9,7 +9,7 @@ mod flow;
 mod sentinel;
 
 pub use attack::{ATTACK_RULES, PAYLOAD, Planted};
-pub use flow::{Served, Server, Start, learn_serve_attack};
+pub use flow::{Served, Server, Start, Via, learn_serve_attack};
 pub use sentinel::Sentinel;
 
 use std::{
@@ -38,6 +38,8 @@ pub struct Learned {
     pub stderr: String,
     /// The profile it wrote (empty when it wrote none).
     pub profile: String,
+    /// Its directory, where the profile file stays while this lives.
+    pub dir: TempDir,
 }
 
 impl Learn {
@@ -93,7 +95,7 @@ impl Learn {
 
     /// Ends learning with SIGINT and waits (up to `timeout`) for the profile to be written.
     #[track_caller]
-    pub fn finish(mut self, timeout: Duration) -> Learned {
+    pub fn finish(self, timeout: Duration) -> Learned {
         if let Some(c) = &self.child {
             // SAFETY: kill(2) on our own child, not yet reaped.
             unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGINT) };
@@ -103,7 +105,7 @@ impl Learn {
 
     /// Waits for it to exit by itself (its `--duration`).
     #[track_caller]
-    pub fn wait(&mut self, timeout: Duration) -> Learned {
+    pub fn wait(mut self, timeout: Duration) -> Learned {
         let mut child = self.child.take().expect("not waited yet");
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -120,10 +122,13 @@ impl Learn {
             }
             thread::sleep(POLL);
         };
+        let stderr = self.stderr();
+        let profile = fs::read_to_string(&self.out).unwrap_or_default();
         Learned {
             success: status.success(),
-            stderr: self.stderr(),
-            profile: fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr,
+            profile,
+            dir: std::mem::replace(&mut self.dir, TempDir::new("learn-done")),
         }
     }
 }
