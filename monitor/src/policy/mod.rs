@@ -342,17 +342,20 @@ impl Policy {
             EventBody::Exit(_) => {
                 self.procs.remove(&ev.pid);
             }
-            EventBody::Net(n) if ev.kind == EventKind::Listen && n.result >= 0 => {
-                if profile.is_some() && self.instances.listened(workload) {
-                    // The instance serves from now on: opens its processes made while starting
-                    // must not hide the same opens made now (the kernel folds repeats).
-                    self.serving_now.extend(
-                        self.procs
-                            .iter()
-                            .filter(|(_, a)| a.workload == workload)
-                            .map(|(pid, _)| *pid),
-                    );
-                }
+            // The instance serves from now on: opens its processes made while starting must not
+            // hide the same opens made now (the kernel folds repeats).
+            EventBody::Net(n)
+                if ev.kind == EventKind::Listen
+                    && n.result >= 0
+                    && profile.is_some()
+                    && self.instances.listened(workload) =>
+            {
+                self.serving_now.extend(
+                    self.procs
+                        .iter()
+                        .filter(|(_, a)| a.workload == workload)
+                        .map(|(pid, _)| *pid),
+                );
             }
             _ => {}
         }
