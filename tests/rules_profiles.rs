@@ -766,10 +766,12 @@ for _ in range(600):
     time.sleep(0.05)
 "#;
 
-/// The shipped profiles take the servers they are written for, and a plain interpreter start
-/// under each raises nothing: `/usr/bin/python3 -c PROBE ... litellm ...` is a LiteLLM proxy,
-/// `... vllm serve ...` a vLLM server, and a script named `bin/uvicorn` a uvicorn server. The
-/// probe and its child read files no profile allows; those reads must be the only alerts.
+/// The shipped profiles take the servers they are written for (by `program`: the console
+/// script an interpreter runs), and a plain interpreter start under each raises nothing: scripts
+/// named `bin/litellm`, `bin/vllm` and `bin/uvicorn` are a LiteLLM proxy, a vLLM server and a
+/// uvicorn server. The probe and its child read files no profile allows; those reads, and the
+/// reads of the test's own scripts (a deployment's live under the venv), must be the only
+/// alerts.
 #[test]
 fn shipped_profiles_take_their_servers_and_allow_a_plain_interpreter_start() {
     let Some(agent) = agent() else { return };
@@ -787,12 +789,18 @@ fn shipped_profiles_take_their_servers_and_allow_a_plain_interpreter_start() {
         }
     };
     let sentinel = path_str(dir.write("sentinel.txt", "sentinel\n"));
-    // The uvicorn console script lives where python-asgi may read it.
     let scripts = TempDir::new("shipped-bin");
-    let uvicorn = write_file(scripts.join("bin/uvicorn"), &format!("#!{python}\n{PROBE}"));
-    let mut perms = fs::metadata(&uvicorn).expect("stat uvicorn").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    fs::set_permissions(&uvicorn, perms).expect("chmod uvicorn");
+    let script = |name: &str| {
+        let path = write_file(
+            scripts.join(format!("bin/{name}")),
+            &format!("#!{python}\n{PROBE}"),
+        );
+        let mut perms = fs::metadata(&path).expect("stat the script").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        fs::set_permissions(&path, perms).expect("chmod the script");
+        path
+    };
+    let scripts_dir = path_str(scripts.path());
 
     let stdlib = match Command::new(python)
         .args([
@@ -807,21 +815,13 @@ fn shipped_profiles_take_their_servers_and_allow_a_plain_interpreter_start() {
     };
     let mut problems = String::new();
     for (profile, program, matching) in [
-        ("litellm-proxy", None, &["litellm", "--port", "4000"][..]),
-        ("vllm-openai", None, &["vllm", "serve", "stand-in"][..]),
-        ("python-asgi", Some(&uvicorn), &["app:app"][..]),
+        ("litellm-proxy", "litellm", &["--port", "4000"][..]),
+        ("vllm-openai", "vllm", &["serve", "stand-in"][..]),
+        ("python-asgi", "uvicorn", &["app:app"][..]),
     ] {
         let go = path_str(dir.join(format!("go-{profile}")));
         let child_sentinel = path_str(dir.write(&format!("child-{profile}.txt"), "child\n"));
-        let mut cmd = match program {
-            Some(script) => Command::new(script),
-            None => {
-                let mut cmd = Command::new(python);
-                cmd.args(["-c", PROBE]);
-                cmd
-            }
-        };
-        // `-c` lists the working directory (sys.path[0]): run where every profile may read.
+        let mut cmd = Command::new(script(program));
         cmd.args([&sentinel, &go, &child_sentinel])
             .args(matching)
             .current_dir(&stdlib);
@@ -846,6 +846,9 @@ fn shipped_profiles_take_their_servers_and_allow_a_plain_interpreter_start() {
             (a["event"]["pid"] == pid || a["event"]["pid"] == child)
                 && a["event"]["path"] != sentinel.as_str()
                 && a["event"]["path"] != child_sentinel.as_str()
+                && !a["event"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(&scripts_dir))
         });
         problems.extend(
             others

@@ -169,6 +169,11 @@ impl PathList {
         Self::compile(&[], "baseline", base, false, &mut sink)
     }
 
+    /// Whether `path` is listed exactly (not through a glob).
+    pub fn lists_exactly(&self, path: &str) -> bool {
+        self.exact.contains(path)
+    }
+
     /// Whether `path` is allowed: listed exactly, or matched by a glob and no exclusion.
     pub fn is_match(&self, path: &str) -> bool {
         self.exact.contains(path) || (self.globs.is_match(path) && !self.exclude.is_match(path))

@@ -331,9 +331,9 @@ impl RuleSet {
             p.check(&v, ctx, &mut out);
         }
         let pname = profile.map(|p| p.name.as_str());
-        // A program the profile lists in `allow.exec` (or `startup.exec` while starting) is
-        // normal for this workload: the detections that exist only for profiled processes
-        // (tool spawns) leave it to the profile.
+        // A program the profile names in `allow.exec` (or `startup.exec` while starting) by
+        // its exact path is normal for this workload: the detections that exist only for
+        // profiled processes (tool spawns) leave it to the profile.
         let listed = profile.is_some_and(|p| p.lists_exec(&v, ctx.phase));
         let k = kind_index(ev.kind);
         for &i in &self.by_kind[k] {

@@ -167,13 +167,12 @@ impl Profile {
         self.allows(phase, |l| list(l).is_match(path))
     }
 
-    /// Whether an exec event's program is listed in the exec lists of this phase (the entry
-    /// point, allowed by the selectors, does not count).
+    /// Whether an exec event's program is listed by its exact path (not through a glob) in the
+    /// exec lists of this phase: the profile names it as normal for this workload.
     pub fn lists_exec(&self, v: &View<'_>, phase: Phase) -> bool {
         let Some(x) = v.exec else { return false };
-        v.exe
-            .is_some_and(|e| self.allows_path(phase, |l| &l.exec, e))
-            || self.allows_path(phase, |l| &l.exec, &x.filename)
+        let listed = |p: &str| self.allows(phase, |l| l.exec.lists_exactly(p));
+        v.exe.is_some_and(listed) || listed(&x.filename)
     }
 
     /// Checks one event of a process under this profile against its allowlists.

@@ -157,4 +157,8 @@ fn tool_spawn_detections_leave_listed_programs_to_the_profile() {
         fired(&r, &exec("/usr/bin/id", &["id"]), &in_phase(Phase::Startup)),
         vec!["profile.exec", "recon"]
     );
+    // A glob allows it, but does not name it: the detection still fires.
+    let globbed = SERVER.replace("exec: [\"/usr/bin/uname\"]", "exec: [\"/usr/bin/*\"]");
+    let r = load_ok(&[("s.yaml", &globbed), ("d.yaml", RECON)]);
+    assert_eq!(fired(&r, &uname, &in_phase(Phase::Startup)), vec!["recon"]);
 }
