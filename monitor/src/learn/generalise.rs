@@ -19,13 +19,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-
+use super::credentials::{Credentials, exclusions};
 use super::footprint::{Connect, Footprint, Seen};
-use super::globs::PathGlob;
 use super::learned::{Entry, Lists, Value};
 use super::paths::{other_proc, package_root, untemp, unversion};
-use crate::rules::{PathList, expand_home, is_glob};
+use crate::rules::PathList;
 
 /// Directories that never collapse to `dir/**`.
 const NEVER_COLLAPSE: &[&str] = &[
@@ -124,44 +122,6 @@ impl Kind {
             Kind::Write => "write",
             Kind::Unix => "unix",
         }
-    }
-}
-
-/// The credential patterns, compiled for exact matching and parsed for intersection.
-struct Credentials<'a> {
-    written: &'a [(String, String)],
-    set: GlobSet,
-    /// For each glob of `set`, the index of its written pattern.
-    owner: Vec<usize>,
-    parsed: Vec<PathGlob>,
-}
-
-impl<'a> Credentials<'a> {
-    fn new(written: &'a [(String, String)]) -> Self {
-        let mut b = GlobSetBuilder::new();
-        let mut owner = Vec::new();
-        for (i, (_, p)) in written.iter().enumerate() {
-            for one in expand_home(p) {
-                if let Ok(g) = GlobBuilder::new(&one).literal_separator(true).build() {
-                    b.add(g);
-                    owner.push(i);
-                }
-            }
-        }
-        let set = b.build().unwrap_or_else(|_| GlobSet::empty());
-        Self {
-            written,
-            set,
-            owner,
-            parsed: written.iter().map(|(_, p)| PathGlob::parse(p)).collect(),
-        }
-    }
-
-    /// The detection watching `path`, if any.
-    fn watcher(&self, path: &str) -> Option<&str> {
-        let first = *self.set.matches(path).first()?;
-        let (id, _) = &self.written[*self.owner.get(first)?];
-        Some(id)
     }
 }
 
@@ -422,31 +382,6 @@ fn fold_covered(entries: &mut BTreeMap<String, Entry>) {
             }
         }
     }
-}
-
-/// `!PATTERN` entries for every credential pattern a glob of `list` could reach.
-fn exclusions(list: &[Entry], creds: &Credentials<'_>) -> Vec<Entry> {
-    let globs: Vec<PathGlob> = list
-        .iter()
-        .filter_map(|e| match &e.value {
-            Value::Path(p) if is_glob(p) => Some(PathGlob::parse(p)),
-            _ => None,
-        })
-        .collect();
-    let mut out: Vec<Entry> = Vec::new();
-    for (i, (id, pattern)) in creds.written.iter().enumerate() {
-        if globs.iter().any(|g| g.intersects(&creds.parsed[i]))
-            && !out
-                .iter()
-                .any(|e| e.value == Value::Exclude(pattern.clone()))
-        {
-            out.push(
-                Entry::new(Value::Exclude(pattern.clone()), Seen::default(), 0)
-                    .with_note(format!("{id} watches it: the globs above never reach it")),
-            );
-        }
-    }
-    out
 }
 
 fn connect_entries(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options) -> Vec<Entry> {

@@ -1,11 +1,14 @@
-//! Learning a workload's footprint (`monitor learn`): sessions follow the processes their
-//! selectors match and everything those do (`session`, `footprint`); the result is generalised
-//! into a profile a reviewer can predict (`generalise`), kept off credential files
-//! (`globs`), written as commented YAML (`render`), merged into an existing profile (`merge`)
-//! and compared with another version (`diff`).
+//! Learning a workload's footprint (`monitor learn`): sessions in the policy stage follow the
+//! processes their selectors match and record what those do (`session`, `footprint`), asked for
+//! by `request`s (over the agent's control socket or in process) or fed from a recording
+//! (`replay`); the outcome is generalised by rules a reviewer can predict (`paths`,
+//! `generalise`), kept off credential files (`credentials`, `globs`), merged into an existing
+//! profile (`merge`), assembled (`build`) and written as commented YAML (`render`); `diff`
+//! compares two versions. `command` is `monitor learn` itself.
 
 pub mod build;
 pub mod command;
+mod credentials;
 pub mod diff;
 pub mod footprint;
 pub mod generalise;

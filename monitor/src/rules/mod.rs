@@ -17,12 +17,12 @@ mod state;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod view;
+mod write_exec;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use monitor_common::EventKind;
 use serde::Serialize;
 
 use detection::{DetKind, Detection, KINDS, kind_index};
@@ -39,7 +39,7 @@ pub use schema::Severity;
 pub(crate) use selectors::Selectors;
 pub use state::DetectionState;
 
-use crate::sensor::event::{Access, Event};
+use crate::sensor::event::Event;
 
 /// A profile, by its index in load order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -370,84 +370,6 @@ impl RuleSet {
         }
         out
     }
-
-    /// `write_then_exec`: remembers written files per workload; on exec, looks the exec'd
-    /// binary and an interpreter's script argument up.
-    fn write_then_exec(
-        &self,
-        v: &View<'_>,
-        ctx: &EvalContext<'_>,
-        state: &mut DetectionState,
-        pname: Option<&str>,
-        out: &mut Vec<Finding>,
-    ) {
-        let Some(file) = v.file else {
-            if v.ev.kind == EventKind::Exec {
-                for target in exec_targets(v).iter().flatten() {
-                    self.exec_of_written(v, ctx, state, pname, target, out);
-                }
-            }
-            return;
-        };
-        if v.failed() {
-            return;
-        }
-        let written = match v.ev.kind {
-            EventKind::Open => {
-                let w = matches!(file.access, Some(Access::Write | Access::ReadWrite));
-                (w || v.created()).then_some(file.path.as_deref()).flatten()
-            }
-            EventKind::Rename => file.new_path.as_deref(),
-            EventKind::Chmod => file.path.as_deref(),
-            EventKind::Exec
-            | EventKind::Fork
-            | EventKind::Exit
-            | EventKind::Unlink
-            | EventKind::Memfd
-            | EventKind::Connect
-            | EventKind::Accept
-            | EventKind::Bind
-            | EventKind::Listen
-            | EventKind::Send
-            | EventKind::Dns => None,
-        };
-        if let Some(path) = written
-            && self
-                .wte
-                .iter()
-                .any(|&i| self.detections[i].when.path_matches(path))
-        {
-            state.record_write(ctx.workload, path);
-        }
-    }
-
-    fn exec_of_written(
-        &self,
-        v: &View<'_>,
-        ctx: &EvalContext<'_>,
-        state: &mut DetectionState,
-        pname: Option<&str>,
-        target: &str,
-        out: &mut Vec<Finding>,
-    ) {
-        for &i in &self.wte {
-            let d = &self.detections[i];
-            if out.iter().any(|f| f.rule == d.id) || !d.when.path_matches(target) {
-                continue;
-            }
-            if state.was_written(ctx.workload, target) && d.fires(v, ctx, Some(target)) {
-                let what = format!(
-                    "executed {target}, a file written earlier by the same workload{}",
-                    if v.exe == Some(target) {
-                        ""
-                    } else {
-                        " (as script)"
-                    }
-                );
-                out.push(d.finding(v, pname, Some(what), target.to_owned()));
-            }
-        }
-    }
 }
 
 /// What an exec runs (see [`program::program`]), as a module name or an absolute path.
@@ -458,50 +380,4 @@ pub(crate) fn program_of(
     cwd: Option<&str>,
 ) -> Option<String> {
     program::program(exe, filename, argv, cwd).map(|p| p.as_str().to_owned())
-}
-
-/// Interpreters whose first non-option argument is the script they run.
-fn is_interpreter(path: &str) -> bool {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    base.starts_with("python") || matches!(base, "sh" | "bash" | "dash" | "perl" | "node" | "ruby")
-}
-
-/// Files an exec runs: the binary (resolved, and as given, made absolute with the cwd) and,
-/// for an interpreter, its script argument.
-fn exec_targets<'a>(v: &View<'a>) -> [Option<std::borrow::Cow<'a, str>>; 3] {
-    use std::borrow::Cow;
-    let Some(x) = v.exec else {
-        return [None, None, None];
-    };
-    let absolute = |p: &'a str| -> Option<Cow<'a, str>> {
-        if p.starts_with('/') {
-            Some(Cow::Borrowed(p))
-        } else {
-            let cwd = x.cwd.as_deref()?;
-            Some(Cow::Owned(format!(
-                "{}/{}",
-                cwd.trim_end_matches('/'),
-                p.trim_start_matches("./")
-            )))
-        }
-    };
-    let filename = absolute(&x.filename).filter(|f| Some(f.as_ref()) != v.exe);
-    let script = if v.exe.is_some_and(is_interpreter) || is_interpreter(&x.filename) {
-        let mut args = x.argv.iter().skip(1);
-        let mut found = None;
-        while let Some(a) = args.next() {
-            if a == "--" {
-                found = args.next();
-                break;
-            }
-            if !a.starts_with('-') {
-                found = Some(a);
-                break;
-            }
-        }
-        found.and_then(|a| absolute(a))
-    } else {
-        None
-    };
-    [v.exe.map(Cow::Borrowed), filename, script]
 }
