@@ -92,20 +92,25 @@ fn rule_paths(args: &LearnArgs) -> Vec<PathBuf> {
     }
 }
 
+/// The selectors given as options.
+fn selectors(args: &LearnArgs) -> SelectorArgs {
+    SelectorArgs {
+        exe: args.exe.clone(),
+        program: args.program.clone(),
+        argv_contains: args.argv_contains.clone(),
+        parent_exe: args.parent_exe.clone(),
+        container_id: args.container_id.clone(),
+        pod_uid: args.pod_uid.clone(),
+        uid: args.uid.clone(),
+    }
+}
+
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     check_writable(&args.out)?;
     let request = LearnRequest {
         name: args.name.clone(),
         profile: args.profile.clone(),
-        selectors: SelectorArgs {
-            exe: args.exe.clone(),
-            program: args.program.clone(),
-            argv_contains: args.argv_contains.clone(),
-            parent_exe: args.parent_exe.clone(),
-            container_id: args.container_id.clone(),
-            pod_uid: args.pod_uid.clone(),
-            uid: args.uid.clone(),
-        },
+        selectors: selectors(&args),
     };
     if request.profile.is_none() {
         // Bad selectors are reported now, not by the agent after a connection.
@@ -292,18 +297,7 @@ fn write_profile(args: &LearnArgs, f: Finished, merge: Option<Existing>) -> anyh
         })?),
         (None, None) => None,
     };
-    let selectors = existing.is_none().then(|| {
-        SelectorArgs {
-            exe: args.exe.clone(),
-            program: args.program.clone(),
-            argv_contains: args.argv_contains.clone(),
-            parent_exe: args.parent_exe.clone(),
-            container_id: args.container_id.clone(),
-            pod_uid: args.pod_uid.clone(),
-            uid: args.uid.clone(),
-        }
-        .written()
-    });
+    let selectors = existing.is_none().then(|| selectors(args).written());
     let built = build(Input {
         outcome: &f.outcome,
         name: args

@@ -134,26 +134,19 @@ pub fn generalise(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options) 
     let mut skipped_baseline = 0usize;
 
     let mut lists: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+    let plain = |m: &BTreeMap<String, Seen>| -> Vec<Object> {
+        m.iter()
+            .map(|(p, s)| Object {
+                path: p.clone(),
+                seen: s.clone(),
+                created: false,
+            })
+            .collect()
+    };
     let mut objects = |kind: Kind| -> Vec<Object> {
         match kind {
-            Kind::Exec => fp
-                .exec
-                .iter()
-                .map(|(p, s)| Object {
-                    path: p.clone(),
-                    seen: s.clone(),
-                    created: false,
-                })
-                .collect(),
-            Kind::Unix => fp
-                .unix
-                .iter()
-                .map(|(p, s)| Object {
-                    path: p.clone(),
-                    seen: s.clone(),
-                    created: false,
-                })
-                .collect(),
+            Kind::Exec => plain(&fp.exec),
+            Kind::Unix => plain(&fp.unix),
             Kind::Read | Kind::Write => fp
                 .files
                 .iter()

@@ -115,16 +115,8 @@ impl Session {
         live.sort_by_key(|p| (p.start_key, p.pid));
         for p in live {
             let parent = s.members.get(&p.ppid).map(|m| m.instance);
-            let info = ExecInfo {
-                exe: p.exe.as_deref(),
-                filename: p.argv.first().map_or("", String::as_str),
-                argv: &p.argv,
-                uid: p.uid,
-                parent_exe: table.get(p.ppid).and_then(|pp| pp.exe.as_deref()),
-                container_id: p.container.container_id.as_deref(),
-                pod_uid: p.container.pod_uid.as_deref(),
-                cwd: p.cwd.as_deref(),
-            };
+            let parent_exe = table.get(p.ppid).and_then(|pp| pp.exe.as_deref());
+            let info = p.exec_info(parent_exe);
             let instance = match parent {
                 Some(i) => i,
                 None if s.spec.selectors.matches(&info) => {

@@ -414,14 +414,5 @@ impl Policy {
 
 /// What profile matching needs to know about a process.
 fn exec_info<'a>(p: &'a ProcessInfo, table: &'a ProcessTable) -> ExecInfo<'a> {
-    ExecInfo {
-        exe: p.exe.as_deref(),
-        filename: p.argv.first().map_or("", String::as_str),
-        argv: &p.argv,
-        uid: p.uid,
-        parent_exe: table.get(p.ppid).and_then(|pp| pp.exe.as_deref()),
-        container_id: p.container.container_id.as_deref(),
-        pod_uid: p.container.pod_uid.as_deref(),
-        cwd: p.cwd.as_deref(),
-    }
+    p.exec_info(table.get(p.ppid).and_then(|pp| pp.exe.as_deref()))
 }

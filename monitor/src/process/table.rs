@@ -60,6 +60,23 @@ pub struct ProcessInfo {
     pub exited: bool,
 }
 
+impl ProcessInfo {
+    /// The process as its exec would have looked to profile selectors (processes already running
+    /// when the agent or a learning session starts); `parent_exe` is its parent's executable.
+    pub fn exec_info<'a>(&'a self, parent_exe: Option<&'a str>) -> crate::rules::ExecInfo<'a> {
+        crate::rules::ExecInfo {
+            exe: self.exe.as_deref(),
+            filename: self.argv.first().map_or("", String::as_str),
+            argv: &self.argv,
+            uid: self.uid,
+            parent_exe,
+            container_id: self.container.container_id.as_deref(),
+            pod_uid: self.container.pod_uid.as_deref(),
+            cwd: self.cwd.as_deref(),
+        }
+    }
+}
+
 /// The image an exec sets, as the sensor captured it. An empty `exe` or `cwd` means it was
 /// not captured (`exe` becomes unknown, `cwd` keeps its previous value: exec does not change it).
 pub struct ExecImage {

@@ -36,6 +36,7 @@ pub use load::RulesError;
 pub use pattern::canonical_ip;
 pub(crate) use pattern::{expand_home, parse_net, proc_self_path};
 pub use schema::Severity;
+pub use crate::sensor::event::Phase;
 pub(crate) use selectors::Selectors;
 pub use state::DetectionState;
 
@@ -80,14 +81,6 @@ pub trait ResolvedNames {
     fn resolved(&self, ip: IpAddr, host: &str) -> bool;
 }
 
-/// Where a workload is in its life: starting (from the exec that started its profile until it
-/// first listens, or the profile's `startup_secs`), or serving.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    Startup,
-    Serving,
-}
 
 /// What `check` needs to know about the event's process beyond the event.
 #[derive(Clone, Copy)]
