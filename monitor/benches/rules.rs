@@ -434,6 +434,7 @@ fn main() {
         hosts: &hosts,
         resolved: &NoneResolved,
         phase: Phase::Serving,
+        entry_point: false,
         nameservers: &nameservers,
     };
     let evs = events(20_000);

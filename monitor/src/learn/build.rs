@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use super::generalise::{Fresh, Options, ephemeral_range, generalise, startup_cutoff};
 use super::learned::{LearnedProfile, Scalar};
+use super::paths::{glob_escape, unversion};
 use super::merge::Existing;
 use super::session::Outcome;
 
@@ -76,8 +77,9 @@ pub fn build(input: Input<'_>) -> Built {
         None => (
             LearnedProfile {
                 name: input.name.clone(),
-                selectors: input.selectors,
+                selectors: with_exe(input.selectors, o),
                 mode: Some("alert".to_owned()),
+                check_unix: true,
                 ..LearnedProfile::default()
             },
             generalised.allow,
@@ -118,6 +120,29 @@ pub fn build(input: Input<'_>) -> Built {
         unseen,
         merged_from,
     }
+}
+
+/// The selectors given, plus `exe`: the executables that started the workload's instances
+/// (versions generalised), unless `exe` was given. A learned profile then never takes another
+/// program that happens to carry the same name (`program: ["litellm"]` alone also matches a
+/// binary called `litellm`).
+fn with_exe(mut selectors: Vec<(String, Vec<Scalar>)>, o: &Outcome) -> Vec<(String, Vec<Scalar>)> {
+    if selectors.iter().any(|(k, _)| k == "exe") {
+        return selectors;
+    }
+    let mut exes: Vec<String> = o
+        .summary
+        .instances
+        .iter()
+        .filter_map(|i| i.root_exe.as_deref())
+        .map(|e| unversion(&glob_escape(e)))
+        .collect();
+    exes.sort();
+    exes.dedup();
+    if !exes.is_empty() {
+        selectors.insert(0, ("exe".to_owned(), exes.into_iter().map(Scalar::Str).collect()));
+    }
+    selectors
 }
 
 fn header(

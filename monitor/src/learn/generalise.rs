@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use super::credentials::{Credentials, exclusions};
 use super::footprint::{Connect, Footprint, Seen};
 use super::learned::{Entry, Lists, Value};
-use super::paths::{other_proc, package_root, untemp, unversion};
+use super::paths::{glob_escape, other_proc, package_root, untemp, unversion};
 use crate::rules::PathList;
 
 /// Directories that never collapse to `dir/**`.
@@ -243,7 +243,7 @@ fn path_entries(
             && let Some(id) = creds.watcher(&o.path)
         {
             exact.push(
-                Entry::new(Value::Path(o.path.clone()), o.seen, 1).with_note(format!(
+                Entry::new(Value::Path(glob_escape(&o.path)), o.seen, 1).with_note(format!(
                     "credential path ({id} watches it): seen while learning, listed exactly"
                 )),
             );
@@ -269,9 +269,10 @@ fn path_entries(
     entries
 }
 
-/// The rules of [`super::paths`] for one list.
+/// The rules of [`super::paths`] for one list, on the path escaped as a glob.
 fn rewrite(path: &str, kind: Kind, created: bool) -> String {
-    let p = other_proc(path).unwrap_or_else(|| path.to_owned());
+    let path = glob_escape(path);
+    let p = other_proc(&path).unwrap_or(path);
     let p = unversion(&p);
     match kind {
         Kind::Exec => p,

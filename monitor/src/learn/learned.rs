@@ -174,4 +174,7 @@ pub struct LearnedProfile {
     pub header: Vec<String>,
     /// Comment lines after `startup_secs`.
     pub startup_note: Option<String>,
+    /// Write `allow.unix: []` when the list is empty: unix sockets are then checked too (a
+    /// profile without the key leaves them unchecked).
+    pub check_unix: bool,
 }

@@ -9,6 +9,20 @@
 //!   keeping a known prefix (`tmp`, `pymp-`, `sem.`) or a prefix up to the last `-`, `_` or `.`;
 //! - another process's `/proc/<pid>/...` becomes `/proc/[0-9]*/...`.
 
+/// `path` as a glob that matches exactly it: `* ? [ ] { } \` escaped with a backslash. Every
+/// observed path is escaped before the rules below rewrite it, so a file a workload names
+/// `/app/*` or `/app/data[1].json` can never widen a profile, nor fail to match itself.
+pub fn glob_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Runtimes whose directories and executables carry their version in the name.
 const RUNTIMES: &[&str] = &[
     "python", "pypy", "node", "nodejs", "ruby", "perl", "php", "java", "jdk", "jre", "openjdk",
@@ -158,7 +172,23 @@ pub fn other_proc(path: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{generated, in_temp, other_proc, package_root, untemp, unversion, versioned};
+    use super::{
+        generated, glob_escape, in_temp, other_proc, package_root, untemp, unversion, versioned,
+    };
+
+    #[test]
+    fn observed_paths_are_escaped_before_any_rule() {
+        assert_eq!(glob_escape("/app/*"), "/app/\\*");
+        assert_eq!(glob_escape("/a/d[1]{x}?.json"), "/a/d\\[1\\]\\{x\\}\\?.json");
+        assert_eq!(glob_escape("/a\\\\b"), "/a\\\\\\\\b");
+        assert_eq!(untemp(&glob_escape("/tmp/tmp*ab12cd"), true), "/tmp/tmp\\*ab12cd");
+        let g = globset::GlobBuilder::new(&glob_escape("/app/d[1].json"))
+            .literal_separator(true)
+            .build()
+            .unwrap()
+            .compile_matcher();
+        assert!(g.is_match("/app/d[1].json") && !g.is_match("/app/d1.json"));
+    }
 
     #[test]
     fn versioned_runtimes_keep_their_major_version() {

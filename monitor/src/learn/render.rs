@@ -10,6 +10,21 @@ use super::learned::{Entry, LIST_KEYS, LearnedProfile, Lists, Origin, Value};
 /// Comments start in this column when the entry is shorter.
 const COMMENT_COLUMN: usize = 48;
 
+/// `s` safe inside a `#` comment: what could end the line (a control character, U+0085,
+/// U+2028, U+2029) becomes a `\u{..}` escape. Comments carry paths and names the workload
+/// chose; a newline there would otherwise add a line of its own to the profile.
+pub fn comment_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
@@ -61,20 +76,30 @@ fn comment(e: &Entry, merged_from: &str) -> String {
     }
 }
 
-fn write_lists(out: &mut String, block: &str, lists: &Lists, merged_from: &str) {
-    if lists.is_empty() {
+fn write_lists(out: &mut String, block: &str, lists: &Lists, merged_from: &str, check_unix: bool) {
+    let empty_unix = check_unix && lists.unix.is_empty();
+    if lists.is_empty() && !empty_unix {
         return;
     }
     let _ = writeln!(out, "{block}:");
     for key in LIST_KEYS {
         let entries = lists.get(key);
         if entries.is_empty() {
+            if key == "unix" && empty_unix {
+                let line = "  unix: []";
+                let pad = COMMENT_COLUMN.saturating_sub(line.len()).max(1);
+                let _ = writeln!(
+                    out,
+                    "{line}{:pad$}# none used while learning: a connect to any unix socket is an alert",
+                    ""
+                );
+            }
             continue;
         }
         let _ = writeln!(out, "  {key}:");
         for e in entries {
             let line = format!("    - {}", e.value);
-            let note = comment(e, merged_from);
+            let note = comment_safe(&comment(e, merged_from));
             if note.is_empty() {
                 let _ = writeln!(out, "{line}");
             } else {
@@ -92,7 +117,7 @@ pub fn render(p: &LearnedProfile, merged_from: &str) -> String {
         if line.is_empty() {
             out.push_str("#\n");
         } else {
-            let _ = writeln!(out, "# {line}");
+            let _ = writeln!(out, "# {}", comment_safe(line));
         }
     }
     let _ = writeln!(out, "profile: {}", q(&p.name));
@@ -120,15 +145,15 @@ pub fn render(p: &LearnedProfile, merged_from: &str) -> String {
         match &p.startup_note {
             Some(n) => {
                 let pad = COMMENT_COLUMN.saturating_sub(line.len()).max(1);
-                let _ = writeln!(out, "{line}{:pad$}# {n}", "");
+                let _ = writeln!(out, "{line}{:pad$}# {}", "", comment_safe(n));
             }
             None => {
                 let _ = writeln!(out, "{line}");
             }
         }
     }
-    write_lists(&mut out, "allow", &p.allow, merged_from);
-    write_lists(&mut out, "startup", &p.startup, merged_from);
+    write_lists(&mut out, "allow", &p.allow, merged_from, p.check_unix);
+    write_lists(&mut out, "startup", &p.startup, merged_from, false);
     out
 }
 
@@ -144,6 +169,25 @@ mod tests {
             s.add(first, true, exe);
         }
         s
+    }
+
+    #[test]
+    fn names_the_workload_chose_cannot_add_lines() {
+        let mut s = Seen::default();
+        s.add(1.0, true, "/tmp/x\n    - \"/root/.ssh/id_rsa\"\u{2028}y");
+        let mut allow = Lists::default();
+        allow.exec.push(Entry::new(Value::Path("/usr/bin/uname".into()), s, 1));
+        let p = LearnedProfile {
+            name: "svc".into(),
+            selectors: vec![("program".into(), vec![Scalar::Str("x\ny".into())])],
+            header: vec!["a\rb".into()],
+            allow,
+            ..LearnedProfile::default()
+        };
+        let text = render(&p, "");
+        assert_eq!(text.lines().count(), 7, "{text}");
+        assert!(text.contains("by /tmp/x\\u{a}    - \"/root/.ssh/id_rsa\"\\u{2028}y"), "{text}");
+        assert!(!text.contains("\n    - \"/root"), "{text}");
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Summary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceSummary {
     pub root_pid: u32,
+    #[serde(default)]
+    pub root_exe: Option<String>,
     pub first_listen_secs: Option<f64>,
     pub preexisting: bool,
 }
@@ -64,9 +66,11 @@ struct Member {
     instance: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Instance {
     root_pid: u32,
+    /// The executable of the process that started it.
+    root_exe: Option<String>,
     started_ns: u64,
     listened_ns: Option<u64>,
     preexisting: bool,
@@ -126,6 +130,7 @@ impl Session {
                         key,
                         Instance {
                             root_pid: p.pid,
+                            root_exe: p.exe.clone(),
                             started_ns: started_ns.min(now_ns),
                             listened_ns: None,
                             preexisting: true,
@@ -168,21 +173,22 @@ impl Session {
         match &ev.body {
             EventBody::Exec(x) => {
                 let matched = exec.is_some_and(|i| self.spec.selectors.matches(i));
-                let member = self.members.get(&ev.pid).copied();
+                let member = self.member(ev.pid, key);
                 match member {
                     Some(m) => {
-                        // An exec keeps the pid and its instance; the start key stays too.
+                        // An exec keeps the pid, its start key and its instance. Even one the
+                        // selectors match (a re-exec, a worker) is checked against
+                        // `allow.exec` at run time: only an instance's entry point is not.
                         self.events += 1;
-                        if !matched {
-                            let Some(i) = self.instances.get(&m.instance).copied() else {
-                                return;
-                            };
-                            let target = exec_target(ev, x.filename.as_str(), x.cwd.as_deref());
-                            let (secs, serving) = self.when(&i, ev.ktime_ns);
-                            // Run by the parent: the exec'ing process is the new image now.
-                            let by = exec.and_then(|i| i.parent_exe).unwrap_or(ev.comm.as_str());
-                            self.footprint.exec(&target, secs, serving, by);
-                        }
+                        let Some((secs, serving)) = self.when(m.instance, ev.ktime_ns) else {
+                            return;
+                        };
+                        let target = exec_target(ev, x.filename.as_str(), x.cwd.as_deref());
+                        // Run by the parent: the exec'ing process is the new image now.
+                        let by = exec
+                            .and_then(|i| i.parent_exe)
+                            .unwrap_or(ev.comm.as_str());
+                        self.footprint.exec(&target, secs, serving, by);
                     }
                     None if matched => {
                         let instance = instance_key(ev.pid, key);
@@ -190,6 +196,7 @@ impl Session {
                             instance,
                             Instance {
                                 root_pid: ev.pid,
+                                root_exe: exe_of(ev).map(str::to_owned),
                                 started_ns: ev.ktime_ns,
                                 listened_ns: None,
                                 preexisting: false,
@@ -234,17 +241,17 @@ impl Session {
     }
 
     /// Seconds since the instance started, and whether it was serving.
-    fn when(&self, i: &Instance, now_ns: u64) -> (f64, bool) {
+    fn when(&self, instance: u64, now_ns: u64) -> Option<(f64, bool)> {
+        let i = self.instances.get(&instance)?;
         let secs = now_ns.saturating_sub(i.started_ns) as f64 / 1e9;
         let serving = i.preexisting || i.listened_ns.is_some_and(|l| l <= now_ns);
-        (secs, serving)
+        Some((secs, serving))
     }
 
     fn record(&mut self, ev: &Event, instance: u64) {
-        let Some(i) = self.instances.get(&instance).copied() else {
+        let Some((secs, serving)) = self.when(instance, ev.ktime_ns) else {
             return;
         };
-        let (secs, serving) = self.when(&i, ev.ktime_ns);
         let exe = exe_of(ev).unwrap_or(ev.comm.as_str());
         match &ev.body {
             EventBody::File(f) if f.result >= 0 => {
@@ -348,6 +355,7 @@ impl Session {
             .values()
             .map(|i| InstanceSummary {
                 root_pid: i.root_pid,
+                root_exe: i.root_exe.clone(),
                 first_listen_secs: i
                     .listened_ns
                     .map(|l| l.saturating_sub(i.started_ns) as f64 / 1e9),

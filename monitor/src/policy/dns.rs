@@ -88,9 +88,10 @@ impl DnsSeen {
     }
 
     /// The names `workload` resolved to `ip`, latest last.
-    pub fn names(&self, workload: u64, ip: IpAddr) -> &[String] {
+    pub fn names(&self, workload: u64, ip: IpAddr, now_ns: u64) -> &[String] {
         self.entries
             .get(&(workload, canonical(ip)))
+            .filter(|e| e.expires_ns > now_ns)
             .map_or(&[], |e| e.names.as_slice())
     }
 
@@ -98,11 +99,12 @@ impl DnsSeen {
         self.entries.len()
     }
 
-    /// A view for one workload, for the rules.
-    pub fn of(&self, workload: u64) -> WorkloadNames<'_> {
+    /// A view for one workload at boot-time `now_ns`, for the rules.
+    pub fn of(&self, workload: u64, now_ns: u64) -> WorkloadNames<'_> {
         WorkloadNames {
             seen: self,
             workload,
+            now_ns,
         }
     }
 }
@@ -111,11 +113,15 @@ impl DnsSeen {
 pub struct WorkloadNames<'a> {
     seen: &'a DnsSeen,
     workload: u64,
+    now_ns: u64,
 }
 
 impl ResolvedNames for WorkloadNames<'_> {
     fn resolved(&self, ip: IpAddr, host: &str) -> bool {
-        self.seen.names(self.workload, ip).iter().any(|n| n == host)
+        self.seen
+            .names(self.workload, ip, self.now_ns)
+            .iter()
+            .any(|n| n == host)
     }
 }
 
@@ -150,22 +156,26 @@ mod tests {
         );
         seen.record(1, &answer("cdn.example.net", &["192.0.2.1"], 30), 5);
         assert_eq!(
-            seen.names(1, ip("192.0.2.1")),
+            seen.names(1, ip("192.0.2.1"), 0),
             ["api.example.com", "cdn.example.net"]
         );
         assert_eq!(
-            seen.names(1, ip("192.0.2.2")),
+            seen.names(1, ip("192.0.2.2"), 0),
             ["api.example.com"],
             "v4-mapped folded"
         );
-        assert!(seen.names(2, ip("192.0.2.1")).is_empty(), "other workload");
+        assert!(seen.names(2, ip("192.0.2.1"), 0).is_empty(), "other workload");
         assert!(
-            seen.of(1)
+            seen.of(1, 0)
                 .resolved(ip("::ffff:192.0.2.1"), "api.example.com")
         );
-        assert!(!seen.of(1).resolved(ip("192.0.2.9"), "api.example.com"));
+        assert!(!seen.of(1, 0).resolved(ip("192.0.2.9"), "api.example.com"));
         seen.expire(MIN_KEEP_NS - 1);
         assert_eq!(seen.len(), 2, "kept at least MIN_KEEP past a short TTL");
+        assert!(
+            seen.names(1, ip("192.0.2.2"), MIN_KEEP_NS + 1).is_empty(),
+            "expired entries are not answered before they are dropped"
+        );
         seen.expire(MIN_KEEP_NS + 5);
         assert_eq!(seen.len(), 0);
     }
@@ -179,7 +189,7 @@ mod tests {
         assert_eq!(seen.len(), MAX_ENTRIES);
         assert_eq!(seen.evicted, 10);
         assert!(
-            seen.names(0, ip("192.0.2.1")).is_empty(),
+            seen.names(0, ip("192.0.2.1"), 0).is_empty(),
             "oldest went first"
         );
     }

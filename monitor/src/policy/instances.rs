@@ -55,6 +55,13 @@ impl Instances {
         );
     }
 
+    /// [`Instances::start`] unless `key` is known already (its phase goes on).
+    pub fn start_if_new(&mut self, key: u64, started_ns: u64, startup: Duration) {
+        if !self.map.contains_key(&key) {
+            self.start(key, started_ns, startup);
+        }
+    }
+
     /// The phase of instance `key` at `now_ns`.
     pub fn phase(&self, key: u64, now_ns: u64) -> Phase {
         match self.map.get(&key) {
@@ -80,9 +87,6 @@ impl Instances {
         }
     }
 
-    pub fn clear(&mut self) {
-        self.map.clear();
-    }
 }
 
 #[cfg(test)]

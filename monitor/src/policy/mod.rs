@@ -143,7 +143,6 @@ impl Policy {
         self.rules = rules;
         self.state = DetectionState::new();
         self.procs.clear();
-        self.instances.clear();
         self.resolver.set_hosts(self.rules.hosts());
         self.seed(table, watch);
     }
@@ -206,10 +205,11 @@ impl Policy {
             let parent = self.procs.get(&p.ppid).copied();
             let info = exec_info(p, table);
             let own = self.rules.match_profile(&info);
-            let assigned = self.decide(p.pid, p.start_key, own, parent);
-            if let Some(id) = own {
+            let (assigned, entry) = self.decide(p.pid, p.start_key, own, parent);
+            if let (Some(id), true) = (own, entry) {
+                // Kept across a reload: a workload that serves does not start over.
                 let started_ns = p.start_key * (1_000_000_000 / ticks_per_second());
-                self.instances.start(
+                self.instances.start_if_new(
                     assigned.workload,
                     started_ns,
                     self.rules.profile_startup(id),
@@ -224,24 +224,36 @@ impl Policy {
     }
 
     /// The assignment rule: a process's own match wins; else it inherits its parent's profile
-    /// (when that profile lets descendants inherit); else none.
+    /// (when that profile lets descendants inherit); else none. A match inside an instance of
+    /// the same profile (a re-exec, a worker) stays in that instance. Returns whether the
+    /// process starts a new instance (its exec is the profile's entry point).
     fn decide(
         &self,
         pid: u32,
         start_key: u64,
         own: Option<ProfileId>,
         parent: Option<Assigned>,
-    ) -> Assigned {
+    ) -> (Assigned, bool) {
         match (own, parent) {
-            (Some(p), _) => Assigned {
-                start_key,
-                profile: Some(p),
-                workload: workload_key((pid, start_key)),
-            },
-            (None, Some(pa)) if pa.profile.is_some_and(|p| self.rules.profile_inherits(p)) => {
+            (Some(p), Some(pa)) if pa.profile == Some(p) => (Assigned { start_key, ..pa }, false),
+            (Some(p), _) => (
+                Assigned {
+                    start_key,
+                    profile: Some(p),
+                    workload: workload_key((pid, start_key)),
+                },
+                true,
+            ),
+            (None, parent) => (self.inherit(pid, start_key, parent), false),
+        }
+    }
+
+    fn inherit(&self, pid: u32, start_key: u64, parent: Option<Assigned>) -> Assigned {
+        match parent {
+            Some(pa) if pa.profile.is_some_and(|p| self.rules.profile_inherits(p)) => {
                 Assigned { start_key, ..pa }
             }
-            (None, parent) => Assigned {
+            parent => Assigned {
                 start_key,
                 profile: None,
                 workload: parent.map_or(workload_key(pid), |pa| pa.workload),
@@ -257,12 +269,13 @@ impl Policy {
         table: &ProcessTable,
         watch: &WatchBitmap,
     ) -> Vec<Alert> {
+        let mut entry_point = false;
         match &ev.body {
             EventBody::Fork(f) => {
                 self.learning.observe(ev, None);
                 let parent = self.procs.get(&ev.pid).copied();
                 let key = start_key_from_ns(f.child_start_time_ns);
-                let a = self.decide(f.child_pid, key, None, parent);
+                let a = self.inherit(f.child_pid, key, parent);
                 self.procs.insert(f.child_pid, a);
                 if !self.record_everything {
                     let learned = self.learning.follows(f.child_pid);
@@ -289,11 +302,12 @@ impl Policy {
                 };
                 self.learning.observe(ev, Some(&info));
                 let own = self.rules.match_profile(&info);
-                let a = self.decide(ev.pid, key, own, parent);
-                if let Some(id) = own {
+                let (a, entry) = self.decide(ev.pid, key, own, parent);
+                if let (Some(id), true) = (own, entry) {
                     self.instances
                         .start(a.workload, ev.ktime_ns, self.rules.profile_startup(id));
                 }
+                entry_point = entry;
                 self.procs.insert(ev.pid, a);
                 if !self.record_everything {
                     let learned = self.learning.follows(ev.pid);
@@ -312,7 +326,16 @@ impl Policy {
             .filter(|a| a.start_key == start_key_from_ns(ev.start_time_ns));
         let profile = assigned.and_then(|a| a.profile);
         let workload = assigned.map_or(0, |a| a.workload);
-        if let EventBody::Dns(answer) = &ev.body {
+        // A profiled workload's answers count only from a nameserver its profile lets it ask:
+        // one that answers from anywhere else could name any address after an allowed host.
+        if let EventBody::Dns(answer) = &ev.body
+            && profile.is_none_or(|id| {
+                answer.remote_addr.is_some_and(|server| {
+                    self.rules
+                        .allows_dns_server(id, server, &self.resolver, &self.nameservers)
+                })
+            })
+        {
             self.dns.expire(ev.ktime_ns);
             self.dns.record(workload, answer, ev.ktime_ns);
         }
@@ -327,7 +350,7 @@ impl Policy {
             ev.phase = Some(phase);
         }
         let parent_exe = table.get(ev.ppid).and_then(|p| p.exe.as_deref());
-        let resolved = self.dns.of(workload);
+        let resolved = self.dns.of(workload, ev.ktime_ns);
         let ctx = EvalContext {
             profile,
             workload,
@@ -335,6 +358,7 @@ impl Policy {
             hosts: &self.resolver,
             resolved: &resolved,
             phase,
+            entry_point,
             nameservers: &self.nameservers,
         };
         let findings = self.rules.check(ev, &ctx, &mut self.state);

@@ -98,6 +98,10 @@ pub struct EvalContext<'a> {
     pub resolved: &'a dyn ResolvedNames,
     /// The workload's phase; `startup:` lists hold only in [`Phase::Startup`].
     pub phase: Phase,
+    /// For an exec: it started a new instance of the profile (its selectors matched, outside an
+    /// instance of the same profile). Only the entry point is not checked against `allow.exec`;
+    /// a re-exec of the entry point inside the workload is.
+    pub entry_point: bool,
     /// Nameservers of /etc/resolv.conf, for the baseline DNS allowance.
     pub nameservers: &'a [IpAddr],
 }
@@ -264,6 +268,21 @@ impl RuleSet {
             .iter()
             .find(|p| p.name == name)
             .map(|p| (p.selectors().clone(), p.source.clone()))
+    }
+
+    /// Whether profile `id` lets its workloads ask nameserver `server` (port 53): the
+    /// baseline's nameservers, or a `connect` entry (in either block), by address or by a host
+    /// name the agent resolved.
+    pub fn allows_dns_server(
+        &self,
+        id: ProfileId,
+        server: IpAddr,
+        hosts: &dyn HostAddrs,
+        nameservers: &[IpAddr],
+    ) -> bool {
+        self.profiles
+            .get(id.0)
+            .is_some_and(|p| p.allows_dns_server(canonical_ip(server), hosts, nameservers))
     }
 
     /// The loaded profiles' names.

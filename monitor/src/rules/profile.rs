@@ -182,21 +182,10 @@ impl Profile {
         match v.ev.kind {
             EventKind::Exec => {
                 let Some(x) = v.exec else { return };
-                let allowed = v
-                    .exe
-                    .is_some_and(|e| self.allows_path(phase, |l| &l.exec, e))
-                    || self.allows_path(phase, |l| &l.exec, &x.filename)
-                    // The profile's own entry point: an exec its selectors match.
-                    || self.matches(&ExecInfo {
-                        exe: v.exe,
-                        filename: &x.filename,
-                        argv: &x.argv,
-                        uid: v.ev.uid,
-                        parent_exe: ctx.parent_exe,
-                        container_id: v.ev.container_id.as_deref(),
-                        pod_uid: v.ev.pod_uid.as_deref(),
-                        cwd: x.cwd.as_deref(),
-                    });
+                let allowed = ctx.entry_point
+                    || v.exe
+                        .is_some_and(|e| self.allows_path(phase, |l| &l.exec, e))
+                    || self.allows_path(phase, |l| &l.exec, &x.filename);
                 if !allowed {
                     out.push(self.violation(Category::Exec, v, v.exe.unwrap_or("?"), phase));
                 }
@@ -265,6 +254,21 @@ impl Profile {
         if !self.connect_allowed(ip, port, ctx) {
             out.push(self.violation(Category::Connect, v, &v.remote_object(), phase));
         }
+    }
+
+    /// See [`super::RuleSet::allows_dns_server`]; `ip` is canonical.
+    pub fn allows_dns_server(
+        &self,
+        ip: IpAddr,
+        hosts: &dyn super::HostAddrs,
+        nameservers: &[IpAddr],
+    ) -> bool {
+        let port = Some(53);
+        (self.baseline && nameservers.iter().any(|n| canonical_ip(*n) == ip))
+            || [Some(&self.allow), self.startup.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|l| l.connect(ip, port, &|h| hosts.addrs(h), &|_| false))
     }
 
     fn connect_allowed(&self, ip: IpAddr, port: Option<u16>, ctx: &EvalContext<'_>) -> bool {
@@ -440,9 +444,18 @@ allow:
         assert_eq!(f[0].severity, Severity::Critical);
         assert_eq!(f[0].profile.as_deref(), Some("web"));
         let entry = exec("/usr/bin/python3.11", &["python3", "-m", "litellm"]);
+        let starting = EvalContext {
+            entry_point: true,
+            ..ctx(WEB_ID)
+        };
         assert!(
-            fired(&r, &entry, &c).is_empty(),
+            fired(&r, &entry, &starting).is_empty(),
             "the profile's own entry point"
+        );
+        assert_eq!(
+            fired(&r, &entry, &c),
+            vec!["profile.exec"],
+            "the entry point run again from inside the workload is checked"
         );
         assert!(
             fired(&r, &exec("/usr/bin/curl", &["curl"]), &ctx(None)).is_empty(),

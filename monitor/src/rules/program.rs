@@ -219,10 +219,12 @@ pub fn program<'a>(
     argv: &'a [String],
     cwd: Option<&str>,
 ) -> Option<Program<'a>> {
-    let interpreter = exe
-        .and_then(family)
-        .or_else(|| family(filename))
-        .or_else(|| argv.first().and_then(|a| family(a)));
+    // The executable the kernel loaded decides when it is known: argv[0] is whatever the caller
+    // chose (`execve("/usr/bin/curl", ["python3", "litellm"])` is curl).
+    let interpreter = match exe.filter(|e| !e.is_empty()) {
+        Some(e) => family(e),
+        None => family(filename).or_else(|| argv.first().and_then(|a| family(a))),
+    };
     match interpreter {
         Some(f) => match script_arg(f, argv.get(1..).unwrap_or_default())? {
             Ok(script) => absolute(script, cwd).map(Program::Path),
@@ -342,6 +344,11 @@ mod tests {
             )
             .as_deref(),
             Some("/usr/local/bin/text-generation-launcher")
+        );
+        assert_eq!(
+            prog("/usr/bin/curl", &["python3", "litellm"]).as_deref(),
+            Some("/usr/bin/curl"),
+            "argv[0] does not make an interpreter"
         );
     }
 

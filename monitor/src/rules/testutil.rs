@@ -200,6 +200,7 @@ pub fn ctx(profile: Option<ProfileId>) -> EvalContext<'static> {
         hosts: &HOSTS,
         resolved: &NoHosts,
         phase: Phase::Serving,
+        entry_point: false,
         nameservers: &[NAMESERVER],
     }
 }
