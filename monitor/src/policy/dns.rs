@@ -164,7 +164,10 @@ mod tests {
             ["api.example.com"],
             "v4-mapped folded"
         );
-        assert!(seen.names(2, ip("192.0.2.1"), 0).is_empty(), "other workload");
+        assert!(
+            seen.names(2, ip("192.0.2.1"), 0).is_empty(),
+            "other workload"
+        );
         assert!(
             seen.of(1, 0)
                 .resolved(ip("::ffff:192.0.2.1"), "api.example.com")

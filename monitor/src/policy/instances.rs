@@ -86,7 +86,6 @@ impl Instances {
             _ => false,
         }
     }
-
 }
 
 #[cfg(test)]

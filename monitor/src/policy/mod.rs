@@ -59,8 +59,9 @@ pub struct PolicyStats {
     pub alerts: u64,
     pub alerts_folded: u64,
     pub profiled_processes: usize,
-    /// File/network events of processes recorded only while their exec was being matched
-    /// (no profile applied): not evaluated.
+    /// File/network events of processes no profile applies to, recorded because every exec
+    /// is watched until it is matched (or a learning session follows them): not evaluated
+    /// against a profile.
     pub unprofiled_events_skipped: u64,
     /// (workload, address) names remembered from DNS answers.
     pub dns_names: usize,

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use monitor_common::EventKind;
 use serde::{Deserialize, Serialize};
 
-
 /// Where a workload is in its life: starting (from the exec that started its profile until it
 /// first listens, or the profile's `startup_secs`), or serving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
