@@ -55,6 +55,9 @@ pub mod switch {
     /// Non-zero: every exec'ing process is watched from its first instruction until user space
     /// has decided (a profile or a learning session may select it).
     pub const WATCH_ON_EXEC: u32 = 0;
+    /// Generation of the last open-dedupe reset (`OPENS_RESET`): a repeat compares it with
+    /// the generation its entry was last checked at, so the common case costs one array read.
+    pub const RESET_GEN: u32 = 1;
     pub const COUNT: u32 = 4;
 }
 
@@ -151,4 +154,5 @@ pub mod names {
     pub const PROG_DNS_INGRESS: &str = "dns_ingress";
     /// Array of runtime switches the agent flips while running, indexed by [`super::switch`].
     pub const SWITCHES: &str = "SWITCHES";
+    pub const OPENS_RESET: &str = "OPENS_RESET";
 }

@@ -273,8 +273,9 @@ pub struct DnsEvent {
 }
 
 /// Key of the kernel's open dedupe table (`OPENS_SEEN`): one process opening one file with one
-/// access mode. User space deletes a process's entries when its workload starts serving, so its
-/// next open of a file is reported (and judged in the new phase) even within the window.
+/// access mode. When a workload starts serving, user space resets its processes
+/// (`OPENS_RESET`), so their next open of a file is reported (and judged in the new phase) even
+/// within the window.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenKey {
@@ -291,7 +292,9 @@ pub struct OpenSeen {
     /// When the open was last reported (jiffies).
     pub reported_jiffies: u64,
     /// Opens folded into it since.
-    pub repeats: u64,
+    pub repeats: u32,
+    /// The reset generation (`switch::RESET_GEN`) it was last checked at.
+    pub reset_gen: u32,
 }
 
 pub const NET_LOCAL_KNOWN: u16 = 1 << 0;

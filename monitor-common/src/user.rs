@@ -1,9 +1,6 @@
 //! User-space only: `aya::Pod` impls so the agent can read these types out of maps and records.
 
-use crate::{
-    DnsEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, OpenKey, OpenSeen,
-    StrRef,
-};
+use crate::{DnsEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, StrRef};
 
 // SAFETY: all of these are `#[repr(C)]`, contain only integers and byte arrays, and have no
 // padding (sizes asserted in `event.rs`), so every bit pattern is valid.
@@ -15,5 +12,3 @@ unsafe impl aya::Pod for ExitEvent {}
 unsafe impl aya::Pod for FileEvent {}
 unsafe impl aya::Pod for NetEvent {}
 unsafe impl aya::Pod for DnsEvent {}
-unsafe impl aya::Pod for OpenKey {}
-unsafe impl aya::Pod for OpenSeen {}

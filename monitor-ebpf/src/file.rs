@@ -15,7 +15,7 @@ use monitor_common::{
 use crate::{
     emit::Record,
     kernel::{Data, current_task, fd_file, new_fd_file, read, read_ptr, read_user},
-    maps::{OPENS_SEEN, count, count_err, dedupe_window_jiffies, offset},
+    maps::{OPENS_RESET, OPENS_SEEN, count, count_err, dedupe_window_jiffies, offset, reset_gen},
     syscall::Syscall,
 };
 
@@ -165,8 +165,9 @@ fn dedupe(file: *const u8) -> Option<u32> {
     if fmode & FMODE_CREATED != 0 {
         return Some(0);
     }
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
     let key = OpenKey {
-        tgid: (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32,
+        tgid,
         fmode: fmode & (FMODE_READ | FMODE_WRITE),
         dentry: head.dentry,
         mnt: head.mnt,
@@ -174,18 +175,25 @@ fn dedupe(file: *const u8) -> Option<u32> {
     // SAFETY: helper without preconditions.
     // Jiffies are plenty for a window of a second and much cheaper than ktime here.
     let now = unsafe { aya_ebpf::helpers::generated::bpf_jiffies64() };
+    let generation = reset_gen();
     if let Some(seen) = OPENS_SEEN.get_ptr_mut(key) {
         // SAFETY: map value pointer from a successful lookup.
         unsafe {
-            if now.wrapping_sub((*seen).reported_jiffies) < window {
-                (*seen).repeats += 1;
+            // A reset of this thread group since the entry was last checked forgets it.
+            let reset = (*seen).reset_gen != generation
+                && OPENS_RESET
+                    .get(tgid)
+                    .is_some_and(|r| r.wrapping_sub((*seen).reset_gen) as i32 > 0);
+            (*seen).reset_gen = generation;
+            if !reset && now.wrapping_sub((*seen).reported_jiffies) < window {
+                (*seen).repeats = (*seen).repeats.saturating_add(1);
                 count(counter::DEDUPED);
                 return None;
             }
             let repeats = (*seen).repeats;
             (*seen).reported_jiffies = now;
             (*seen).repeats = 0;
-            return Some(repeats as u32);
+            return Some(repeats);
         }
     }
     let _ = OPENS_SEEN.insert(
@@ -193,6 +201,7 @@ fn dedupe(file: *const u8) -> Option<u32> {
         OpenSeen {
             reported_jiffies: now,
             repeats: 0,
+            reset_gen: generation,
         },
         0,
     );

@@ -40,6 +40,18 @@ pub static WATCHED: Array<u64> = Array::with_max_entries(WATCH_WORDS, BPF_F_MMAP
 #[map(name = "OPENS_SEEN")]
 pub static OPENS_SEEN: LruHashMap<OpenKey, OpenSeen> = LruHashMap::with_max_entries(65536, 0);
 
+/// Per thread group, the generation of its last dedupe reset: opens reported before it are
+/// reported again on their next repeat (user space resets a workload when it starts serving,
+/// so the serving phase sees every file it uses). Written by user space only.
+#[map(name = "OPENS_RESET")]
+pub static OPENS_RESET: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
+
+/// The current dedupe reset generation.
+#[inline(always)]
+pub fn reset_gen() -> u32 {
+    SWITCHES.get(switch::RESET_GEN).copied().unwrap_or(0)
+}
+
 /// Handlers of the `sys_exit` dispatcher, indexed by [`handler`] constants.
 #[map(name = "SYSCALL_HANDLERS")]
 pub static SYSCALL_HANDLERS: ProgramArray = ProgramArray::with_max_entries(handler::COUNT, 0);

@@ -10,10 +10,7 @@ use aya::{
         RawTracePoint,
     },
 };
-use monitor_common::{
-    OpenKey, OpenSeen,
-    config::{counter, handler, names, switch},
-};
+use monitor_common::config::{counter, handler, names, switch};
 
 use super::{btf::Btf, btf::BtfError, hz, offsets, watch::WatchBitmap};
 
@@ -116,7 +113,9 @@ pub struct Sensor {
     counters: PerCpuArray<MapData, u64>,
     watched: WatchBitmap,
     switches: Array<MapData, u32>,
-    opens_seen: HashMap<MapData, OpenKey, OpenSeen>,
+    /// Per thread group, the generation of its last open-dedupe reset.
+    opens_reset: HashMap<MapData, u32, u32>,
+    reset_gen: u32,
     /// Kept open: the kernel empties a program array when its last user-space fd closes.
     _handlers: ProgramArray<MapData>,
 }
@@ -182,10 +181,10 @@ impl Sensor {
                 })?;
         }
 
-        let opens_seen =
-            HashMap::try_from(take_map(&mut ebpf, names::OPENS_SEEN)?).map_err(|source| {
+        let opens_reset =
+            HashMap::try_from(take_map(&mut ebpf, names::OPENS_RESET)?).map_err(|source| {
                 SensorError::Map {
-                    name: names::OPENS_SEEN,
+                    name: names::OPENS_RESET,
                     source,
                 }
             })?;
@@ -204,8 +203,15 @@ impl Sensor {
             })?;
 
         attach_all(&mut ebpf, &ATTACHED)?;
-        if let Some(root) = &config.cgroup_root {
-            attach_dns(&mut ebpf, root)?;
+        // DNS answers help profiles that name hosts; without them the agent's own resolution
+        // still does, so a kernel or cgroup setup that refuses the hooks is not fatal.
+        if let Some(root) = &config.cgroup_root
+            && let Err(e) = attach_dns(&mut ebpf, root)
+        {
+            tracing::warn!(
+                error = %crate::deliver::error_chain(&e),
+                "DNS hooks not attached: DNS answers are not reported"
+            );
         }
 
         let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?).map_err(|source| {
@@ -235,27 +241,32 @@ impl Sensor {
             counters,
             watched,
             switches,
-            opens_seen,
+            opens_reset,
+            reset_gen: 0,
             _handlers: handlers,
         })
     }
 
     /// Forgets the opens of `pids` folded in the kernel's dedupe window, so their next opens
-    /// are reported at once. Returns how many entries went.
-    pub fn forget_opens(&mut self, pids: &std::collections::HashSet<u32>) -> usize {
-        let keys: Vec<OpenKey> = self
-            .opens_seen
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| pids.contains(&k.tgid))
-            .collect();
-        keys.iter()
-            .filter(|k| self.opens_seen.remove(k).is_ok())
-            .count()
+    /// are reported at once: a new reset generation, recorded for each pid and then published
+    /// (the kernel compares generations on a repeat, no map walk).
+    pub fn forget_opens(
+        &mut self,
+        pids: &std::collections::HashSet<u32>,
+    ) -> Result<(), SensorError> {
+        let map_err = |name| move |source| SensorError::Map { name, source };
+        self.reset_gen = self.reset_gen.wrapping_add(1);
+        for &pid in pids {
+            self.opens_reset
+                .insert(pid, self.reset_gen, 0)
+                .map_err(map_err(names::OPENS_RESET))?;
+        }
+        self.switches
+            .set(switch::RESET_GEN, self.reset_gen, 0)
+            .map_err(map_err(names::SWITCHES))
     }
 
     /// Starts or stops watching every exec'ing process until user space decides about it.
-    #[allow(dead_code, reason = "learning sessions switch it (next commit)")]
     pub fn set_watch_on_exec(&mut self, on: bool) -> Result<(), SensorError> {
         self.switches
             .set(switch::WATCH_ON_EXEC, u32::from(on), 0)

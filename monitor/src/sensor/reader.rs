@@ -78,6 +78,9 @@ pub fn rfc3339_ns(wall_ns: i128) -> String {
 pub struct ReaderStats {
     pub received: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// Kernel time before the reader last found the ring buffer empty: every record written
+    /// before it has been handed on.
+    pub drained_ns: AtomicU64,
 }
 
 /// Reads records until the channel's receiver is gone.
@@ -103,6 +106,7 @@ pub async fn run(
             _ = tick.tick() => {}
             r = stop.changed() => stopping = r.is_err() || *stop.borrow(),
         }
+        let started = boot_ns();
         loop {
             let batch = drain(fd.get_mut(), &clock, &stats);
             let more = batch.len() >= BATCH;
@@ -115,6 +119,7 @@ pub async fn run(
                 break;
             }
         }
+        stats.drained_ns.fetch_max(started, Ordering::Release);
         if stopping {
             // Everything the kernel had written before the stop was drained above.
             return Ok(());

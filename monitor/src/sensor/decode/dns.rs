@@ -170,4 +170,62 @@ mod tests {
         let cut = answer();
         assert!(parse(&cut[..cut.len() - 3], Protocol::Udp).is_none());
     }
+
+    #[test]
+    fn a_kernel_record_decodes_to_the_server_and_the_answer() {
+        use monitor_common::{AF_INET, DnsEvent, EventKind, StrRef};
+
+        use crate::sensor::event::{EventBody, Family};
+        let bytes = answer();
+        let mut server = [0u8; 16];
+        server[..4].copy_from_slice(&[10, 0, 0, 53]);
+        let p = DnsEvent {
+            family: AF_INET,
+            protocol: 17,
+            server_port: 53,
+            _pad: 0,
+            // The kernel copied fewer bytes than the packet had.
+            payload_len: bytes.len() as u32 + 100,
+            data: StrRef {
+                off: 0,
+                len: bytes.len() as u16,
+            },
+            server_addr: server,
+            cookie: 9,
+        };
+        let rec = crate::sensor::decode::tests::record(EventKind::Dns, p, &bytes);
+        let ev = crate::sensor::decode::decode(&rec).expect("decodes");
+        assert_eq!(ev.kind, EventKind::Dns);
+        let EventBody::Dns(d) = ev.body else {
+            panic!("not dns")
+        };
+        assert_eq!(d.family, Some(Family::Inet));
+        assert_eq!(d.protocol, Some(Protocol::Udp));
+        assert_eq!(d.remote_addr, Some("10.0.0.53".parse().unwrap()));
+        assert_eq!(d.remote_port, Some(53));
+        assert_eq!(d.query.as_deref(), Some("api.example.com"));
+        assert_eq!(d.answers, vec!["192.0.2.7".parse::<IpAddr>().unwrap()]);
+        assert!(d.truncated && !d.malformed);
+        // Garbage from the network is an event marked malformed, never an error.
+        let junk = b"\x00\x01junk";
+        let p = DnsEvent {
+            payload_len: junk.len() as u32,
+            data: StrRef {
+                off: 0,
+                len: junk.len() as u16,
+            },
+            ..p
+        };
+        let ev = crate::sensor::decode::decode(&crate::sensor::decode::tests::record(
+            EventKind::Dns,
+            p,
+            junk,
+        ))
+        .expect("decodes");
+        let EventBody::Dns(d) = ev.body else {
+            panic!("not dns")
+        };
+        assert!(d.malformed && d.query.is_none() && !d.truncated);
+        assert_eq!(d.remote_addr, Some("10.0.0.53".parse().unwrap()));
+    }
 }

@@ -161,7 +161,7 @@ mod tests {
     use crate::sensor::event::{Access, EventBody, Family, Protocol};
 
     /// Builds a record the way the kernel does: header, payload, data area.
-    fn record<P: Copy>(kind: EventKind, payload: P, data: &[u8]) -> Vec<u8> {
+    pub(super) fn record<P: Copy>(kind: EventKind, payload: P, data: &[u8]) -> Vec<u8> {
         let mut comm = [0u8; 16];
         comm[..7].copy_from_slice(b"python3");
         let header = EventHeader {
