@@ -3,23 +3,31 @@
 //!
 //! ```text
 //! learn -> agent   {"learn": {"name": ..., "profile": ..., "selectors": {...}}}
-//! agent -> learn   {"started": {"session": N, "processes": N}}   or {"error": "..."}
+//! agent -> learn   {"started": {"session": N, "processes": N, "profile_file": ...}}
+//!                  or {"error": "..."}
 //! learn -> agent   {"finish": true}          (end of the window, SIGINT or SIGTERM)
 //! agent -> learn   {"finished": {...}}        (outcome, credential patterns, nameservers)
 //! ```
 //!
-//! A client that goes away without `finish` cancels its session. The socket is created with
-//! mode 0600 (root only), in a directory created 0700 if missing.
+//! When the agent stops during a session it sends `finished` unasked, with `stopped` saying
+//! why, so what was learned is not lost. A client that goes away without `finish` cancels
+//! its session.
+//!
+//! Only root (or the agent's own user) may talk to the agent: the socket is mode 0600, its
+//! directory is created 0700 if missing and refused if others may write to it, and every
+//! connection's peer credentials are checked.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use super::learning::Done;
 use crate::learn::{Finished, LearnRequest};
 
 /// Where the agent listens by default, and where `monitor learn` looks for it.
@@ -31,13 +39,15 @@ pub const MAX_ANSWER: usize = 1 << 30;
 
 /// A request to the pipeline, from the socket or from `monitor learn` in the same process.
 pub enum Request {
+    /// Start a session: `reply` says whether it started, `done` gets its outcome.
     Start {
         request: Box<LearnRequest>,
         reply: oneshot::Sender<Result<Started, String>>,
+        done: Done,
     },
+    /// Finish a session (its outcome goes to its `done`).
     Finish {
         session: u64,
-        reply: oneshot::Sender<Option<Finished>>,
     },
     Cancel {
         session: u64,
@@ -51,6 +61,9 @@ pub struct Started {
     pub session: u64,
     /// Processes followed from the start (already running and matching).
     pub processes: usize,
+    /// The file of the profile refined (`--profile`), absolute.
+    #[serde(default)]
+    pub profile_file: Option<PathBuf>,
 }
 
 /// Lines the client sends.
@@ -78,6 +91,11 @@ pub enum ControlError {
          `--control-socket PATH`"
     )]
     InUse(PathBuf),
+    #[error(
+        "the control socket's directory {0} may be written by other users or is not the \
+         agent's: use a directory only root can write to"
+    )]
+    UnsafeDir(PathBuf),
     #[error("cannot create the control socket {path}")]
     Bind {
         path: PathBuf,
@@ -89,7 +107,17 @@ pub enum ControlError {
 /// The served socket: dropping it stops accepting and removes the socket file.
 pub struct Socket {
     path: PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Socket {
+    /// Stops accepting and gives the connected clients up to `grace` to receive their
+    /// outcomes.
+    pub async fn close(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(grace, &mut self.task).await;
+    }
 }
 
 impl Drop for Socket {
@@ -108,12 +136,18 @@ pub async fn listen(path: &Path, tx: mpsc::Sender<Request>) -> Result<Socket, Co
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(bind)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(bind)?;
+    let meta = std::fs::metadata(dir).map_err(bind)?;
+    if meta.mode() & 0o022 != 0 || meta.uid() != own_uid() {
+        return Err(ControlError::UnsafeDir(dir.to_path_buf()));
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(bind(e)),
@@ -122,23 +156,48 @@ pub async fn listen(path: &Path, tx: mpsc::Sender<Request>) -> Result<Socket, Co
     let listener = UnixListener::bind(path).map_err(bind)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind)?;
     let served = path.to_path_buf();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
+        let mut clients = tokio::task::JoinSet::new();
         loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(serve(stream, tx.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(socket = %served.display(), error = %e, "control socket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) if peer_allowed(&stream) => {
+                        clients.spawn(serve(stream, tx.clone()));
+                    }
+                    Ok(_) => tracing::warn!(socket = %served.display(),
+                        "control connection from another user refused"),
+                    Err(e) => {
+                        tracing::warn!(socket = %served.display(), error = %e,
+                            "control socket accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = clients.join_next(), if !clients.is_empty() => {}
+                _ = stopped.changed() => break,
             }
         }
+        // The pipeline has sent every session's outcome: let the clients write them.
+        drop(tx);
+        while clients.join_next().await.is_some() {}
     });
     Ok(Socket {
         path: path.to_path_buf(),
+        stop,
         task,
     })
+}
+
+fn own_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether the peer is root or the agent's own user.
+fn peer_allowed(stream: &UnixStream) -> bool {
+    stream
+        .peer_cred()
+        .is_ok_and(|c| c.uid() == 0 || c.uid() == own_uid())
 }
 
 async fn send(
@@ -171,6 +230,7 @@ pub async fn read_line(
 }
 
 /// One client: a learn request, then a finish (or the end of the connection, which cancels).
+/// The outcome is sent when the client finishes, or unasked when the agent stops first.
 async fn serve(stream: UnixStream, tx: mpsc::Sender<Request>) {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
@@ -193,7 +253,16 @@ async fn serve(stream: UnixStream, tx: mpsc::Sender<Request>) {
         _ => return,
     };
     let (reply, rx) = oneshot::channel();
-    if tx.send(Request::Start { request, reply }).await.is_err() {
+    let (done, mut outcome) = oneshot::channel();
+    if tx
+        .send(Request::Start {
+            request,
+            reply,
+            done,
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     let started = match rx.await {
@@ -209,20 +278,26 @@ async fn serve(stream: UnixStream, tx: mpsc::Sender<Request>) {
         let _ = tx.send(Request::Cancel { session }).await;
         return;
     }
-    let finish = matches!(
-        read_line(&mut r, MAX_REQUEST).await,
-        Ok(Some(line)) if matches!(serde_json::from_str(&line), Ok(ClientLine::Finish(true)))
-    );
-    if !finish {
-        tracing::info!(session, "learning client went away: session cancelled");
-        let _ = tx.send(Request::Cancel { session }).await;
-        return;
-    }
-    let (reply, rx) = oneshot::channel();
-    if tx.send(Request::Finish { session, reply }).await.is_err() {
-        return;
-    }
-    let line = match rx.await {
+    let finished = tokio::select! {
+        line = read_line(&mut r, MAX_REQUEST) => {
+            let finish = matches!(
+                line,
+                Ok(Some(l)) if matches!(serde_json::from_str(&l), Ok(ClientLine::Finish(true)))
+            );
+            if !finish {
+                tracing::info!(session, "learning client went away: session cancelled");
+                let _ = tx.send(Request::Cancel { session }).await;
+                return;
+            }
+            let _ = tx.send(Request::Finish { session }).await;
+            // The pipeline sends the outcome or drops the sender; dropping `tx` lets it stop.
+            drop(tx);
+            outcome.await
+        }
+        // The agent finished the session by itself (it is stopping).
+        done = &mut outcome => done,
+    };
+    let line = match finished {
         Ok(Some(done)) => AgentLine::Finished(Box::new(done)),
         _ => AgentLine::Error(format!("learning session {session} is gone")),
     };

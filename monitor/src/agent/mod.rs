@@ -42,6 +42,8 @@ use crate::{
 const CHANNEL: usize = 8192;
 /// How long start-up waits for the first DNS answers of profile hosts.
 const FIRST_RESOLVE: Duration = Duration::from_secs(3);
+/// How long a stopping agent gives learning clients to receive their outcomes.
+const CLIENT_GRACE: Duration = Duration::from_secs(2);
 
 /// The async runtime every pipeline runs on.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -209,7 +211,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         .spawn(move || stage.run(line_rx))
         .context("starting the output thread")?;
 
-    let _socket = match control {
+    let socket = match control {
         Some(path) => {
             let (tx, rx) = mpsc::channel(16);
             requests = Some(rx);
@@ -256,8 +258,10 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         }
         let alerts = policy.handle(&mut ev, enricher.table(), sensor.watched());
         let serving = policy.take_serving_now();
-        if !serving.is_empty() {
-            sensor.forget_opens(&serving);
+        if !serving.is_empty()
+            && let Err(e) = sensor.forget_opens(&serving)
+        {
+            tracing::warn!(error = %e, "could not reset the open dedupe of serving workloads");
         }
         let mut lines = Vec::with_capacity(alerts.len() + 1);
         if want_events {
@@ -308,7 +312,13 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                     break;
                 }
             }
-            _ = sleep_until(learning.next_due()) => learning.finish_due(&mut policy, &mut sensor),
+            _ = sleep_until(learning.next_check()) => {
+                let progress = learning::Progress {
+                    drained_ns: reader_stats.drained_ns.load(Ordering::Acquire),
+                    queue_empty: ev_rx.is_empty(),
+                };
+                learning.finish_due(progress, &mut policy, &mut sensor);
+            }
             _ = sighup.recv() => match RuleSet::load(&paths) {
                 Ok(new) => {
                     policy.replace_rules(Arc::new(new), enricher.table(), sensor.watched());
@@ -330,6 +340,11 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
             written += 1;
             let _ = line_tx.send(line).await;
         }
+    }
+    // Sessions still running end with everything recorded: their clients get the outcome.
+    learning.finish_all(&mut policy, &mut sensor);
+    if let Some(socket) = socket {
+        socket.close(CLIENT_GRACE).await;
     }
     for r in policy.flush(&reader::now_rfc3339()) {
         let _ = line_tx
