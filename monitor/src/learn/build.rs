@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use super::generalise::{Fresh, Options, ephemeral_range, generalise, startup_cutoff};
 use super::learned::{LearnedProfile, Scalar};
-use super::paths::{glob_escape, unversion};
 use super::merge::Existing;
+use super::paths::{glob_escape, unversion};
 use super::session::Outcome;
 
 /// The shortest start-up phase a learned profile gets, seconds.
@@ -31,6 +31,8 @@ pub struct Built {
     pub profile: LearnedProfile,
     /// Entries of the existing profile not seen while learning (kept, marked).
     pub unseen: Vec<String>,
+    /// Learned exclusions that take paths out of the existing profile's globs.
+    pub narrowed: Vec<String>,
     /// Where the merged profile came from.
     pub merged_from: Option<String>,
 }
@@ -67,12 +69,14 @@ pub fn build(input: Input<'_>) -> Built {
         None => generalise(&o.footprint, &mut Fresh, &opts),
     };
     let notes = generalised.notes.clone();
+    let mut narrowed = Vec::new();
     let (mut profile, allow, startup_lists, unseen, merged_from) = match existing {
         Some(e) => {
             let from = e.path.display().to_string();
             let base = e.profile.clone();
-            let (allow, startup_lists, unseen) = e.merge(generalised);
-            (base, allow, startup_lists, unseen, Some(from))
+            let m = e.merge(generalised);
+            narrowed = m.narrowed;
+            (base, m.allow, m.startup, m.unseen, Some(from))
         }
         None => (
             LearnedProfile {
@@ -94,7 +98,8 @@ pub fn build(input: Input<'_>) -> Built {
     profile.allow = allow;
     profile.startup = startup_lists;
     if let Some(l) = startup {
-        let learned = ((l * STARTUP_FACTOR).ceil() as u64).max(MIN_STARTUP_SECS);
+        let learned = ((l * STARTUP_FACTOR).ceil() as u64)
+            .clamp(MIN_STARTUP_SECS, crate::rules::MAX_STARTUP_SECS);
         let kept = profile.startup_secs.filter(|&s| s > learned);
         profile.startup_secs = Some(kept.unwrap_or(learned));
         profile.startup_note = Some(match kept {
@@ -118,6 +123,7 @@ pub fn build(input: Input<'_>) -> Built {
     Built {
         profile,
         unseen,
+        narrowed,
         merged_from,
     }
 }
@@ -140,7 +146,13 @@ fn with_exe(mut selectors: Vec<(String, Vec<Scalar>)>, o: &Outcome) -> Vec<(Stri
     exes.sort();
     exes.dedup();
     if !exes.is_empty() {
-        selectors.insert(0, ("exe".to_owned(), exes.into_iter().map(Scalar::Str).collect()));
+        selectors.insert(
+            0,
+            (
+                "exe".to_owned(),
+                exes.into_iter().map(Scalar::Str).collect(),
+            ),
+        );
     }
     selectors
 }
@@ -155,7 +167,7 @@ fn header(
     collapse_above: usize,
 ) -> Vec<String> {
     let s = &o.summary;
-    let instances = s.instances.len();
+    let instances = s.instances_total.max(s.instances.len() as u64);
     let mut h = vec![
         format!(
             "Learned by `monitor learn` from {} to {} ({:.0} s): {} process(es) in {} workload \
@@ -222,4 +234,46 @@ fn wrap(lines: Vec<String>, width: usize) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Input, build};
+    use crate::learn::footprint::FileUse;
+    use crate::learn::merge::Existing;
+    use crate::learn::session::Outcome;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn a_learned_exclusion_that_narrows_a_kept_glob_is_reported() {
+        let dir = TempDir::new("learn-merge");
+        let file = dir.join("p.yaml");
+        let existing = "profile: p\nmatch:\n  uid: [0]\nallow:\n  read: [\"/app/**\"]\n";
+        std::fs::write(&file, existing).unwrap();
+        let mut outcome = Outcome::default();
+        let read = FileUse {
+            read: true,
+            ..FileUse::default()
+        };
+        for i in 0..10 {
+            outcome
+                .footprint
+                .file(&format!("/srv/data/f{i}"), read, 1.0, true, "/p");
+        }
+        let built = build(Input {
+            outcome: &outcome,
+            name: "p".into(),
+            selectors: Vec::new(),
+            existing: Some(Existing::read(&file).expect("valid")),
+            collapse_above: 8,
+            credentials: vec![("credential-read".into(), "**/.env".into())],
+            nameservers: Vec::new(),
+        });
+        assert_eq!(
+            built.narrowed,
+            ["allow.read: \"!**/.env\" narrows \"/app/**\""],
+            "{:?}",
+            built.profile.allow
+        );
+    }
 }

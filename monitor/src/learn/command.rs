@@ -4,7 +4,6 @@
 //! selectors compile, the profile merged into is valid.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,11 +11,12 @@ use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use tokio::io::{AsyncWriteExt as _, BufReader};
 use tokio::net::UnixStream;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use super::build::{Input, build};
 use super::merge::Existing;
+use super::output::{check_writable, salvage, write_atomically};
 use super::render::render;
 use super::{Finished, LearnRequest, SelectorArgs};
 use crate::agent::control::{AgentLine, ClientLine, MAX_ANSWER, Request, read_line};
@@ -39,49 +39,12 @@ pub fn duration_arg(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("invalid duration {s:?}: units are ms, s, m, h")),
     };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("invalid duration {s:?}: it must be positive"));
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "invalid duration {s:?}: it must be positive and finite"
+        )),
     }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Fails unless `out` can be written: its directory exists and takes a new file, and an
-/// existing file is writable.
-fn check_writable(out: &Path) -> anyhow::Result<()> {
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let probe = dir.join(format!(".monitor-learn-{}.probe", std::process::id()));
-    fs::File::create(&probe)
-        .and_then(|_| fs::remove_file(&probe))
-        .with_context(|| format!("--out {}: cannot write in {}", out.display(), dir.display()))?;
-    if out.exists() {
-        fs::OpenOptions::new()
-            .append(true)
-            .open(out)
-            .with_context(|| format!("--out {}: the file is not writable", out.display()))?;
-    }
-    Ok(())
-}
-
-/// Writes `text` to `out` through a temporary file in the same directory (never half a file).
-fn write_atomically(out: &Path, text: &str) -> anyhow::Result<()> {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "profile.yaml".to_owned());
-    let tmp = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, out)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!("writing {}", out.display()))
-    })
 }
 
 fn rule_paths(args: &LearnArgs) -> Vec<PathBuf> {
@@ -112,6 +75,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         profile: args.profile.clone(),
         selectors: selectors(&args),
     };
+    request.check_name().map_err(anyhow::Error::msg)?;
     if request.profile.is_none() {
         // Bad selectors are reported now, not by the agent after a connection.
         request
@@ -124,18 +88,36 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let finished = match &args.from_events {
+    let (finished, existing) = match &args.from_events {
         Some(recording) => {
             let rules = RuleSet::load(&rule_paths(&args)).context("the rules are invalid")?;
-            super::replay::replay(recording, &request, &rules)?
+            let finished = super::replay::replay(recording, &request, &rules)?;
+            let existing = refined(merge, finished.profile_file.as_deref())?;
+            (finished, existing)
         }
-        None => runtime()?.block_on(live(&args, request))?,
+        None => runtime()?.block_on(live(&args, request, merge))?,
     };
-    write_profile(&args, finished, merge)
+    write_profile(&args, finished, existing)
+}
+
+/// The profile the learned one is merged into: `--merge`, else the file of the profile
+/// `--profile` refines (read as soon as it is known, so a broken file stops learning early).
+fn refined(merge: Option<Existing>, file: Option<&Path>) -> anyhow::Result<Option<Existing>> {
+    match (merge, file) {
+        (Some(e), _) => Ok(Some(e)),
+        (None, Some(file)) => Ok(Some(Existing::read(file).map_err(|e| {
+            anyhow::anyhow!("the profile's file {} is invalid:\n{e}", file.display())
+        })?)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Learns from live processes: through the agent when one answers, else standalone.
-async fn live(args: &LearnArgs, request: LearnRequest) -> anyhow::Result<Finished> {
+async fn live(
+    args: &LearnArgs,
+    request: LearnRequest,
+    merge: Option<Existing>,
+) -> anyhow::Result<(Finished, Option<Existing>)> {
     if !args.standalone {
         match UnixStream::connect(&args.control_socket).await {
             Ok(stream) => {
@@ -143,7 +125,7 @@ async fn live(args: &LearnArgs, request: LearnRequest) -> anyhow::Result<Finishe
                     "monitor: learning through the running agent ({})",
                     args.control_socket.display()
                 );
-                return through_agent(stream, args, request).await;
+                return through_agent(stream, args, request, merge).await;
             }
             Err(e) => tracing::debug!(error = %e, "no agent on the control socket"),
         }
@@ -152,24 +134,38 @@ async fn live(args: &LearnArgs, request: LearnRequest) -> anyhow::Result<Finishe
         "monitor: no agent answers on {}: learning with a sensor of its own",
         args.control_socket.display()
     );
-    standalone(args, request).await
+    standalone(args, request, merge).await
 }
 
-/// Waits for the window to end: the duration, SIGINT or SIGTERM.
-async fn window(duration: Option<Duration>) -> anyhow::Result<&'static str> {
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let sleep = async {
-        match duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+/// The signals that end the window, made before anyone is told learning runs (a signal sent
+/// right after the ready file appears is not lost).
+struct Stop {
+    int: Signal,
+    term: Signal,
+}
+
+impl Stop {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the window to end: the duration, SIGINT or SIGTERM.
+    async fn window(&mut self, duration: Option<Duration>) -> &'static str {
+        let sleep = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => "the duration ended",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
         }
-    };
-    Ok(tokio::select! {
-        _ = sleep => "the duration ended",
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    })
+    }
 }
 
 fn ready(args: &LearnArgs, processes: usize) -> anyhow::Result<()> {
@@ -191,7 +187,8 @@ async fn through_agent(
     stream: UnixStream,
     args: &LearnArgs,
     request: LearnRequest,
-) -> anyhow::Result<Finished> {
+    merge: Option<Existing>,
+) -> anyhow::Result<(Finished, Option<Existing>)> {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut line = serde_json::to_vec(&ClientLine::Learn(Box::new(request)))?;
@@ -206,20 +203,44 @@ async fn through_agent(
         AgentLine::Error(e) => bail!("the agent refused to learn: {e}"),
         AgentLine::Finished(_) => bail!("the agent answered out of turn"),
     };
+    // Closing the connection on error cancels the session.
+    let existing = refined(merge, started.profile_file.as_deref())?;
+    let mut stop = Stop::new()?;
     ready(args, started.processes)?;
-    let why = window(args.duration).await?;
-    eprintln!("monitor: {why}: collecting what was learned");
-    let mut line = serde_json::to_vec(&ClientLine::Finish(true))?;
-    line.push(b'\n');
-    w.write_all(&line).await?;
-    match answer(read_line(&mut r, MAX_ANSWER).await?)? {
-        AgentLine::Finished(f) => Ok(*f),
+    let early = tokio::select! {
+        why = stop.window(args.duration) => {
+            eprintln!("monitor: {why}: collecting what was learned");
+            None
+        }
+        // The agent ends the session by itself only when it stops.
+        line = read_line(&mut r, MAX_ANSWER) => Some(line),
+    };
+    let line = match early {
+        Some(line) => line,
+        None => {
+            let mut line = serde_json::to_vec(&ClientLine::Finish(true))?;
+            line.push(b'\n');
+            w.write_all(&line).await?;
+            read_line(&mut r, MAX_ANSWER).await
+        }
+    };
+    match answer(line?)? {
+        AgentLine::Finished(f) => {
+            if let Some(why) = &f.stopped {
+                eprintln!("monitor: {why} before the window ended: writing what was learned");
+            }
+            Ok((*f, existing))
+        }
         AgentLine::Error(e) => bail!("the agent could not finish learning: {e}"),
         AgentLine::Started(_) => bail!("the agent answered out of turn"),
     }
 }
 
-async fn standalone(args: &LearnArgs, request: LearnRequest) -> anyhow::Result<Finished> {
+async fn standalone(
+    args: &LearnArgs,
+    request: LearnRequest,
+    merge: Option<Existing>,
+) -> anyhow::Result<(Finished, Option<Existing>)> {
     let Command::Run(mut run) = Cli::parse_from(["monitor", "run"]).command else {
         unreachable!("`monitor run` parses as the run command")
     };
@@ -244,10 +265,12 @@ async fn standalone(args: &LearnArgs, request: LearnRequest) -> anyhow::Result<F
         }
     };
     let (reply, rx) = oneshot::channel();
+    let (done, outcome) = oneshot::channel();
     if tx
         .send(Request::Start {
             request: Box::new(request),
             reply,
+            done,
         })
         .await
         .is_err()
@@ -259,27 +282,34 @@ async fn standalone(args: &LearnArgs, request: LearnRequest) -> anyhow::Result<F
         Ok(Err(e)) => bail!("{e}"),
         Err(_) => return Err(failed(pipeline).await),
     };
+    let existing = match refined(merge, started.profile_file.as_deref()) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = tx.send(Request::Shutdown).await;
+            let _ = pipeline.await;
+            return Err(e);
+        }
+    };
+    let mut stop = Stop::new()?;
     ready(args, started.processes)?;
-    let why = window(args.duration).await?;
+    let why = stop.window(args.duration).await;
     eprintln!("monitor: {why}: collecting what was learned");
-    let (reply, rx) = oneshot::channel();
     tx.send(Request::Finish {
         session: started.session,
-        reply,
     })
     .await
     .map_err(|_| anyhow::anyhow!("the sensor stopped before learning finished"))?;
-    let finished = rx.await.ok().flatten();
+    let finished = outcome.await.ok().flatten();
     let _ = tx.send(Request::Shutdown).await;
     match pipeline.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "the sensor stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the sensor task failed"),
     }
-    finished.context("the learning session was lost")
+    Ok((finished.context("the learning session was lost")?, existing))
 }
 
-fn write_profile(args: &LearnArgs, f: Finished, merge: Option<Existing>) -> anyhow::Result<()> {
+fn write_profile(args: &LearnArgs, f: Finished, existing: Option<Existing>) -> anyhow::Result<()> {
     let s = &f.outcome.summary;
     if s.processes == 0 {
         bail!(
@@ -289,14 +319,6 @@ fn write_profile(args: &LearnArgs, f: Finished, merge: Option<Existing>) -> anyh
             s.secs
         );
     }
-    // --merge wins; else --profile refines the profile's own file.
-    let existing = match (merge, &f.profile_file) {
-        (Some(e), _) => Some(e),
-        (None, Some(file)) => Some(Existing::read(file).map_err(|e| {
-            anyhow::anyhow!("the profile's file {} is invalid:\n{e}", file.display())
-        })?),
-        (None, None) => None,
-    };
     let selectors = existing.is_none().then(|| selectors(args).written());
     let built = build(Input {
         outcome: &f.outcome,
@@ -312,7 +334,13 @@ fn write_profile(args: &LearnArgs, f: Finished, merge: Option<Existing>) -> anyh
         nameservers: f.nameservers,
     });
     let text = render(&built.profile, built.merged_from.as_deref().unwrap_or(""));
-    write_atomically(&args.out, &text)?;
+    if let Err(e) = write_atomically(&args.out, &text) {
+        // What was learned is not lost with the output file.
+        return Err(match salvage(&args.out, &text) {
+            Ok(kept) => e.context(format!("the profile was kept in {}", kept.display())),
+            Err(e2) => e.context(format!("and it could not be kept elsewhere either: {e2:#}")),
+        });
+    }
     let p = &built.profile;
     eprintln!(
         "monitor: wrote profile `{}` to {}: {} entries ({} allow, {} startup) from {} \
@@ -334,6 +362,15 @@ fn write_profile(args: &LearnArgs, f: Finished, merge: Option<Existing>) -> anyh
         );
         for u in &built.unseen {
             eprintln!("  {u}");
+        }
+    }
+    if !built.narrowed.is_empty() {
+        eprintln!(
+            "monitor: learned exclusions narrow globs of {} (paths they allowed now alert):",
+            built.merged_from.as_deref().unwrap_or("the profile")
+        );
+        for n in &built.narrowed {
+            eprintln!("  {n}");
         }
     }
     if f.outcome.footprint.dropped > 0 {

@@ -4,8 +4,9 @@
 //! (before the workload first listened, or after). Serialisable: a running agent sends it to
 //! `monitor learn` over the control socket.
 //!
-//! Bounded: at most [`MAX_ENTRIES`] distinct objects; further ones are counted in
-//! [`Footprint::dropped`] and reported, never silently lost.
+//! Bounded: at most [`MAX_ENTRIES`] distinct objects and [`MAX_BYTES`] of their names (paths
+//! can be 4 KiB each); further ones are counted in [`Footprint::dropped`] and reported, never
+//! silently lost.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -14,6 +15,10 @@ use serde::{Deserialize, Serialize};
 
 /// Most distinct objects (paths, addresses, ports) one session remembers.
 pub const MAX_ENTRIES: usize = 200_000;
+/// Most bytes of object names one session remembers (with [`ENTRY_OVERHEAD`] per object).
+pub const MAX_BYTES: usize = 64 << 20;
+/// What one remembered object costs beside its name (map node, counters, executables).
+const ENTRY_OVERHEAD: usize = 256;
 /// Most distinct executables named per object (the rest are counted).
 const MAX_EXES: usize = 3;
 
@@ -128,24 +133,29 @@ pub struct Footprint {
     pub dropped: u64,
     /// Distinct objects remembered.
     pub entries: usize,
+    /// What they cost, as counted against [`MAX_BYTES`].
+    #[serde(default)]
+    pub bytes: usize,
 }
 
 impl Footprint {
     /// Room for one more distinct object? Counts the drop when not.
-    fn room(&mut self, known: bool) -> bool {
+    fn room(&mut self, known: bool, name_len: usize) -> bool {
         if known {
             return true;
         }
-        if self.entries >= MAX_ENTRIES {
+        let cost = name_len + ENTRY_OVERHEAD;
+        if self.entries >= MAX_ENTRIES || self.bytes + cost > MAX_BYTES {
             self.dropped += 1;
             return false;
         }
         self.entries += 1;
+        self.bytes += cost;
         true
     }
 
     pub fn exec(&mut self, path: &str, secs: f64, serving: bool, exe: &str) {
-        if self.room(self.exec.contains_key(path)) {
+        if self.room(self.exec.contains_key(path), path.len()) {
             self.exec
                 .entry(path.to_owned())
                 .or_default()
@@ -155,7 +165,7 @@ impl Footprint {
 
     /// A successful open or other file operation: `read` and/or `write`, `created`.
     pub fn file(&mut self, path: &str, use_: FileUse, secs: f64, serving: bool, exe: &str) {
-        if !self.room(self.files.contains_key(path)) {
+        if !self.room(self.files.contains_key(path), path.len()) {
             return;
         }
         let f = self.files.entry(path.to_owned()).or_default();
@@ -180,7 +190,7 @@ impl Footprint {
             to.addr,
             to.port
         );
-        if !self.room(self.connect.contains_key(&key)) {
+        if !self.room(self.connect.contains_key(&key), key.len()) {
             return;
         }
         self.connect
@@ -197,13 +207,13 @@ impl Footprint {
     }
 
     pub fn listen(&mut self, port: u16, secs: f64, serving: bool, exe: &str) {
-        if self.room(self.listen.contains_key(&port)) {
+        if self.room(self.listen.contains_key(&port), 2) {
             self.listen.entry(port).or_default().add(secs, serving, exe);
         }
     }
 
     pub fn unix(&mut self, path: &str, secs: f64, serving: bool, exe: &str) {
-        if self.room(self.unix.contains_key(path)) {
+        if self.room(self.unix.contains_key(path), path.len()) {
             self.unix
                 .entry(path.to_owned())
                 .or_default()
@@ -231,7 +241,7 @@ pub struct Destination<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Destination, FileUse, Footprint, MAX_ENTRIES, Seen};
+    use super::{Destination, FileUse, Footprint, MAX_BYTES, MAX_ENTRIES, Seen};
 
     #[test]
     fn sightings_keep_count_earliest_time_phases_and_a_few_executables() {
@@ -281,5 +291,21 @@ mod tests {
         assert_eq!(first.count, 2, "a known object still counts");
         let back: Footprint = serde_json::from_slice(&serde_json::to_vec(&f).unwrap()).unwrap();
         assert_eq!(back, f);
+    }
+
+    #[test]
+    fn long_names_are_bounded_by_bytes() {
+        let mut f = Footprint::default();
+        let read = FileUse {
+            read: true,
+            ..FileUse::default()
+        };
+        let long = "d/".repeat(2000);
+        for i in 0..20_000 {
+            f.file(&format!("/{long}{i}"), read, 0.0, false, "/x");
+        }
+        assert!(f.bytes <= MAX_BYTES, "{}", f.bytes);
+        assert_eq!(f.files.len() as u64 + f.dropped, 20_000);
+        assert!(f.dropped > 0 && f.files.len() > 10_000, "{}", f.files.len());
     }
 }

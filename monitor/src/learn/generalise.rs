@@ -6,8 +6,9 @@
 //! 3. Other paths are rewritten ([`super::paths`]): versioned runtimes, package trees, generated
 //!    temporary names, other processes' `/proc` entries.
 //! 4. A directory with more than N distinct names used collapses to `dir/**` (never a top-level
-//!    directory, a home directory, nor anything under `/proc`, `/sys`, `/dev`, the secrets
-//!    mounts, `/var/lib` or `/usr/local`); exact paths a glob covers fold into it.
+//!    directory, a home directory, nor anything under `/proc`, `/sys`, `/dev`, `/home`, the
+//!    secrets mounts, `/var/lib` or `/usr/local`, nor a credentials directory such as `.ssh`,
+//!    `.aws` or `.kube` anywhere); exact paths a glob covers fold into it.
 //! 5. Every glob that could reach a credential path gets the credential pattern as a `!`
 //!    exclusion in its list, so what the profile allows never includes a credential file it
 //!    did not see read.
@@ -21,9 +22,9 @@ use std::net::IpAddr;
 
 use super::credentials::{Credentials, exclusions};
 use super::footprint::{Connect, Footprint, Seen};
-use super::learned::{Entry, Lists, Value};
+use super::learned::{Entry, ListKey, Lists, Value};
 use super::paths::{glob_escape, other_proc, package_root, untemp, unversion};
-use crate::rules::PathList;
+use crate::rules::{PathList, is_dns_name};
 
 /// Directories that never collapse to `dir/**`.
 const NEVER_COLLAPSE: &[&str] = &[
@@ -36,6 +37,12 @@ const NEVER_COLLAPSE: &[&str] = &[
 ];
 /// Trees nothing below collapses in.
 const NEVER_BELOW: &[&str] = &["/proc", "/sys", "/dev", "/home"];
+/// Directories of credentials, wherever a home directory is (`/root`, `/home/*`, a service
+/// account's `/var/lib/app`): nothing in or below them collapses, whatever the credential
+/// detections say.
+const CREDENTIAL_DIRS: &[&str] = &[
+    ".ssh", ".aws", ".kube", ".gnupg", ".docker", ".azure", "gcloud",
+];
 
 /// How to generalise.
 #[derive(Clone, Debug)]
@@ -69,7 +76,7 @@ pub fn startup_cutoff(listen_secs: f64) -> f64 {
 /// Objects an existing profile already allows take no new entry: it counts them instead.
 pub trait Attribute {
     /// Whether an existing `list` entry allows `path`; counts `seen` to it if so.
-    fn path(&mut self, list: &str, path: &str, seen: &Seen) -> bool;
+    fn path(&mut self, list: ListKey, path: &str, seen: &Seen) -> bool;
     fn connect(&mut self, c: &Connect) -> bool;
     fn listen(&mut self, port: u16, seen: &Seen) -> bool;
 }
@@ -78,7 +85,7 @@ pub trait Attribute {
 pub struct Fresh;
 
 impl Attribute for Fresh {
-    fn path(&mut self, _: &str, _: &str, _: &Seen) -> bool {
+    fn path(&mut self, _: ListKey, _: &str, _: &Seen) -> bool {
         false
     }
     fn connect(&mut self, _: &Connect) -> bool {
@@ -115,12 +122,12 @@ enum Kind {
 }
 
 impl Kind {
-    fn key(self) -> &'static str {
+    fn key(self) -> ListKey {
         match self {
-            Kind::Exec => "exec",
-            Kind::Read => "read",
-            Kind::Write => "write",
-            Kind::Unix => "unix",
+            Kind::Exec => ListKey::Exec,
+            Kind::Read => ListKey::Read,
+            Kind::Write => ListKey::Write,
+            Kind::Unix => ListKey::Unix,
         }
     }
 }
@@ -133,7 +140,7 @@ pub fn generalise(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options) 
     let base_write = PathList::baseline(true);
     let mut skipped_baseline = 0usize;
 
-    let mut lists: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+    let mut lists: BTreeMap<ListKey, Vec<Entry>> = BTreeMap::new();
     let plain = |m: &BTreeMap<String, Seen>| -> Vec<Object> {
         m.iter()
             .map(|(p, s)| Object {
@@ -186,7 +193,7 @@ pub fn generalise(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options) 
              zone data, name service files, /proc/self) are not listed"
         ));
     }
-    lists.insert("connect", connect_entries(fp, existing, opts));
+    lists.insert(ListKey::Connect, connect_entries(fp, existing, opts));
     let (listen, ephemeral) = listen_entries(fp, existing, opts);
     if !ephemeral.is_empty() {
         out.notes.push(format!(
@@ -201,7 +208,7 @@ pub fn generalise(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options) 
             opts.ephemeral.1
         ));
     }
-    lists.insert("listen", listen);
+    lists.insert(ListKey::Listen, listen);
     for (key, entries) in lists {
         for e in entries {
             // Exclusions are placed with their globs below.
@@ -212,7 +219,7 @@ pub fn generalise(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options) 
             let startup = opts
                 .startup_cutoff
                 .is_some_and(|cutoff| e.startup_only(cutoff));
-            let target = if startup && key != "listen" {
+            let target = if startup && key != ListKey::Listen {
                 &mut out.startup
             } else {
                 &mut out.allow
@@ -220,7 +227,7 @@ pub fn generalise(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options) 
             target.get_mut(key).push(e);
         }
     }
-    for key in ["exec", "read", "write", "unix"] {
+    for key in [ListKey::Exec, ListKey::Read, ListKey::Write, ListKey::Unix] {
         for lists in [&mut out.allow, &mut out.startup] {
             let excl = exclusions(lists.get(key), &creds);
             lists.get_mut(key).extend(excl);
@@ -298,7 +305,7 @@ fn collapsible(dir: &str) -> bool {
         && !NEVER_BELOW
             .iter()
             .any(|r| dir == *r || dir.strip_prefix(r).is_some_and(|x| x.starts_with('/')))
-        && (!dir.starts_with("/home/") || depth(dir) != 2)
+        && !dir.split('/').any(|seg| CREDENTIAL_DIRS.contains(&seg))
 }
 
 /// Collapses directories with more than `above` distinct names used, deepest first.
@@ -387,7 +394,9 @@ fn connect_entries(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options)
         if existing.connect(c) {
             continue;
         }
-        let value = match &c.host {
+        // A resolved name goes in as a host only if it is one (it came off the wire).
+        let host = c.host.as_ref().filter(|h| is_dns_name(h));
+        let value = match host {
             Some(h) => Value::Connect {
                 host: Some(h.clone()),
                 cidr: None,
@@ -406,7 +415,7 @@ fn connect_entries(fp: &Footprint, existing: &mut dyn Attribute, opts: &Options)
                 e.objects += 1;
             }
             None => {
-                let note = match &c.host {
+                let note = match host {
                     Some(_) => format!("{} {}", c.protocol, c.addr),
                     None => c.protocol.clone(),
                 };

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 
 use super::footprint::{Destination, FileUse, Footprint};
 use super::generalise::{Fresh, Generalised, Options, generalise};
-use super::learned::{Entry, Lists, Value};
+use super::learned::{Entry, Value};
+use super::paths::glob_escape;
 use crate::rules::load::Sink;
 use crate::rules::{PathList, RuleSet};
 
@@ -25,6 +26,15 @@ fn shipped_credentials() -> Vec<(String, String)> {
             c
         })
         .clone()
+}
+
+#[test]
+fn rules_without_credential_detections_fall_back_to_the_shipped_ones() {
+    let mut built_in = RuleSet::default().credential_patterns_or_shipped();
+    let mut shipped = shipped_credentials();
+    built_in.sort();
+    shipped.sort();
+    assert_eq!(built_in, shipped);
 }
 
 fn options(phases: bool) -> Options {
@@ -156,6 +166,9 @@ fn busy_directories_collapse_but_never_into_credentials_or_forbidden_roots() {
         fp.file(&format!("/app/templates/t{i}.html"), READ, 1.0, true, "/p");
         fp.file(&format!("/etc/conf{i}"), READ, 1.0, true, "/p");
         fp.file(&format!("/home/u/f{i}"), READ, 1.0, true, "/p");
+        // Not credential files by any detection, but a credentials directory all the same.
+        fp.file(&format!("/root/.ssh/known_hosts{i}"), READ, 1.0, true, "/p");
+        fp.file(&format!("/srv/app/.kube/cache/c{i}"), READ, 1.0, true, "/p");
     }
     fp.file("/app/.env", READ, 0.3, false, "/p");
     fp.file("/root/.aws/credentials", READ, 0.3, true, "/p");
@@ -167,6 +180,16 @@ fn busy_directories_collapse_but_never_into_credentials_or_forbidden_roots() {
     );
     assert!(!read.iter().any(|r| r == r#""/etc/**""#), "{read:?}");
     assert!(read.contains(&r#""/etc/conf0""#.to_owned()), "{read:?}");
+    assert!(
+        !read
+            .iter()
+            .any(|r| r.contains(".ssh/**") || r.contains(".kube/**")),
+        "{read:?}"
+    );
+    assert!(
+        read.contains(&r#""/root/.ssh/known_hosts0""#.to_owned()),
+        "{read:?}"
+    );
     assert!(
         !read.iter().any(|r| r.starts_with(r#""/home/u/**"#)),
         "{read:?}"
@@ -256,11 +279,11 @@ fn connects_listens_and_phases() {
     assert_eq!((openai.objects, openai.seen.count), (2, 2));
 }
 
-/// The read list as the agent compiles it, without the baseline.
-fn compiled(lists: &[&Lists]) -> PathList {
-    let items: Vec<Spanned<String>> = lists
+/// One list as the agent compiles it (each block's lists on their own), without the
+/// baseline.
+fn compiled(list: &[Entry], key: &str) -> PathList {
+    let items: Vec<Spanned<String>> = list
         .iter()
-        .flat_map(|l| l.read.iter())
         .filter_map(|e| match &e.value {
             Value::Path(p) => Some(p.clone()),
             Value::Exclude(p) => Some(format!("!{p}")),
@@ -273,7 +296,7 @@ fn compiled(lists: &[&Lists]) -> PathList {
         file: std::path::Path::new("learned"),
         errors: &mut errors,
     };
-    let list = PathList::compile(&items, "read", &[], true, &mut sink);
+    let list = PathList::compile(&items, key, &[], true, &mut sink);
     assert!(errors.is_empty(), "{errors:?}");
     list
 }
@@ -310,7 +333,8 @@ fn credential_path() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Ordinary paths around the credential ones.
+/// Ordinary paths around the credential ones; names may hold glob characters and line
+/// breaks (a workload names its files).
 fn ordinary_path() -> impl Strategy<Value = String> {
     (
         prop::sample::select(vec![
@@ -322,7 +346,7 @@ fn ordinary_path() -> impl Strategy<Value = String> {
             "/tmp",
             "/var/run/secrets/kubernetes.io/serviceaccount/..data",
         ]),
-        "[a-z]{1,6}(\\.[a-z]{1,3})?",
+        "[a-z*?{}\\[\\]\\\\\n]{1,6}(\\.[a-z]{1,3})?",
     )
         .prop_map(|(d, f)| format!("{d}/{f}"))
 }
@@ -332,20 +356,36 @@ proptest! {
 
     #[test]
     fn no_learned_entry_reaches_a_credential_path_that_was_not_read(
-        ordinary in prop::collection::vec(ordinary_path(), 0..40),
-        read_creds in prop::collection::vec(credential_path(), 0..4),
+        ordinary in prop::collection::vec((ordinary_path(), any::<bool>(), any::<bool>()), 0..40),
+        used_creds in prop::collection::vec((credential_path(), any::<bool>()), 0..4),
         probes in prop::collection::vec(credential_path(), 1..20),
-        serving in any::<bool>(),
     ) {
         let mut fp = Footprint::default();
-        for p in ordinary.iter().chain(&read_creds) {
-            fp.file(p, READ, 1.0, serving, "/usr/bin/python3.11");
+        // Some at start-up only, some while serving; some written, some read.
+        for (p, write, serving) in &ordinary {
+            let secs = if *serving { 20.0 } else { 0.5 };
+            fp.file(p, if *write { WRITE } else { READ }, secs, *serving, "/usr/bin/python3.11");
+        }
+        for (p, write) in &used_creds {
+            fp.file(p, if *write { WRITE } else { READ }, 1.0, true, "/usr/bin/python3.11");
         }
         let g = run(&fp);
-        let allowed = compiled(&[&g.allow, &g.startup]);
-        for c in probes.iter().chain(&read_creds) {
-            if allowed.is_match(c) {
-                prop_assert!(read_creds.contains(c), "{c} allowed but never read; read: {:?}", values(&g.allow.read));
+        let used = |c: &String, key: &str| {
+            used_creds.iter().any(|(p, w)| p == c && *w == (key == "write"))
+        };
+        for (block, lists) in [("allow", &g.allow), ("startup", &g.startup)] {
+            for (key, list) in [("read", &lists.read), ("write", &lists.write)] {
+                let allowed = compiled(list, key);
+                for (p, ..) in &ordinary {
+                    if list.iter().any(|e| e.value == Value::Path(glob_escape(p))) {
+                        prop_assert!(allowed.is_match(p), "{p:?} is listed but does not match itself");
+                    }
+                }
+                for c in probes.iter().chain(used_creds.iter().map(|(p, _)| p)) {
+                    if allowed.is_match(c) {
+                        prop_assert!(used(c, key), "{block}.{key} allows {c}, never used so; {:?}", values(list));
+                    }
+                }
             }
         }
     }

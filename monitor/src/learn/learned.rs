@@ -102,39 +102,77 @@ pub struct Lists {
     pub unix: Vec<Entry>,
 }
 
+/// The key of one list of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListKey {
+    Exec,
+    Read,
+    Write,
+    Connect,
+    Listen,
+    Unix,
+}
+
+impl ListKey {
+    /// As written in a profile.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListKey::Exec => "exec",
+            ListKey::Read => "read",
+            ListKey::Write => "write",
+            ListKey::Connect => "connect",
+            ListKey::Listen => "listen",
+            ListKey::Unix => "unix",
+        }
+    }
+}
+
+impl fmt::Display for ListKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The list keys, in the order they are written.
-pub const LIST_KEYS: [&str; 6] = ["exec", "read", "write", "connect", "listen", "unix"];
+pub const LIST_KEYS: [ListKey; 6] = [
+    ListKey::Exec,
+    ListKey::Read,
+    ListKey::Write,
+    ListKey::Connect,
+    ListKey::Listen,
+    ListKey::Unix,
+];
 
 impl Lists {
-    pub fn get(&self, key: &str) -> &[Entry] {
+    pub fn get(&self, key: ListKey) -> &[Entry] {
         match key {
-            "exec" => &self.exec,
-            "read" => &self.read,
-            "write" => &self.write,
-            "connect" => &self.connect,
-            "listen" => &self.listen,
-            _ => &self.unix,
+            ListKey::Exec => &self.exec,
+            ListKey::Read => &self.read,
+            ListKey::Write => &self.write,
+            ListKey::Connect => &self.connect,
+            ListKey::Listen => &self.listen,
+            ListKey::Unix => &self.unix,
         }
     }
 
-    pub fn get_mut(&mut self, key: &str) -> &mut Vec<Entry> {
+    pub fn get_mut(&mut self, key: ListKey) -> &mut Vec<Entry> {
         match key {
-            "exec" => &mut self.exec,
-            "read" => &mut self.read,
-            "write" => &mut self.write,
-            "connect" => &mut self.connect,
-            "listen" => &mut self.listen,
-            _ => &mut self.unix,
+            ListKey::Exec => &mut self.exec,
+            ListKey::Read => &mut self.read,
+            ListKey::Write => &mut self.write,
+            ListKey::Connect => &mut self.connect,
+            ListKey::Listen => &mut self.listen,
+            ListKey::Unix => &mut self.unix,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        LIST_KEYS.iter().all(|k| self.get(k).is_empty())
+        LIST_KEYS.iter().all(|&k| self.get(k).is_empty())
     }
 
     /// Entries over all lists.
     pub fn len(&self) -> usize {
-        LIST_KEYS.iter().map(|k| self.get(k).len()).sum()
+        LIST_KEYS.iter().map(|&k| self.get(k).len()).sum()
     }
 }
 

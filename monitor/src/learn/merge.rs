@@ -10,10 +10,21 @@ use marked_yaml::{Span, Spanned};
 
 use super::footprint::{Connect, Seen};
 use super::generalise::{Attribute, Generalised};
-use super::learned::{Entry, LIST_KEYS, LearnedProfile, Lists, Origin, Scalar, Value};
+use super::globs::PathGlob;
+use super::learned::{Entry, LIST_KEYS, LearnedProfile, ListKey, Lists, Origin, Scalar, Value};
 use crate::rules::load::{Doc, RuleFileError, Sink};
 use crate::rules::schema::{Allow, ProfileDoc};
-use crate::rules::{PathList, RulesError, canonical_ip, parse_net};
+use crate::rules::{PathList, RulesError, canonical_ip, is_glob, parse_net};
+
+/// An existing profile with what was learned merged in.
+pub struct Merged {
+    pub allow: Lists,
+    pub startup: Lists,
+    /// Existing entries not seen while learning (kept, marked).
+    pub unseen: Vec<String>,
+    /// Learned exclusions that take paths out of existing globs.
+    pub narrowed: Vec<String>,
+}
 
 /// One entry of the existing profile, with what it matches.
 #[derive(Debug)]
@@ -34,7 +45,7 @@ enum Matcher {
 /// The lists of one block, with each list compiled whole (exclusions included) too.
 #[derive(Debug, Default)]
 struct Block {
-    lists: Vec<(&'static str, Vec<Known>, Option<PathList>)>,
+    lists: Vec<(ListKey, Vec<Known>, Option<PathList>)>,
 }
 
 /// An existing profile to learn into.
@@ -191,8 +202,8 @@ impl Existing {
     }
 
     /// The existing entries, with what was counted to them, then `learned`'s.
-    pub fn merge(self, learned: Generalised) -> (Lists, Lists, Vec<String>) {
-        let mut unseen = Vec::new();
+    pub fn merge(self, learned: Generalised) -> Merged {
+        let (mut unseen, mut narrowed) = (Vec::new(), Vec::new());
         let mut out = [Lists::default(), Lists::default()];
         for (i, (block, new)) in [(self.allow, learned.allow), (self.startup, learned.startup)]
             .into_iter()
@@ -213,14 +224,49 @@ impl Existing {
             for key in LIST_KEYS {
                 for e in new.get(key) {
                     let list = out[i].get_mut(key);
-                    if !list.iter().any(|k| k.value == e.value) {
-                        list.push(e.clone());
+                    if list.iter().any(|k| k.value == e.value) {
+                        continue;
                     }
+                    let mut e = e.clone();
+                    // An exclusion applies to the whole list: a kept glob loses those paths.
+                    if let Value::Exclude(x) = &e.value {
+                        let x = PathGlob::parse(x);
+                        let hit: Vec<String> = list
+                            .iter()
+                            .filter(|k| k.origin != Origin::Learned)
+                            .filter_map(|k| match &k.value {
+                                Value::Path(p)
+                                    if is_glob(p) && PathGlob::parse(p).intersects(&x) =>
+                                {
+                                    Some(k.value.to_string())
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        if !hit.is_empty() {
+                            narrowed.push(format!(
+                                "{name}.{key}: {} narrows {}",
+                                e.value,
+                                hit.join(", ")
+                            ));
+                            let narrows = format!("narrows the kept {}", hit.join(", "));
+                            e = match e.note.take() {
+                                Some(n) => e.with_note(format!("{n}; {narrows}")),
+                                None => e.with_note(narrows),
+                            };
+                        }
+                    }
+                    list.push(e);
                 }
             }
         }
         let [allow, startup] = out;
-        (allow, startup, unseen)
+        Merged {
+            allow,
+            startup,
+            unseen,
+            narrowed,
+        }
     }
 }
 
@@ -235,15 +281,15 @@ fn block(allow: Option<&Allow>) -> Block {
     };
     let mut lists = Vec::new();
     let paths = [
-        ("exec", &a.exec, false),
-        ("read", &a.read, true),
-        ("write", &a.write, true),
-        ("unix", &a.unix, false),
+        (ListKey::Exec, &a.exec, false),
+        (ListKey::Read, &a.read, true),
+        (ListKey::Write, &a.write, true),
+        (ListKey::Unix, &a.unix, false),
     ];
     for (key, l, dir_too) in paths {
         let written = strings(l);
         let whole: Vec<Spanned<String>> = written.iter().map(|p| spanned(p)).collect();
-        let compiled = PathList::compile(&whole, key, &[], dir_too, &mut sink);
+        let compiled = PathList::compile(&whole, key.as_str(), &[], dir_too, &mut sink);
         let known = written
             .iter()
             .map(|p| match p.strip_prefix('!') {
@@ -255,7 +301,7 @@ fn block(allow: Option<&Allow>) -> Block {
                     entry: kept(Value::Path(p.clone())),
                     matcher: Matcher::Path(PathList::compile(
                         &[spanned(p)],
-                        key,
+                        key.as_str(),
                         &[],
                         dir_too,
                         &mut sink,
@@ -289,7 +335,7 @@ fn block(allow: Option<&Allow>) -> Block {
             }
         })
         .collect();
-    lists.push(("connect", connect, None));
+    lists.push((ListKey::Connect, connect, None));
     let listen = a
         .listen
         .iter()
@@ -299,7 +345,7 @@ fn block(allow: Option<&Allow>) -> Block {
             matcher: Matcher::Port(l.port),
         })
         .collect();
-    lists.push(("listen", listen, None));
+    lists.push((ListKey::Listen, listen, None));
     Block { lists }
 }
 
@@ -321,7 +367,7 @@ fn count_to(known: &mut [Known], seen: &Seen, hit: impl Fn(&Matcher) -> bool) ->
 }
 
 impl Attribute for Existing {
-    fn path(&mut self, list: &str, path: &str, seen: &Seen) -> bool {
+    fn path(&mut self, list: ListKey, path: &str, seen: &Seen) -> bool {
         for block in self.blocks(seen) {
             for (key, known, whole) in &mut block.lists {
                 if *key != list || !whole.as_ref().is_some_and(|w| w.is_match(path)) {
@@ -343,7 +389,7 @@ impl Attribute for Existing {
         let port = Some(c.port);
         for block in self.blocks(&c.seen) {
             for (key, known, _) in &mut block.lists {
-                if *key == "connect"
+                if *key == ListKey::Connect
                     && count_to(known, &c.seen, |m| match m {
                         Matcher::Host(h, p) => {
                             c.host.as_deref() == Some(h.as_str()) && (p.is_none() || *p == port)
@@ -362,7 +408,7 @@ impl Attribute for Existing {
     fn listen(&mut self, port: u16, seen: &Seen) -> bool {
         for block in self.blocks(seen) {
             for (key, known, _) in &mut block.lists {
-                if *key == "listen"
+                if *key == ListKey::Listen
                     && count_to(known, seen, |m| matches!(m, Matcher::Port(p) if *p == port))
                 {
                     return true;

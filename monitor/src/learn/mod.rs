@@ -10,6 +10,7 @@ pub mod build;
 pub mod command;
 mod credentials;
 pub mod diff;
+mod ended;
 pub mod footprint;
 pub mod generalise;
 #[cfg(test)]
@@ -17,6 +18,7 @@ mod generalise_tests;
 pub mod globs;
 pub mod learned;
 pub mod merge;
+mod output;
 pub mod paths;
 pub mod render;
 pub mod replay;

@@ -179,9 +179,15 @@ mod tests {
     #[test]
     fn observed_paths_are_escaped_before_any_rule() {
         assert_eq!(glob_escape("/app/*"), "/app/\\*");
-        assert_eq!(glob_escape("/a/d[1]{x}?.json"), "/a/d\\[1\\]\\{x\\}\\?.json");
+        assert_eq!(
+            glob_escape("/a/d[1]{x}?.json"),
+            "/a/d\\[1\\]\\{x\\}\\?.json"
+        );
         assert_eq!(glob_escape("/a\\\\b"), "/a\\\\\\\\b");
-        assert_eq!(untemp(&glob_escape("/tmp/tmp*ab12cd"), true), "/tmp/tmp\\*ab12cd");
+        assert_eq!(
+            untemp(&glob_escape("/tmp/tmp*ab12cd"), true),
+            "/tmp/tmp\\*ab12cd"
+        );
         let g = globset::GlobBuilder::new(&glob_escape("/app/d[1].json"))
             .literal_separator(true)
             .build()

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::footprint::Seen;
-use super::learned::{Entry, LIST_KEYS, LearnedProfile, Lists, Origin, Value};
+use super::learned::{Entry, LIST_KEYS, LearnedProfile, ListKey, Lists, Origin, Value};
 
 /// Comments start in this column when the entry is shorter.
 const COMMENT_COLUMN: usize = 48;
@@ -85,7 +85,7 @@ fn write_lists(out: &mut String, block: &str, lists: &Lists, merged_from: &str, 
     for key in LIST_KEYS {
         let entries = lists.get(key);
         if entries.is_empty() {
-            if key == "unix" && empty_unix {
+            if key == ListKey::Unix && empty_unix {
                 let line = "  unix: []";
                 let pad = COMMENT_COLUMN.saturating_sub(line.len()).max(1);
                 let _ = writeln!(
@@ -176,7 +176,9 @@ mod tests {
         let mut s = Seen::default();
         s.add(1.0, true, "/tmp/x\n    - \"/root/.ssh/id_rsa\"\u{2028}y");
         let mut allow = Lists::default();
-        allow.exec.push(Entry::new(Value::Path("/usr/bin/uname".into()), s, 1));
+        allow
+            .exec
+            .push(Entry::new(Value::Path("/usr/bin/uname".into()), s, 1));
         let p = LearnedProfile {
             name: "svc".into(),
             selectors: vec![("program".into(), vec![Scalar::Str("x\ny".into())])],
@@ -186,7 +188,10 @@ mod tests {
         };
         let text = render(&p, "");
         assert_eq!(text.lines().count(), 7, "{text}");
-        assert!(text.contains("by /tmp/x\\u{a}    - \"/root/.ssh/id_rsa\"\\u{2028}y"), "{text}");
+        assert!(
+            text.contains("by /tmp/x\\u{a}    - \"/root/.ssh/id_rsa\"\\u{2028}y"),
+            "{text}"
+        );
         assert!(!text.contains("\n    - \"/root"), "{text}");
     }
 

@@ -1,7 +1,8 @@
 //! `monitor learn --from-events FILE`: learning from a recording of `monitor run --events`
 //! (JSON lines) instead of live processes, e.g. a staging run recorded and learned elsewhere.
-//! Lines that are not events (alerts, statistics) are skipped; a line that does not parse is
-//! an error naming its line number.
+//! Lines that are not events (alerts, statistics) are skipped; lines that do not parse (a
+//! line torn by a crash, another program's output) are skipped, counted and named on stderr;
+//! a recording without a single event is an error.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -87,17 +88,30 @@ pub fn replay(path: &Path, request: &LearnRequest, rules: &RuleSet) -> anyhow::R
     let table = ProcessTable::new(1);
     let mut exes: HashMap<u32, String> = HashMap::new();
     let (mut first, mut last) = (None::<(u64, String)>, (0u64, String::new()));
+    let mut skipped = Skipped::default();
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
+        let at = format!("{}:{}", path.display(), i + 1);
+        let line = match line {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                skipped.note(&at, "not UTF-8");
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("{at}: reading")),
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a JSON line", path.display(), i + 1))?;
-        let Some(mut ev) =
-            event(&v).with_context(|| format!("{}:{}: not an event", path.display(), i + 1))?
-        else {
-            continue;
+        let ev = serde_json::from_str::<Value>(&line)
+            .context("not a JSON line")
+            .and_then(|v| event(&v).context("not an event"));
+        let mut ev = match ev {
+            Ok(Some(ev)) => ev,
+            Ok(None) => continue,
+            Err(e) => {
+                skipped.note(&at, &format!("{e:#}"));
+                continue;
+            }
         };
         if first.is_none() {
             first = Some((ev.ktime_ns, ev.time.clone()));
@@ -129,13 +143,51 @@ pub fn replay(path: &Path, request: &LearnRequest, rules: &RuleSet) -> anyhow::R
             _ => s.observe(&ev, None),
         }
     }
+    skipped.report(path);
     let Some(s) = session else {
         bail!("{}: no events in the recording", path.display());
     };
     Ok(Finished {
         outcome: s.finish(last.0, last.1),
-        credentials: rules.credential_patterns(),
+        credentials: rules.credential_patterns_or_shipped(),
         nameservers: crate::resolve::nameservers(),
         profile_file,
+        stopped: None,
     })
+}
+
+/// Lines skipped because they do not parse.
+#[derive(Default)]
+struct Skipped {
+    count: usize,
+    first: Vec<String>,
+}
+
+impl Skipped {
+    /// How many skipped lines are named on stderr.
+    const NAMED: usize = 5;
+
+    fn note(&mut self, at: &str, why: &str) {
+        self.count += 1;
+        if self.first.len() < Self::NAMED {
+            self.first.push(format!("{at}: {why}"));
+        }
+    }
+
+    fn report(&self, path: &Path) {
+        if self.count == 0 {
+            return;
+        }
+        eprintln!(
+            "monitor: warning: {} line(s) of {} skipped (not events):",
+            self.count,
+            path.display()
+        );
+        for l in &self.first {
+            eprintln!("  {l}");
+        }
+        if self.count > self.first.len() {
+            eprintln!("  ...");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::learned::Scalar;
 use super::session::{LearnSpec, Outcome};
 use crate::rules::load::Sink;
-use crate::rules::{RuleSet, Selectors, schema};
+use crate::rules::{RuleSet, Selectors, is_rule_name, schema};
 
 /// The selectors of a profile's `match:`, as given on the command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,8 +120,21 @@ pub struct LearnRequest {
 }
 
 impl LearnRequest {
+    /// The profile name asked for is one a rule file accepts (checked before learning, not
+    /// when the profile is written).
+    pub fn check_name(&self) -> Result<(), String> {
+        match &self.name {
+            Some(n) if !is_rule_name(n) => Err(format!(
+                "--name {n:?}: a profile name is lower-case letters, digits, `.`, `_` and `-`, \
+                 starting with a letter or digit"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The session spec, and the file of the profile refined (`profile`).
     pub fn spec(&self, rules: &RuleSet) -> Result<(LearnSpec, Option<PathBuf>), String> {
+        self.check_name()?;
         match &self.profile {
             Some(name) => {
                 if !self.selectors.is_empty() {
@@ -168,4 +181,7 @@ pub struct Finished {
     pub nameservers: Vec<IpAddr>,
     /// The file of the profile refined (`--profile`).
     pub profile_file: Option<PathBuf>,
+    /// Why the agent ended the session unasked (it stopped), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use monitor_common::EventKind;
 use serde::{Deserialize, Serialize};
 
+use super::ended::Ended;
 use super::footprint::{Destination, FileUse, Footprint};
 use crate::process::table::{ProcessTable, start_key_from_ns, ticks_per_second};
 use crate::rules::{ExecInfo, Selectors, canonical_ip, proc_self_path, program_of};
@@ -42,6 +43,9 @@ pub struct Summary {
     pub instances: Vec<InstanceSummary>,
     /// Names of DNS answers not remembered (bound reached).
     pub names_dropped: u64,
+    /// Instances in all, `instances` included (more when ended ones were only counted).
+    #[serde(default)]
+    pub instances_total: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +78,21 @@ struct Instance {
     started_ns: u64,
     listened_ns: Option<u64>,
     preexisting: bool,
+    /// Processes of the instance alive now; at 0 the instance ends.
+    members: u32,
+}
+
+impl Instance {
+    fn summary(&self) -> InstanceSummary {
+        InstanceSummary {
+            root_pid: self.root_pid,
+            root_exe: self.root_exe.clone(),
+            first_listen_secs: self
+                .listened_ns
+                .map(|l| l.saturating_sub(self.started_ns) as f64 / 1e9),
+            preexisting: self.preexisting,
+        }
+    }
 }
 
 /// One learning session.
@@ -85,7 +104,10 @@ pub struct Session {
     started_wall: String,
     members: HashMap<u32, Member>,
     instances: HashMap<u64, Instance>,
-    names: HashMap<(u64, IpAddr), String>,
+    ended: Ended,
+    /// Per instance, the names its DNS answers gave addresses.
+    names: HashMap<u64, HashMap<IpAddr, String>>,
+    names_len: usize,
     names_dropped: u64,
     footprint: Footprint,
     processes: u64,
@@ -109,7 +131,9 @@ impl Session {
             started_wall: wall,
             members: HashMap::new(),
             instances: HashMap::new(),
+            ended: Ended::default(),
             names: HashMap::new(),
+            names_len: 0,
             names_dropped: 0,
             footprint: Footprint::default(),
             processes: 0,
@@ -134,6 +158,7 @@ impl Session {
                             started_ns: started_ns.min(now_ns),
                             listened_ns: None,
                             preexisting: true,
+                            members: 0,
                         },
                     );
                     key
@@ -147,13 +172,35 @@ impl Session {
 
     fn join(&mut self, pid: u32, start_key: u64, instance: u64) {
         self.processes += 1;
-        self.members.insert(
+        if let Some(i) = self.instances.get_mut(&instance) {
+            i.members += 1;
+        }
+        let old = self.members.insert(
             pid,
             Member {
                 start_key,
                 instance,
             },
         );
+        // A pid reused without its exit seen: the old process is gone.
+        if let Some(old) = old {
+            self.leave(old.instance);
+        }
+    }
+
+    /// A process of `instance` ended; the instance ends with its last one.
+    fn leave(&mut self, instance: u64) {
+        let Some(i) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        i.members = i.members.saturating_sub(1);
+        if i.members == 0
+            && let Some(i) = self.instances.remove(&instance)
+        {
+            self.ended.add(i.summary());
+            let gone = self.names.remove(&instance).map_or(0, |n| n.len());
+            self.names_len -= gone;
+        }
     }
 
     /// Whether the session follows `pid`.
@@ -185,9 +232,7 @@ impl Session {
                         };
                         let target = exec_target(ev, x.filename.as_str(), x.cwd.as_deref());
                         // Run by the parent: the exec'ing process is the new image now.
-                        let by = exec
-                            .and_then(|i| i.parent_exe)
-                            .unwrap_or(ev.comm.as_str());
+                        let by = exec.and_then(|i| i.parent_exe).unwrap_or(ev.comm.as_str());
                         self.footprint.exec(&target, secs, serving, by);
                     }
                     None if matched => {
@@ -200,6 +245,7 @@ impl Session {
                                 started_ns: ev.ktime_ns,
                                 listened_ns: None,
                                 preexisting: false,
+                                members: 0,
                             },
                         );
                         self.join(ev.pid, key, instance);
@@ -219,9 +265,10 @@ impl Session {
                 }
             }
             EventBody::Exit(_) => {
-                if self.member(ev.pid, key).is_some() {
+                if let Some(m) = self.member(ev.pid, key) {
                     self.events += 1;
                     self.members.remove(&ev.pid);
+                    self.leave(m.instance);
                 }
             }
             EventBody::File(_) | EventBody::Net(_) | EventBody::Dns(_) => {
@@ -277,7 +324,17 @@ impl Session {
                         write: true,
                         ..FileUse::default()
                     },
-                    _ => return,
+                    // A memfd has no path to allow; the rest are not file events.
+                    EventKind::Memfd
+                    | EventKind::Exec
+                    | EventKind::Fork
+                    | EventKind::Exit
+                    | EventKind::Connect
+                    | EventKind::Accept
+                    | EventKind::Bind
+                    | EventKind::Listen
+                    | EventKind::Send
+                    | EventKind::Dns => return,
                 };
                 for p in [path(&f.path), path(&f.new_path)].into_iter().flatten() {
                     self.footprint.file(&p, use_, secs, serving, exe);
@@ -302,7 +359,7 @@ impl Session {
                     let addr = canonical_ip(addr);
                     // Loopback stays an address, and DNS goes to a nameserver, not a name.
                     let host = (!addr.is_loopback() && port != 53)
-                        .then(|| self.names.get(&(instance, addr)).cloned())
+                        .then(|| self.names.get(&instance)?.get(&addr).cloned())
                         .flatten();
                     let protocol = match n.protocol {
                         Some(Protocol::Udp) => "udp",
@@ -335,13 +392,17 @@ impl Session {
             },
             EventBody::Dns(d) => {
                 let Some(query) = &d.query else { return };
+                let names = self.names.entry(instance).or_default();
                 for &ip in &d.answers {
-                    let k = (instance, canonical_ip(ip));
-                    if self.names.len() >= MAX_NAMES && !self.names.contains_key(&k) {
+                    let ip = canonical_ip(ip);
+                    if let Some(name) = names.get_mut(&ip) {
+                        name.clone_from(query);
+                    } else if self.names_len >= MAX_NAMES {
                         self.names_dropped += 1;
-                        continue;
+                    } else {
+                        names.insert(ip, query.clone());
+                        self.names_len += 1;
                     }
-                    self.names.insert(k, query.clone());
                 }
             }
             EventBody::File(_) | EventBody::Exec(_) | EventBody::Fork(_) | EventBody::Exit(_) => {}
@@ -350,18 +411,9 @@ impl Session {
 
     /// Ends the session at boot-time `now_ns`.
     pub fn finish(self, now_ns: u64, wall: String) -> Outcome {
-        let mut instances: Vec<InstanceSummary> = self
-            .instances
-            .values()
-            .map(|i| InstanceSummary {
-                root_pid: i.root_pid,
-                root_exe: i.root_exe.clone(),
-                first_listen_secs: i
-                    .listened_ns
-                    .map(|l| l.saturating_sub(i.started_ns) as f64 / 1e9),
-                preexisting: i.preexisting,
-            })
-            .collect();
+        let instances_total = self.ended.total + self.instances.len() as u64;
+        let mut instances = self.ended.kept;
+        instances.extend(self.instances.values().map(Instance::summary));
         instances.sort_by_key(|i| i.root_pid);
         Outcome {
             summary: Summary {
@@ -373,6 +425,7 @@ impl Session {
                 events: self.events,
                 instances,
                 names_dropped: self.names_dropped,
+                instances_total,
             },
             footprint: self.footprint,
         }

@@ -50,9 +50,10 @@ pub(crate) const BASELINE_READ: &[&str] = &[
 /// Writes every process may do when `baseline: true`.
 pub(crate) const BASELINE_WRITE: &[&str] = &["/dev/null"];
 
-/// Whether a pattern has glob syntax (else it names one path exactly).
+/// Whether a pattern has glob syntax (else it names one path exactly). A backslash escapes
+/// the character after it (`/app/data\[1\].json`), so it makes a glob too.
 pub(crate) fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '[', '{'])
+    pattern.contains(['*', '?', '[', '{', '\\'])
 }
 
 /// A compiled path list.

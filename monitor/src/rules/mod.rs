@@ -21,7 +21,7 @@ mod write_exec;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -31,12 +31,14 @@ use pattern::line_of;
 use profile::Profile;
 use view::View;
 
+pub use crate::sensor::event::Phase;
 pub(crate) use allow::{PathList, is_glob};
 pub use load::RulesError;
 pub use pattern::canonical_ip;
 pub(crate) use pattern::{expand_home, parse_net, proc_self_path};
+pub(crate) use pattern::{is_dns_name, is_rule_name};
+pub(crate) use profile::MAX_STARTUP_SECS;
 pub use schema::Severity;
-pub use crate::sensor::event::Phase;
 pub(crate) use selectors::Selectors;
 pub use state::DetectionState;
 
@@ -80,7 +82,6 @@ pub trait ResolvedNames {
     /// Whether the event's workload received a DNS answer giving `ip` for `host`.
     fn resolved(&self, ip: IpAddr, host: &str) -> bool;
 }
-
 
 /// What `check` needs to know about the event's process beyond the event.
 #[derive(Clone, Copy)]
@@ -133,6 +134,22 @@ pub struct RuleSet {
     /// Enabled `burst` detections per event kind.
     bursts: [Vec<usize>; KINDS],
 }
+
+/// The shipped credential detections, built in for [`RuleSet::credential_patterns_or_shipped`].
+const SHIPPED_CREDENTIAL_DETECTIONS: [(&str, &str); 3] = [
+    (
+        "credential-read.yaml",
+        include_str!("../../../rules/detections/credential-read.yaml"),
+    ),
+    (
+        "credential-read-history.yaml",
+        include_str!("../../../rules/detections/credential-read-history.yaml"),
+    ),
+    (
+        "credential-read-wallet.yaml",
+        include_str!("../../../rules/detections/credential-read-wallet.yaml"),
+    ),
+];
 
 impl RuleSet {
     /// Loads every `*.yaml`/`*.yml` under each path (a directory, recursively, or a file).
@@ -267,7 +284,11 @@ impl RuleSet {
         self.profiles
             .iter()
             .find(|p| p.name == name)
-            .map(|p| (p.selectors().clone(), p.source.clone()))
+            // Absolute: the file is read by `monitor learn`, whose directory may differ.
+            .map(|p| {
+                let file = std::fs::canonicalize(&p.source).unwrap_or_else(|_| p.source.clone());
+                (p.selectors().clone(), file)
+            })
     }
 
     /// Whether profile `id` lets its workloads ask nameserver `server` (port 53): the
@@ -321,6 +342,34 @@ impl RuleSet {
             .filter(|d| d.id == "credential-read" || d.id.starts_with("credential-read."))
             .flat_map(|d| d.path_patterns.iter().map(|p| (d.id.clone(), p.clone())))
             .collect()
+    }
+
+    /// [`Self::credential_patterns`], or, when the rules loaded have no credential detection,
+    /// those of the detections shipped with the agent (built in): learning never generalises
+    /// over a credential file because a custom rule set left them out.
+    pub fn credential_patterns_or_shipped(&self) -> Vec<(String, String)> {
+        let own = self.credential_patterns();
+        if !own.is_empty() {
+            return own;
+        }
+        let mut errors = Vec::new();
+        let mut out = Vec::new();
+        for (file, text) in SHIPPED_CREDENTIAL_DETECTIONS {
+            let file = Path::new(file);
+            let mut sink = Sink {
+                file,
+                errors: &mut errors,
+            };
+            if let Some(Doc::Detection(d)) = load::parse_doc(text, &mut sink) {
+                let d = Detection::compile(*d, &mut sink);
+                out.extend(d.path_patterns.into_iter().map(|p| (d.id.clone(), p)));
+            }
+        }
+        debug_assert!(
+            errors.is_empty(),
+            "shipped credential detections: {errors:?}"
+        );
+        out
     }
 
     /// Number of enabled detections.

@@ -137,6 +137,16 @@ fn startup_errors_name_their_keys() {
             "s.yaml:7: key `startup_secs`: 0 would end start-up before it begins: give the longest start-up in seconds, or remove the `startup:` block",
         ]
     );
+    let errs = load_errs(&[(
+        "s.yaml",
+        "profile: s\nmatch:\n  uid: [0]\nstartup_secs: 18446744073709551615\n",
+    )]);
+    assert_eq!(
+        errs,
+        vec![
+            "s.yaml:4: key `startup_secs`: 18446744073709551615 is more than a day (86400): a start-up that long is the workload's normal running, which belongs in `allow:`",
+        ]
+    );
 }
 
 #[test]
