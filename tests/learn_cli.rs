@@ -4,108 +4,14 @@
 //! rules, `--merge` that never removes silently, `rules diff`, learning from a recording, and
 //! a profile's start-up phase on alerts.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::PathBuf, process::Command};
 
 use monitor_tests::{
-    Proc, TIMEOUT, TempDir, agent_binary,
-    learn::{Learn, Sentinel, assert_rules_valid, monitor},
+    FileGuard, Proc, TIMEOUT, TempDir, agent_binary,
+    learn::{Learn, Sentinel, Workload, assert_rules_valid, monitor, stop, wait_file, wait_rounds},
     path_str, random_hex,
     rules::{AgentSetup, RulesAgent, SharedAgent, in_tree, shipped_rules},
 };
-
-/// A workload: `workload-<tag>.py READ_PATH PORT_FILE STOP_FILE [AFTER]`: listens on a free
-/// port (written to PORT_FILE), then reads READ_PATH every 50 ms until STOP_FILE exists; with
-/// AFTER, it first reads AFTER once before listening (its start-up) and once more 0.3 s after
-/// (within the kernel's 1 s window for folding repeated opens: the agent makes the kernel
-/// forget the start-up's opens when the workload starts serving).
-const WORKLOAD: &str = r#"
-import os, socket, sys, time
-read_path, port_file, stop_file = sys.argv[1:4]
-after = sys.argv[4] if len(sys.argv) > 4 else None
-if after:
-    open(after).read()
-s = socket.socket()
-s.bind(('127.0.0.1', 0))
-s.listen(1)
-with open(port_file + '.tmp', 'w') as f:
-    f.write(str(s.getsockname()[1]))
-os.rename(port_file + '.tmp', port_file)
-if after:
-    time.sleep(0.3)
-    open(after).read()
-deadline = time.time() + 60
-while not os.path.exists(stop_file) and time.time() < deadline:
-    open(read_path).read()
-    time.sleep(0.05)
-"#;
-
-/// A workload script of its own (its file name is its `--program`), with the files it uses.
-struct Workload {
-    dir: TempDir,
-    script: PathBuf,
-    program: String,
-    read: PathBuf,
-}
-
-impl Workload {
-    /// Outside the temporary directories, whose generated names learning turns into `*`: the
-    /// tests compare exact paths.
-    fn new(label: &str) -> Self {
-        let parent = Path::new("/run/monitor-tests");
-        fs::create_dir_all(parent).unwrap();
-        let dir = TempDir::new_in(parent, label).expect("a workload directory");
-        let program = format!("workload-{}.py", random_hex(4));
-        let script = dir.join(&program);
-        fs::write(&script, WORKLOAD).unwrap();
-        let read = dir.join("data.txt");
-        fs::write(&read, "data\n").unwrap();
-        Self {
-            dir,
-            script,
-            program,
-            read,
-        }
-    }
-
-    /// Starts it (waiting until it listens); `after` is read at start-up and again after.
-    fn start(&self, after: Option<&Path>) -> (Proc, PathBuf) {
-        let port = self.dir.join(format!("port-{}", random_hex(4)));
-        let stop = self.dir.join(format!("stop-{}", random_hex(4)));
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(&self.script).arg(&self.read).arg(&port).arg(&stop);
-        if let Some(a) = after {
-            cmd.arg(a);
-        }
-        let proc = Proc::spawn(&mut cmd);
-        wait_file(&port);
-        (proc, stop)
-    }
-}
-
-#[track_caller]
-fn wait_file(path: &Path) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Stops a workload and waits for it.
-fn stop(mut proc: Proc, stop_file: &Path) {
-    fs::write(stop_file, "").unwrap();
-    proc.finish_ok(TIMEOUT);
-}
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -132,32 +38,30 @@ fn an_unwritable_out_or_bad_selectors_fail_before_learning() {
     assert!(!err.contains("learning"), "it learned anyway: {err}");
     let dir = TempDir::new("learn-bad");
     let target = path_str(dir.join("p.yaml"));
-    let out = monitor(&["learn", "--standalone", "--program", "a[", "--out", &target]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("--program[0]: invalid glob \"a[\""),
-        "{}",
-        stderr(&out)
+    let fails = |args: &[&str], expected: &str| {
+        let mut all = vec!["learn", "--standalone", "--out", &target];
+        all.extend_from_slice(args);
+        let out = monitor(&all);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    };
+    fails(&["--program", "a["], "--program[0]: invalid glob \"a[\"");
+    fails(&[], "say what to learn");
+    fails(
+        &["--program", "x", "--duration", "soon"],
+        "invalid duration \"soon\"",
     );
-    let out = monitor(&["learn", "--standalone", "--out", &target]);
-    assert!(
-        stderr(&out).contains("say what to learn"),
-        "{}",
-        stderr(&out)
+    fails(
+        &["--program", "x", "--duration", "99999999999999999999999h"],
+        "invalid duration \"99999999999999999999999h\"",
     );
-    let out = monitor(&[
-        "learn",
-        "--out",
-        &target,
-        "--program",
-        "x",
-        "--duration",
-        "soon",
-    ]);
-    assert!(
-        stderr(&out).contains("invalid duration \"soon\""),
-        "{}",
-        stderr(&out)
+    fails(
+        &["--program", "x", "--name", "Proxy One"],
+        "--name \"Proxy One\": a profile name is lower-case letters",
     );
     assert!(!dir.join("p.yaml").exists());
 }
@@ -192,7 +96,7 @@ fn sigint_writes_what_was_learned_from_a_process_already_running() {
         TIMEOUT,
     );
     // Learning follows the process from now on: let it read a few times.
-    thread::sleep(Duration::from_millis(300));
+    wait_rounds(&proc);
     let out = learn.out.clone();
     let done = learn.finish(TIMEOUT);
     stop(proc, &stop_file);
@@ -319,11 +223,10 @@ fn learning_through_the_agent_keeps_detection_going_across_a_reload() {
         a["rule"] == "profile.read" && in_tree(a, phased_pid)
     });
     // A reload while learning: the session goes on, and follows what starts after it.
-    fs::write(
+    let _extra = FileGuard::write(
         fx.profiles.join("extra.yaml"),
         "profile: extra\nmatch:\n  uid: [4242424]\n",
-    )
-    .unwrap();
+    );
     agent.reload(TIMEOUT);
     let (second, second_stop) = w.start(None);
     stop(first, &first_stop);
@@ -351,7 +254,6 @@ fn learning_through_the_agent_keeps_detection_going_across_a_reload() {
         "an ephemeral port is reported, not learned:\n{}",
         done.profile
     );
-    let _ = fs::remove_file(fx.profiles.join("extra.yaml"));
 }
 
 // ---- Merge, diff, recordings -------------------------------------------------------------
@@ -382,7 +284,7 @@ fn merge_keeps_every_existing_entry_and_marks_the_unseen_ones() {
         TIMEOUT,
     );
     let (proc, stop_file) = w.start(None);
-    thread::sleep(Duration::from_millis(300));
+    wait_rounds(&proc);
     stop(proc, &stop_file);
     let out = learn.out.clone();
     let done = learn.finish(TIMEOUT);
@@ -489,7 +391,7 @@ fn learning_from_a_recording_of_monitor_run_events() {
     );
     wait_file(&ready);
     let (proc, stop_file) = w.start(None);
-    thread::sleep(Duration::from_millis(200));
+    wait_rounds(&proc);
     stop(proc, &stop_file);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(agent.pid() as libc::pid_t, libc::SIGTERM) };
@@ -508,6 +410,29 @@ fn learning_from_a_recording_of_monitor_run_events() {
     let p = fs::read_to_string(&out).unwrap();
     assert!(p.contains(&format!("- {:?}", path_str(&w.read))), "{p}");
     assert_rules_valid(&out);
+    // A recording cut off mid-line (the recorder was killed) still learns; the torn line is
+    // skipped and named.
+    let torn = dir.join("torn.jsonl");
+    let mut text = fs::read_to_string(&events).unwrap();
+    let lines = text.lines().count();
+    text.push_str("{\"kind\":\"open\",\"pi");
+    fs::write(&torn, text).unwrap();
+    let learned = monitor(&[
+        "learn",
+        "--from-events",
+        &path_str(&torn),
+        "--program",
+        &w.program,
+        "--out",
+        &path_str(&out),
+    ]);
+    assert!(learned.status.success(), "{}", stderr(&learned));
+    let why = stderr(&learned);
+    assert!(
+        why.contains("1 line(s) of")
+            && why.contains(&format!("torn.jsonl:{}: not a JSON line", lines + 1)),
+        "{why}"
+    );
     let broken = dir.join("broken.jsonl");
     fs::write(&broken, "{\"kind\":\"open\"}\nnot json\n").unwrap();
     let failed = monitor(&[
@@ -520,9 +445,9 @@ fn learning_from_a_recording_of_monitor_run_events() {
         &path_str(&out),
     ]);
     assert!(!failed.status.success());
+    let why = stderr(&failed);
     assert!(
-        stderr(&failed).contains("broken.jsonl:1: not an event"),
-        "{}",
-        stderr(&failed)
+        why.contains("broken.jsonl:1: not an event") && why.contains("no events in the recording"),
+        "{why}"
     );
 }

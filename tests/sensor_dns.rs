@@ -1,10 +1,13 @@
-//! DNS answers end to end: a python child runs a tiny nameserver on a loopback address of its
-//! own (port 53) and queries it over UDP (connected, and unconnected `sendto`), TCP and IPv6,
-//! the way resolvers do; the agent reports each answer as a `dns` event of the querying
-//! process, with the exact name, type, response code, aliases, addresses and TTL. A packet
-//! from another address than the one queried is not reported.
+//! DNS answers end to end: a python child, in a network namespace of the test's own, runs a
+//! tiny nameserver on a loopback address (port 53) and queries it over UDP (connected, and
+//! unconnected `sendto`), TCP and IPv6, the way resolvers do; the agent reports each answer
+//! as a `dns` event of the querying process, with the exact name, type, response code,
+//! aliases, addresses and TTL. A packet from another address than the one queried is not
+//! reported.
 
-use monitor_tests::{Agent, TIMEOUT, ipv6_loopback_or_skip, python, random_hex};
+use std::process::Command;
+
+use monitor_tests::{Agent, TIMEOUT, inference::NetNs, python, random_hex};
 use serde_json::{Value, json};
 
 /// `dns.py MODE SERVER NAME QTYPE`: serves one answer for NAME from SERVER:53 and queries it.
@@ -85,11 +88,14 @@ assert struct.unpack('>H', got[:2])[0] == 0x4242
 print('ok', flush=True)
 "#;
 
-/// A loopback address of this test's own (never 127.0.0.53, a local resolver's).
-fn loopback() -> String {
-    let r = random_hex(4);
-    let b = |i: usize| u8::from_str_radix(&r[i..i + 2], 16).unwrap_or(1).max(1);
-    format!("127.{}.{}.{}", b(0), b(2), (b(0) ^ b(2)).max(2))
+/// The nameserver's address inside the test's namespace, and another one for stray answers.
+const SERVER: &str = "127.0.10.1";
+const STRAY: &str = "127.0.10.2";
+
+/// A network namespace of the test's own: its port 53 and its loopback addresses are free.
+#[track_caller]
+fn namespace(label: &str) -> NetNs {
+    NetNs::new(label).unwrap_or_else(|e| panic!("a network namespace for the test: {e}"))
 }
 
 /// A query name of this test's own.
@@ -97,10 +103,13 @@ fn name(label: &str) -> String {
     format!("{label}.{}.monitor-test.example", random_hex(6))
 }
 
-/// Runs the script and returns the `dns` event of its pid, checked against `exact`.
+/// Runs the script inside `ns` and returns the `dns` event of its pid, checked against `exact`.
 #[track_caller]
-fn answer_of(agent: &Agent, args: &[&str], exact: Value) -> Value {
-    let mut child = agent.spawn(python(DNS).args(args));
+fn answer_of(agent: &Agent, ns: &NetNs, args: &[&str], exact: Value) -> Value {
+    let script = python(DNS);
+    let mut cmd: Command = ns.command(script.get_program());
+    cmd.args(script.get_args()).args(args);
+    let mut child = agent.spawn(&mut cmd);
     assert_eq!(child.finish_ok(TIMEOUT).trim(), "ok");
     let event = agent.wait_for_match(TIMEOUT, &json!({"kind": "dns", "pid": child.pid()}));
     agent.assert_event(&event, &exact);
@@ -134,45 +143,47 @@ fn expected(family: &str, protocol: &str, server: &str, name: &str, qtype: &str)
 #[test]
 fn udp_answers_to_a_connected_socket_are_reported_with_the_querier() {
     let Some(agent) = Agent::start() else { return };
-    let (server, n) = (loopback(), name("udp"));
+    let (ns, n) = (namespace("dns-udp"), name("udp"));
     answer_of(
         &agent,
-        &["udp", &server, &n, "A"],
-        expected("inet", "udp", &server, &n, "A"),
+        &ns,
+        &["udp", SERVER, &n, "A"],
+        expected("inet", "udp", SERVER, &n, "A"),
     );
 }
 
 #[test]
 fn udp_answers_to_an_unconnected_socket_are_reported() {
     let Some(agent) = Agent::start() else { return };
-    let (server, n) = (loopback(), name("sendto"));
+    let (ns, n) = (namespace("dns-sendto"), name("sendto"));
     answer_of(
         &agent,
-        &["sendto", &server, &n, "AAAA"],
-        expected("inet", "udp", &server, &n, "AAAA"),
+        &ns,
+        &["sendto", SERVER, &n, "AAAA"],
+        expected("inet", "udp", SERVER, &n, "AAAA"),
     );
 }
 
 #[test]
 fn tcp_answers_are_reported() {
     let Some(agent) = Agent::start() else { return };
-    let (server, n) = (loopback(), name("tcp"));
+    let (ns, n) = (namespace("dns-tcp"), name("tcp"));
     answer_of(
         &agent,
-        &["tcp", &server, &n, "A"],
-        expected("inet", "tcp", &server, &n, "A"),
+        &ns,
+        &["tcp", SERVER, &n, "A"],
+        expected("inet", "tcp", SERVER, &n, "A"),
     );
 }
 
 #[test]
 fn ipv6_answers_are_reported() {
     let Some(agent) = Agent::start() else { return };
-    if !ipv6_loopback_or_skip() {
-        return;
-    }
-    let n = name("v6");
+    let (ns, n) = (namespace("dns-v6"), name("v6"));
+    assert!(ns.ipv6_loopback(), "a new namespace has ::1");
     answer_of(
         &agent,
+        &ns,
         &["udp", "::1", &n, "AAAA"],
         expected("inet6", "udp", "::1", &n, "AAAA"),
     );
@@ -181,10 +192,11 @@ fn ipv6_answers_are_reported() {
 #[test]
 fn a_missing_name_is_reported_as_nxdomain_without_answers() {
     let Some(agent) = Agent::start() else { return };
-    let (server, n) = (loopback(), name("missing"));
+    let (ns, n) = (namespace("dns-missing"), name("missing"));
     answer_of(
         &agent,
-        &["udp", &server, &n, "A"],
+        &ns,
+        &["udp", SERVER, &n, "A"],
         json!({
             "query": n,
             "query_type": "A",
@@ -199,15 +211,13 @@ fn a_missing_name_is_reported_as_nxdomain_without_answers() {
 #[test]
 fn an_answer_from_another_address_than_the_one_queried_is_not_reported() {
     let Some(agent) = Agent::start() else { return };
-    let (server, stray, n) = (loopback(), loopback(), name("spoof"));
-    if server == stray {
-        return;
-    }
+    let (ns, n) = (namespace("dns-spoof"), name("spoof"));
     let real = answer_of(
         &agent,
-        &["spoof", &server, &n, "A", &stray],
-        expected("inet", "udp", &server, &n, "A"),
+        &ns,
+        &["spoof", SERVER, &n, "A", STRAY],
+        expected("inet", "udp", SERVER, &n, "A"),
     );
     // The stray answer arrived first: had it been reported, it would be the first event.
-    assert_eq!(real["remote_addr"], json!(server), "{real}");
+    assert_eq!(real["remote_addr"], json!(SERVER), "{real}");
 }

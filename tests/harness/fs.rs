@@ -70,6 +70,26 @@ impl TempDir {
     }
 }
 
+/// A file written for one test in a directory that outlives it (a shared agent's rules),
+/// removed on drop, also when the test fails.
+#[derive(Debug)]
+pub struct FileGuard(PathBuf);
+
+impl FileGuard {
+    #[track_caller]
+    pub fn write(path: PathBuf, contents: &str) -> Self {
+        fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        Self(path)
+    }
+}
+
+impl Drop for FileGuard {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         if self.keep {

@@ -43,7 +43,7 @@ pub use cgroup::{
     random_uuid,
 };
 pub use events::{matches, parse_time};
-pub use fs::{TempDir, TmpfsMount};
+pub use fs::{FileGuard, TempDir, TmpfsMount};
 pub use launch::agent_binary;
 pub use port::ReservedPort;
 pub use process::{Finished, Proc, python};

@@ -173,6 +173,23 @@ pub fn learn_serve_attack<S: Server, F>(
         "the attack went without {missing:?}; raised:\n{}",
         summary(&raised)
     );
+    // Every alert of the attacked tree names the learned profile: its process was judged by it.
+    let unnamed: Vec<&Value> = raised
+        .iter()
+        .filter(|a| in_tree(a, pid))
+        .filter(|a| {
+            a["event"]["profile"] != name
+                || (a["rule"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("profile."))
+                    && a["profile"] != name)
+        })
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "alerts of the attacked server without profile {name}:\n{}",
+        summary(&unnamed.into_iter().cloned().collect::<Vec<_>>())
+    );
     Served {
         profile: learned.profile,
         profile_path,

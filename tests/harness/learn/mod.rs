@@ -1,16 +1,18 @@
 //! Learning tests' harness: `monitor learn` run as a user does (started with selectors and an
 //! output file, ready once its ready file appears, stopped with SIGINT or at the end of its
 //! `--duration`, its profile read back), a sentinel that tells when every earlier alert is out
-//! (`sentinel`), the litellm 1.82 payload replayed from a planted `.pth` (`attack`), and the
+//! (`sentinel`), a small Python workload (`workload`), the litellm 1.82 payload replayed from a planted `.pth` (`attack`), and the
 //! whole learn / serve again / attack flow for a real server (`flow`).
 
 mod attack;
 mod flow;
 mod sentinel;
+mod workload;
 
 pub use attack::{ATTACK_RULES, PAYLOAD, Planted};
 pub use flow::{Served, Server, Start, Via, learn_serve_attack};
 pub use sentinel::Sentinel;
+pub use workload::{Workload, stop, wait_file, wait_rounds};
 
 use std::{
     ffi::OsStr,
