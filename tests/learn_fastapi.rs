@@ -4,36 +4,17 @@
 //! nothing when the app starts again and serves other requests of the same kinds, and every
 //! step of the `.pth` payload replayed inside it is alerted. See `monitor_tests::learn::flow`.
 
-use std::{fs, path::Path};
+use std::path::Path;
 
 use monitor_tests::{
     inference::{DnsServer, FastApiApp, NetNs, READY_TIMEOUT, Venv},
-    learn::{Sentinel, Server, Via, learn_serve_attack},
+    learn::{FlowAgent, Server, Via, learn_serve_attack},
     random_hex,
-    rules::{AgentSetup, RulesAgent, SharedAgent, note, shipped_rules},
+    rules::{SharedAgent, note},
     skip_or_fail,
 };
 
-struct Fixture {
-    profiles: std::path::PathBuf,
-    sentinel: Sentinel,
-}
-
-static AGENT: SharedAgent<Fixture> = SharedAgent::new();
-
-fn agent() -> Option<RulesAgent<Fixture>> {
-    AGENT.join(|dir| {
-        let profiles = dir.join("profiles");
-        fs::create_dir_all(&profiles)
-            .map_err(|e| format!("cannot create {}: {e}", profiles.display()))?;
-        let sentinel = Sentinel::write(dir, &profiles)?;
-        Ok(AgentSetup {
-            rules: vec![shipped_rules().join("detections"), profiles.clone()],
-            args: Vec::new(),
-            fixture: Fixture { profiles, sentinel },
-        })
-    })
-}
+static AGENT: SharedAgent<FlowAgent> = SharedAgent::new();
 
 struct App(FastApiApp);
 
@@ -65,7 +46,9 @@ impl Server for App {
 
 #[test]
 fn a_learned_fastapi_profile_is_quiet_on_the_same_work_and_alerts_on_the_attack() {
-    let Some(agent) = agent() else { return };
+    let Some(agent) = FlowAgent::join(&AGENT) else {
+        return;
+    };
     let venv = match Venv::litellm() {
         Ok(v) => v,
         Err(e) => return skip_or_fail(&format!("cannot build the venv: {e}")),
@@ -81,17 +64,8 @@ fn a_learned_fastapi_profile_is_quiet_on_the_same_work_and_alerts_on_the_attack(
             .map_err(|e| format!("{e}\n{}", app.log()))?;
         Ok(App(app))
     };
-    let fx = agent.fixture();
     let name = format!("fastapi-learned-{}", random_hex(4));
-    let served = learn_serve_attack(
-        &agent,
-        &fx.sentinel,
-        &start,
-        venv.site_packages(),
-        &fx.profiles,
-        &name,
-        Via::Standalone,
-    );
+    let served = learn_serve_attack(&agent, &start, venv.site_packages(), &name, Via::Standalone);
     let p = &served.profile;
     for expected in [
         "program: [\"uvicorn\"]",

@@ -5,16 +5,15 @@
 //! litellm 1.82 `.pth` payload replayed inside it is alerted. See `monitor_tests::learn::flow`.
 
 use std::{
-    fs,
     path::Path,
     time::{Duration, Instant},
 };
 
 use monitor_tests::{
     inference::{DnsServer, FakeProvider, LiteLlm, NetNs, READY_TIMEOUT, Venv},
-    learn::{Sentinel, Server, Via, learn_serve_attack},
+    learn::{FlowAgent, Server, Via, learn_serve_attack},
     random_hex,
-    rules::{AgentSetup, RulesAgent, SharedAgent, note, shipped_rules},
+    rules::{SharedAgent, note},
     skip_or_fail,
 };
 
@@ -26,26 +25,7 @@ const COST_MAP_HOST: &str = "raw.githubusercontent.com";
 const PROVIDER_ADDR: &str = "198.18.0.1";
 const COST_MAP_ADDR: &str = "198.18.0.2";
 
-struct Fixture {
-    profiles: std::path::PathBuf,
-    sentinel: Sentinel,
-}
-
-static AGENT: SharedAgent<Fixture> = SharedAgent::new();
-
-fn agent() -> Option<RulesAgent<Fixture>> {
-    AGENT.join(|dir| {
-        let profiles = dir.join("profiles");
-        fs::create_dir_all(&profiles)
-            .map_err(|e| format!("cannot create {}: {e}", profiles.display()))?;
-        let sentinel = Sentinel::write(dir, &profiles)?;
-        Ok(AgentSetup {
-            rules: vec![shipped_rules().join("detections"), profiles.clone()],
-            args: Vec::new(),
-            fixture: Fixture { profiles, sentinel },
-        })
-    })
-}
+static AGENT: SharedAgent<FlowAgent> = SharedAgent::new();
 
 /// LiteLLM, with the DNS server it asks (to wait for its background cost-map lookups).
 struct Proxy<'a> {
@@ -110,7 +90,9 @@ impl Server for Proxy<'_> {
 
 #[test]
 fn a_learned_litellm_profile_is_quiet_on_the_same_work_and_alerts_on_the_attack() {
-    let Some(agent) = agent() else { return };
+    let Some(agent) = FlowAgent::join(&AGENT) else {
+        return;
+    };
     let venv = match Venv::litellm() {
         Ok(v) => v,
         Err(e) => return skip_or_fail(&format!("cannot build the LiteLLM venv: {e}")),
@@ -145,17 +127,8 @@ fn a_learned_litellm_profile_is_quiet_on_the_same_work_and_alerts_on_the_attack(
             lookups_before,
         })
     };
-    let fx = agent.fixture();
     let name = format!("litellm-learned-{}", random_hex(4));
-    let served = learn_serve_attack(
-        &agent,
-        &fx.sentinel,
-        &start,
-        venv.site_packages(),
-        &fx.profiles,
-        &name,
-        Via::Agent,
-    );
+    let served = learn_serve_attack(&agent, &start, venv.site_packages(), &name, Via::Agent);
     let p = &served.profile;
     for expected in [
         "program: [\"litellm\"]".to_owned(),

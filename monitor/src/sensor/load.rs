@@ -161,11 +161,7 @@ impl Sensor {
             .load(OBJECT)
             .map_err(SensorError::Load)?;
 
-        let mut handlers = ProgramArray::try_from(take_map(&mut ebpf, names::SYSCALL_HANDLERS)?)
-            .map_err(|source| SensorError::Map {
-                name: names::SYSCALL_HANDLERS,
-                source,
-            })?;
+        let mut handlers: ProgramArray<_> = typed_map(&mut ebpf, names::SYSCALL_HANDLERS)?;
         for (slot, name) in HANDLERS {
             let prog = raw_tp(&mut ebpf, name)?;
             prog.load()
@@ -175,32 +171,14 @@ impl Sensor {
                 .map_err(|source| SensorError::Program { name, source })?;
             handlers
                 .set(slot, fd, 0)
-                .map_err(|source| SensorError::Map {
-                    name: names::SYSCALL_HANDLERS,
-                    source,
-                })?;
+                .map_err(map_error(names::SYSCALL_HANDLERS))?;
         }
 
-        let opens_reset =
-            HashMap::try_from(take_map(&mut ebpf, names::OPENS_RESET)?).map_err(|source| {
-                SensorError::Map {
-                    name: names::OPENS_RESET,
-                    source,
-                }
-            })?;
-        let mut switches =
-            Array::try_from(take_map(&mut ebpf, names::SWITCHES)?).map_err(|source| {
-                SensorError::Map {
-                    name: names::SWITCHES,
-                    source,
-                }
-            })?;
+        let opens_reset: HashMap<_, u32, u32> = typed_map(&mut ebpf, names::OPENS_RESET)?;
+        let mut switches: Array<_, u32> = typed_map(&mut ebpf, names::SWITCHES)?;
         switches
             .set(switch::WATCH_ON_EXEC, u32::from(config.watch_on_exec), 0)
-            .map_err(|source| SensorError::Map {
-                name: names::SWITCHES,
-                source,
-            })?;
+            .map_err(map_error(names::SWITCHES))?;
 
         attach_all(&mut ebpf, &ATTACHED)?;
         // DNS answers help profiles that name hosts; without them the agent's own resolution
@@ -214,19 +192,8 @@ impl Sensor {
             );
         }
 
-        let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?).map_err(|source| {
-            SensorError::Map {
-                name: names::EVENTS,
-                source,
-            }
-        })?;
-        let counters =
-            PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?).map_err(|source| {
-                SensorError::Map {
-                    name: names::COUNTERS,
-                    source,
-                }
-            })?;
+        let events: RingBuf<_> = typed_map(&mut ebpf, names::EVENTS)?;
+        let counters: PerCpuArray<_, u64> = typed_map(&mut ebpf, names::COUNTERS)?;
         let watched = match take_map(&mut ebpf, names::WATCHED)? {
             aya::maps::Map::Array(data) => WatchBitmap::new(data).map_err(SensorError::MapWatch)?,
             _ => {
@@ -254,26 +221,22 @@ impl Sensor {
         &mut self,
         pids: &std::collections::HashSet<u32>,
     ) -> Result<(), SensorError> {
-        let map_err = |name| move |source| SensorError::Map { name, source };
         self.reset_gen = self.reset_gen.wrapping_add(1);
         for &pid in pids {
             self.opens_reset
                 .insert(pid, self.reset_gen, 0)
-                .map_err(map_err(names::OPENS_RESET))?;
+                .map_err(map_error(names::OPENS_RESET))?;
         }
         self.switches
             .set(switch::RESET_GEN, self.reset_gen, 0)
-            .map_err(map_err(names::SWITCHES))
+            .map_err(map_error(names::SWITCHES))
     }
 
     /// Starts or stops watching every exec'ing process until user space decides about it.
     pub fn set_watch_on_exec(&mut self, on: bool) -> Result<(), SensorError> {
         self.switches
             .set(switch::WATCH_ON_EXEC, u32::from(on), 0)
-            .map_err(|source| SensorError::Map {
-                name: names::SWITCHES,
-                source,
-            })
+            .map_err(map_error(names::SWITCHES))
     }
 
     /// Kernel counters summed over CPUs.
@@ -395,6 +358,19 @@ fn attach_dns(ebpf: &mut Ebpf, root: &Path) -> Result<(), SensorError> {
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {
     ebpf.take_map(name).ok_or(SensorError::MissingMap { name })
+}
+
+/// Takes map `name` from `ebpf` as the map type `T`.
+fn typed_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, SensorError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    T::try_from(take_map(ebpf, name)?).map_err(map_error(name))
+}
+
+/// Names map `name` in its errors.
+fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
+    move |source| SensorError::Map { name, source }
 }
 
 fn raw_tp<'a>(

@@ -20,8 +20,32 @@ use super::{ATTACK_RULES, Learn, Planted, Sentinel, assert_rules_valid};
 use crate::{
     TIMEOUT, TempDir,
     inference::READY_TIMEOUT,
-    rules::{RulesAgent, in_tree, one_per_line},
+    rules::{AgentSetup, RulesAgent, SharedAgent, in_tree, one_per_line, shipped_rules},
 };
+
+/// The agent a flow runs beside: the shipped detections and a directory of profiles the flow
+/// adds learned ones to, with a sentinel rule.
+pub struct FlowAgent {
+    profiles: PathBuf,
+    sentinel: Sentinel,
+}
+
+impl FlowAgent {
+    /// Joins (or starts) the test binary's shared agent `shared`.
+    pub fn join(shared: &'static SharedAgent<FlowAgent>) -> Option<RulesAgent<FlowAgent>> {
+        shared.join(|dir| {
+            let profiles = dir.join("profiles");
+            std::fs::create_dir_all(&profiles)
+                .map_err(|e| format!("cannot create {}: {e}", profiles.display()))?;
+            let sentinel = Sentinel::write(dir, &profiles)?;
+            Ok(AgentSetup {
+                rules: vec![shipped_rules().join("detections"), profiles.clone()],
+                args: Vec::new(),
+                fixture: FlowAgent { profiles, sentinel },
+            })
+        })
+    }
+}
 
 /// A real server the flow drives.
 pub trait Server: Sized {
@@ -75,18 +99,16 @@ pub enum Via {
 /// it serves.
 pub type Start<'a, S> = &'a dyn Fn(&Path, &[(&str, &str)]) -> Result<S, String>;
 
-/// Runs the flow; `profiles` is the directory of the agent's rules that learned profiles go to,
-/// `site_packages` where the attack plants its `.pth`.
+/// Runs the flow; `site_packages` is where the attack plants its `.pth`.
 #[track_caller]
-pub fn learn_serve_attack<S: Server, F>(
-    agent: &RulesAgent<F>,
-    sentinel: &Sentinel,
+pub fn learn_serve_attack<S: Server>(
+    agent: &RulesAgent<FlowAgent>,
     start: Start<'_, S>,
     site_packages: &Path,
-    profiles: &Path,
     name: &str,
     via: Via,
 ) -> Served {
+    let FlowAgent { profiles, sentinel } = agent.fixture();
     let app = TempDir::new(&format!("{name}-app"));
 
     // 1. Learn over a start, a round of requests and a stop.
@@ -104,9 +126,7 @@ pub fn learn_serve_attack<S: Server, F>(
         Via::Standalone => {
             args.push("--standalone".to_owned());
             args.push("--rules".to_owned());
-            args.push(crate::path_str(
-                crate::rules::shipped_rules().join("detections"),
-            ));
+            args.push(crate::path_str(shipped_rules().join("detections")));
         }
     }
     let learn = Learn::start(&args, &format!("{name}.yaml"), TIMEOUT);

@@ -10,7 +10,7 @@ mod sentinel;
 mod workload;
 
 pub use attack::{ATTACK_RULES, PAYLOAD, Planted};
-pub use flow::{Served, Server, Start, Via, learn_serve_attack};
+pub use flow::{FlowAgent, Served, Server, Start, Via, learn_serve_attack};
 pub use sentinel::Sentinel;
 pub use workload::{Workload, stop, wait_file, wait_rounds};
 
