@@ -46,8 +46,13 @@ pub mod counter {
     /// A DNS answer arrived on a socket that queried, but from another address than the one
     /// queried: not reported (a spoofed or stray packet).
     pub const DNS_UNMATCHED: u32 = 7;
+    /// A child of a process under enforcement could not be put under enforcement (the
+    /// `ENFORCED` table was full): it runs unenforced, and user space reports it.
+    pub const ENFORCE_LOST: u32 = 8;
+    /// A connect, send or bind the kernel refused.
+    pub const ENFORCE_BLOCKED: u32 = 9;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 10;
 }
 
 /// Indices into the `SWITCHES` array: settings user space changes while the programs run.
@@ -155,4 +160,10 @@ pub mod names {
     /// Array of runtime switches the agent flips while running, indexed by [`super::switch`].
     pub const SWITCHES: &str = "SWITCHES";
     pub const OPENS_RESET: &str = "OPENS_RESET";
+    pub const ENFORCED: &str = "ENFORCED";
+    pub const NET_ALLOW: &str = "NET_ALLOW";
+    pub const LISTEN_ALLOW: &str = "LISTEN_ALLOW";
+    pub const NET_DENIED: &str = "NET_DENIED";
+    pub const PROG_BIND4: &str = "enforce_bind4";
+    pub const PROG_BIND6: &str = "enforce_bind6";
 }

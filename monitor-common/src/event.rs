@@ -299,6 +299,9 @@ pub struct OpenSeen {
 
 pub const NET_LOCAL_KNOWN: u16 = 1 << 0;
 pub const NET_REMOTE_KNOWN: u16 = 1 << 1;
+/// The kernel refused the connect, send or bind: the process is under an enforce-mode
+/// profile and the destination (or port) is outside it.
+pub const NET_BLOCKED: u16 = 1 << 2;
 
 pub const AF_UNIX: u16 = 1;
 pub const AF_INET: u16 = 2;

@@ -12,6 +12,7 @@
 #![no_std]
 
 pub mod config;
+pub mod enforce;
 pub mod event;
 pub mod syscalls;
 

@@ -12,3 +12,4 @@ unsafe impl aya::Pod for ExitEvent {}
 unsafe impl aya::Pod for FileEvent {}
 unsafe impl aya::Pod for NetEvent {}
 unsafe impl aya::Pod for DnsEvent {}
+unsafe impl aya::Pod for crate::enforce::NetKey {}

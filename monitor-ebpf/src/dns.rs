@@ -5,8 +5,8 @@
 //! Two kinds of cgroup hooks, attached to the cgroup v2 root:
 //! - `cgroup/connect4|6` and `cgroup/sendmsg4|6` run in the process that connects or sends.
 //!   When the destination port is 53 and the process is watched, they remember the socket (by
-//!   its cookie) with a header describing the process and the nameserver's address. They never
-//!   refuse anything (they return 1).
+//!   its cookie) with a header describing the process and the nameserver's address. They
+//!   refuse only what [`crate::enforce::connect`] refuses.
 //! - `cgroup_skb/ingress` runs for every packet a local socket receives (in softirq context,
 //!   where `current` is unrelated). For UDP or TCP packets from port 53 to a remembered socket
 //!   whose source is the nameserver queried, it copies the DNS payload (at most
@@ -88,28 +88,28 @@ pub static DNS_SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(
 #[cgroup_sock_addr(connect4)]
 pub fn dns_connect4(ctx: SockAddrContext) -> i32 {
     remember(&ctx, Hook::Connect4);
-    1
+    crate::enforce::connect(&ctx, false)
 }
 
 /// `connect(2)` on an IPv6 socket (`user_ip6[4]`, `user_port`).
 #[cgroup_sock_addr(connect6)]
 pub fn dns_connect6(ctx: SockAddrContext) -> i32 {
     remember(&ctx, Hook::Connect6);
-    1
+    crate::enforce::connect(&ctx, true)
 }
 
 /// `sendto(2)`/`sendmsg(2)` with a destination on an unconnected IPv4 UDP socket.
 #[cgroup_sock_addr(sendmsg4)]
 pub fn dns_sendmsg4(ctx: SockAddrContext) -> i32 {
     remember(&ctx, Hook::Sendmsg4);
-    1
+    crate::enforce::connect(&ctx, false)
 }
 
 /// `sendto(2)`/`sendmsg(2)` with a destination on an unconnected IPv6 UDP socket.
 #[cgroup_sock_addr(sendmsg6)]
 pub fn dns_sendmsg6(ctx: SockAddrContext) -> i32 {
     remember(&ctx, Hook::Sendmsg6);
-    1
+    crate::enforce::connect(&ctx, true)
 }
 
 /// Remembers the socket when the destination is port 53 and the process is watched.

@@ -6,7 +6,8 @@
 //! - raw tracepoint `sys_exit` ([`syscall`]), a dispatcher that tail-calls the file ([`file`])
 //!   and network ([`net`]) handlers for the syscalls they cover, for watched processes only;
 //! - cgroup `sock_addr` (connect4/6, sendmsg4/6) and `cgroup_skb/ingress` hooks on the cgroup v2
-//!   root ([`dns`]): DNS answers received by watched processes.
+//!   root ([`dns`]): DNS answers received by watched processes, and enforcement of
+//!   enforce-mode profiles' network allowlists ([`enforce`], with `bind4/6`).
 #![no_std]
 #![no_main]
 // Atomic bit operations on the shared watch bitmap (`maps::set_watched`).
@@ -18,6 +19,7 @@
 
 mod dns;
 mod emit;
+mod enforce;
 mod file;
 mod floor;
 mod kernel;

@@ -4,7 +4,8 @@
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
-    AF_INET, AF_INET6, AF_UNIX, EventKind, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN, NetEvent,
+    AF_INET, AF_INET6, AF_UNIX, EventKind, NET_BLOCKED, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN,
+    NetEvent,
     config::off,
     syscalls::{ACCEPT, ACCEPT4, BIND, CONNECT, LISTEN, SENDMMSG, SENDMSG, SENDTO},
 };
@@ -24,6 +25,8 @@ const UNIX_PATH_MAX: usize = 108;
 /// Set when a unix path is in the abstract namespace (first byte NUL).
 const NET_UNIX_ABSTRACT: u16 = 1 << 8;
 const EBADF: i64 = -9;
+/// `MSG_FASTOPEN`: a TCP `sendto` that connects.
+const MSG_FASTOPEN: u64 = 0x2000_0000;
 
 /// Handler for the network syscalls (slot `NET`).
 #[raw_tracepoint(tracepoint = "sys_exit")]
@@ -148,10 +151,17 @@ fn try_net(ctx: &RawTracePointContext) -> Result<(), i64> {
         _ => return Ok(()),
     };
     let sk = sock_of(task, sk_fd)?;
+    let blocked = crate::enforce::take_denied();
+    let mut kind = kind;
     if kind == EventKind::Send {
         let proto: u16 = read(sk, offset(off::SOCK_PROTOCOL)).unwrap_or(0);
         if proto != IPPROTO_UDP {
-            return Ok(());
+            // A TCP Fast Open send connects (and may carry data in the SYN): reported as the
+            // connect it is. Other TCP sends are not reported.
+            if sc.nr != SENDTO || sc.arg(3) & MSG_FASTOPEN == 0 {
+                return Ok(());
+            }
+            kind = EventKind::Connect;
         }
     }
     let Some(mut rec) = Record::new(kind, task) else {
@@ -163,6 +173,15 @@ fn try_net(ctx: &RawTracePointContext) -> Result<(), i64> {
         (*p).result = sc.ret;
         (*p).syscall = sc.nr as u32;
         (*p).fd = sk_fd as i32;
+        if blocked {
+            (*p).net_flags |= NET_BLOCKED;
+        }
+    }
+    if kind == EventKind::Connect && sc.nr == SENDTO {
+        from_sock(p, sk, true, false);
+        from_sockaddr(&mut rec, p, sc.arg(4), sc.arg(5), true);
+        rec.send();
+        return Ok(());
     }
     match sc.nr {
         CONNECT => {

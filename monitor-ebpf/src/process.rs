@@ -96,6 +96,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
     if is_watched(parent_tgid) {
         set_watched(child_tgid, true);
     }
+    crate::enforce::inherit(parent_tgid, child_tgid);
     let Some(rec) = Record::new(EventKind::Fork, task) else {
         return Ok(());
     };
@@ -127,6 +128,7 @@ fn try_exit() -> Result<(), i64> {
     }
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
     set_watched(tgid, false);
+    crate::enforce::forget(tgid);
     if tgid == agent_tgid() {
         return Ok(());
     }

@@ -258,6 +258,7 @@ fn net(kind: EventKind, proto: Protocol, ip: IpAddr, port: u16, i: usize) -> Eve
         path: None,
         result: 0,
         fd: 7,
+        blocked: false,
     };
     base(kind, EventBody::Net(body), i)
 }

@@ -186,6 +186,13 @@ pub struct RunArgs {
     /// open. Default: 0 with `--events` (a line per action), else 1000.
     #[arg(long, value_name = "MS")]
     pub dedupe_window_ms: Option<u64>,
+    /// Turn every `mode: enforce` profile into alert mode: nothing is blocked or killed, and
+    /// their alerts say `action: would_block`.
+    #[arg(long)]
+    pub no_enforce: bool,
+    /// The cgroup v2 mount the network hooks attach to (default: the one in /proc/self/mounts).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_root: Option<PathBuf>,
     /// Kernel BTF file (default /sys/kernel/btf/vmlinux), for kernels that do not publish it.
     #[arg(long, value_name = "PATH")]
     pub btf: Option<PathBuf>,

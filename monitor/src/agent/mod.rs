@@ -8,6 +8,7 @@
 
 mod commands;
 pub mod control;
+mod enforcing;
 mod learning;
 
 pub use commands::{floor, rules_check};
@@ -158,7 +159,11 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         } else {
             1000
         })),
-        cgroup_root: crate::process::cgroup::cgroup2_root(),
+        cgroup_root: args
+            .cgroup_root
+            .clone()
+            .or_else(crate::process::cgroup::cgroup2_root),
+        enforce: enforcing::hooks(args.no_enforce, &rules),
         ..SensorConfig::default()
     };
     if config.cgroup_root.is_none() {
@@ -182,8 +187,12 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let mut sensor = Sensor::load(&config)?;
     let seeded = enricher.seed();
     let fold = Duration::from_secs(args.alert_fold_secs);
-    let mut policy = Policy::new(rules, resolver, record_everything, fold);
+    let enforce = sensor.enforcer.is_some();
+    let mut policy = Policy::new(rules, resolver, record_everything, fold, enforce);
     policy.seed(enricher.table(), sensor.watched());
+    enforcing::apply(&mut policy, &mut sensor);
+    let marker = (enforce && policy.rules().enforce_profiles().next().is_some())
+        .then(|| enforcing::Marker::start(&args.spool_dir));
     let mut learning = Learning::default();
     learning::switch(&policy, &mut sensor);
     tracing::info!(
@@ -257,6 +266,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
             return Vec::new();
         }
         let alerts = policy.handle(&mut ev, enricher.table(), sensor.watched());
+        enforcing::apply(policy, sensor);
         let serving = policy.take_serving_now();
         if !serving.is_empty()
             && let Err(e) = sensor.forget_opens(&serving)
@@ -287,7 +297,9 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = fold_tick.tick() => {
-                for r in policy.tick(&reader::now_rfc3339()) {
+                let repeats = policy.tick(&reader::now_rfc3339());
+                enforcing::apply(&mut policy, &mut sensor);
+                for r in repeats {
                     written += 1;
                     let _ = line_tx.send(Out::Record(Class::Alert, output::json_line(&r))).await;
                 }
@@ -320,8 +332,14 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 learning.finish_due(progress, &mut policy, &mut sensor);
             }
             _ = sighup.recv() => match RuleSet::load(&paths) {
+                Ok(new) if !args.no_enforce && sensor.enforcer.is_none()
+                    && new.enforce_profiles().next().is_some() => tracing::error!(
+                    "rules reload refused; keeping the previous rules: they have `mode: enforce` \
+                     profiles and enforcement is not loaded (it was not available at start)"
+                ),
                 Ok(new) => {
                     policy.replace_rules(Arc::new(new), enricher.table(), sensor.watched());
+                    enforcing::apply(&mut policy, &mut sensor);
                     learning::switch(&policy, &mut sensor);
                     tracing::info!(detections = policy.rules().detection_count(), "rules reloaded");
                 }
@@ -375,6 +393,9 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         .and_then(Result::ok)
         .unwrap_or(0);
     drop(sensor);
+    if let Some(marker) = marker {
+        marker.clear();
+    }
     if let Some(f) = forwarding {
         f.stop(Duration::from_secs(args.drain_timeout_secs)).await;
     }

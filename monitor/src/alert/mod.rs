@@ -6,7 +6,11 @@ pub mod limit;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::{process::table::ProcessInfo, rules::Phase, sensor::Event};
+use crate::{
+    process::table::ProcessInfo,
+    rules::{Action, Phase},
+    sensor::Event,
+};
 
 /// One alert line (the `kind: "alert"` contract).
 #[derive(Clone, Debug, Serialize)]
@@ -24,6 +28,10 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     pub message: String,
+    /// What enforcement did (`blocked`, `killed`), or would have done in alert mode
+    /// (`would_block`); absent when enforcement does not cover the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
     pub event: Event,
     pub ancestors: Vec<Ancestor>,
 }

@@ -40,6 +40,8 @@ struct Common<'a> {
     profile: Option<&'a str>,
     /// The workload's phase (`startup`, `serving`): alerts of profiled processes carry it.
     phase: Option<&'a str>,
+    /// What enforcement did or would have done (`blocked`, `killed`, `would_block`).
+    action: Option<&'a str>,
     time: Time<'a>,
 }
 
@@ -51,6 +53,7 @@ impl<'a> Common<'a> {
             severity: rec.str("severity")?,
             profile: rec.opt_str("profile")?,
             phase: rec.opt_str("phase")?,
+            action: rec.opt_str("action")?,
             time: rec.time()?,
         })
     }
@@ -80,17 +83,28 @@ impl<'a> Common<'a> {
             meta,
         );
         o.insert("is_alert".into(), true.into());
-        // The agent only reports (rules have `mode: alert`): observed, detected, not blocked.
-        o.insert("action_id".into(), 3.into());
-        o.insert("action".into(), "Observed".into());
-        o.insert("disposition_id".into(), 15.into());
-        o.insert("disposition".into(), "Detected".into());
+        // Enforcement denied the step (the syscall failed, or the process was killed before
+        // it had an effect): denied, blocked. Otherwise the agent only reported it (alert
+        // mode; `would_block` says enforce mode would have stopped it): observed, detected.
+        let ((action_id, action), (disposition_id, disposition)) = match self.action {
+            Some("blocked" | "killed") => ((2, "Denied"), (2, "Blocked")),
+            _ => ((3, "Observed"), (15, "Detected")),
+        };
+        o.insert("action_id".into(), action_id.into());
+        o.insert("action".into(), action.into());
+        o.insert("disposition_id".into(), disposition_id.into());
+        o.insert("disposition".into(), disposition.into());
         o
     }
 
-    /// The workload profile and phase, into `unmapped` (OCSF has no attribute for them).
+    /// The workload profile, phase and the native action, into `unmapped` (OCSF has no
+    /// attribute for them).
     fn unmap_profile(&self, unmapped: &mut Map<String, Value>) {
-        for (key, value) in [("profile", self.profile), ("phase", self.phase)] {
+        for (key, value) in [
+            ("profile", self.profile),
+            ("phase", self.phase),
+            ("action", self.action),
+        ] {
             if let Some(value) = value {
                 unmapped.insert(key.into(), value.into());
             }

@@ -331,6 +331,19 @@ fn native_alerts() -> Vec<(&'static str, Value)> {
             "alert memfd",
             alert(pick("memfd"), "fileless", "urgent", &["T1620"]),
         ),
+        ("alert connect blocked", {
+            let mut ev = pick("connect");
+            ev["result"] = (-1).into();
+            ev["blocked"] = true.into();
+            let mut a = alert(ev, "profile.connect", "high", &["T1041"]);
+            a["action"] = "blocked".into();
+            a
+        }),
+        ("alert connect would_block", {
+            let mut a = alert(pick("connect"), "profile.connect", "high", &["T1041"]);
+            a["action"] = "would_block".into();
+            a
+        }),
         ("alert dns", {
             let mut ev = pick("dns");
             ev["profile"] = "litellm-proxy".into();
@@ -960,6 +973,33 @@ fn profile_and_phase_are_carried_in_unmapped() {
     let u = to_ocsf(&update).expect("converts").expect("has a class");
     assert_eq!(u["unmapped"]["profile"], "litellm-proxy");
     assert_eq!(u["unmapped"]["phase"], "startup");
+}
+
+#[test]
+fn enforcement_actions_map_to_action_and_disposition() {
+    let by_name = |name: &str| {
+        let (_, native) = native_alerts()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .expect("sample");
+        alert_to_ocsf(&native).expect("converts")
+    };
+    let blocked = by_name("alert connect blocked");
+    assert_eq!(
+        (&blocked["action_id"], &blocked["disposition_id"]),
+        (&json!(2), &json!(2)),
+        "denied, blocked"
+    );
+    assert_eq!(blocked["unmapped"]["action"], "blocked");
+    let would = by_name("alert connect would_block");
+    assert_eq!(
+        (&would["action_id"], &would["disposition_id"]),
+        (&json!(3), &json!(15)),
+        "observed, detected"
+    );
+    assert_eq!(would["unmapped"]["action"], "would_block");
+    let plain = by_name("alert dns");
+    assert!(plain["unmapped"].get("action").is_none(), "{plain}");
 }
 
 #[test]

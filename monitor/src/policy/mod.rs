@@ -5,7 +5,10 @@
 //! their profile and phase, and turns findings into alerts.
 
 mod dns;
+mod enforce;
 mod instances;
+
+pub use enforce::KernelOp;
 
 use std::{
     collections::HashMap,
@@ -25,11 +28,12 @@ use crate::{
     },
     process::table::{ProcessInfo, ProcessTable, start_key_from_ns, ticks_per_second},
     resolve::HostResolver,
-    rules::{DetectionState, EvalContext, ExecInfo, HostAddrs, ProfileId, RuleSet},
+    rules::{Action, DetectionState, EvalContext, ExecInfo, HostAddrs, Phase, ProfileId, RuleSet},
     sensor::{Event, EventBody, watch::WatchBitmap},
 };
 
 use dns::DnsSeen;
+use enforce::Enforcement;
 use instances::Instances;
 
 use crate::learn::{LearnSpec, Outcome, Sessions};
@@ -69,6 +73,8 @@ pub struct PolicyStats {
     pub dns_names_evicted: u64,
     /// Workload instances forgotten to stay within bounds (they count as serving).
     pub instances_dropped: u64,
+    /// Processes under kernel enforcement (enforce-mode profiles).
+    pub enforced_processes: usize,
 }
 
 pub struct Policy {
@@ -87,6 +93,7 @@ pub struct Policy {
     limiter: RateLimiter,
     boot_id: String,
     stats: PolicyStats,
+    enforce: Enforcement,
 }
 
 fn workload_key(parts: impl std::hash::Hash) -> u64 {
@@ -96,11 +103,14 @@ fn workload_key(parts: impl std::hash::Hash) -> u64 {
 }
 
 impl Policy {
+    /// With `enforce`, enforce-mode profiles are enforced in the kernel (see
+    /// [`Policy::take_kernel_ops`]); without, they only alert.
     pub fn new(
         rules: Arc<RuleSet>,
         resolver: HostResolver,
         record_everything: bool,
         fold_window: Duration,
+        enforce: bool,
     ) -> Self {
         Self {
             rules,
@@ -116,7 +126,28 @@ impl Policy {
             limiter: RateLimiter::new(fold_window),
             boot_id: boot_id(),
             stats: PolicyStats::default(),
+            enforce: Enforcement::new(enforce),
         }
+    }
+
+    /// Changes to the kernel's enforcement maps, in the order they must be applied.
+    pub fn take_kernel_ops(&mut self) -> Vec<KernelOp> {
+        self.enforce.take_ops()
+    }
+
+    /// Whether the kernel enforces profile `id`.
+    fn enforces(&self, id: ProfileId) -> bool {
+        self.enforce.active && self.rules.profile_enforces(id)
+    }
+
+    /// Puts `pid` under its assignment's enforcement (if any) for its workload's phase at
+    /// `now_ns`. Never the agent itself or PID 1.
+    fn enforce_assigned(&mut self, pid: u32, a: Assigned, now_ns: u64) {
+        let own = pid <= 1 || pid == std::process::id();
+        let profile = a.profile.filter(|_| !own);
+        let phase = self.instances.phase(a.workload, now_ns);
+        let inherit = profile.is_some_and(|p| self.rules.profile_inherits(p));
+        self.enforce.assign(pid, profile, phase, inherit);
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -127,6 +158,7 @@ impl Policy {
         PolicyStats {
             alerts_folded: self.limiter.suppressed_total,
             profiled_processes: self.procs.values().filter(|a| a.profile.is_some()).count(),
+            enforced_processes: self.enforce.enforced(),
             dns_names: self.dns.len(),
             dns_names_evicted: self.dns.evicted,
             instances_dropped: self.instances.dropped,
@@ -200,6 +232,9 @@ impl Policy {
 
     /// Assigns profiles to processes already running (parents before children).
     pub fn seed(&mut self, table: &ProcessTable, watch: &WatchBitmap) {
+        self.enforce
+            .load(&self.rules, &self.nameservers, &self.resolver);
+        let now_ns = crate::sensor::reader::boot_ns();
         let mut live: Vec<&ProcessInfo> = table.live().collect();
         live.sort_by_key(|p| (p.start_key, p.pid));
         for p in live {
@@ -217,11 +252,23 @@ impl Policy {
                 );
             }
             self.procs.insert(p.pid, assigned);
+            self.enforce_assigned(p.pid, assigned, now_ns);
             watch.set(
                 p.pid,
                 assigned.profile.is_some() || self.learning.follows(p.pid),
             );
         }
+        // Processes the new rules no longer enforce on (their profile went, or is in alert
+        // mode now) leave their slots before the slots go.
+        let gone: Vec<u32> = self
+            .enforce
+            .pids()
+            .filter(|p| !self.procs.contains_key(p))
+            .collect();
+        for pid in gone {
+            self.enforce.assign(pid, None, Phase::Serving, false);
+        }
+        self.enforce.retire();
     }
 
     /// The assignment rule: a process's own match wins; else it inherits its parent's profile
@@ -278,6 +325,8 @@ impl Policy {
                 let key = start_key_from_ns(f.child_start_time_ns);
                 let a = self.inherit(f.child_pid, key, parent);
                 self.procs.insert(f.child_pid, a);
+                self.enforce.forked(ev.pid, f.child_pid);
+                self.enforce_assigned(f.child_pid, a, ev.ktime_ns);
                 if !self.record_everything {
                     let learned = self.learning.follows(f.child_pid);
                     watch.set(f.child_pid, a.profile.is_some() || learned);
@@ -310,6 +359,7 @@ impl Policy {
                 }
                 entry_point = entry;
                 self.procs.insert(ev.pid, a);
+                self.enforce_assigned(ev.pid, a, ev.ktime_ns);
                 if !self.record_everything {
                     let learned = self.learning.follows(ev.pid);
                     watch.set(ev.pid, a.profile.is_some() || learned);
@@ -339,6 +389,9 @@ impl Policy {
         {
             self.dns.expire(ev.ktime_ns);
             self.dns.record(workload, answer, ev.ktime_ns);
+            let mut names: Vec<&str> = answer.cnames.iter().map(String::as_str).collect();
+            names.extend(answer.query.as_deref());
+            self.enforce.dns_answer(ev.pid, &names, &answer.answers);
         }
         let file_or_net = !matches!(ev.kind, EventKind::Exec | EventKind::Fork | EventKind::Exit);
         if file_or_net && profile.is_none() && !self.record_everything {
@@ -366,6 +419,7 @@ impl Policy {
         match &ev.body {
             EventBody::Exit(_) => {
                 self.procs.remove(&ev.pid);
+                self.enforce.exited(ev.pid);
             }
             // The instance serves from now on: opens its processes made while starting must not
             // hide the same opens made now (the kernel folds repeats).
@@ -375,12 +429,16 @@ impl Policy {
                     && profile.is_some()
                     && self.instances.listened(workload) =>
             {
-                self.serving_now.extend(
-                    self.procs
-                        .iter()
-                        .filter(|(_, a)| a.workload == workload)
-                        .map(|(pid, _)| *pid),
-                );
+                let members: Vec<(u32, Assigned)> = self
+                    .procs
+                    .iter()
+                    .filter(|(_, a)| a.workload == workload)
+                    .map(|(pid, a)| (*pid, *a))
+                    .collect();
+                for &(pid, a) in &members {
+                    self.enforce_assigned(pid, a, ev.ktime_ns);
+                }
+                self.serving_now.extend(members.iter().map(|(pid, _)| *pid));
             }
             _ => {}
         }
@@ -409,8 +467,14 @@ impl Policy {
                     .into_iter()
                     .map(Ancestor::from),
             );
+            let action = match (f.enforceable, profile) {
+                (true, Some(id)) if self.enforces(id) => ev.blocked().then_some(Action::Blocked),
+                (true, Some(_)) => Some(Action::WouldBlock),
+                _ => None,
+            };
             alerts.push(Alert {
                 kind: "alert",
+                action,
                 id,
                 time: ev.time.clone(),
                 rule: f.rule,
@@ -426,8 +490,23 @@ impl Policy {
         alerts
     }
 
-    /// Closes rate-limit windows; returns the repeat counts to report.
+    /// Closes rate-limit windows (returns the repeat counts to report); moves enforced
+    /// workloads whose start-up has timed out to their serving tables; adds new addresses of
+    /// enforced profiles' hosts.
     pub fn tick(&mut self, time: &str) -> Vec<Repeats> {
+        if self.enforce.active {
+            let now_ns = crate::sensor::reader::boot_ns();
+            let enforced: Vec<(u32, Assigned)> = self
+                .procs
+                .iter()
+                .filter(|(_, a)| a.profile.is_some_and(|p| self.rules.profile_enforces(p)))
+                .map(|(pid, a)| (*pid, *a))
+                .collect();
+            for (pid, a) in enforced {
+                self.enforce_assigned(pid, a, now_ns);
+            }
+            self.enforce.refresh_hosts(&self.resolver);
+        }
         self.limiter.expire(Instant::now(), time)
     }
 

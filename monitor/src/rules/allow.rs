@@ -302,4 +302,24 @@ impl AllowLists {
     pub fn listen(&self, port: u16) -> bool {
         self.listen.contains(&port)
     }
+
+    /// Adds what the kernel enforces of this block's network lists to `out`.
+    pub fn kernel_net(&self, out: &mut KernelNet) {
+        out.nets.extend(self.nets.mapped_entries());
+        out.hosts.extend(self.hosts.iter().cloned());
+        out.listen.extend(&self.listen);
+    }
+}
+
+/// A profile's network allowlists in the form the kernel enforces them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelNet {
+    /// (network address, IPv6 or IPv4-mapped; prefix length over 128 bits; port, `None` for
+    /// any).
+    pub nets: Vec<([u8; 16], u8, Option<u16>)>,
+    /// Host names (lower case) with their port: their addresses are added as the agent and
+    /// the workload resolve them.
+    pub hosts: Vec<(String, Option<u16>)>,
+    /// Ports it may bind.
+    pub listen: Vec<u16>,
 }

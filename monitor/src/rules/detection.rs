@@ -360,6 +360,7 @@ impl Detection {
             profile: profile.map(str::to_owned),
             message: format!("{} {what}: {}: {}", v.who(), self.id, self.description),
             key: format!("{}|{object}", self.id),
+            enforceable: false,
         }
     }
 }

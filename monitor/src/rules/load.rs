@@ -580,12 +580,14 @@ when:
     }
 
     #[test]
-    fn enforce_mode_is_rejected() {
-        let e = errs("profile: p\nmatch:\n  uid: [0]\nmode: enforce\n");
+    fn modes_are_alert_or_enforce() {
         assert_eq!(
-            e,
-            vec!["x.yaml:4: key `mode`: mode `enforce` is not supported yet; use `alert`"]
+            errs("profile: p\nmatch:\n  uid: [0]\nmode: enforce\n"),
+            Vec::<String>::new()
         );
+        let e = errs("profile: p\nmatch:\n  uid: [0]\nmode: block\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("x.yaml:4"), "{e:?}");
     }
 
     #[test]
@@ -772,13 +774,16 @@ when:
     #[test]
     fn errors_across_files_are_all_collected() {
         let e = load_errs(&[
-            ("a.yaml", "profile: p\nmatch:\n  uid: [0]\nmode: enforce\n"),
+            (
+                "a.yaml",
+                "profile: p\nmatch:\n  uid: [0]\nstartup_secs: 0\n",
+            ),
             ("b.yaml", "profile: q\nmatch:\n  exe: [\"[\"]\n"),
         ]);
         assert_eq!(
             e,
             vec![
-                "a.yaml:4: key `mode`: mode `enforce` is not supported yet; use `alert`",
+                "a.yaml:4: key `startup_secs`: 0 would end start-up before it begins: give the longest start-up in seconds, or remove the `startup:` block",
                 "b.yaml:3: key `match.exe[0]`: invalid glob \"[\": unclosed character class; missing ']'",
             ]
         );

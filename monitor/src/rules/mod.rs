@@ -32,6 +32,7 @@ use profile::Profile;
 use view::View;
 
 pub use crate::sensor::event::Phase;
+pub use allow::KernelNet;
 pub(crate) use allow::{PathList, is_glob};
 pub use load::RulesError;
 pub use pattern::canonical_ip;
@@ -120,6 +121,21 @@ pub struct Finding {
     pub message: String,
     /// Findings with the same key are the same finding for rate limiting.
     pub key: String,
+    /// A profile violation the kernel stops in enforce mode (see [`Action`]).
+    #[serde(skip)]
+    pub enforceable: bool,
+}
+
+/// What enforcement did about a profile violation, or would have done in alert mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Alert mode (or `--no-enforce`): enforce mode would have stopped it.
+    WouldBlock,
+    /// The kernel refused the syscall (`EPERM`): it had no effect.
+    Blocked,
+    /// The kernel killed the process before the step had an effect.
+    Killed,
 }
 
 /// Loaded and compiled rules.
@@ -309,6 +325,28 @@ impl RuleSet {
     /// The loaded profiles' names.
     pub fn profile_names(&self) -> Vec<String> {
         self.profiles.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// Whether profile `id` has `mode: enforce`.
+    pub fn profile_enforces(&self, id: ProfileId) -> bool {
+        self.profiles
+            .get(id.0)
+            .is_some_and(|p| p.mode == schema::Mode::Enforce)
+    }
+
+    /// The profiles with `mode: enforce`.
+    pub fn enforce_profiles(&self) -> impl Iterator<Item = ProfileId> + '_ {
+        (0..self.profiles.len())
+            .map(ProfileId)
+            .filter(|id| self.profile_enforces(*id))
+    }
+
+    /// What the kernel enforces of profile `id`'s network lists in `phase`.
+    pub fn kernel_net(&self, id: ProfileId, phase: Phase, nameservers: &[IpAddr]) -> KernelNet {
+        self.profiles
+            .get(id.0)
+            .map(|p| p.kernel_net(phase, nameservers))
+            .unwrap_or_default()
     }
 
     /// Whether descendants of a process under this profile inherit it.

@@ -175,6 +175,20 @@ impl CidrTable {
         }
     }
 
+    /// Every entry as (network address, IPv6 or IPv4-mapped; prefix length over those 128
+    /// bits; port), the form the kernel's allowlist takes.
+    pub fn mapped_entries(&self) -> impl Iterator<Item = ([u8; 16], u8, Option<u16>)> + '_ {
+        let v4 = self.v4.iter().map(|&(net, mask, port)| {
+            let addr = std::net::Ipv4Addr::from(net).to_ipv6_mapped().octets();
+            (addr, 96 + mask.count_ones() as u8, port)
+        });
+        let v6 = self
+            .v6
+            .iter()
+            .map(|&(net, mask, port)| (net.to_be_bytes(), mask.count_ones() as u8, port));
+        v4.chain(v6)
+    }
+
     /// Whether `ip` (canonical) lies in an entry whose port is absent or equals `port`.
     pub fn contains(&self, ip: IpAddr, port: Option<u16>) -> bool {
         let port_ok = |p: &Option<u16>| p.is_none() || *p == port;

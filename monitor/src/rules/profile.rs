@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use monitor_common::EventKind;
 
-use super::allow::{AllowLists, PathList};
+use super::allow::{AllowLists, KernelNet, PathList};
 use super::load::Sink;
 use super::pattern::{canonical_ip, is_rule_name, line_of};
 use super::schema::{Mode, ProfileDoc, Severity};
@@ -70,6 +70,18 @@ impl Category {
         }
     }
 
+    /// Whether the kernel stops such a step of a process under an enforce-mode profile:
+    /// connects and sends to an address (not a unix socket), and binds.
+    fn enforceable(self, v: &View<'_>) -> bool {
+        match self {
+            Self::Connect => true,
+            // A TCP listen on a port outside the list is stopped at its bind; a listen without
+            // a bind (an ephemeral port) is not.
+            Self::Listen => v.ev.kind == EventKind::Bind || v.local_port().is_some(),
+            Self::Exec | Self::Read | Self::Write | Self::Accept | Self::Unix => false,
+        }
+    }
+
     pub fn mitre(self) -> &'static [&'static str] {
         match self {
             Self::Exec => &["T1059"],
@@ -97,21 +109,14 @@ pub(crate) struct Profile {
     baseline: bool,
     /// The file it was loaded from.
     pub source: std::path::PathBuf,
+    /// `enforce`: the kernel stops what it can decide of a step outside the profile.
+    pub mode: Mode,
 }
 
 impl Profile {
     pub fn compile(doc: ProfileDoc, sink: &mut Sink<'_>) -> Profile {
         if !is_rule_name(&doc.profile) {
             sink.error(line_of(&doc.profile), "profile", bad_name(&doc.profile));
-        }
-        if let Some(mode) = &doc.mode
-            && **mode == Mode::Enforce
-        {
-            sink.error(
-                line_of(mode),
-                "mode",
-                "mode `enforce` is not supported yet; use `alert`",
-            );
         }
         let baseline = doc.baseline.unwrap_or(true);
         let sel = Selectors::compile(&doc.selectors, sink);
@@ -150,7 +155,30 @@ impl Profile {
             startup_secs: doc.startup_secs.map_or(DEFAULT_STARTUP_SECS, |s| *s),
             baseline,
             source: sink.file.to_path_buf(),
+            mode: doc.mode.map_or(Mode::Alert, |m| *m),
         }
+    }
+
+    /// What the kernel enforces of the network lists in `phase` (`allow:`, with `startup:`
+    /// while starting; the baseline's nameservers on port 53).
+    pub fn kernel_net(&self, phase: Phase, nameservers: &[IpAddr]) -> KernelNet {
+        let mut out = KernelNet::default();
+        self.allow.kernel_net(&mut out);
+        if phase == Phase::Startup
+            && let Some(s) = &self.startup
+        {
+            s.kernel_net(&mut out);
+        }
+        if self.baseline {
+            for n in nameservers {
+                let v6 = match canonical_ip(*n) {
+                    IpAddr::V4(a) => a.to_ipv6_mapped(),
+                    IpAddr::V6(a) => a,
+                };
+                out.nets.push((v6.octets(), 128, Some(53)));
+            }
+        }
+        out
     }
 
     /// DNS names the agent must resolve for this profile.
@@ -232,6 +260,8 @@ impl Profile {
             EventKind::Open | EventKind::Unlink | EventKind::Chmod | EventKind::Rename => {}
             EventKind::Connect | EventKind::Send => self.check_connect(v, ctx, out),
             EventKind::Listen if ok => self.check_port(Category::Listen, v, phase, out),
+            // The kernel refused the bind (enforce mode): a TCP server never gets to listen.
+            EventKind::Bind if v.blocked() => self.check_port(Category::Listen, v, phase, out),
             EventKind::Bind if ok && v.protocol() == Some(Protocol::Udp) => {
                 if v.local_port().is_some_and(|p| p != 0) {
                     self.check_port(Category::Listen, v, phase, out);
@@ -311,6 +341,7 @@ impl Profile {
             _ => cat.allow_key().to_owned(),
         };
         Finding {
+            enforceable: cat.enforceable(v),
             rule: rule.to_owned(),
             severity: self.severity,
             mitre: cat.mitre().iter().map(|m| (*m).to_owned()).collect(),

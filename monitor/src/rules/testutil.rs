@@ -120,6 +120,7 @@ pub fn net(
             path: None,
             result: 0,
             fd: 5,
+            blocked: false,
         }),
     )
 }
@@ -137,6 +138,7 @@ pub fn unix_connect(path: &str) -> Event {
             path: Some(path.to_owned()),
             result: 0,
             fd: 5,
+            blocked: false,
         }),
     )
 }

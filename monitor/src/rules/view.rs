@@ -104,6 +104,11 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The kernel refused it (a network step of a process under an enforce-mode profile).
+    pub fn blocked(&self) -> bool {
+        self.net.is_some_and(|n| n.blocked)
+    }
+
     pub fn local_port(&self) -> Option<u16> {
         self.net.and_then(|n| n.local_port)
     }

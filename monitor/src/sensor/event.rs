@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a workload is in its life: starting (from the exec that started its profile until it
 /// first listens, or the profile's `startup_secs`), or serving.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Startup,
@@ -174,6 +174,10 @@ pub struct NetBody {
     pub result: i64,
     /// The socket fd (for accept, the new connection's fd).
     pub fd: i64,
+    /// The kernel refused it (`EPERM`): the process is under an enforce-mode profile and the
+    /// destination or port is outside it.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub blocked: bool,
 }
 
 /// A DNS answer a watched process received (`kind: "dns"`). The nameserver is the remote end.
@@ -203,4 +207,11 @@ pub struct DnsBody {
     /// The payload is not a DNS response that parses (cut short, a later TCP segment, not DNS).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub malformed: bool,
+}
+
+impl Event {
+    /// The kernel refused this step (a network step under an enforce-mode profile).
+    pub fn blocked(&self) -> bool {
+        matches!(&self.body, EventBody::Net(n) if n.blocked)
+    }
 }

@@ -37,6 +37,19 @@ pub struct SensorConfig {
     /// Identical opens (same process, file, access) within this window are folded into the
     /// first one reported, in the kernel; `Duration::ZERO` reports every open.
     pub dedupe_window: std::time::Duration,
+    /// Whether the enforcement hooks (cgroup connect, send and bind) and maps are loaded.
+    pub enforce: EnforceHooks,
+}
+
+/// Whether the sensor loads enforcement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnforceHooks {
+    Off,
+    /// Where the host allows (a cgroup v2 root, hooks that attach); else without, said in a
+    /// warning.
+    IfAvailable,
+    /// Enforce-mode profiles are loaded: without the hooks the sensor does not start.
+    Required,
 }
 
 impl Default for SensorConfig {
@@ -48,6 +61,7 @@ impl Default for SensorConfig {
             watch_on_exec: false,
             cgroup_root: None,
             dedupe_window: std::time::Duration::from_secs(1),
+            enforce: EnforceHooks::Off,
         }
     }
 }
@@ -103,6 +117,15 @@ pub enum SensorError {
     MapWatch(#[source] std::io::Error),
     #[error("ring buffer size {0} must be a power of two and at least 4096 bytes")]
     RingBufferSize(u32),
+    #[error(
+        "profiles with `mode: enforce` need a cgroup v2 filesystem to attach the network hooks \
+         to, and none is mounted{}; mount one, or run with --no-enforce to have those profiles \
+         alert only",
+        .0.as_ref().map(|p| format!(" at {}", p.display())).unwrap_or_default()
+    )]
+    NoCgroupForEnforce(Option<PathBuf>),
+    #[error("enforcement needs the network hooks, and they could not be attached")]
+    EnforceHooks(#[source] Box<SensorError>),
 }
 
 /// The loaded, attached sensor. Dropping it detaches every program.
@@ -118,6 +141,8 @@ pub struct Sensor {
     reset_gen: u32,
     /// Kept open: the kernel empties a program array when its last user-space fd closes.
     _handlers: ProgramArray<MapData>,
+    /// The enforcement maps, when enforcing.
+    pub enforcer: Option<super::enforce::Enforcer>,
 }
 
 /// Tail-called handlers of the `sys_exit` dispatcher: (slot, program name).
@@ -181,16 +206,32 @@ impl Sensor {
             .map_err(map_error(names::SWITCHES))?;
 
         attach_all(&mut ebpf, &ATTACHED)?;
-        // DNS answers help profiles that name hosts; without them the agent's own resolution
-        // still does, so a kernel or cgroup setup that refuses the hooks is not fatal.
-        if let Some(root) = &config.cgroup_root
-            && let Err(e) = attach_dns(&mut ebpf, root)
-        {
-            tracing::warn!(
-                error = %crate::deliver::error_chain(&e),
-                "DNS hooks not attached: DNS answers are not reported"
-            );
-        }
+        let enforcer = if config.enforce != EnforceHooks::Off {
+            match load_enforcement(&mut ebpf, config.cgroup_root.as_deref()) {
+                Ok(e) => Some(e),
+                Err(e) if config.enforce == EnforceHooks::Required => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %crate::deliver::error_chain(&e),
+                        "enforcement is not available: a reload cannot add `mode: enforce` profiles"
+                    );
+                    None
+                }
+            }
+        } else {
+            // DNS answers help profiles that name hosts; without them the agent's own
+            // resolution still does, so a kernel or cgroup setup that refuses the hooks is
+            // not fatal.
+            if let Some(root) = &config.cgroup_root
+                && let Err(e) = attach_dns(&mut ebpf, root)
+            {
+                tracing::warn!(
+                    error = %crate::deliver::error_chain(&e),
+                    "DNS hooks not attached: DNS answers are not reported"
+                );
+            }
+            None
+        };
 
         let events: RingBuf<_> = typed_map(&mut ebpf, names::EVENTS)?;
         let counters: PerCpuArray<_, u64> = typed_map(&mut ebpf, names::COUNTERS)?;
@@ -211,6 +252,7 @@ impl Sensor {
             opens_reset,
             reset_gen: 0,
             _handlers: handlers,
+            enforcer,
         })
     }
 
@@ -256,6 +298,8 @@ impl Sensor {
             compat_syscalls_skipped: sum(counter::COMPAT_SKIPPED),
             read_errors: sum(counter::READ_ERROR),
             dns_unmatched: sum(counter::DNS_UNMATCHED),
+            enforce_blocked: sum(counter::ENFORCE_BLOCKED),
+            enforce_lost: sum(counter::ENFORCE_LOST),
         }
     }
 
@@ -287,6 +331,11 @@ pub struct KernelCounters {
     /// DNS answers to a socket that queried, from another address than the one it queried
     /// (spoofed or stray): not reported.
     pub dns_unmatched: u64,
+    /// Connects, sends and binds the kernel refused (enforce-mode profiles).
+    pub enforce_blocked: u64,
+    /// Children of enforced processes that could not be put under enforcement (the table was
+    /// full): they ran unenforced.
+    pub enforce_lost: u64,
 }
 
 /// Loads (verifies) and attaches each (program, raw tracepoint) pair, in order.
@@ -313,22 +362,55 @@ const DNS_SOCK_ADDR: [&str; 4] = [
     names::PROG_DNS_SENDMSG6,
 ];
 
-/// Loads and attaches the DNS hooks to the cgroup v2 root `root`, beside any other programs
-/// attached there: aya attaches through `bpf_link_create` (Linux >= 5.7), whose cgroup links
-/// always coexist and take no attach flags, so the mode passed is the flag-less `Single`.
-fn attach_dns(ebpf: &mut Ebpf, root: &Path) -> Result<(), SensorError> {
-    let cgroup = std::fs::File::open(root).map_err(|source| SensorError::CgroupRoot {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    let attach_err = |name: &'static str| {
-        move |source| SensorError::AttachCgroup {
-            name,
-            path: root.to_path_buf(),
-            source,
+/// Attaches the enforcement hooks (the DNS hooks, which also judge connects and sends, and
+/// the bind hooks) to the cgroup v2 root `root` and takes the maps user space fills.
+fn load_enforcement(
+    ebpf: &mut Ebpf,
+    root: Option<&Path>,
+) -> Result<super::enforce::Enforcer, SensorError> {
+    let root = match root {
+        Some(root) if is_cgroup2(root) => root,
+        other => {
+            return Err(SensorError::NoCgroupForEnforce(
+                other.map(Path::to_path_buf),
+            ));
         }
     };
-    for name in DNS_SOCK_ADDR {
+    attach_dns(ebpf, root)
+        .and_then(|()| attach_sock_addr(ebpf, root, &ENFORCE_SOCK_ADDR))
+        .map_err(|e| SensorError::EnforceHooks(Box::new(e)))?;
+    Ok(super::enforce::Enforcer::new(
+        typed_map(ebpf, names::ENFORCED)?,
+        typed_map(ebpf, names::NET_ALLOW)?,
+        typed_map(ebpf, names::LISTEN_ALLOW)?,
+    ))
+}
+
+/// The bind hooks of enforcement (the connect and send hooks are the DNS ones).
+const ENFORCE_SOCK_ADDR: [&str; 2] = [names::PROG_BIND4, names::PROG_BIND6];
+
+/// Whether `path` is the root of a cgroup v2 filesystem (it has `cgroup.controllers`).
+fn is_cgroup2(path: &Path) -> bool {
+    path.join("cgroup.controllers").is_file()
+}
+
+fn open_cgroup(root: &Path) -> Result<std::fs::File, SensorError> {
+    std::fs::File::open(root).map_err(|source| SensorError::CgroupRoot {
+        path: root.to_path_buf(),
+        source,
+    })
+}
+
+/// Loads and attaches `sock_addr` programs to the cgroup v2 root `root`, beside any other
+/// programs attached there: aya attaches through `bpf_link_create` (Linux >= 5.7), whose cgroup
+/// links always coexist and take no attach flags, so the mode passed is the flag-less `Single`.
+fn attach_sock_addr(
+    ebpf: &mut Ebpf,
+    root: &Path,
+    progs: &[&'static str],
+) -> Result<(), SensorError> {
+    let cgroup = open_cgroup(root)?;
+    for &name in progs {
         let prog: &mut CgroupSockAddr = ebpf
             .program_mut(name)
             .ok_or(SensorError::MissingProgram { name })?
@@ -337,8 +419,27 @@ fn attach_dns(ebpf: &mut Ebpf, root: &Path) -> Result<(), SensorError> {
         prog.load()
             .map_err(|source| SensorError::Program { name, source })?;
         prog.attach(&cgroup, CgroupAttachMode::Single)
-            .map_err(attach_err(name))?;
+            .map_err(|source| SensorError::AttachCgroup {
+                name,
+                path: root.to_path_buf(),
+                source,
+            })?;
     }
+    Ok(())
+}
+
+/// Loads and attaches the DNS hooks (which also enforce connects and sends) to the cgroup v2
+/// root `root`.
+fn attach_dns(ebpf: &mut Ebpf, root: &Path) -> Result<(), SensorError> {
+    attach_sock_addr(ebpf, root, &DNS_SOCK_ADDR)?;
+    let cgroup = open_cgroup(root)?;
+    let attach_err = |name: &'static str| {
+        move |source| SensorError::AttachCgroup {
+            name,
+            path: root.to_path_buf(),
+            source,
+        }
+    };
     let name = names::PROG_DNS_INGRESS;
     let prog: &mut CgroupSkb = ebpf
         .program_mut(name)
@@ -369,7 +470,7 @@ where
 }
 
 /// Names map `name` in its errors.
-fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
+pub(super) fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
     move |source| SensorError::Map { name, source }
 }
 

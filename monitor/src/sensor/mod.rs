@@ -6,6 +6,7 @@
 
 pub mod btf;
 pub mod decode;
+pub mod enforce;
 pub mod event;
 pub mod hz;
 pub mod load;

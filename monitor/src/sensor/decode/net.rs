@@ -2,7 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use monitor_common::{AF_INET, AF_INET6, AF_UNIX, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN, NetEvent};
+use monitor_common::{
+    AF_INET, AF_INET6, AF_UNIX, NET_BLOCKED, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN, NetEvent,
+};
 
 use super::{DecodeError, Record};
 use crate::{
@@ -61,5 +63,6 @@ pub fn decode(rec: &Record<'_>) -> Result<NetBody, DecodeError> {
         path,
         result: if p.result >= 0 { 0 } else { p.result },
         fd: p.fd as i64,
+        blocked: p.net_flags & NET_BLOCKED != 0,
     })
 }

@@ -1,0 +1,190 @@
+//! Enforcement of enforce-mode profiles, decided in the kernel before the step has an effect.
+//!
+//! User space puts each process under an enforce-mode profile in `ENFORCED` (tgid -> slot of
+//! the profile's compiled allowlists); its children inherit the slot at fork, here, so no
+//! child runs unenforced while user space catches up. The agent itself and PID 1 are never
+//! enforced, whatever the table says.
+//!
+//! Network: the cgroup `sock_addr` hooks (see [`crate::dns`], which shares them) refuse a
+//! connect, a UDP send with a destination, or a bind of an enforced process whose destination
+//! (or port) its slot does not allow: the syscall fails with `EPERM` and nothing is sent. The
+//! refusal is remembered per thread (`NET_DENIED`) so the `sys_exit` record of the same
+//! syscall says the kernel blocked it.
+
+use aya_ebpf::{
+    helpers::generated::bpf_get_current_pid_tgid,
+    macros::{cgroup_sock_addr, map},
+    maps::{HashMap, LpmTrie, LruHashMap, lpm_trie::Key},
+    programs::SockAddrContext,
+};
+use monitor_common::{
+    config::counter,
+    enforce::{
+        ENFORCED_MAX, INHERIT, LISTEN_ALLOW_MAX, NET_ALLOW_MAX, NET_KEY_FIXED_BITS, NetKey,
+        listen_key,
+    },
+};
+
+use crate::maps::{agent_tgid, count};
+
+/// Processes under enforcement: tgid -> slot, with [`INHERIT`] when children inherit it.
+#[map(name = "ENFORCED")]
+pub static ENFORCED: HashMap<u32, u32> = HashMap::with_max_entries(ENFORCED_MAX, 0);
+
+/// Destinations each slot may connect or send to: (slot, port or 0 for any, network).
+#[map(name = "NET_ALLOW")]
+pub static NET_ALLOW: LpmTrie<NetKey, u32> = LpmTrie::with_max_entries(NET_ALLOW_MAX, 0);
+
+/// Ports each slot may bind: [`listen_key`].
+#[map(name = "LISTEN_ALLOW")]
+pub static LISTEN_ALLOW: HashMap<u64, u32> = HashMap::with_max_entries(LISTEN_ALLOW_MAX, 0);
+
+/// Threads whose current syscall a `sock_addr` hook refused (pid_tgid -> 1), read and cleared
+/// by the `sys_exit` network handler (LRU: a refusal nobody reads falls out).
+#[map(name = "NET_DENIED")]
+pub static NET_DENIED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
+
+/// `SOCK_DGRAM`.
+const SOCK_DGRAM: u32 = 2;
+
+/// The `ENFORCED` value of thread group `tgid`, when it is under enforcement.
+#[inline(always)]
+fn enforced(tgid: u32) -> Option<u32> {
+    if tgid == agent_tgid() || tgid <= 1 {
+        return None;
+    }
+    // SAFETY: a map value read while this program runs (RCU).
+    unsafe { ENFORCED.get(tgid) }.copied()
+}
+
+/// The slot of thread group `tgid`, when it is under enforcement.
+#[inline(always)]
+pub fn slot_of(tgid: u32) -> Option<u32> {
+    enforced(tgid).map(|v| v & !INHERIT)
+}
+
+/// A new process `child` of `parent`: it inherits the parent's enforcement when the profile
+/// says so.
+#[inline(always)]
+pub fn inherit(parent: u32, child: u32) {
+    if let Some(value) = enforced(parent).filter(|v| v & INHERIT != 0)
+        && ENFORCED.insert(child, value, 0).is_err()
+    {
+        count(counter::ENFORCE_LOST);
+    }
+}
+
+/// Process `tgid` ended.
+#[inline(always)]
+pub fn forget(tgid: u32) {
+    let _ = ENFORCED.remove(tgid);
+}
+
+/// Whether `slot` may reach `addr` (IPv6 or IPv4-mapped) port `port`.
+#[inline(always)]
+fn net_allowed(slot: u32, port: u16, addr: [u8; 16]) -> bool {
+    let full = NET_KEY_FIXED_BITS + 128;
+    NET_ALLOW
+        .get(Key::new(full, NetKey::new(slot, port, addr)))
+        .is_some()
+        || NET_ALLOW
+            .get(Key::new(full, NetKey::new(slot, 0, addr)))
+            .is_some()
+}
+
+/// The destination of a `sock_addr` hook: port (host order) and address (IPv4 mapped).
+#[inline(always)]
+pub fn destination(ctx: &SockAddrContext, v6: bool) -> (u16, [u8; 16]) {
+    let sa = ctx.sock_addr;
+    // SAFETY: context fields the verifier lets sock_addr programs read, one 4-byte load each.
+    unsafe {
+        let port = u16::from_be(core::ptr::read_volatile(&(*sa).user_port) as u16);
+        // Four 4-byte words, no loops or slice copies: those become `memset`/`memcpy` calls,
+        // which BPF programs do not have.
+        let words: [u32; 4] = if v6 {
+            [
+                core::ptr::read_volatile(&(*sa).user_ip6[0]),
+                core::ptr::read_volatile(&(*sa).user_ip6[1]),
+                core::ptr::read_volatile(&(*sa).user_ip6[2]),
+                core::ptr::read_volatile(&(*sa).user_ip6[3]),
+            ]
+        } else {
+            [
+                0,
+                0,
+                0xffffu32.to_be(),
+                core::ptr::read_volatile(&(*sa).user_ip4),
+            ]
+        };
+        // SAFETY: `[u32; 4]` and `[u8; 16]` have the same size; the words hold network-order
+        // bytes.
+        (port, core::mem::transmute::<[u32; 4], [u8; 16]>(words))
+    }
+}
+
+/// The verdict of a connect or send hook: 1 lets it through, 0 fails it with `EPERM`.
+#[inline(always)]
+pub fn connect(ctx: &SockAddrContext, v6: bool) -> i32 {
+    // SAFETY: helper without preconditions.
+    let id = unsafe { bpf_get_current_pid_tgid() };
+    let Some(slot) = slot_of((id >> 32) as u32) else {
+        return 1;
+    };
+    let (port, addr) = destination(ctx, v6);
+    // SAFETY: as in `destination`.
+    let dgram = unsafe { core::ptr::read_volatile(&(*ctx.sock_addr).type_) } == SOCK_DGRAM;
+    // A UDP connect to port 0 sends nothing and can send nothing (resolvers use it to learn a
+    // source address); a send to port 0 fails anyway.
+    if (dgram && port == 0) || net_allowed(slot, port, addr) {
+        return 1;
+    }
+    deny(id)
+}
+
+/// The verdict of a bind hook.
+#[inline(always)]
+fn bind(ctx: &SockAddrContext, v6: bool) -> i32 {
+    // SAFETY: helper without preconditions.
+    let id = unsafe { bpf_get_current_pid_tgid() };
+    let Some(slot) = slot_of((id >> 32) as u32) else {
+        return 1;
+    };
+    let (port, _) = destination(ctx, v6);
+    // SAFETY: a map value read while this program runs (RCU).
+    if port == 0 || unsafe { LISTEN_ALLOW.get(listen_key(slot, port)) }.is_some() {
+        return 1;
+    }
+    deny(id)
+}
+
+#[inline(always)]
+fn deny(id: u64) -> i32 {
+    count(counter::ENFORCE_BLOCKED);
+    let _ = NET_DENIED.insert(id, 1, 0);
+    0
+}
+
+/// Whether a hook refused the current thread's syscall (and forgets it).
+#[inline(always)]
+pub fn take_denied() -> bool {
+    // SAFETY: helper without preconditions.
+    let id = unsafe { bpf_get_current_pid_tgid() };
+    // SAFETY: as in `slot_of`.
+    if unsafe { NET_DENIED.get(id) }.is_none() {
+        return false;
+    }
+    let _ = NET_DENIED.remove(id);
+    true
+}
+
+/// `bind(2)` on an IPv4 socket.
+#[cgroup_sock_addr(bind4)]
+pub fn enforce_bind4(ctx: SockAddrContext) -> i32 {
+    bind(&ctx, false)
+}
+
+/// `bind(2)` on an IPv6 socket.
+#[cgroup_sock_addr(bind6)]
+pub fn enforce_bind6(ctx: SockAddrContext) -> i32 {
+    bind(&ctx, true)
+}

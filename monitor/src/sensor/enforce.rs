@@ -1,0 +1,103 @@
+//! The kernel's enforcement maps, written from the policy stage's [`KernelOp`]s.
+
+use std::collections::HashMap as StdHashMap;
+
+use aya::maps::{HashMap, LpmTrie, MapData, lpm_trie::Key};
+use monitor_common::{
+    config::names,
+    enforce::{NET_KEY_FIXED_BITS, NetKey, listen_key},
+};
+
+use super::load::{SensorError, map_error};
+use crate::policy::KernelOp;
+
+/// The maps enforcement reads, and what user space put in them per slot (to retire a slot).
+pub struct Enforcer {
+    enforced: HashMap<MapData, u32, u32>,
+    net: LpmTrie<MapData, NetKey, u32>,
+    listen: HashMap<MapData, u64, u32>,
+    net_keys: StdHashMap<u32, Vec<Key<NetKey>>>,
+    listen_keys: StdHashMap<u32, Vec<u64>>,
+    /// Entries that did not fit (the map was full): the kernel refuses what they allow.
+    pub lost_entries: u64,
+}
+
+impl Enforcer {
+    pub(super) fn new(
+        enforced: HashMap<MapData, u32, u32>,
+        net: LpmTrie<MapData, NetKey, u32>,
+        listen: HashMap<MapData, u64, u32>,
+    ) -> Self {
+        Self {
+            enforced,
+            net,
+            listen,
+            net_keys: StdHashMap::new(),
+            listen_keys: StdHashMap::new(),
+            lost_entries: 0,
+        }
+    }
+
+    /// Applies `ops` in order. A table entry that does not fit is counted (and logged once per
+    /// batch); a process that cannot be put under enforcement is an error: it would run
+    /// unenforced.
+    pub fn apply(&mut self, ops: Vec<KernelOp>) -> Result<(), SensorError> {
+        let mut lost = 0;
+        for op in ops {
+            match op {
+                KernelOp::Net {
+                    slot,
+                    addr,
+                    prefix,
+                    port,
+                } => {
+                    let key = Key::new(
+                        NET_KEY_FIXED_BITS + u32::from(prefix),
+                        NetKey::new(slot, port, addr),
+                    );
+                    if self.net.insert(&key, 1, 0).is_ok() {
+                        self.net_keys.entry(slot).or_default().push(key);
+                    } else {
+                        lost += 1;
+                    }
+                }
+                KernelOp::Listen { slot, port } => {
+                    let key = listen_key(slot, port);
+                    if self.listen.insert(key, 1, 0).is_ok() {
+                        self.listen_keys.entry(slot).or_default().push(key);
+                    } else {
+                        lost += 1;
+                    }
+                }
+                KernelOp::Process { pid, slot } => match slot {
+                    Some(s) => self
+                        .enforced
+                        .insert(pid, s, 0)
+                        .map_err(map_error(names::ENFORCED))?,
+                    // Gone already when the process exited meanwhile.
+                    None => {
+                        let _ = self.enforced.remove(&pid);
+                    }
+                },
+                KernelOp::Retire { slots } => {
+                    for slot in slots {
+                        for key in self.net_keys.remove(&slot).unwrap_or_default() {
+                            let _ = self.net.remove(&key);
+                        }
+                        for key in self.listen_keys.remove(&slot).unwrap_or_default() {
+                            let _ = self.listen.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        if lost > 0 {
+            self.lost_entries += lost;
+            tracing::error!(
+                lost,
+                "enforcement allowlist entries did not fit in the kernel maps: what they allow is refused"
+            );
+        }
+        Ok(())
+    }
+}
