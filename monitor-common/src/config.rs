@@ -51,8 +51,13 @@ pub mod counter {
     pub const ENFORCE_LOST: u32 = 8;
     /// A connect, send or bind the kernel refused.
     pub const ENFORCE_BLOCKED: u32 = 9;
+    /// A process the kernel killed (exec or open outside an enforce-mode profile).
+    pub const ENFORCE_KILLED: u32 = 10;
+    /// An exec or open of an enforced process whose path the kernel could not judge (its walk
+    /// was truncated): not killed, left to user space.
+    pub const ENFORCE_UNDECIDED: u32 = 11;
     /// Number of counters.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 12;
 }
 
 /// Indices into the `SWITCHES` array: settings user space changes while the programs run.
@@ -166,4 +171,6 @@ pub mod names {
     pub const NET_DENIED: &str = "NET_DENIED";
     pub const PROG_BIND4: &str = "enforce_bind4";
     pub const PROG_BIND6: &str = "enforce_bind6";
+    pub const PATH_RULES: &str = "PATH_RULES";
+    pub const HASH_SEED: &str = "HASH_SEED";
 }

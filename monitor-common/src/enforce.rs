@@ -50,3 +50,66 @@ pub const fn listen_key(slot: u32, port: u16) -> u64 {
 }
 
 const _: () = assert!(size_of::<NetKey>() == 22);
+
+/// Most entries in `PATH_RULES`.
+pub const PATH_RULES_MAX: u32 = 65_536;
+
+/// Key of `PATH_RULES`: a slot, what the hash is of ([`KIND_PATH`] or [`KIND_NAME`]) and the
+/// hash ([`path_hash`], [`name_hash`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PathKey {
+    pub slot: u32,
+    pub kind: u32,
+    pub hash: u64,
+}
+
+/// The hash is of a whole path (a file, or a directory whose tree is meant).
+pub const KIND_PATH: u32 = 0;
+/// The hash is of a file name alone (an exclusion `!**/NAME`).
+pub const KIND_NAME: u32 = 1;
+
+/// Accesses, as bits: run (exec), read, write.
+pub const ACCESS_EXEC: u32 = 1;
+pub const ACCESS_READ: u32 = 2;
+pub const ACCESS_WRITE: u32 = 4;
+
+/// Value bits of `PATH_RULES`, each an access mask shifted: the path itself is allowed...
+pub const EXACT_SHIFT: u32 = 0;
+/// ...everything under the directory is allowed (`dir/**`)...
+pub const TREE_SHIFT: u32 = 3;
+/// ...everything under the directory is alert-only: a pattern there could not be compiled
+/// for the kernel, so user space judges (nothing there is killed)...
+pub const OPEN_SHIFT: u32 = 6;
+/// ...a file of this name is excluded from trees (`!**/NAME`): only an exact entry allows it.
+pub const EXCLUDED_SHIFT: u32 = 9;
+
+/// One FNV-1a step. Paths are hashed in the order the kernel reads its path walk back (see
+/// [`path_hash`]); the seed is random per agent start, so hashes cannot be precomputed.
+#[inline(always)]
+pub const fn hash_byte(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// The hash of absolute path `path` as the kernel computes it: its walk writes components
+/// leaf first, each followed by `/`, and a final `/` for the root (`/a/bc` is `bc/a//`); the
+/// kernel reads that backwards (`//a/cb`), so the hash is over `/`, then for each component
+/// `/` and its bytes reversed. A directory's tree is looked up with the hash of the directory
+/// (taken just before the `/` that follows it).
+pub fn path_hash(seed: u64, path: &str) -> u64 {
+    let mut h = hash_byte(seed, b'/');
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        h = hash_byte(h, b'/');
+        for b in c.bytes().rev() {
+            h = hash_byte(h, b);
+        }
+    }
+    h
+}
+
+/// The hash of a file name alone, bytes reversed (the kernel reads it backwards).
+pub fn name_hash(seed: u64, name: &str) -> u64 {
+    name.bytes().rev().fold(seed, hash_byte)
+}
+
+const _: () = assert!(size_of::<PathKey>() == 16);

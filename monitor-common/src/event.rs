@@ -132,6 +132,9 @@ pub const FLAG_PATH_TRUNCATED: u32 = 1 << 0;
 pub const FLAG_ARGV_TRUNCATED: u32 = 1 << 1;
 /// A kernel read failed while building the record; some fields may be empty.
 pub const FLAG_READ_ERROR: u32 = 1 << 2;
+/// The kernel killed the process (SIGKILL) before this exec's image or this open's file was
+/// used: the process is under an enforce-mode profile and the step is outside it.
+pub const FLAG_KILLED: u32 = 1 << 3;
 
 /// Payload of [`EventKind::Exec`] (raw tracepoint `sched_process_exec`).
 #[repr(C)]

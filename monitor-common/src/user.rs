@@ -13,3 +13,4 @@ unsafe impl aya::Pod for FileEvent {}
 unsafe impl aya::Pod for NetEvent {}
 unsafe impl aya::Pod for DnsEvent {}
 unsafe impl aya::Pod for crate::enforce::NetKey {}
+unsafe impl aya::Pod for crate::enforce::PathKey {}

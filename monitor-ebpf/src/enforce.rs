@@ -11,21 +11,28 @@
 //! refusal is remembered per thread (`NET_DENIED`) so the `sys_exit` record of the same
 //! syscall says the kernel blocked it.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::generated::bpf_get_current_pid_tgid,
+    helpers::generated::{bpf_get_current_pid_tgid, bpf_loop, bpf_send_signal},
     macros::{cgroup_sock_addr, map},
     maps::{HashMap, LpmTrie, LruHashMap, lpm_trie::Key},
     programs::SockAddrContext,
 };
 use monitor_common::{
-    config::counter,
+    FLAG_KILLED, StrRef,
+    config::{DATA_MASK, counter},
     enforce::{
-        ENFORCED_MAX, INHERIT, LISTEN_ALLOW_MAX, NET_ALLOW_MAX, NET_KEY_FIXED_BITS, NetKey,
-        listen_key,
+        ENFORCED_MAX, EXACT_SHIFT, EXCLUDED_SHIFT, INHERIT, KIND_NAME, KIND_PATH,
+        LISTEN_ALLOW_MAX, NET_ALLOW_MAX, NET_KEY_FIXED_BITS, NetKey, OPEN_SHIFT, PATH_RULES_MAX,
+        PathKey, TREE_SHIFT, hash_byte, listen_key,
     },
 };
 
-use crate::maps::{agent_tgid, count};
+use crate::{
+    emit::Record,
+    maps::{agent_tgid, count},
+};
 
 /// Processes under enforcement: tgid -> slot, with [`INHERIT`] when children inherit it.
 #[map(name = "ENFORCED")]
@@ -43,6 +50,14 @@ pub static LISTEN_ALLOW: HashMap<u64, u32> = HashMap::with_max_entries(LISTEN_AL
 /// by the `sys_exit` network handler (LRU: a refusal nobody reads falls out).
 #[map(name = "NET_DENIED")]
 pub static NET_DENIED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
+
+/// What each slot may run, read and write: [`PathKey`] -> access bits.
+#[map(name = "PATH_RULES")]
+pub static PATH_RULES: HashMap<PathKey, u32> = HashMap::with_max_entries(PATH_RULES_MAX, 0);
+
+/// Seed of the path hashes, random per agent start (set at load).
+#[unsafe(no_mangle)]
+static HASH_SEED: u64 = 0;
 
 /// `SOCK_DGRAM`.
 const SOCK_DGRAM: u32 = 2;
@@ -188,3 +203,109 @@ pub fn enforce_bind4(ctx: SockAddrContext) -> i32 {
 pub fn enforce_bind6(ctx: SockAddrContext) -> i32 {
     bind(&ctx, true)
 }
+
+/// State of a path judgement, shared with the `bpf_loop` callback through the stack.
+#[repr(C)]
+struct Judge {
+    /// The record's data area and the path's place in it (the walk's encoding: components
+    /// leaf first, each followed by `/`, then `/` for the root).
+    base: *const u8,
+    end: u64,
+    slot: u64,
+    /// Hash of what was read so far (backwards from the end: root first).
+    hash: u64,
+    /// Hash of the component being read (the leaf, at the end).
+    name: u64,
+    seed: u64,
+    /// Access bits of every directory on the way.
+    trees: u64,
+}
+
+#[inline(always)]
+fn rule(slot: u64, kind: u32, hash: u64) -> u32 {
+    let key = PathKey {
+        slot: slot as u32,
+        kind,
+        hash,
+    };
+    // SAFETY: a map value read while this program runs (RCU).
+    unsafe { PATH_RULES.get(key) }.copied().unwrap_or(0)
+}
+
+/// One byte of the path, read backwards: a `/` after the first byte ends a directory, whose
+/// rules are looked up before the `/` goes into the hash.
+extern "C" fn judge_step(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Judge` passed by `judge`.
+    let j = unsafe { &mut *(ctx as *mut Judge) };
+    let at = (j.end.wrapping_sub(1).wrapping_sub(index) as usize) & DATA_MASK;
+    // SAFETY: within the masked data area of the scratch record.
+    let b = unsafe { *j.base.add(at) };
+    if b == b'/' && index >= 1 {
+        j.trees |= u64::from(rule(j.slot, KIND_PATH, j.hash));
+        j.name = j.seed;
+    } else if b != b'/' {
+        j.name = hash_byte(j.name, b);
+    }
+    j.hash = hash_byte(j.hash, b);
+    0
+}
+
+/// Whether the process under `slot` may use path `s` of `rec` (the walk's encoding, complete)
+/// for every access in `need`.
+#[inline(always)]
+fn allowed(rec: &Record, s: StrRef, slot: u32, need: u32) -> bool {
+    // SAFETY: as in `crate::maps::offset`.
+    let seed = unsafe { core::ptr::read_volatile(&HASH_SEED) };
+    let mut j = Judge {
+        base: rec.data.base,
+        end: u64::from(s.off) + u64::from(s.len),
+        slot: u64::from(slot),
+        hash: seed,
+        name: seed,
+        seed,
+        trees: 0,
+    };
+    // SAFETY: `judge_step` has the callback signature bpf_loop expects; `j` outlives the call.
+    unsafe {
+        bpf_loop(
+            u32::from(s.len),
+            judge_step as *mut c_void,
+            &mut j as *mut Judge as *mut c_void,
+            0,
+        );
+    }
+    let exact = rule(j.slot, KIND_PATH, j.hash) >> EXACT_SHIFT;
+    let excluded = rule(j.slot, KIND_NAME, j.name) >> EXCLUDED_SHIFT;
+    let trees = j.trees as u32;
+    let granted = exact | (((trees >> TREE_SHIFT) | (trees >> OPEN_SHIFT)) & !excluded);
+    need & !granted & 7 == 0
+}
+
+/// Kills the current process when it is under enforcement and path `s` of `rec` is outside
+/// its slot for `need`. `complete`: the path walk reached the root (else the path is not
+/// judged, and counted).
+#[inline(always)]
+pub fn judge_path(rec: &Record, s: StrRef, complete: bool, need: u32) {
+    // SAFETY: helper without preconditions.
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let Some(slot) = slot_of(tgid) else {
+        return;
+    };
+    if need == 0 {
+        return;
+    }
+    if !complete || s.len == 0 {
+        count(counter::ENFORCE_UNDECIDED);
+        return;
+    }
+    if allowed(rec, s, slot, need) {
+        return;
+    }
+    // SAFETY: helper on the current task; SIGKILL is delivered before it returns to user
+    // space.
+    unsafe { bpf_send_signal(SIGKILL) };
+    count(counter::ENFORCE_KILLED);
+    rec.set_flag(FLAG_KILLED);
+}
+
+const SIGKILL: u32 = 9;

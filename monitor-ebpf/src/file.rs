@@ -6,6 +6,7 @@ use monitor_common::{
     EventKind, FILE_PATH_RESOLVED, FMODE_CREATED, FMODE_READ, FMODE_WRITE, FileEvent, OpenKey,
     OpenSeen, StrRef,
     config::{counter, off},
+    enforce::{ACCESS_READ, ACCESS_WRITE},
     syscalls::{
         AT_FDCWD, CHMOD, CREAT, FCHMOD, FCHMODAT, FCHMODAT2, MEMFD_CREATE, OPEN, OPENAT, OPENAT2,
         RENAME, RENAMEAT, RENAMEAT2, UNLINK, UNLINKAT,
@@ -102,9 +103,18 @@ pub fn try_open(sc: Syscall) -> Result<(), i64> {
             trunc |= w.truncated;
             (*p).path = w.s;
             (*p).flags = read(file, offset(off::FILE_F_FLAGS)).unwrap_or(flags);
-            (*p).mode = read(file, offset(off::FILE_F_MODE)).unwrap_or(0);
+            let fmode: u32 = read(file, offset(off::FILE_F_MODE)).unwrap_or(0);
+            (*p).mode = fmode;
             (*p).file_flags = FILE_PATH_RESOLVED;
             resolved = true;
+            let mut need = 0;
+            if fmode & FMODE_READ != 0 {
+                need |= ACCESS_READ;
+            }
+            if fmode & (FMODE_WRITE | FMODE_CREATED) != 0 {
+                need |= ACCESS_WRITE;
+            }
+            crate::enforce::judge_path(&rec, w.s, !w.truncated, need);
         }
         if !resolved {
             let (path, base) = user_path(&mut rec.data, &mut trunc, task, dirfd, path_arg);

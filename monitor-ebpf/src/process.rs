@@ -5,6 +5,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
     EventKind, ExecEvent, ExitEvent, FLAG_ARGV_TRUNCATED, ForkEvent,
     config::{ARGV_MAX, off},
+    enforce::ACCESS_EXEC,
 };
 
 use crate::{
@@ -50,6 +51,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
                 .push_path(file.wrapping_add(offset(off::FILE_F_PATH)));
             (*p).exe = w.s;
             rec.note_truncation(w.truncated);
+            crate::enforce::judge_path(&rec, w.s, !w.truncated, ACCESS_EXEC);
         }
         if let Ok(fs) = read_ptr(task, off::TASK_FS) {
             let w = rec.data.push_path(fs.wrapping_add(offset(off::FS_PWD)));

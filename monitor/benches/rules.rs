@@ -224,6 +224,7 @@ fn base(kind: EventKind, body: EventBody, i: usize) -> Event {
         pod_uid: None,
         profile: None,
         phase: None,
+        killed: false,
         body,
         ktime_ns: i as u64 * 2_000,
         start_time_ns: 0,

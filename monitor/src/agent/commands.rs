@@ -17,6 +17,11 @@ pub fn rules_check(paths: &[PathBuf]) -> anyhow::Result<()> {
             anyhow::bail!("{} error(s) in the rules", e.errors.len());
         }
     };
+    // What the kernel cannot enforce as written: warnings, not errors (user space still
+    // alerts on it).
+    for w in rules.enforcement_warnings() {
+        eprintln!("warning: {w}");
+    }
     println!(
         "rules OK: {} profiles, {} detections",
         rules.profile_count(),

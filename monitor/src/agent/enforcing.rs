@@ -24,6 +24,28 @@ pub fn hooks(no_enforce: bool, rules: &RuleSet) -> EnforceHooks {
     }
 }
 
+/// A random seed for the kernel's path hashes.
+pub fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: writes at most 8 bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 8 {
+        // No entropy source: time and pid are still unknown to a workload started before.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return t ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// Logs what the kernel cannot enforce as written in the enforce-mode profiles.
+pub fn warn_uncompiled(rules: &RuleSet) {
+    for w in rules.enforcement_warnings() {
+        tracing::warn!("not enforced in the kernel as written: {w}");
+    }
+}
+
 /// Applies the policy stage's pending changes to the kernel's enforcement maps.
 pub fn apply(policy: &mut Policy, sensor: &mut Sensor) {
     let ops = policy.take_kernel_ops();

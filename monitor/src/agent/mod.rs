@@ -164,6 +164,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
             .clone()
             .or_else(crate::process::cgroup::cgroup2_root),
         enforce: enforcing::hooks(args.no_enforce, &rules),
+        hash_seed: enforcing::seed(),
         ..SensorConfig::default()
     };
     if config.cgroup_root.is_none() {
@@ -188,7 +189,9 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let seeded = enricher.seed();
     let fold = Duration::from_secs(args.alert_fold_secs);
     let enforce = sensor.enforcer.is_some();
-    let mut policy = Policy::new(rules, resolver, record_everything, fold, enforce);
+    enforcing::warn_uncompiled(&rules);
+    let seed = enforce.then_some(config.hash_seed);
+    let mut policy = Policy::new(rules, resolver, record_everything, fold, seed);
     policy.seed(enricher.table(), sensor.watched());
     enforcing::apply(&mut policy, &mut sensor);
     let marker = (enforce && policy.rules().enforce_profiles().next().is_some())
@@ -338,6 +341,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                      profiles and enforcement is not loaded (it was not available at start)"
                 ),
                 Ok(new) => {
+                    enforcing::warn_uncompiled(&new);
                     policy.replace_rules(Arc::new(new), enricher.table(), sensor.watched());
                     enforcing::apply(&mut policy, &mut sensor);
                     learning::switch(&policy, &mut sensor);

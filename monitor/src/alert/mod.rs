@@ -112,6 +112,7 @@ mod tests {
             pod_uid: None,
             profile: None,
             phase: None,
+            killed: false,
             body: EventBody::Fork(ForkBody {
                 child_pid: 2,
                 child_start_time_ns: 0,

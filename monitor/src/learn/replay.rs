@@ -74,6 +74,7 @@ fn event(v: &Value) -> anyhow::Result<Option<Event>> {
         pod_uid: text("pod_uid"),
         profile: None,
         phase: None,
+        killed: false,
         body,
         ktime_ns,
         start_time_ns: 0,

@@ -7,7 +7,12 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use crate::rules::{HostAddrs, KernelNet, Phase, ProfileId, RuleSet, canonical_ip};
+use monitor_common::enforce::{
+    ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, EXACT_SHIFT, EXCLUDED_SHIFT, KIND_NAME, KIND_PATH,
+    OPEN_SHIFT, PathKey, TREE_SHIFT, name_hash, path_hash,
+};
+
+use crate::rules::{HostAddrs, KernelFiles, KernelNet, Phase, ProfileId, RuleSet, canonical_ip};
 
 pub use monitor_common::enforce::INHERIT;
 
@@ -23,6 +28,8 @@ pub enum KernelOp {
     },
     /// `slot` may bind `port`.
     Listen { slot: u32, port: u16 },
+    /// The access bits of a path (or file name) for a slot (see `monitor_common::enforce`).
+    Path { key: PathKey, bits: u32 },
     /// Process `pid` is under `slot` (with [`INHERIT`] when its children inherit), or under none.
     Process { pid: u32, slot: Option<u32> },
     /// The entries of these slots are no longer used.
@@ -34,6 +41,8 @@ pub enum KernelOp {
 pub struct Enforcement {
     /// Enforcement is on: enforce-mode profiles are enforced (not `--no-enforce`).
     pub active: bool,
+    /// Seed of the kernel's path hashes.
+    seed: u64,
     next_slot: u32,
     slots: HashMap<(ProfileId, Phase), u32>,
     /// Host names of each slot's `connect` entries, with their ports.
@@ -48,9 +57,10 @@ pub struct Enforcement {
 }
 
 impl Enforcement {
-    pub fn new(active: bool) -> Self {
+    pub fn new(active: bool, seed: u64) -> Self {
         Self {
             active,
+            seed,
             next_slot: 1,
             ..Self::default()
         }
@@ -74,6 +84,9 @@ impl Enforcement {
                 self.slots.insert((id, phase), slot);
                 let net = rules.kernel_net(id, phase, nameservers);
                 self.fill(slot, net, agent);
+                if let Some(files) = rules.kernel_files(id, phase) {
+                    self.fill_paths(slot, files);
+                }
             }
         }
     }
@@ -92,6 +105,34 @@ impl Enforcement {
         }
         self.hosts.insert(slot, net.hosts);
         self.resolve_hosts(slot, agent);
+    }
+
+    fn fill_paths(&mut self, slot: u32, files: &KernelFiles) {
+        let mut bits: HashMap<PathKey, u32> = HashMap::new();
+        let seed = self.seed;
+        let mut add = |kind: u32, hash: u64, bit: u32| {
+            *bits.entry(PathKey { slot, kind, hash }).or_default() |= bit;
+        };
+        for (list, access) in [
+            (&files.exec, ACCESS_EXEC),
+            (&files.read, ACCESS_READ),
+            (&files.write, ACCESS_WRITE),
+        ] {
+            for p in &list.exact {
+                add(KIND_PATH, path_hash(seed, p), access << EXACT_SHIFT);
+            }
+            for d in &list.trees {
+                add(KIND_PATH, path_hash(seed, d), access << TREE_SHIFT);
+            }
+            for d in &list.open {
+                add(KIND_PATH, path_hash(seed, d), access << OPEN_SHIFT);
+            }
+            for n in &list.excluded {
+                add(KIND_NAME, name_hash(seed, n), access << EXCLUDED_SHIFT);
+            }
+        }
+        self.ops
+            .extend(bits.into_iter().map(|(key, bits)| KernelOp::Path { key, bits }));
     }
 
     /// Adds the addresses the agent resolves the hosts of `slot` to.

@@ -47,7 +47,7 @@ fn nets(ops: &[KernelOp], slot: u32) -> Vec<([u8; 16], u8, u16)> {
 
 #[test]
 fn each_enforce_profile_gets_a_table_per_phase_and_alert_profiles_none() {
-    let mut e = Enforcement::new(true);
+    let mut e = Enforcement::new(true, 7);
     e.load(&rules(ALERTING), &[], &agent());
     let ops = e.take_ops();
     let serving = e.slots[&(ProfileId(0), Phase::Serving)];
@@ -71,7 +71,7 @@ fn each_enforce_profile_gets_a_table_per_phase_and_alert_profiles_none() {
 
 #[test]
 fn processes_move_between_slots_and_a_reload_fills_new_slots_before_retiring_old_ones() {
-    let mut e = Enforcement::new(true);
+    let mut e = Enforcement::new(true, 7);
     let set = rules(ALERTING);
     e.load(&set, &[], &agent());
     e.take_ops();
@@ -116,7 +116,7 @@ fn processes_move_between_slots_and_a_reload_fills_new_slots_before_retiring_old
 
 #[test]
 fn answers_for_allowed_hosts_are_allowed_for_the_slot() {
-    let mut e = Enforcement::new(true);
+    let mut e = Enforcement::new(true, 7);
     e.load(&rules(ALERTING), &[], &HashMap::new());
     e.assign(7, Some(ProfileId(0)), Phase::Serving, false);
     e.take_ops();
@@ -139,7 +139,7 @@ fn answers_for_allowed_hosts_are_allowed_for_the_slot() {
 
 #[test]
 fn off_means_no_tables_and_no_processes() {
-    let mut e = Enforcement::new(false);
+    let mut e = Enforcement::new(false, 7);
     e.load(&rules(ALERTING), &[], &agent());
     e.assign(100, Some(ProfileId(0)), Phase::Serving, true);
     assert!(e.take_ops().is_empty());

@@ -103,14 +103,14 @@ fn workload_key(parts: impl std::hash::Hash) -> u64 {
 }
 
 impl Policy {
-    /// With `enforce`, enforce-mode profiles are enforced in the kernel (see
-    /// [`Policy::take_kernel_ops`]); without, they only alert.
+    /// With `enforce` (the seed of the kernel's path hashes), enforce-mode profiles are
+    /// enforced in the kernel (see [`Policy::take_kernel_ops`]); without, they only alert.
     pub fn new(
         rules: Arc<RuleSet>,
         resolver: HostResolver,
         record_everything: bool,
         fold_window: Duration,
-        enforce: bool,
+        enforce: Option<u64>,
     ) -> Self {
         Self {
             rules,
@@ -126,7 +126,7 @@ impl Policy {
             limiter: RateLimiter::new(fold_window),
             boot_id: boot_id(),
             stats: PolicyStats::default(),
-            enforce: Enforcement::new(enforce),
+            enforce: Enforcement::new(enforce.is_some(), enforce.unwrap_or(0)),
         }
     }
 
@@ -351,8 +351,16 @@ impl Policy {
                     cwd: x.cwd.as_deref(),
                 };
                 self.learning.observe(ev, Some(&info));
-                let own = self.rules.match_profile(&info);
-                let (a, entry) = self.decide(ev.pid, key, own, parent);
+                // An exec the kernel killed ran under the profile it had before: its image never
+                // ran, so it starts nothing.
+                let own = match parent {
+                    Some(pa) if ev.killed => pa.profile,
+                    _ => self.rules.match_profile(&info),
+                };
+                let (a, entry) = match parent {
+                    Some(pa) if ev.killed => (Assigned { start_key: key, ..pa }, false),
+                    _ => self.decide(ev.pid, key, own, parent),
+                };
                 if let (Some(id), true) = (own, entry) {
                     self.instances
                         .start(a.workload, ev.ktime_ns, self.rules.profile_startup(id));
@@ -468,7 +476,13 @@ impl Policy {
                     .map(Ancestor::from),
             );
             let action = match (f.enforceable, profile) {
-                (true, Some(id)) if self.enforces(id) => ev.blocked().then_some(Action::Blocked),
+                (true, Some(id)) if self.enforces(id) => {
+                    if ev.killed {
+                        Some(Action::Killed)
+                    } else {
+                        ev.blocked().then_some(Action::Blocked)
+                    }
+                }
                 (true, Some(_)) => Some(Action::WouldBlock),
                 _ => None,
             };

@@ -16,6 +16,7 @@ use super::load::Sink;
 use super::pattern::{
     CidrTable, build_set, canonical_ip, expand_home, is_dns_name, line_of, parse_net,
 };
+use super::kernel_paths::{KernelPaths, Uncompiled};
 use super::schema::Allow;
 
 /// Reads every process may do when `baseline: true`.
@@ -62,6 +63,18 @@ pub(crate) struct PathList {
     exact: HashSet<String>,
     globs: GlobSet,
     exclude: GlobSet,
+    /// Every pattern as compiled (`~/` expanded), for the kernel's form of the list.
+    pub sources: Vec<Source>,
+}
+
+/// One pattern of a path list, where it was written.
+#[derive(Clone, Debug)]
+pub(crate) struct Source {
+    pub pattern: String,
+    pub negated: bool,
+    /// `None` for the baseline's.
+    pub line: Option<usize>,
+    pub key: String,
 }
 
 impl Default for PathList {
@@ -70,6 +83,7 @@ impl Default for PathList {
             exact: HashSet::new(),
             globs: GlobSet::empty(),
             exclude: GlobSet::empty(),
+            sources: Vec::new(),
         }
     }
 }
@@ -85,6 +99,7 @@ impl PathList {
         sink: &mut Sink<'_>,
     ) -> Self {
         let mut exact = HashSet::new();
+        let mut sources = Vec::new();
         let (mut globs, mut exclude) = (GlobSetBuilder::new(), GlobSetBuilder::new());
         for (i, written) in patterns.iter().enumerate() {
             let (negated, p) = match written.strip_prefix('!') {
@@ -120,6 +135,12 @@ impl PathList {
                 expanded.extend(expand_home(dir));
             }
             for one in expanded {
+                sources.push(Source {
+                    pattern: one.clone(),
+                    negated,
+                    line: line_of(written),
+                    key: key.clone(),
+                });
                 let target = if negated {
                     &mut exclude
                 } else if !is_glob(&one) {
@@ -144,6 +165,12 @@ impl PathList {
             }
         }
         for p in base {
+            sources.push(Source {
+                pattern: (*p).to_owned(),
+                negated: false,
+                line: None,
+                key: "baseline".to_owned(),
+            });
             if is_glob(p) {
                 if let Ok(g) = GlobBuilder::new(p).literal_separator(true).build() {
                     globs.add(g);
@@ -156,6 +183,7 @@ impl PathList {
             exact,
             globs: build_set(globs, key, sink),
             exclude: build_set(exclude, key, sink),
+            sources,
         }
     }
 
@@ -303,11 +331,36 @@ impl AllowLists {
         self.listen.contains(&port)
     }
 
+    /// This block's path lists as the kernel enforces them.
+    pub fn kernel_files(&self, uncompiled: &mut Vec<Uncompiled>) -> KernelFiles {
+        KernelFiles {
+            exec: KernelPaths::compile(&self.exec, false, uncompiled),
+            read: KernelPaths::compile(&self.read, true, uncompiled),
+            write: KernelPaths::compile(&self.write, true, uncompiled),
+        }
+    }
+
     /// Adds what the kernel enforces of this block's network lists to `out`.
     pub fn kernel_net(&self, out: &mut KernelNet) {
         out.nets.extend(self.nets.mapped_entries());
         out.hosts.extend(self.hosts.iter().cloned());
         out.listen.extend(&self.listen);
+    }
+}
+
+/// A profile's path lists in the form the kernel enforces them.
+#[derive(Clone, Debug, Default)]
+pub struct KernelFiles {
+    pub exec: KernelPaths,
+    pub read: KernelPaths,
+    pub write: KernelPaths,
+}
+
+impl KernelFiles {
+    pub fn extend(&mut self, other: &KernelFiles) {
+        self.exec.extend(&other.exec);
+        self.read.extend(&other.read);
+        self.write.extend(&other.write);
     }
 }
 

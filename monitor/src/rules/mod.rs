@@ -5,6 +5,7 @@
 
 mod allow;
 mod detection;
+mod kernel_paths;
 pub(crate) mod load;
 mod pattern;
 mod profile;
@@ -32,7 +33,7 @@ use profile::Profile;
 use view::View;
 
 pub use crate::sensor::event::Phase;
-pub use allow::KernelNet;
+pub use allow::{KernelFiles, KernelNet};
 pub(crate) use allow::{PathList, is_glob};
 pub use load::RulesError;
 pub use pattern::canonical_ip;
@@ -339,6 +340,30 @@ impl RuleSet {
         (0..self.profiles.len())
             .map(ProfileId)
             .filter(|id| self.profile_enforces(*id))
+    }
+
+    /// What the kernel enforces of profile `id`'s path lists in `phase`.
+    pub fn kernel_files(&self, id: ProfileId, phase: Phase) -> Option<&KernelFiles> {
+        self.profiles.get(id.0).map(|p| p.kernel_files(phase))
+    }
+
+    /// What the kernel cannot enforce as written in the enforce-mode profiles, one line each
+    /// (`FILE:LINE: key `KEY`: profile NAME: PATTERN: effect`).
+    pub fn enforcement_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in self.profiles.iter().filter(|p| p.mode == schema::Mode::Enforce) {
+            for u in &p.uncompiled {
+                let place = match u.line {
+                    Some(l) => format!("{}:{l}", p.source.display()),
+                    None => p.source.display().to_string(),
+                };
+                out.push(format!(
+                    "{place}: key `{}`: profile {}: {:?}: {}",
+                    u.key, p.name, u.pattern, u.effect
+                ));
+            }
+        }
+        out
     }
 
     /// What the kernel enforces of profile `id`'s network lists in `phase`.

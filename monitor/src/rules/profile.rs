@@ -7,7 +7,8 @@ use std::net::IpAddr;
 
 use monitor_common::EventKind;
 
-use super::allow::{AllowLists, KernelNet, PathList};
+use super::allow::{AllowLists, KernelFiles, KernelNet, PathList};
+use super::kernel_paths::Uncompiled;
 use super::load::Sink;
 use super::pattern::{canonical_ip, is_rule_name, line_of};
 use super::schema::{Mode, ProfileDoc, Severity};
@@ -70,18 +71,6 @@ impl Category {
         }
     }
 
-    /// Whether the kernel stops such a step of a process under an enforce-mode profile:
-    /// connects and sends to an address (not a unix socket), and binds.
-    fn enforceable(self, v: &View<'_>) -> bool {
-        match self {
-            Self::Connect => true,
-            // A TCP listen on a port outside the list is stopped at its bind; a listen without
-            // a bind (an ephemeral port) is not.
-            Self::Listen => v.ev.kind == EventKind::Bind || v.local_port().is_some(),
-            Self::Exec | Self::Read | Self::Write | Self::Accept | Self::Unix => false,
-        }
-    }
-
     pub fn mitre(self) -> &'static [&'static str] {
         match self {
             Self::Exec => &["T1059"],
@@ -111,6 +100,10 @@ pub(crate) struct Profile {
     pub source: std::path::PathBuf,
     /// `enforce`: the kernel stops what it can decide of a step outside the profile.
     pub mode: Mode,
+    /// The path lists as the kernel enforces them: serving, then starting (with `startup:`).
+    kernel: [KernelFiles; 2],
+    /// Patterns the kernel cannot enforce as written.
+    pub uncompiled: Vec<Uncompiled>,
 }
 
 impl Profile {
@@ -145,7 +138,16 @@ impl Profile {
                 );
             }
         }
+        let mut uncompiled = Vec::new();
+        let serving = allow.kernel_files(&mut uncompiled);
+        let mut starting = serving.clone();
+        if let Some(s) = &startup {
+            starting.extend(&s.kernel_files(&mut uncompiled));
+        }
+        uncompiled.dedup();
         Profile {
+            kernel: [serving, starting],
+            uncompiled,
             name: doc.profile.to_string(),
             severity: doc.severity.unwrap_or(Severity::High),
             inherit: doc.inherit.unwrap_or(true),
@@ -332,6 +334,29 @@ impl Profile {
         }
     }
 
+    /// Whether the kernel stops this violation under enforce mode: connects and sends to an
+    /// address (not a unix socket), binds, and execs and opens outside the kernel's form of
+    /// the lists (see [`super::kernel_paths`]).
+    fn kernel_stops(&self, cat: Category, v: &View<'_>, object: &str, phase: Phase) -> bool {
+        let files = &self.kernel[usize::from(phase == Phase::Startup)];
+        let open = v.ev.kind == EventKind::Open;
+        match cat {
+            Category::Connect => true,
+            // A TCP listen on a port outside the list is stopped at its bind; a listen without
+            // a bind (an ephemeral port) is not.
+            Category::Listen => v.ev.kind == EventKind::Bind || v.local_port().is_some(),
+            Category::Exec => !files.exec.allows(object),
+            Category::Read => open && !files.read.allows(object),
+            Category::Write => open && !files.write.allows(object),
+            Category::Accept | Category::Unix => false,
+        }
+    }
+
+    /// The path lists as the kernel enforces them in `phase`.
+    pub fn kernel_files(&self, phase: Phase) -> &KernelFiles {
+        &self.kernel[usize::from(phase == Phase::Startup)]
+    }
+
     fn violation(&self, cat: Category, v: &View<'_>, object: &str, phase: Phase) -> Finding {
         let rule = cat.rule();
         let lists = match (phase, &self.startup) {
@@ -341,7 +366,7 @@ impl Profile {
             _ => cat.allow_key().to_owned(),
         };
         Finding {
-            enforceable: cat.enforceable(v),
+            enforceable: self.kernel_stops(cat, v, object, phase),
             rule: rule.to_owned(),
             severity: self.severity,
             mitre: cat.mitre().iter().map(|m| (*m).to_owned()).collect(),

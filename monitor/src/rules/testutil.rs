@@ -30,6 +30,7 @@ fn event(kind: EventKind, body: EventBody) -> Event {
         pod_uid: None,
         profile: None,
         phase: None,
+        killed: false,
         body,
         ktime_ns: 0,
         start_time_ns: 0,

@@ -5,7 +5,7 @@ use std::collections::HashMap as StdHashMap;
 use aya::maps::{HashMap, LpmTrie, MapData, lpm_trie::Key};
 use monitor_common::{
     config::names,
-    enforce::{NET_KEY_FIXED_BITS, NetKey, listen_key},
+    enforce::{NET_KEY_FIXED_BITS, NetKey, PathKey, listen_key},
 };
 
 use super::load::{SensorError, map_error};
@@ -16,6 +16,8 @@ pub struct Enforcer {
     enforced: HashMap<MapData, u32, u32>,
     net: LpmTrie<MapData, NetKey, u32>,
     listen: HashMap<MapData, u64, u32>,
+    paths: HashMap<MapData, PathKey, u32>,
+    path_keys: StdHashMap<u32, Vec<PathKey>>,
     net_keys: StdHashMap<u32, Vec<Key<NetKey>>>,
     listen_keys: StdHashMap<u32, Vec<u64>>,
     /// Entries that did not fit (the map was full): the kernel refuses what they allow.
@@ -27,11 +29,14 @@ impl Enforcer {
         enforced: HashMap<MapData, u32, u32>,
         net: LpmTrie<MapData, NetKey, u32>,
         listen: HashMap<MapData, u64, u32>,
+        paths: HashMap<MapData, PathKey, u32>,
     ) -> Self {
         Self {
             enforced,
             net,
             listen,
+            paths,
+            path_keys: StdHashMap::new(),
             net_keys: StdHashMap::new(),
             listen_keys: StdHashMap::new(),
             lost_entries: 0,
@@ -69,6 +74,13 @@ impl Enforcer {
                         lost += 1;
                     }
                 }
+                KernelOp::Path { key, bits } => {
+                    if self.paths.insert(key, bits, 0).is_ok() {
+                        self.path_keys.entry(key.slot).or_default().push(key);
+                    } else {
+                        lost += 1;
+                    }
+                }
                 KernelOp::Process { pid, slot } => match slot {
                     Some(s) => self
                         .enforced
@@ -86,6 +98,9 @@ impl Enforcer {
                         }
                         for key in self.listen_keys.remove(&slot).unwrap_or_default() {
                             let _ = self.listen.remove(&key);
+                        }
+                        for key in self.path_keys.remove(&slot).unwrap_or_default() {
+                            let _ = self.paths.remove(&key);
                         }
                     }
                 }

@@ -39,6 +39,10 @@ pub struct Event {
     /// Its workload's phase: `startup` or `serving` (with `profile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// The kernel killed the process before this exec's image or this open's file was used
+    /// (an enforce-mode profile).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub killed: bool,
     #[serde(flatten)]
     pub body: EventBody,
     /// Kernel boot-time timestamp, ns.

@@ -39,6 +39,8 @@ pub struct SensorConfig {
     pub dedupe_window: std::time::Duration,
     /// Whether the enforcement hooks (cgroup connect, send and bind) and maps are loaded.
     pub enforce: EnforceHooks,
+    /// Seed of the kernel's path hashes (enforcement), random per start.
+    pub hash_seed: u64,
 }
 
 /// Whether the sensor loads enforcement.
@@ -62,6 +64,7 @@ impl Default for SensorConfig {
             cgroup_root: None,
             dedupe_window: std::time::Duration::from_secs(1),
             enforce: EnforceHooks::Off,
+            hash_seed: 0,
         }
     }
 }
@@ -182,6 +185,7 @@ impl Sensor {
             .override_global(names::RECORD_ALL, &record_all, true)
             .override_global(names::AGENT_TGID, &agent_tgid, true)
             .override_global(names::DEDUPE_WINDOW_JIFFIES, &dedupe_jiffies, true)
+            .override_global(names::HASH_SEED, &config.hash_seed, true)
             .map_max_entries(names::EVENTS, size)
             .load(OBJECT)
             .map_err(SensorError::Load)?;
@@ -300,6 +304,8 @@ impl Sensor {
             dns_unmatched: sum(counter::DNS_UNMATCHED),
             enforce_blocked: sum(counter::ENFORCE_BLOCKED),
             enforce_lost: sum(counter::ENFORCE_LOST),
+            enforce_killed: sum(counter::ENFORCE_KILLED),
+            enforce_undecided: sum(counter::ENFORCE_UNDECIDED),
         }
     }
 
@@ -336,6 +342,11 @@ pub struct KernelCounters {
     /// Children of enforced processes that could not be put under enforcement (the table was
     /// full): they ran unenforced.
     pub enforce_lost: u64,
+    /// Processes the kernel killed (exec or open outside an enforce-mode profile).
+    pub enforce_killed: u64,
+    /// Execs and opens of enforced processes whose path walk was cut short: not judged in
+    /// the kernel, left to user space.
+    pub enforce_undecided: u64,
 }
 
 /// Loads (verifies) and attaches each (program, raw tracepoint) pair, in order.
@@ -383,6 +394,7 @@ fn load_enforcement(
         typed_map(ebpf, names::ENFORCED)?,
         typed_map(ebpf, names::NET_ALLOW)?,
         typed_map(ebpf, names::LISTEN_ALLOW)?,
+        typed_map(ebpf, names::PATH_RULES)?,
     ))
 }
 

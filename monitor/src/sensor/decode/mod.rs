@@ -10,7 +10,9 @@ mod net;
 mod process;
 pub mod strings;
 
-use monitor_common::{DATA_OFFSET, EventHeader, EventKind, MAX_RECORD, PAYLOAD_OFFSET, StrRef};
+use monitor_common::{
+    DATA_OFFSET, EventHeader, EventKind, FLAG_KILLED, MAX_RECORD, PAYLOAD_OFFSET, StrRef,
+};
 
 use super::event::{Event, EventBody};
 use crate::process::escape_bytes;
@@ -143,6 +145,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         pod_uid: None,
         profile: None,
         phase: None,
+        killed: h.flags & FLAG_KILLED != 0,
         body,
         ktime_ns: h.ktime_ns,
         start_time_ns: h.start_time_ns,

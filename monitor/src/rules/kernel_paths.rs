@@ -1,0 +1,154 @@
+//! A path list in the form the kernel enforces it (see `monitor_common::enforce`): exact
+//! paths, directory trees, directories where the kernel leaves the decision to user space
+//! (a pattern there did not compile), and file names excluded from trees. What does not
+//! compile is named, never silently dropped.
+//!
+//! - `/usr/bin/python3` is an exact path; `/app/**` is the tree under `/app` (and, for reads and
+//!   writes, `/app` itself, as `monitor run` has it);
+//! - `!**/.env` excludes the name `.env` from trees: only an exact entry allows such a file;
+//! - any other glob (`/tmp/tmp*`, `/opt/venv/lib/python3*/site-packages/**`, `**/x`) makes the
+//!   directory before its first wildcard alert-only (`/tmp/`, `/opt/venv/lib/`, `/`): nothing
+//!   there is killed, user space still alerts;
+//! - `/proc/self/**` makes `/proc/` alert-only (the kernel sees `/proc/<pid>/`);
+//! - any other exclusion is not enforced by the kernel (what it takes out of a tree is alerted,
+//!   not killed).
+//!
+//! Exact paths and tree roots that are symlinks also get their resolved form, since the kernel
+//! judges the path it resolved.
+
+use std::collections::HashSet;
+
+use super::allow::{PathList, is_glob};
+
+/// A pattern the kernel cannot enforce as written, and what that means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uncompiled {
+    pub line: Option<usize>,
+    pub key: String,
+    pub pattern: String,
+    pub effect: String,
+}
+
+/// A path list as the kernel enforces it.
+#[derive(Clone, Debug, Default)]
+pub struct KernelPaths {
+    pub exact: HashSet<String>,
+    /// Directories (no trailing `/`; `/` for the root) whose trees are allowed.
+    pub trees: HashSet<String>,
+    /// Directories whose trees are alert-only.
+    pub open: HashSet<String>,
+    /// File names excluded from trees.
+    pub excluded: HashSet<String>,
+}
+
+/// The literal directory before the first wildcard of `pattern` (`/` at least).
+fn literal_dir(pattern: &str) -> String {
+    let first = pattern
+        .find(['*', '?', '[', '{', '\\'])
+        .unwrap_or(pattern.len());
+    let dir = pattern[..first].rsplit_once('/').map_or("", |(d, _)| d);
+    if dir.is_empty() {
+        "/".to_owned()
+    } else {
+        dir.to_owned()
+    }
+}
+
+/// `path` and, when it is a symlink (or under one), its resolved form.
+fn with_resolved(path: &str) -> Vec<String> {
+    let mut out = vec![path.to_owned()];
+    if let Ok(real) = std::fs::canonicalize(path)
+        && let Some(real) = real.to_str()
+        && real != path
+    {
+        out.push(real.to_owned());
+    }
+    out
+}
+
+impl KernelPaths {
+    /// Compiles `list`; `dir_too`: `dir/**` also allows `dir` (reads and writes). Patterns the
+    /// kernel cannot enforce as written go to `uncompiled`.
+    pub fn compile(list: &PathList, dir_too: bool, uncompiled: &mut Vec<Uncompiled>) -> Self {
+        let mut k = KernelPaths::default();
+        for src in &list.sources {
+            let p = src.pattern.as_str();
+            let mut note = |effect: String| {
+                uncompiled.push(Uncompiled {
+                    line: src.line,
+                    key: src.key.clone(),
+                    pattern: format!("{}{p}", if src.negated { "!" } else { "" }),
+                    effect,
+                });
+            };
+            if src.negated {
+                match p.strip_prefix("**/").filter(|n| !is_glob(n) && !n.contains('/')) {
+                    Some(name) => {
+                        k.excluded.insert(name.to_owned());
+                    }
+                    None => note(
+                        "not enforced in the kernel: what it takes out of the list is alerted, \
+                         not stopped"
+                            .to_owned(),
+                    ),
+                }
+                continue;
+            }
+            if !is_glob(p) {
+                k.exact.extend(with_resolved(p));
+                continue;
+            }
+            if p == "/proc/self/**" {
+                k.open.insert("/proc".to_owned());
+                note("the kernel sees /proc/<pid>/: everything under /proc/ is alert-only".into());
+                continue;
+            }
+            match p.strip_suffix("/**").filter(|d| !is_glob(d)) {
+                Some(dir) => {
+                    let dir = if dir.is_empty() { "/" } else { dir };
+                    for d in with_resolved(dir) {
+                        if dir_too {
+                            k.exact.insert(d.clone());
+                        }
+                        k.trees.insert(d);
+                    }
+                }
+                None => {
+                    let dir = literal_dir(p);
+                    note(format!(
+                        "a wildcard the kernel cannot match: everything under {} is alert-only",
+                        if dir == "/" { "/".to_owned() } else { format!("{dir}/") }
+                    ));
+                    k.open.insert(dir);
+                }
+            }
+        }
+        k
+    }
+
+    /// Whether the kernel lets a process use `path` (as the kernel resolved it).
+    pub fn allows(&self, path: &str) -> bool {
+        if self.exact.contains(path) {
+            return true;
+        }
+        let name = path.rsplit('/').next().unwrap_or("");
+        if self.excluded.contains(name) {
+            return false;
+        }
+        let under = |dir: &String| {
+            dir == "/"
+                || path
+                    .strip_prefix(dir.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        self.trees.iter().any(under) || self.open.iter().any(under)
+    }
+
+    /// Adds `other` (the start-up lists to the serving ones).
+    pub fn extend(&mut self, other: &KernelPaths) {
+        self.exact.extend(other.exact.iter().cloned());
+        self.trees.extend(other.trees.iter().cloned());
+        self.open.extend(other.open.iter().cloned());
+        self.excluded.extend(other.excluded.iter().cloned());
+    }
+}
