@@ -209,6 +209,14 @@ fn tcp_refused(agent: &Agent, family: &str, host: &str) {
 
 fn udp_send(agent: &Agent, family: &str, host: &str, call: &str) {
     let (child, p) = run(agent, UDP_SEND, &[family, host, call]);
+    // The receiver bound port 0: the event has the port the kernel chose, and says so.
+    expect(
+        agent,
+        child.pid(),
+        "bind",
+        json!({"local_port": p[0]}),
+        json!({"protocol": "udp", "local_port": p[0], "ephemeral": true, "result": 0}),
+    );
     expect_to(agent, child.pid(), "send", "udp", (family, host, p[0]), 0);
 }
 

@@ -1,13 +1,14 @@
 //! Kernel enforcement of enforce-mode profiles: the shapes of the maps user space fills and
 //! the programs read.
 //!
-//! A process under an enforce-mode profile is in `ENFORCED` with the *slot* of its profile's
-//! compiled allowlists (one slot per profile and phase; slots of a new rule set are fresh
-//! numbers, so a reload fills its tables before any process points at them). Slot 0 is never
-//! used.
+//! A process under an enforce-mode profile is in `ENFORCED` with the *policy* of its profile
+//! and phase (a number that stays the same across reloads, so children forked during a reload
+//! inherit something that stays valid), and `POLICY_SLOT` gives each policy the *slot* of its
+//! compiled allowlists. A reload fills fresh slots, then points the policies at them (one map
+//! update each), and drops the old slots a moment later. Slot and policy 0 are never used.
 
 /// Set in a process's `ENFORCED` value when its children inherit its enforcement (the
-/// profile's `inherit`): the kernel copies the value at fork only then. The rest is the slot.
+/// profile's `inherit`): the kernel copies the value at fork only then. The rest is the policy.
 pub const INHERIT: u32 = 1 << 31;
 
 /// Most processes under enforcement at once.

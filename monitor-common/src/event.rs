@@ -305,6 +305,8 @@ pub const NET_REMOTE_KNOWN: u16 = 1 << 1;
 /// The kernel refused the connect, send or bind: the process is under an enforce-mode
 /// profile and the destination (or port) is outside it.
 pub const NET_BLOCKED: u16 = 1 << 2;
+/// A bind asked for port 0: the kernel chose the port (`local_port` is the one it chose).
+pub const NET_EPHEMERAL: u16 = 1 << 3;
 
 pub const AF_UNIX: u16 = 1;
 pub const AF_INET: u16 = 2;

@@ -23,9 +23,9 @@ use monitor_common::{
     FLAG_KILLED, StrRef,
     config::{DATA_MASK, counter},
     enforce::{
-        ENFORCED_MAX, EXACT_SHIFT, EXCLUDED_SHIFT, INHERIT, KIND_NAME, KIND_PATH,
-        LISTEN_ALLOW_MAX, NET_ALLOW_MAX, NET_KEY_FIXED_BITS, NetKey, OPEN_SHIFT, PATH_RULES_MAX,
-        PathKey, TREE_SHIFT, hash_byte, listen_key,
+        ENFORCED_MAX, EXACT_SHIFT, EXCLUDED_SHIFT, INHERIT, KIND_NAME, KIND_PATH, LISTEN_ALLOW_MAX,
+        NET_ALLOW_MAX, NET_KEY_FIXED_BITS, NetKey, OPEN_SHIFT, PATH_RULES_MAX, PathKey, TREE_SHIFT,
+        hash_byte, listen_key,
     },
 };
 
@@ -34,9 +34,13 @@ use crate::{
     maps::{agent_tgid, count},
 };
 
-/// Processes under enforcement: tgid -> slot, with [`INHERIT`] when children inherit it.
+/// Processes under enforcement: tgid -> policy, with [`INHERIT`] when children inherit it.
 #[map(name = "ENFORCED")]
 pub static ENFORCED: HashMap<u32, u32> = HashMap::with_max_entries(ENFORCED_MAX, 0);
+
+/// Each policy's current slot (a policy without one enforces nothing: its profile is gone).
+#[map(name = "POLICY_SLOT")]
+pub static POLICY_SLOT: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
 
 /// Destinations each slot may connect or send to: (slot, port or 0 for any, network).
 #[map(name = "NET_ALLOW")]
@@ -75,7 +79,9 @@ fn enforced(tgid: u32) -> Option<u32> {
 /// The slot of thread group `tgid`, when it is under enforcement.
 #[inline(always)]
 pub fn slot_of(tgid: u32) -> Option<u32> {
-    enforced(tgid).map(|v| v & !INHERIT)
+    let policy = enforced(tgid)? & !INHERIT;
+    // SAFETY: as in `enforced`.
+    unsafe { POLICY_SLOT.get(policy) }.copied()
 }
 
 /// A new process `child` of `parent`: it inherits the parent's enforcement when the profile

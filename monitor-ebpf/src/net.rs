@@ -4,8 +4,8 @@
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
-    AF_INET, AF_INET6, AF_UNIX, EventKind, NET_BLOCKED, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN,
-    NetEvent,
+    AF_INET, AF_INET6, AF_UNIX, EventKind, NET_BLOCKED, NET_EPHEMERAL, NET_LOCAL_KNOWN,
+    NET_REMOTE_KNOWN, NetEvent,
     config::off,
     syscalls::{ACCEPT, ACCEPT4, BIND, CONNECT, LISTEN, SENDMMSG, SENDMSG, SENDTO},
 };
@@ -209,9 +209,19 @@ fn try_net(ctx: &RawTracePointContext) -> Result<(), i64> {
             } else {
                 from_sockaddr(&mut rec, p, sc.arg(1), sc.arg(2), false);
             }
-            // An ephemeral bind (port 0) gets its port from the socket.
+            // An ephemeral bind (port 0) gets its port from the socket, and says it was one.
+            let asked: u16 = read_user(sc.arg(1) as *const u8).map_or(1, |family: u16| {
+                if family == AF_INET || family == AF_INET6 {
+                    read_user::<u16>((sc.arg(1) as *const u8).wrapping_add(2)).unwrap_or(1)
+                } else {
+                    1
+                }
+            });
             // SAFETY: as above.
             unsafe {
+                if asked == 0 {
+                    (*p).net_flags |= NET_EPHEMERAL;
+                }
                 if sc.ret == 0 && (*p).local_port == 0 {
                     (*p).local_port = read(sk, offset(off::SOCK_NUM)).unwrap_or(0);
                 }

@@ -260,6 +260,7 @@ fn net(kind: EventKind, proto: Protocol, ip: IpAddr, port: u16, i: usize) -> Eve
         result: 0,
         fd: 7,
         blocked: false,
+        ephemeral: false,
     };
     base(kind, EventBody::Net(body), i)
 }

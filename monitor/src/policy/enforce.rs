@@ -1,8 +1,11 @@
 //! Kernel enforcement of enforce-mode profiles, as the policy stage sees it: the tables the
-//! kernel enforces with (one *slot* per profile and phase) and which process is under which
-//! slot. Decisions come out as [`KernelOp`]s in the order they must be applied, so a reload
-//! never leaves a moment where a process points at a half-filled table: a new rule set gets
-//! fresh slots, filled first; processes move to them; the old slots go last.
+//! kernel enforces with (one *slot* per profile and phase), the *policy* of each profile and
+//! phase (stable across reloads: what processes point at and children inherit) and which
+//! process is under which policy. Decisions come out as [`KernelOp`]s in the order they must
+//! be applied, so a reload never leaves a moment where a process meets a half-filled or empty
+//! table: a new rule set gets fresh slots, filled first; each policy then points at its new
+//! slot (one map update); the old slots go a tick later, once no program can still be reading
+//! them.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -30,8 +33,10 @@ pub enum KernelOp {
     Listen { slot: u32, port: u16 },
     /// The access bits of a path (or file name) for a slot (see `monitor_common::enforce`).
     Path { key: PathKey, bits: u32 },
-    /// Process `pid` is under `slot` (with [`INHERIT`] when its children inherit), or under none.
-    Process { pid: u32, slot: Option<u32> },
+    /// Process `pid` is under `policy` (with [`INHERIT`] when its children inherit), or none.
+    Process { pid: u32, policy: Option<u32> },
+    /// `policy` enforces with `slot` from now on (or nothing: its profile is gone).
+    Policy { policy: u32, slot: Option<u32> },
     /// The entries of these slots are no longer used.
     Retire { slots: Vec<u32> },
 }
@@ -45,13 +50,20 @@ pub struct Enforcement {
     seed: u64,
     next_slot: u32,
     slots: HashMap<(ProfileId, Phase), u32>,
+    /// Policies by profile name and phase, kept across reloads.
+    policies: HashMap<(String, Phase), u32>,
+    /// Policies of the current rule set, by profile and phase, and the slot of each.
+    current: HashMap<(ProfileId, Phase), u32>,
+    policy_slot: HashMap<u32, u32>,
     /// Host names of each slot's `connect` entries, with their ports.
     hosts: HashMap<u32, Vec<(String, Option<u16>)>>,
     /// (slot, address, port) entries added for host names, so each is added once.
     host_addrs: HashSet<(u32, IpAddr, u16)>,
-    /// Slots of the previous rule set, retired once processes have moved.
+    /// Slots of the previous rule set, retired once no policy points at them...
     retiring: Vec<u32>,
-    /// Each process's slot as the kernel has it.
+    /// ...and, to be sure no program still reads them, one tick later.
+    retire_next_tick: Vec<u32>,
+    /// Each process's policy as the kernel has it.
     kernel: HashMap<u32, u32>,
     ops: Vec<KernelOp>,
 }
@@ -72,9 +84,11 @@ impl Enforcement {
         self.retiring.extend(self.slots.drain().map(|(_, s)| s));
         self.hosts.clear();
         self.host_addrs.clear();
+        self.current.clear();
         if !self.active {
             return;
         }
+        let mut live = HashMap::new();
         for id in rules.enforce_profiles() {
             for phase in [Phase::Startup, Phase::Serving] {
                 let slot = self.next_slot;
@@ -82,6 +96,13 @@ impl Enforcement {
                 // long retired.
                 self.next_slot = (self.next_slot % (INHERIT - 1)) + 1;
                 self.slots.insert((id, phase), slot);
+                let next = self.policies.len() as u32 + 1;
+                let policy = *self
+                    .policies
+                    .entry((rules.profile_name(id).to_owned(), phase))
+                    .or_insert(next);
+                self.current.insert((id, phase), policy);
+                live.insert(policy, slot);
                 let net = rules.kernel_net(id, phase, nameservers);
                 self.fill(slot, net, agent);
                 if let Some(files) = rules.kernel_files(id, phase) {
@@ -89,6 +110,22 @@ impl Enforcement {
                 }
             }
         }
+        // Every table is full: the policies move to them, and policies of profiles that went
+        // (or no longer enforce) enforce nothing.
+        for (&policy, &slot) in &live {
+            self.ops.push(KernelOp::Policy {
+                policy,
+                slot: Some(slot),
+            });
+        }
+        for (&policy, _) in self
+            .policy_slot
+            .iter()
+            .filter(|(p, _)| !live.contains_key(p))
+        {
+            self.ops.push(KernelOp::Policy { policy, slot: None });
+        }
+        self.policy_slot = live;
     }
 
     fn fill(&mut self, slot: u32, net: KernelNet, agent: &dyn HostAddrs) {
@@ -131,8 +168,10 @@ impl Enforcement {
                 add(KIND_NAME, name_hash(seed, n), access << EXCLUDED_SHIFT);
             }
         }
-        self.ops
-            .extend(bits.into_iter().map(|(key, bits)| KernelOp::Path { key, bits }));
+        self.ops.extend(
+            bits.into_iter()
+                .map(|(key, bits)| KernelOp::Path { key, bits }),
+        );
     }
 
     /// Adds the addresses the agent resolves the hosts of `slot` to.
@@ -180,7 +219,11 @@ impl Enforcement {
     /// A DNS answer a process under `slot` received (from a nameserver its profile allows):
     /// the addresses it gives for a host of the slot's `connect` entries are allowed.
     pub fn dns_answer(&mut self, pid: u32, names: &[&str], answers: &[IpAddr]) {
-        let Some(slot) = self.kernel.get(&pid).map(|s| s & !INHERIT) else {
+        let Some(&slot) = self
+            .kernel
+            .get(&pid)
+            .and_then(|p| self.policy_slot.get(&(p & !INHERIT)))
+        else {
             return;
         };
         let Some(hosts) = self.hosts.get(&slot) else {
@@ -198,16 +241,16 @@ impl Enforcement {
         }
     }
 
-    /// The slot process `pid` should be under: its profile's, for its workload's phase, when
-    /// the profile enforces.
-    fn slot_for(&self, profile: Option<ProfileId>, phase: Phase, inherit: bool) -> Option<u32> {
-        let slot = *self.slots.get(&(profile?, phase))?;
-        Some(if inherit { slot | INHERIT } else { slot })
+    /// The policy process `pid` should be under: its profile's, for its workload's phase,
+    /// when the profile enforces.
+    fn policy_for(&self, profile: Option<ProfileId>, phase: Phase, inherit: bool) -> Option<u32> {
+        let policy = *self.current.get(&(profile?, phase))?;
+        Some(if inherit { policy | INHERIT } else { policy })
     }
 
-    /// Puts process `pid` under the slot of `profile` in `phase` (or under none).
+    /// Puts process `pid` under the policy of `profile` in `phase` (or under none).
     pub fn assign(&mut self, pid: u32, profile: Option<ProfileId>, phase: Phase, inherit: bool) {
-        let want = self.slot_for(profile, phase, inherit);
+        let want = self.policy_for(profile, phase, inherit);
         if self.kernel.get(&pid).copied() == want {
             return;
         }
@@ -215,7 +258,7 @@ impl Enforcement {
             Some(s) => self.kernel.insert(pid, s),
             None => self.kernel.remove(&pid),
         };
-        self.ops.push(KernelOp::Process { pid, slot: want });
+        self.ops.push(KernelOp::Process { pid, policy: want });
     }
 
     /// A fork: the kernel gave `child` its parent's slot when that inherits.
@@ -231,10 +274,15 @@ impl Enforcement {
         self.kernel.remove(&pid);
     }
 
-    /// The previous rule set's slots go, now that no process points at them.
+    /// The previous rule set's slots are no longer pointed at: they go at the next tick.
     pub fn retire(&mut self) {
-        if !self.retiring.is_empty() {
-            let slots = std::mem::take(&mut self.retiring);
+        self.retire_next_tick.append(&mut self.retiring);
+    }
+
+    /// A tick: slots retired before it go.
+    pub fn tick(&mut self) {
+        if !self.retire_next_tick.is_empty() {
+            let slots = std::mem::take(&mut self.retire_next_tick);
             self.ops.push(KernelOp::Retire { slots });
         }
     }
@@ -251,6 +299,38 @@ impl Enforcement {
 
     pub fn take_ops(&mut self) -> Vec<KernelOp> {
         std::mem::take(&mut self.ops)
+    }
+}
+
+impl super::Policy {
+    /// Puts `pid` under its assignment's enforcement (if any) for its workload's phase at
+    /// `now_ns`. Never the agent itself or PID 1.
+    pub(super) fn enforce_assigned(&mut self, pid: u32, a: super::Assigned, now_ns: u64) {
+        let own = pid <= 1 || pid == std::process::id();
+        let profile = a.profile.filter(|_| !own);
+        let phase = self.instances.phase(a.workload, now_ns);
+        let inherit = profile.is_some_and(|p| self.rules.profile_inherits(p));
+        self.enforce.assign(pid, profile, phase, inherit);
+    }
+
+    /// Each second: enforced workloads whose start-up timed out move to their serving
+    /// tables, new addresses of the profiles' hosts are added, retired tables go.
+    pub(super) fn enforcement_tick(&mut self) {
+        if !self.enforce.active {
+            return;
+        }
+        let now_ns = crate::sensor::reader::boot_ns();
+        let enforced: Vec<(u32, super::Assigned)> = self
+            .procs
+            .iter()
+            .filter(|(_, a)| a.profile.is_some_and(|p| self.rules.profile_enforces(p)))
+            .map(|(pid, a)| (*pid, *a))
+            .collect();
+        for (pid, a) in enforced {
+            self.enforce_assigned(pid, a, now_ns);
+        }
+        self.enforce.refresh_hosts(&self.resolver);
+        self.enforce.tick();
     }
 }
 

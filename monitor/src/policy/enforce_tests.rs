@@ -76,6 +76,7 @@ fn processes_move_between_slots_and_a_reload_fills_new_slots_before_retiring_old
     e.load(&set, &[], &agent());
     e.take_ops();
     let starting = e.slots[&(ProfileId(0), Phase::Startup)];
+    let policy = e.current[&(ProfileId(0), Phase::Startup)];
     e.assign(100, Some(ProfileId(0)), Phase::Startup, true);
     e.assign(100, Some(ProfileId(0)), Phase::Startup, true);
     e.assign(200, Some(ProfileId(1)), Phase::Serving, true);
@@ -83,7 +84,7 @@ fn processes_move_between_slots_and_a_reload_fills_new_slots_before_retiring_old
         e.take_ops(),
         vec![KernelOp::Process {
             pid: 100,
-            slot: Some(starting | INHERIT)
+            policy: Some(policy | INHERIT)
         }],
         "once, and nothing for an alert-mode profile"
     );
@@ -95,23 +96,40 @@ fn processes_move_between_slots_and_a_reload_fills_new_slots_before_retiring_old
     );
 
     e.load(&set, &[], &agent());
-    e.assign(100, Some(ProfileId(0)), Phase::Serving, false);
+    e.assign(100, Some(ProfileId(0)), Phase::Startup, true);
     e.retire();
     let ops = e.take_ops();
-    let serving = e.slots[&(ProfileId(0), Phase::Serving)];
-    let moved = ops
+    let new_start = e.slots[&(ProfileId(0), Phase::Startup)];
+    assert_ne!(new_start, starting, "a fresh slot");
+    assert_eq!(
+        e.current[&(ProfileId(0), Phase::Startup)],
+        policy,
+        "the same policy"
+    );
+    let switched = ops
         .iter()
-        .position(|op| matches!(op, KernelOp::Process { pid: 100, slot: Some(s) } if *s == serving))
-        .expect("moved to the new slot, without inheritance");
+        .position(|op| {
+            *op == KernelOp::Policy {
+                policy,
+                slot: Some(new_start),
+            }
+        })
+        .expect("the policy moves to the new slot");
     let filled = ops
         .iter()
-        .rposition(|op| matches!(op, KernelOp::Net { slot, .. } if *slot == serving))
+        .rposition(|op| matches!(op, KernelOp::Net { slot, .. } if *slot == new_start))
         .expect("new slot filled");
-    let KernelOp::Retire { slots } = ops.last().expect("ops") else {
-        panic!("retire comes last: {ops:?}");
+    assert!(filled < switched, "filled before the policy points at it");
+    assert!(
+        !ops.iter()
+            .any(|op| matches!(op, KernelOp::Process { .. } | KernelOp::Retire { .. })),
+        "processes keep their policy; old slots wait for a tick: {ops:?}"
+    );
+    e.tick();
+    let KernelOp::Retire { slots } = &e.take_ops()[0] else {
+        panic!("retired at the tick");
     };
-    assert!(filled < moved, "filled before any process points at it");
-    assert!(slots.contains(&starting) && !slots.contains(&serving));
+    assert!(slots.contains(&starting) && !slots.contains(&new_start));
 }
 
 #[test]

@@ -140,16 +140,6 @@ impl Policy {
         self.enforce.active && self.rules.profile_enforces(id)
     }
 
-    /// Puts `pid` under its assignment's enforcement (if any) for its workload's phase at
-    /// `now_ns`. Never the agent itself or PID 1.
-    fn enforce_assigned(&mut self, pid: u32, a: Assigned, now_ns: u64) {
-        let own = pid <= 1 || pid == std::process::id();
-        let profile = a.profile.filter(|_| !own);
-        let phase = self.instances.phase(a.workload, now_ns);
-        let inherit = profile.is_some_and(|p| self.rules.profile_inherits(p));
-        self.enforce.assign(pid, profile, phase, inherit);
-    }
-
     pub fn rules(&self) -> &Arc<RuleSet> {
         &self.rules
     }
@@ -358,7 +348,13 @@ impl Policy {
                     _ => self.rules.match_profile(&info),
                 };
                 let (a, entry) = match parent {
-                    Some(pa) if ev.killed => (Assigned { start_key: key, ..pa }, false),
+                    Some(pa) if ev.killed => (
+                        Assigned {
+                            start_key: key,
+                            ..pa
+                        },
+                        false,
+                    ),
                     _ => self.decide(ev.pid, key, own, parent),
                 };
                 if let (Some(id), true) = (own, entry) {
@@ -508,19 +504,7 @@ impl Policy {
     /// workloads whose start-up has timed out to their serving tables; adds new addresses of
     /// enforced profiles' hosts.
     pub fn tick(&mut self, time: &str) -> Vec<Repeats> {
-        if self.enforce.active {
-            let now_ns = crate::sensor::reader::boot_ns();
-            let enforced: Vec<(u32, Assigned)> = self
-                .procs
-                .iter()
-                .filter(|(_, a)| a.profile.is_some_and(|p| self.rules.profile_enforces(p)))
-                .map(|(pid, a)| (*pid, *a))
-                .collect();
-            for (pid, a) in enforced {
-                self.enforce_assigned(pid, a, now_ns);
-            }
-            self.enforce.refresh_hosts(&self.resolver);
-        }
+        self.enforcement_tick();
         self.limiter.expire(Instant::now(), time)
     }
 

@@ -12,11 +12,11 @@ use std::net::IpAddr;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use marked_yaml::Spanned;
 
+use super::kernel_paths::{KernelPaths, Uncompiled};
 use super::load::Sink;
 use super::pattern::{
     CidrTable, build_set, canonical_ip, expand_home, is_dns_name, line_of, parse_net,
 };
-use super::kernel_paths::{KernelPaths, Uncompiled};
 use super::schema::Allow;
 
 /// Reads every process may do when `baseline: true`.

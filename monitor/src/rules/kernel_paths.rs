@@ -82,7 +82,10 @@ impl KernelPaths {
                 });
             };
             if src.negated {
-                match p.strip_prefix("**/").filter(|n| !is_glob(n) && !n.contains('/')) {
+                match p
+                    .strip_prefix("**/")
+                    .filter(|n| !is_glob(n) && !n.contains('/'))
+                {
                     Some(name) => {
                         k.excluded.insert(name.to_owned());
                     }
@@ -117,7 +120,11 @@ impl KernelPaths {
                     let dir = literal_dir(p);
                     note(format!(
                         "a wildcard the kernel cannot match: everything under {} is alert-only",
-                        if dir == "/" { "/".to_owned() } else { format!("{dir}/") }
+                        if dir == "/" {
+                            "/".to_owned()
+                        } else {
+                            format!("{dir}/")
+                        }
                     ));
                     k.open.insert(dir);
                 }

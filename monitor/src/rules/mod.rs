@@ -351,7 +351,11 @@ impl RuleSet {
     /// (`FILE:LINE: key `KEY`: profile NAME: PATTERN: effect`).
     pub fn enforcement_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for p in self.profiles.iter().filter(|p| p.mode == schema::Mode::Enforce) {
+        for p in self
+            .profiles
+            .iter()
+            .filter(|p| p.mode == schema::Mode::Enforce)
+        {
             for u in &p.uncompiled {
                 let place = match u.line {
                     Some(l) => format!("{}:{l}", p.source.display()),

@@ -262,10 +262,10 @@ impl Profile {
             EventKind::Open | EventKind::Unlink | EventKind::Chmod | EventKind::Rename => {}
             EventKind::Connect | EventKind::Send => self.check_connect(v, ctx, out),
             EventKind::Listen if ok => self.check_port(Category::Listen, v, phase, out),
-            // The kernel refused the bind (enforce mode): a TCP server never gets to listen.
-            EventKind::Bind if v.blocked() => self.check_port(Category::Listen, v, phase, out),
-            EventKind::Bind if ok && v.protocol() == Some(Protocol::Udp) => {
-                if v.local_port().is_some_and(|p| p != 0) {
+            // A bind to a port outside the list: enforce mode refuses it (a TCP server then never
+            // listens), so it is the violation, for TCP as for UDP. An ephemeral bind is not.
+            EventKind::Bind if ok || v.blocked() => {
+                if !v.ephemeral() && v.local_port().is_some_and(|p| p != 0) {
                     self.check_port(Category::Listen, v, phase, out);
                 }
             }

@@ -122,6 +122,7 @@ pub fn net(
             result: 0,
             fd: 5,
             blocked: false,
+            ephemeral: false,
         }),
     )
 }
@@ -140,6 +141,7 @@ pub fn unix_connect(path: &str) -> Event {
             result: 0,
             fd: 5,
             blocked: false,
+            ephemeral: false,
         }),
     )
 }

@@ -109,6 +109,11 @@ impl<'a> View<'a> {
         self.net.is_some_and(|n| n.blocked)
     }
 
+    /// A bind that asked for port 0 (the kernel chose the port).
+    pub fn ephemeral(&self) -> bool {
+        self.net.is_some_and(|n| n.ephemeral)
+    }
+
     pub fn local_port(&self) -> Option<u16> {
         self.net.and_then(|n| n.local_port)
     }

@@ -14,6 +14,7 @@ use crate::policy::KernelOp;
 /// The maps enforcement reads, and what user space put in them per slot (to retire a slot).
 pub struct Enforcer {
     enforced: HashMap<MapData, u32, u32>,
+    policy_slot: HashMap<MapData, u32, u32>,
     net: LpmTrie<MapData, NetKey, u32>,
     listen: HashMap<MapData, u64, u32>,
     paths: HashMap<MapData, PathKey, u32>,
@@ -27,12 +28,14 @@ pub struct Enforcer {
 impl Enforcer {
     pub(super) fn new(
         enforced: HashMap<MapData, u32, u32>,
+        policy_slot: HashMap<MapData, u32, u32>,
         net: LpmTrie<MapData, NetKey, u32>,
         listen: HashMap<MapData, u64, u32>,
         paths: HashMap<MapData, PathKey, u32>,
     ) -> Self {
         Self {
             enforced,
+            policy_slot,
             net,
             listen,
             paths,
@@ -81,10 +84,19 @@ impl Enforcer {
                         lost += 1;
                     }
                 }
-                KernelOp::Process { pid, slot } => match slot {
+                KernelOp::Policy { policy, slot } => match slot {
                     Some(s) => self
+                        .policy_slot
+                        .insert(policy, s, 0)
+                        .map_err(map_error(names::POLICY_SLOT))?,
+                    None => {
+                        let _ = self.policy_slot.remove(&policy);
+                    }
+                },
+                KernelOp::Process { pid, policy } => match policy {
+                    Some(p) => self
                         .enforced
-                        .insert(pid, s, 0)
+                        .insert(pid, p, 0)
                         .map_err(map_error(names::ENFORCED))?,
                     // Gone already when the process exited meanwhile.
                     None => {

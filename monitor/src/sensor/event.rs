@@ -182,6 +182,9 @@ pub struct NetBody {
     /// destination or port is outside it.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub blocked: bool,
+    /// A bind that asked for port 0: `local_port` is the one the kernel chose.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub ephemeral: bool,
 }
 
 /// A DNS answer a watched process received (`kind: "dns"`). The nameserver is the remote end.

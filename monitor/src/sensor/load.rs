@@ -5,13 +5,11 @@ use std::path::{Path, PathBuf};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
-    programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError,
-        RawTracePoint,
-    },
+    programs::{ProgramError, RawTracePoint},
 };
 use monitor_common::config::{counter, handler, names, switch};
 
+use super::cgroup_hooks::{attach_dns, load_enforcement};
 use super::{btf::Btf, btf::BtfError, hz, offsets, watch::WatchBitmap};
 
 /// The compiled kernel programs (built by `build.rs` through aya-build).
@@ -365,116 +363,12 @@ fn attach_all(ebpf: &mut Ebpf, progs: &[(&'static str, &'static str)]) -> Result
     Ok(())
 }
 
-/// The DNS hooks: (program name, sock_addr or skb) on the cgroup v2 root.
-const DNS_SOCK_ADDR: [&str; 4] = [
-    names::PROG_DNS_CONNECT4,
-    names::PROG_DNS_CONNECT6,
-    names::PROG_DNS_SENDMSG4,
-    names::PROG_DNS_SENDMSG6,
-];
-
-/// Attaches the enforcement hooks (the DNS hooks, which also judge connects and sends, and
-/// the bind hooks) to the cgroup v2 root `root` and takes the maps user space fills.
-fn load_enforcement(
-    ebpf: &mut Ebpf,
-    root: Option<&Path>,
-) -> Result<super::enforce::Enforcer, SensorError> {
-    let root = match root {
-        Some(root) if is_cgroup2(root) => root,
-        other => {
-            return Err(SensorError::NoCgroupForEnforce(
-                other.map(Path::to_path_buf),
-            ));
-        }
-    };
-    attach_dns(ebpf, root)
-        .and_then(|()| attach_sock_addr(ebpf, root, &ENFORCE_SOCK_ADDR))
-        .map_err(|e| SensorError::EnforceHooks(Box::new(e)))?;
-    Ok(super::enforce::Enforcer::new(
-        typed_map(ebpf, names::ENFORCED)?,
-        typed_map(ebpf, names::NET_ALLOW)?,
-        typed_map(ebpf, names::LISTEN_ALLOW)?,
-        typed_map(ebpf, names::PATH_RULES)?,
-    ))
-}
-
-/// The bind hooks of enforcement (the connect and send hooks are the DNS ones).
-const ENFORCE_SOCK_ADDR: [&str; 2] = [names::PROG_BIND4, names::PROG_BIND6];
-
-/// Whether `path` is the root of a cgroup v2 filesystem (it has `cgroup.controllers`).
-fn is_cgroup2(path: &Path) -> bool {
-    path.join("cgroup.controllers").is_file()
-}
-
-fn open_cgroup(root: &Path) -> Result<std::fs::File, SensorError> {
-    std::fs::File::open(root).map_err(|source| SensorError::CgroupRoot {
-        path: root.to_path_buf(),
-        source,
-    })
-}
-
-/// Loads and attaches `sock_addr` programs to the cgroup v2 root `root`, beside any other
-/// programs attached there: aya attaches through `bpf_link_create` (Linux >= 5.7), whose cgroup
-/// links always coexist and take no attach flags, so the mode passed is the flag-less `Single`.
-fn attach_sock_addr(
-    ebpf: &mut Ebpf,
-    root: &Path,
-    progs: &[&'static str],
-) -> Result<(), SensorError> {
-    let cgroup = open_cgroup(root)?;
-    for &name in progs {
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .ok_or(SensorError::MissingProgram { name })?
-            .try_into()
-            .map_err(|source| SensorError::Program { name, source })?;
-        prog.load()
-            .map_err(|source| SensorError::Program { name, source })?;
-        prog.attach(&cgroup, CgroupAttachMode::Single)
-            .map_err(|source| SensorError::AttachCgroup {
-                name,
-                path: root.to_path_buf(),
-                source,
-            })?;
-    }
-    Ok(())
-}
-
-/// Loads and attaches the DNS hooks (which also enforce connects and sends) to the cgroup v2
-/// root `root`.
-fn attach_dns(ebpf: &mut Ebpf, root: &Path) -> Result<(), SensorError> {
-    attach_sock_addr(ebpf, root, &DNS_SOCK_ADDR)?;
-    let cgroup = open_cgroup(root)?;
-    let attach_err = |name: &'static str| {
-        move |source| SensorError::AttachCgroup {
-            name,
-            path: root.to_path_buf(),
-            source,
-        }
-    };
-    let name = names::PROG_DNS_INGRESS;
-    let prog: &mut CgroupSkb = ebpf
-        .program_mut(name)
-        .ok_or(SensorError::MissingProgram { name })?
-        .try_into()
-        .map_err(|source| SensorError::Program { name, source })?;
-    prog.load()
-        .map_err(|source| SensorError::Program { name, source })?;
-    prog.attach(
-        &cgroup,
-        CgroupSkbAttachType::Ingress,
-        CgroupAttachMode::Single,
-    )
-    .map_err(attach_err(name))?;
-    Ok(())
-}
-
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {
     ebpf.take_map(name).ok_or(SensorError::MissingMap { name })
 }
 
 /// Takes map `name` from `ebpf` as the map type `T`.
-fn typed_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, SensorError>
+pub(super) fn typed_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, SensorError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {

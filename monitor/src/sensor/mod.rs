@@ -5,6 +5,7 @@
 //! [`Event`]s; `decode` turns raw records into events, one file per probe family.
 
 pub mod btf;
+mod cgroup_hooks;
 pub mod decode;
 pub mod enforce;
 pub mod event;

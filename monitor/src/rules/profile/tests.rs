@@ -340,7 +340,12 @@ fn listen_bind_accept_and_unix() {
         vec!["profile.listen"]
     );
     assert!(fired(&r, &local(EventKind::Bind, Protocol::Udp, 0), &c).is_empty());
-    assert!(fired(&r, &local(EventKind::Bind, Protocol::Tcp, 9999), &c).is_empty());
+    // A TCP bind outside the list too: enforce mode refuses it before the listen.
+    assert_eq!(
+        fired(&r, &local(EventKind::Bind, Protocol::Tcp, 9999), &c),
+        vec!["profile.listen"]
+    );
+    assert!(fired(&r, &local(EventKind::Bind, Protocol::Tcp, 0), &c).is_empty());
     let accept = |port| {
         net(
             EventKind::Accept,

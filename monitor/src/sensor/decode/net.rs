@@ -3,7 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    AF_INET, AF_INET6, AF_UNIX, NET_BLOCKED, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN, NetEvent,
+    AF_INET, AF_INET6, AF_UNIX, NET_BLOCKED, NET_EPHEMERAL, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN,
+    NetEvent,
 };
 
 use super::{DecodeError, Record};
@@ -64,5 +65,6 @@ pub fn decode(rec: &Record<'_>) -> Result<NetBody, DecodeError> {
         result: if p.result >= 0 { 0 } else { p.result },
         fd: p.fd as i64,
         blocked: p.net_flags & NET_BLOCKED != 0,
+        ephemeral: p.net_flags & NET_EPHEMERAL != 0,
     })
 }

@@ -1,0 +1,281 @@
+//! `mode: enforce`: a stand-in inference server under an enforce-mode profile serves normally,
+//! and every step of a payload that leaves its footprint is stopped before it has an effect
+//! (the receivers get 0 bytes, the dropped binary never runs, the credential read never
+//! returns, the bind fails); the same in alert mode stops nothing and says `would_block`;
+//! `--no-enforce`, a reload during traffic, an agent killed with SIGKILL; and bad input.
+//! Real kernel hooks, real processes and sockets on loopback.
+
+use std::{fs, thread, time::Duration};
+
+use monitor_tests::{
+    TempDir, agent_binary,
+    enforce::{OwnAgent, Receivers, Site, StandIn, exists},
+    path_str, random_hex,
+};
+use serde_json::Value;
+
+/// An agent enforcing `site`'s profile (`mode`) for processes started with `marker`.
+fn agent_for(site: &Site, name: &str, marker: &str, mode: &str, args: &[&str]) -> OwnAgent {
+    let rules = site.dir.join("rules");
+    fs::create_dir_all(&rules).expect("rules dir");
+    fs::write(rules.join("standin.yaml"), site.profile(name, marker, mode)).expect("profile");
+    OwnAgent::start(&rules, args, &site.dir.join("spool"))
+        .unwrap_or_else(|f| panic!("the agent did not start:\n{}", f.stderr))
+}
+
+/// The payload's steps against `s`: (exfil TCP v4, v6, Fast Open, UDP, drop, credential,
+/// bind) outputs.
+struct Steps {
+    exfil4: String,
+    exfil6: String,
+    tfo: String,
+    udp: String,
+    drop: String,
+    cred: String,
+    bind: String,
+}
+
+fn attack(s: &StandIn, site: &Site, rx: &Receivers) -> Steps {
+    let marker = path_str(site.tmp("marker"));
+    let after = path_str(site.tmp("after"));
+    Steps {
+        exfil4: s.attack("exfil4", &[&rx.tcp4.to_string()]),
+        exfil6: s.attack("exfil6", &[&rx.tcp6.to_string()]),
+        tfo: s.attack("tfo", &[&rx.tcp4.to_string()]),
+        udp: s.attack("udp", &[&rx.udp.to_string()]),
+        drop: s.attack("drop", &[&path_str(site.app.join("tmp")), &marker]),
+        cred: s.attack("cred", &[&path_str(&site.key), &after]),
+        bind: s.attack("bind", &["1"]),
+    }
+}
+
+fn actions(alerts: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["rule"].as_str().unwrap_or("?").to_owned(),
+                a["action"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn expected(action: &str, kill: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
+        ("profile.connect", action),
+        ("profile.connect", action),
+        ("profile.connect", action),
+        ("profile.connect", action),
+        ("profile.exec", kill),
+        ("profile.read", kill),
+        ("profile.listen", action),
+    ]
+    .iter()
+    .map(|(r, a)| ((*r).to_owned(), (*a).to_owned()))
+    .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_effect() {
+    let site = Site::new("enforce");
+    let marker = format!("standin-enforce-{}", random_hex(4));
+    let agent = agent_for(&site, "standin-enforced", &marker, "enforce", &[]);
+    let rx = Receivers::start();
+    let s = site.start(&marker);
+    for n in 1..=5 {
+        s.infer(n);
+    }
+    let steps = attack(&s, &site, &rx);
+    // The syscalls fail with EPERM (errno 1); the killed children exit on SIGKILL (-9).
+    assert_eq!(steps.exfil4, "0 err 1");
+    assert_eq!(steps.exfil6, "0 err 1");
+    assert_eq!(steps.tfo, "0 err 1", "TCP Fast Open is a connect too");
+    assert_eq!(steps.udp, "0 err 1");
+    assert_eq!(
+        steps.drop, "0 exit -9",
+        "the dropped binary was killed at exec"
+    );
+    assert_eq!(steps.cred, "-9 ", "the payload died in the credential read");
+    assert_eq!(steps.bind, "0 err 1");
+    assert_eq!(rx.bytes(), 0, "nothing reached the receivers");
+    assert!(!exists(&site.tmp("marker")), "the dropped binary never ran");
+    assert!(!exists(&site.tmp("after")), "nothing ran after the read");
+    s.infer(6);
+    let alerts = agent.wait_alerts("standin-enforced", 7);
+    assert_eq!(
+        actions(&alerts),
+        expected("blocked", "killed"),
+        "{alerts:#?}"
+    );
+    for a in &alerts {
+        assert_ne!(
+            a["event"]["pid"],
+            s.pid(),
+            "the server itself did nothing wrong: {a}"
+        );
+    }
+    let read = alerts
+        .iter()
+        .find(|a| a["rule"] == "profile.read")
+        .expect("read");
+    assert_eq!(read["event"]["path"], path_str(&site.key));
+    assert_eq!(read["event"]["killed"], true);
+    let connect = alerts
+        .iter()
+        .find(|a| a["rule"] == "profile.connect")
+        .expect("connect");
+    assert_eq!(connect["event"]["blocked"], true);
+    drop(s);
+    agent.stop();
+}
+
+#[test]
+fn in_alert_mode_nothing_is_stopped_and_alerts_say_would_block() {
+    let site = Site::new("enforce-alert");
+    let marker = format!("standin-alert-{}", random_hex(4));
+    let agent = agent_for(&site, "standin-alerting", &marker, "alert", &[]);
+    let rx = Receivers::start();
+    let s = site.start(&marker);
+    s.infer(1);
+    let steps = attack(&s, &site, &rx);
+    assert_eq!(
+        (
+            steps.exfil4.as_str(),
+            steps.exfil6.as_str(),
+            steps.tfo.as_str(),
+            steps.udp.as_str()
+        ),
+        ("0 ok", "0 ok", "0 ok", "0 ok")
+    );
+    assert_eq!(
+        (steps.drop.as_str(), steps.cred.as_str()),
+        ("0 exit 0", "0 ok")
+    );
+    assert_eq!(steps.bind, "0 ok");
+    assert!(rx.bytes() > 0, "the stolen bytes arrived");
+    assert!(exists(&site.tmp("marker")) && exists(&site.tmp("after")));
+    let alerts = agent.wait_alerts("standin-alerting", 7);
+    assert_eq!(
+        actions(&alerts),
+        expected("would_block", "would_block"),
+        "{alerts:#?}"
+    );
+    drop(s);
+    agent.stop();
+}
+
+#[test]
+fn no_enforce_turns_enforce_profiles_into_alert_mode() {
+    let site = Site::new("enforce-off");
+    let marker = format!("standin-off-{}", random_hex(4));
+    let agent = agent_for(&site, "standin-off", &marker, "enforce", &["--no-enforce"]);
+    let rx = Receivers::start();
+    let s = site.start(&marker);
+    s.infer(1);
+    assert_eq!(s.attack("exfil4", &[&rx.tcp4.to_string()]), "0 ok");
+    assert!(rx.bytes() > 0);
+    let alerts = agent.wait_alerts("standin-off", 1);
+    assert_eq!(alerts[0]["action"], "would_block", "{alerts:#?}");
+    drop(s);
+    agent.stop();
+}
+
+#[test]
+fn a_reload_during_traffic_never_opens_or_closes_the_footprint() {
+    let site = Site::new("enforce-reload");
+    let marker = format!("standin-reload-{}", random_hex(4));
+    let agent = agent_for(&site, "standin-reload", &marker, "enforce", &[]);
+    let rx = Receivers::start();
+    let s = site.start(&marker);
+    thread::scope(|scope| {
+        let traffic = scope.spawn(|| {
+            for n in 1..=40 {
+                s.infer(n);
+                assert_eq!(
+                    s.attack("exfil4", &[&rx.tcp4.to_string()]),
+                    "0 err 1",
+                    "round {n}"
+                );
+            }
+        });
+        for _ in 0..5 {
+            agent.signal(libc::SIGHUP);
+            thread::sleep(Duration::from_millis(150));
+        }
+        traffic.join().expect("traffic");
+    });
+    assert_eq!(rx.bytes(), 0);
+    drop(s);
+    let done = agent.stop();
+    assert!(done.stderr.contains("rules reloaded"), "{}", done.stderr);
+}
+
+#[test]
+fn an_agent_killed_with_sigkill_lifts_enforcement_and_the_next_start_says_so() {
+    let site = Site::new("enforce-kill");
+    let marker = format!("standin-kill-{}", random_hex(4));
+    let agent = agent_for(&site, "standin-kill", &marker, "enforce", &[]);
+    let rx = Receivers::start();
+    let s = site.start(&marker);
+    assert_eq!(s.attack("exfil4", &[&rx.tcp4.to_string()]), "0 err 1");
+    agent.kill();
+    assert_eq!(
+        s.attack("exfil4", &[&rx.tcp4.to_string()]),
+        "0 ok",
+        "the programs went with the agent"
+    );
+    assert!(rx.bytes() > 0);
+    let again = agent_for(&site, "standin-kill", &marker, "enforce", &[]);
+    let said = again.stop().stderr;
+    assert!(
+        said.contains("the previous agent was enforcing and did not stop cleanly"),
+        "{said}"
+    );
+}
+
+#[test]
+fn bad_input_is_named_or_refused() {
+    let dir = TempDir::new("enforce-bad");
+    let rules = dir.join("p.yaml");
+    fs::write(
+        &rules,
+        "profile: p\nmatch:\n  uid: [4242]\nmode: enforce\nallow:\n  read:\n    - \"/opt/venv/lib/python3*/site-packages/**\"\n",
+    )
+    .expect("rules");
+    let out = std::process::Command::new(agent_binary())
+        .args(["rules", "check"])
+        .arg(&rules)
+        .output()
+        .expect("rules check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:7: key `allow.read[0]`: profile p: \"/opt/venv/lib/python3*/site-packages/**\": a wildcard the kernel cannot match: everything under /opt/venv/lib/ is alert-only",
+            rules.display()
+        )),
+        "{stderr}"
+    );
+    // No cgroup v2 where the hooks would attach: a clear refusal, not a silent downgrade.
+    let empty = dir.join("not-a-cgroup");
+    fs::create_dir_all(&empty).expect("dir");
+    let refused = OwnAgent::start(
+        &rules,
+        &["--cgroup-root", &path_str(&empty)],
+        &dir.join("spool"),
+    );
+    let Err(f) = refused else {
+        panic!("the agent started without a cgroup v2 mount");
+    };
+    assert!(!f.status.success());
+    assert!(
+        f.stderr.contains("need a cgroup v2 filesystem") && f.stderr.contains("--no-enforce"),
+        "{}",
+        f.stderr
+    );
+}
