@@ -5,7 +5,7 @@ use std::path::Path;
 
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError},
 };
 use monitor_common::config::names;
 
@@ -71,21 +71,53 @@ fn attach_sock_addr(
 ) -> Result<(), SensorError> {
     let cgroup = open_cgroup(root)?;
     for &name in progs {
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .ok_or(SensorError::MissingProgram { name })?
-            .try_into()
-            .map_err(|source| SensorError::Program { name, source })?;
-        prog.load()
-            .map_err(|source| SensorError::Program { name, source })?;
+        let prog: &mut CgroupSockAddr = loaded(ebpf, name)?;
         prog.attach(&cgroup, CgroupAttachMode::Single)
-            .map_err(|source| SensorError::AttachCgroup {
-                name,
-                path: root.to_path_buf(),
-                source,
-            })?;
+            .map_err(attach_error(name, root))?;
     }
     Ok(())
+}
+
+/// Program `name` of `ebpf` as the program type `P`, loaded (verified).
+fn loaded<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, SensorError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    P: Load,
+{
+    let prog: &mut P = ebpf
+        .program_mut(name)
+        .ok_or(SensorError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| SensorError::Program { name, source })?;
+    prog.load_program()
+        .map_err(|source| SensorError::Program { name, source })?;
+    Ok(prog)
+}
+
+/// The cgroup program types' `load` (aya gives each its own inherent method).
+trait Load {
+    fn load_program(&mut self) -> Result<(), ProgramError>;
+}
+
+impl Load for CgroupSockAddr {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+}
+
+impl Load for CgroupSkb {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+}
+
+fn attach_error(name: &'static str, root: &Path) -> impl Fn(ProgramError) -> SensorError {
+    let path = root.to_path_buf();
+    move |source| SensorError::AttachCgroup {
+        name,
+        path: path.clone(),
+        source,
+    }
 }
 
 /// Loads and attaches the DNS hooks (which also enforce connects and sends) to the cgroup v2
@@ -93,26 +125,13 @@ fn attach_sock_addr(
 pub(super) fn attach_dns(ebpf: &mut Ebpf, root: &Path) -> Result<(), SensorError> {
     attach_sock_addr(ebpf, root, &DNS_SOCK_ADDR)?;
     let cgroup = open_cgroup(root)?;
-    let attach_err = |name: &'static str| {
-        move |source| SensorError::AttachCgroup {
-            name,
-            path: root.to_path_buf(),
-            source,
-        }
-    };
     let name = names::PROG_DNS_INGRESS;
-    let prog: &mut CgroupSkb = ebpf
-        .program_mut(name)
-        .ok_or(SensorError::MissingProgram { name })?
-        .try_into()
-        .map_err(|source| SensorError::Program { name, source })?;
-    prog.load()
-        .map_err(|source| SensorError::Program { name, source })?;
+    let prog: &mut CgroupSkb = loaded(ebpf, name)?;
     prog.attach(
         &cgroup,
         CgroupSkbAttachType::Ingress,
         CgroupAttachMode::Single,
     )
-    .map_err(attach_err(name))?;
+    .map_err(attach_error(name, root))?;
     Ok(())
 }
