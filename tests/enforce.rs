@@ -135,6 +135,50 @@ fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_ef
 }
 
 #[test]
+fn start_up_may_do_what_startup_allows_and_serving_may_not() {
+    let site = Site::new("enforce-startup");
+    let marker = format!("standin-startup-{}", random_hex(4));
+    let rules = site.dir.join("rules");
+    fs::create_dir_all(&rules).expect("rules dir");
+    fs::write(
+        rules.join("standin.yaml"),
+        site.profile_with_startup("standin-startup", &marker, "enforce"),
+    )
+    .expect("profile");
+    let startup = site.startup_file();
+    fs::write(&startup, "warm-up data\n").expect("startup file");
+    let agent = OwnAgent::start(&rules, &[], &site.dir.join("spool"))
+        .unwrap_or_else(|f| panic!("the agent did not start:\n{}", f.stderr));
+    // Reads startup.txt half a second after its exec, enforced by then, before it listens.
+    let s = site.start(&marker);
+    s.infer(1);
+    let after = site.tmp("after-serving");
+    assert_eq!(
+        s.attack("cred", &[&path_str(&startup), &path_str(&after)]),
+        "-9 ",
+        "serving: the start-up allowance is over"
+    );
+    assert!(!exists(&after));
+    let alerts = agent.wait_alerts("standin-startup", 1);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        (
+            &alerts[0]["rule"],
+            &alerts[0]["action"],
+            &alerts[0]["phase"]
+        ),
+        (
+            &Value::from("profile.read"),
+            &Value::from("killed"),
+            &Value::from("serving")
+        ),
+        "{alerts:#?}"
+    );
+    drop(s);
+    agent.stop();
+}
+
+#[test]
 fn in_alert_mode_nothing_is_stopped_and_alerts_say_would_block() {
     let site = Site::new("enforce-alert");
     let marker = format!("standin-alert-{}", random_hex(4));

@@ -57,6 +57,15 @@ impl Site {
         }
     }
 
+    /// [`Site::profile`] with a `startup:` block that allows reading `startup.txt`.
+    pub fn profile_with_startup(&self, name: &str, marker: &str, mode: &str) -> String {
+        let startup = path_str(self.startup_file());
+        format!(
+            "{}startup:\n  read: [\"{startup}\"]\n",
+            self.profile(name, marker, mode)
+        )
+    }
+
     /// The profile of the stand-in started with `marker` in its argv, in `mode`.
     pub fn profile(&self, name: &str, marker: &str, mode: &str) -> String {
         let app = path_str(&self.app);
@@ -94,6 +103,12 @@ impl Site {
             proc,
             port: self.port,
         }
+    }
+
+    /// The file the stand-in reads while it starts, when it exists (beside the app: outside
+    /// the profile's `allow:` lists).
+    pub fn startup_file(&self) -> PathBuf {
+        self.dir.join("startup.txt")
     }
 
     /// A file under the app's writable `tmp/`.

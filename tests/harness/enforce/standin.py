@@ -4,6 +4,7 @@ standin.py MARKER APP PORT PROVIDER_PORT
   GET /infer?n=N   reads APP/model.txt, appends to APP/logs/requests.log, asks the provider
                    (127.0.0.1:PROVIDER_PORT) over TCP, runs /usr/bin/uname -s; replies
                    "<model> <provider reply> <uname>".
+  With startup.txt present beside APP, reads it before listening (start-up work).
   GET /attack?step=S&arg=A&arg=B
                    runs this file as a payload child (`payload S A B`), as a compromised
                    dependency would; replies "<exit status> <stdout>".
@@ -110,6 +111,14 @@ if sys.argv[1] == "payload":
     payload(sys.argv[2], sys.argv[3:])
 else:
     APP, PORT, PROVIDER = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    startup = os.path.join(os.path.dirname(APP), "startup.txt")
+    if os.path.exists(startup):
+        # Start-up work: a moment after the exec (the agent has matched it by then), before
+        # the server listens.
+        import time
+        time.sleep(0.5)
+        with open(startup) as f:
+            f.read()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
     open(os.path.join(APP, "logs", "ready"), "w").close()
     server.serve_forever()
