@@ -72,7 +72,7 @@ fn errors_name_file_line_and_key() {
     }
     let dir = TempDir::new("rules-bad");
     let bad = PROFILE
-        .replace("mode: alert", "mode: enforce")
+        .replace("mode: alert", "mode: block")
         .replace("  listen:\n", "  listn:\n");
     let file = dir.join("bad.yaml");
     fs::write(&file, bad).unwrap();
