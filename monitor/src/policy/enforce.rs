@@ -269,9 +269,14 @@ impl Enforcement {
         };
     }
 
-    /// Process `pid` ended: the kernel has forgotten it.
+    /// Process `pid` ended.
     pub fn exited(&mut self, pid: u32) {
-        self.kernel.remove(&pid);
+        // The kernel forgets a process at its exit; but an entry written after that (the
+        // process exited before its exec was handled here) would outlive it and apply to the
+        // next process with its pid: removed explicitly (a no-op when already gone).
+        if self.kernel.remove(&pid).is_some() {
+            self.ops.push(KernelOp::Process { pid, policy: None });
+        }
     }
 
     /// The previous rule set's slots are no longer pointed at: they go at the next tick.

@@ -162,3 +162,24 @@ fn off_means_no_tables_and_no_processes() {
     e.assign(100, Some(ProfileId(0)), Phase::Serving, true);
     assert!(e.take_ops().is_empty());
 }
+
+#[test]
+fn an_exit_removes_the_kernel_entry_even_if_written_after_the_exit() {
+    let mut e = Enforcement::new(true, 7);
+    e.load(&rules(ALERTING), &[], &agent());
+    e.assign(300, Some(ProfileId(0)), Phase::Serving, true);
+    e.take_ops();
+    e.exited(300);
+    assert_eq!(
+        e.take_ops(),
+        vec![KernelOp::Process {
+            pid: 300,
+            policy: None
+        }]
+    );
+    e.exited(301);
+    assert!(
+        e.take_ops().is_empty(),
+        "nothing for a process never enforced"
+    );
+}
