@@ -16,30 +16,9 @@ use monitor_common::enforce::{
 };
 
 use crate::rules::{HostAddrs, KernelFiles, KernelNet, Phase, ProfileId, RuleSet, canonical_ip};
+pub use crate::sensor::enforce::KernelOp;
 
 pub use monitor_common::enforce::INHERIT;
-
-/// One change to the kernel's enforcement maps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KernelOp {
-    /// `slot` may connect or send to `addr`/`prefix` (IPv6 or IPv4-mapped), `port` 0 for any.
-    Net {
-        slot: u32,
-        addr: [u8; 16],
-        prefix: u8,
-        port: u16,
-    },
-    /// `slot` may bind `port`.
-    Listen { slot: u32, port: u16 },
-    /// The access bits of a path (or file name) for a slot (see `monitor_common::enforce`).
-    Path { key: PathKey, bits: u32 },
-    /// Process `pid` is under `policy` (with [`INHERIT`] when its children inherit), or none.
-    Process { pid: u32, policy: Option<u32> },
-    /// `policy` enforces with `slot` from now on (or nothing: its profile is gone).
-    Policy { policy: u32, slot: Option<u32> },
-    /// The entries of these slots are no longer used.
-    Retire { slots: Vec<u32> },
-}
 
 /// What the policy stage knows of enforcement.
 #[derive(Debug, Default)]
