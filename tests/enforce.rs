@@ -14,13 +14,47 @@ use monitor_tests::{
 };
 use serde_json::Value;
 
-/// An agent enforcing `site`'s profile (`mode`) for processes started with `marker`.
-fn agent_for(site: &Site, name: &str, marker: &str, mode: &str, args: &[&str]) -> OwnAgent {
+/// An agent with `profile` as its rules (and `args`).
+fn agent_for(site: &Site, profile: &str, args: &[&str]) -> OwnAgent {
     let rules = site.dir.join("rules");
     fs::create_dir_all(&rules).expect("rules dir");
-    fs::write(rules.join("standin.yaml"), site.profile(name, marker, mode)).expect("profile");
+    fs::write(rules.join("standin.yaml"), profile).expect("profile");
     OwnAgent::start(&rules, args, &site.dir.join("spool"))
         .unwrap_or_else(|f| panic!("the agent did not start:\n{}", f.stderr))
+}
+
+/// One stand-in under profile `name` (`mode`), with its agent and exfiltration receivers. Bind
+/// `site` when destructuring (`site: _site`): dropping it removes the stand-in's files.
+struct Run {
+    // Drop order: the server stops before the agent, the site's files go last.
+    s: StandIn,
+    rx: Receivers,
+    agent: OwnAgent,
+    marker: String,
+    site: Site,
+}
+
+/// Starts the agent (with `args`) and then the stand-in; `startup`: the profile has a
+/// `startup:` block.
+fn run(name: &str, mode: &str, args: &[&str], startup: bool) -> Run {
+    let site = Site::new(name);
+    let marker = format!("{name}-{}", random_hex(4));
+    let profile = if startup {
+        fs::write(site.startup_file(), "warm-up data\n").expect("startup file");
+        site.profile_with_startup(name, &marker, mode)
+    } else {
+        site.profile(name, &marker, mode)
+    };
+    let agent = agent_for(&site, &profile, args);
+    let rx = Receivers::start();
+    let s = site.start(&marker);
+    Run {
+        s,
+        rx,
+        agent,
+        marker,
+        site,
+    }
 }
 
 /// The payload's steps against `s`: (exfil TCP v4, v6, Fast Open, UDP, drop, credential,
@@ -82,11 +116,9 @@ fn expected(action: &str, kill: &str) -> Vec<(String, String)> {
 
 #[test]
 fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_effect() {
-    let site = Site::new("enforce");
-    let marker = format!("standin-enforce-{}", random_hex(4));
-    let agent = agent_for(&site, "standin-enforced", &marker, "enforce", &[]);
-    let rx = Receivers::start();
-    let s = site.start(&marker);
+    let Run {
+        site, agent, rx, s, ..
+    } = run("standin-enforced", "enforce", &[], false);
     for n in 1..=5 {
         s.infer(n);
     }
@@ -136,21 +168,9 @@ fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_ef
 
 #[test]
 fn start_up_may_do_what_startup_allows_and_serving_may_not() {
-    let site = Site::new("enforce-startup");
-    let marker = format!("standin-startup-{}", random_hex(4));
-    let rules = site.dir.join("rules");
-    fs::create_dir_all(&rules).expect("rules dir");
-    fs::write(
-        rules.join("standin.yaml"),
-        site.profile_with_startup("standin-startup", &marker, "enforce"),
-    )
-    .expect("profile");
+    let Run { site, agent, s, .. } = run("standin-startup", "enforce", &[], true);
     let startup = site.startup_file();
-    fs::write(&startup, "warm-up data\n").expect("startup file");
-    let agent = OwnAgent::start(&rules, &[], &site.dir.join("spool"))
-        .unwrap_or_else(|f| panic!("the agent did not start:\n{}", f.stderr));
-    // Reads startup.txt half a second after its exec, enforced by then, before it listens.
-    let s = site.start(&marker);
+    // It read startup.txt half a second after its exec, enforced by then, before it listened.
     s.infer(1);
     let after = site.tmp("after-serving");
     assert_eq!(
@@ -180,11 +200,9 @@ fn start_up_may_do_what_startup_allows_and_serving_may_not() {
 
 #[test]
 fn in_alert_mode_nothing_is_stopped_and_alerts_say_would_block() {
-    let site = Site::new("enforce-alert");
-    let marker = format!("standin-alert-{}", random_hex(4));
-    let agent = agent_for(&site, "standin-alerting", &marker, "alert", &[]);
-    let rx = Receivers::start();
-    let s = site.start(&marker);
+    let Run {
+        site, agent, rx, s, ..
+    } = run("standin-alerting", "alert", &[], false);
     s.infer(1);
     let steps = attack(&s, &site, &rx);
     assert_eq!(
@@ -215,11 +233,14 @@ fn in_alert_mode_nothing_is_stopped_and_alerts_say_would_block() {
 
 #[test]
 fn no_enforce_turns_enforce_profiles_into_alert_mode() {
-    let site = Site::new("enforce-off");
-    let marker = format!("standin-off-{}", random_hex(4));
-    let agent = agent_for(&site, "standin-off", &marker, "enforce", &["--no-enforce"]);
-    let rx = Receivers::start();
-    let s = site.start(&marker);
+    // `_site` keeps the stand-in's files for the test's length.
+    let Run {
+        agent,
+        rx,
+        s,
+        site: _site,
+        ..
+    } = run("standin-off", "enforce", &["--no-enforce"], false);
     s.infer(1);
     assert_eq!(s.attack("exfil4", &[&rx.tcp4.to_string()]), "0 ok");
     assert!(rx.bytes() > 0);
@@ -231,11 +252,13 @@ fn no_enforce_turns_enforce_profiles_into_alert_mode() {
 
 #[test]
 fn a_reload_during_traffic_never_opens_or_closes_the_footprint() {
-    let site = Site::new("enforce-reload");
-    let marker = format!("standin-reload-{}", random_hex(4));
-    let agent = agent_for(&site, "standin-reload", &marker, "enforce", &[]);
-    let rx = Receivers::start();
-    let s = site.start(&marker);
+    let Run {
+        agent,
+        rx,
+        s,
+        site: _site,
+        ..
+    } = run("standin-reload", "enforce", &[], false);
     thread::scope(|scope| {
         let traffic = scope.spawn(|| {
             for n in 1..=40 {
@@ -261,11 +284,13 @@ fn a_reload_during_traffic_never_opens_or_closes_the_footprint() {
 
 #[test]
 fn an_agent_killed_with_sigkill_lifts_enforcement_and_the_next_start_says_so() {
-    let site = Site::new("enforce-kill");
-    let marker = format!("standin-kill-{}", random_hex(4));
-    let agent = agent_for(&site, "standin-kill", &marker, "enforce", &[]);
-    let rx = Receivers::start();
-    let s = site.start(&marker);
+    let Run {
+        site,
+        agent,
+        rx,
+        s,
+        marker,
+    } = run("standin-kill", "enforce", &[], false);
     assert_eq!(s.attack("exfil4", &[&rx.tcp4.to_string()]), "0 err 1");
     agent.kill();
     assert_eq!(
@@ -274,7 +299,11 @@ fn an_agent_killed_with_sigkill_lifts_enforcement_and_the_next_start_says_so() {
         "the programs went with the agent"
     );
     assert!(rx.bytes() > 0);
-    let again = agent_for(&site, "standin-kill", &marker, "enforce", &[]);
+    let again = agent_for(
+        &site,
+        &site.profile("standin-kill", &marker, "enforce"),
+        &[],
+    );
     let said = again.stop().stderr;
     assert!(
         said.contains("the previous agent was enforcing and did not stop cleanly"),
