@@ -334,9 +334,9 @@ impl AllowLists {
     /// This block's path lists as the kernel enforces them.
     pub fn kernel_files(&self, uncompiled: &mut Vec<Uncompiled>) -> KernelFiles {
         KernelFiles {
-            exec: KernelPaths::compile(&self.exec, false, uncompiled),
-            read: KernelPaths::compile(&self.read, true, uncompiled),
-            write: KernelPaths::compile(&self.write, true, uncompiled),
+            exec: KernelPaths::compile(&self.exec, false, true, uncompiled),
+            read: KernelPaths::compile(&self.read, true, false, uncompiled),
+            write: KernelPaths::compile(&self.write, true, false, uncompiled),
         }
     }
 

@@ -54,6 +54,18 @@ fn literal_dir(pattern: &str) -> String {
     }
 }
 
+/// The interpreter of script `path` (its `#!` line), when it names one by absolute path
+/// (`#!/usr/bin/env python3` does not: env would be what runs).
+fn interpreter(path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n')?];
+    let first = std::str::from_utf8(line).ok()?.split_whitespace().next()?;
+    (first.starts_with('/') && !first.ends_with("/env")).then(|| first.to_owned())
+}
+
 /// `path` and, when it is a symlink (or under one), its resolved form.
 fn with_resolved(path: &str) -> Vec<String> {
     let mut out = vec![path.to_owned()];
@@ -67,9 +79,15 @@ fn with_resolved(path: &str) -> Vec<String> {
 }
 
 impl KernelPaths {
-    /// Compiles `list`; `dir_too`: `dir/**` also allows `dir` (reads and writes). Patterns the
-    /// kernel cannot enforce as written go to `uncompiled`.
-    pub fn compile(list: &PathList, dir_too: bool, uncompiled: &mut Vec<Uncompiled>) -> Self {
+    /// Compiles `list`; `dir_too`: `dir/**` also allows `dir` (reads and writes); `exec`: an
+    /// exact entry that is a script also allows its interpreter (the kernel judges the image
+    /// that runs). Patterns the kernel cannot enforce as written go to `uncompiled`.
+    pub fn compile(
+        list: &PathList,
+        dir_too: bool,
+        exec: bool,
+        uncompiled: &mut Vec<Uncompiled>,
+    ) -> Self {
         let mut k = KernelPaths::default();
         for src in &list.sources {
             let p = src.pattern.as_str();
@@ -99,6 +117,13 @@ impl KernelPaths {
             }
             if !is_glob(p) {
                 k.exact.extend(with_resolved(p));
+                if let Some(interp) = interpreter(p).filter(|_| exec) {
+                    note(format!(
+                        "a script: the kernel sees its interpreter {interp} run, which this list \
+                         then allows for any script"
+                    ));
+                    k.exact.extend(with_resolved(&interp));
+                }
                 continue;
             }
             if p == "/proc/self/**" {
@@ -157,5 +182,68 @@ impl KernelPaths {
         self.trees.extend(other.trees.iter().cloned());
         self.open.extend(other.open.iter().cloned());
         self.excluded.extend(other.excluded.iter().cloned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::enforce::{name_hash, path_hash};
+
+    use crate::rules::{Phase, ProfileId, testutil::load_ok};
+    use crate::testutil::TempDir;
+
+    /// The kernel hashes its path walk's encoding (components leaf first, each followed by
+    /// `/`, then `/`) read backwards: `path_hash` must give the same without building it.
+    #[test]
+    fn path_hash_is_the_hash_of_the_walk_encoding_read_backwards() {
+        let fnv = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .fold(99u64, |h, b| monitor_common::enforce::hash_byte(h, *b))
+        };
+        for path in ["/", "/a", "/usr/bin/python3.11", "/tmp/x y/ü"] {
+            let mut walk = String::new();
+            for c in path.split('/').filter(|c| !c.is_empty()).rev() {
+                walk.push_str(c);
+                walk.push('/');
+            }
+            walk.push('/');
+            let backwards: Vec<u8> = walk.bytes().rev().collect();
+            assert_eq!(path_hash(99, path), fnv(&backwards), "{path}");
+        }
+        assert_eq!(name_hash(99, ".env"), fnv(b"vne."));
+    }
+
+    #[test]
+    fn lists_compile_to_exact_paths_trees_names_and_alert_only_directories() {
+        let dir = TempDir::new("kernel-paths");
+        let script = dir.write("run.sh", "#!/bin/sh\necho hi\n");
+        let set = load_ok(&[(
+            "p.yaml",
+            &format!(
+                "profile: p\nmatch:\n  uid: [7]\nmode: enforce\nbaseline: false\nallow:\n  \
+                 exec: [\"/usr/bin/uname\", {script:?}]\n  read: [\"/app/**\", \"!**/.env\", \
+                 \"/tmp/tmp*\", \"!/app/secret/*\"]\n"
+            ),
+        )]);
+        let files = set
+            .kernel_files(ProfileId(0), Phase::Serving)
+            .expect("profile");
+        let read = &files.read;
+        assert!(read.allows("/app") && read.allows("/app/a/b.txt"));
+        assert!(!read.allows("/app/.env"), "excluded by name");
+        assert!(!read.allows("/application/x"), "a tree is a directory");
+        assert!(read.allows("/tmp/whatever"), "alert-only under /tmp/");
+        assert!(!read.allows("/root/.ssh/id_rsa"));
+        let exec = &files.exec;
+        assert!(exec.allows("/usr/bin/uname") && !exec.allows("/usr/bin/id"));
+        assert!(
+            exec.allows(&std::fs::canonicalize("/bin/sh").unwrap().to_string_lossy()),
+            "the script's interpreter, resolved"
+        );
+        let warnings = set.enforcement_warnings().join("\n");
+        for named in ["\"/tmp/tmp*\"", "\"!/app/secret/*\"", "a script"] {
+            assert!(warnings.contains(named), "{named} not named:\n{warnings}");
+        }
     }
 }

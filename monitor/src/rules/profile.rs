@@ -219,6 +219,43 @@ impl Profile {
 
     /// Checks one event of a process under this profile against its allowlists.
     pub fn check(&self, v: &View<'_>, ctx: &EvalContext<'_>, out: &mut Vec<Finding>) {
+        let before = out.len();
+        self.check_lists(v, ctx, out);
+        if v.ev.killed && out.len() == before {
+            out.push(self.kernel_only(v, ctx.phase));
+        }
+    }
+
+    /// The kernel killed the process for a step these lists allow (its form of the lists is
+    /// narrower, e.g. where a pattern named by `monitor rules check` differs): never a silent
+    /// kill.
+    fn kernel_only(&self, v: &View<'_>, phase: Phase) -> Finding {
+        let (cat, object) = match v.ev.kind {
+            EventKind::Exec => (Category::Exec, v.exe.unwrap_or("?").to_owned()),
+            _ => {
+                let write = matches!(v.access(), Some(Access::Write | Access::ReadWrite));
+                let cat = if write || v.created() {
+                    Category::Write
+                } else {
+                    Category::Read
+                };
+                (cat, v.path.as_deref().unwrap_or("?").to_owned())
+            }
+        };
+        let mut f = self.violation(cat, v, &object, phase);
+        f.message = format!(
+            "{} {}: killed by the kernel: outside profile {} {} as the kernel enforces it (see \
+             `monitor rules check`)",
+            v.who(),
+            v.action(),
+            self.name,
+            cat.allow_key()
+        );
+        f.enforceable = true;
+        f
+    }
+
+    fn check_lists(&self, v: &View<'_>, ctx: &EvalContext<'_>, out: &mut Vec<Finding>) {
         let ok = !v.failed();
         let phase = ctx.phase;
         match v.ev.kind {

@@ -380,3 +380,35 @@ fn listen_bind_accept_and_unix() {
     let f = check(&r, &accept(22), &ctx(BARE_ID));
     assert_eq!(f[0].severity, Severity::Low);
 }
+
+#[test]
+fn a_kill_is_never_silent() {
+    let r = rules();
+    let c = ctx(WEB_ID);
+    // The lists allow git; the kernel killed it anyway (its form of the lists is narrower).
+    let mut ev = exec("/usr/bin/git", &["git", "pull"]);
+    assert!(fired(&r, &ev, &c).is_empty());
+    ev.killed = true;
+    let f = check(&r, &ev, &c);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].rule, "profile.exec");
+    assert!(f[0].enforceable);
+    assert!(
+        f[0].message.ends_with(
+            "killed by the kernel: outside profile web allow.exec as the kernel enforces it \
+             (see `monitor rules check`)"
+        ),
+        "{}",
+        f[0].message
+    );
+    // A killed step the lists do not allow is reported once, as usual.
+    let mut curl = exec("/usr/bin/curl", &["curl"]);
+    curl.killed = true;
+    let f = check(&r, &curl, &c);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].message.ends_with("outside profile web allow.exec"),
+        "{}",
+        f[0].message
+    );
+}
