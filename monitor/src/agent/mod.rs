@@ -194,7 +194,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let mut policy = Policy::new(rules, resolver, record_everything, fold, seed);
     policy.seed(enricher.table(), sensor.watched());
     enforcing::apply(&mut policy, &mut sensor);
-    let marker = (enforce && policy.rules().enforce_profiles().next().is_some())
+    let mut marker = (enforce && policy.rules().enforce_profiles().next().is_some())
         .then(|| enforcing::Marker::start(&args.spool_dir));
     let mut learning = Learning::default();
     learning::switch(&policy, &mut sensor);
@@ -342,6 +342,9 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 ),
                 Ok(new) => {
                     enforcing::warn_uncompiled(&new);
+                    if marker.is_none() && enforce && new.enforce_profiles().next().is_some() {
+                        marker = Some(enforcing::Marker::start(&args.spool_dir));
+                    }
                     policy.replace_rules(Arc::new(new), enricher.table(), sensor.watched());
                     enforcing::apply(&mut policy, &mut sensor);
                     learning::switch(&policy, &mut sensor);

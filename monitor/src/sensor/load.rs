@@ -215,7 +215,8 @@ impl Sensor {
                 Err(e) => {
                     tracing::warn!(
                         error = %crate::deliver::error_chain(&e),
-                        "enforcement is not available: a reload cannot add `mode: enforce` profiles"
+                        "cgroup hooks not attached: DNS answers are not reported, and a reload \
+                         cannot add `mode: enforce` profiles"
                     );
                     None
                 }
