@@ -1,64 +1,48 @@
-//! An agent of the test's own: started with its rules and extra arguments, stopped, reloaded
-//! or killed by the test, its alerts read from its output file.
+//! An agent of the test's own (the harness's [`AgentProcess`]): started with its rules, spool
+//! and extra arguments, stopped, reloaded or killed by the test, its alerts read from its
+//! output file.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{ffi::OsString, fs, path::Path, thread, time::Duration, time::Instant};
 
 use serde_json::Value;
 
-use crate::{Finished, Proc, TIMEOUT, TempDir, agent_binary};
+use crate::{
+    TIMEOUT, agent_binary,
+    launch::{AgentProcess, Launch},
+};
 
-/// How long the agent may take to load and attach.
-const START: Duration = Duration::from_secs(60);
-
-pub struct OwnAgent {
-    proc: Proc,
-    pub dir: TempDir,
-    output: PathBuf,
-}
+pub struct OwnAgent(AgentProcess);
 
 impl OwnAgent {
-    /// `monitor run --rules RULES ARGS` with its output, ready file and spool in a directory of
-    /// its own; waits until it is ready. `Err`: it exited first, with its stderr.
-    pub fn start(rules: &Path, args: &[&str], spool: &Path) -> Result<Self, Finished> {
-        let dir = TempDir::new("enforce-agent");
-        let output = dir.join("output.jsonl");
-        let ready = dir.join("ready");
-        let mut proc = Proc::spawn(
-            Command::new(agent_binary())
-                .args(["run", "--stats-interval", "0", "--alert-fold-secs", "0"])
-                .args(["--no-control-socket", "--rules"])
-                .arg(rules)
-                .arg("--output")
-                .arg(format!("file:{}", output.display()))
-                .arg("--ready-file")
-                .arg(&ready)
-                .arg("--spool-dir")
-                .arg(spool)
-                .args(args),
-        );
-        let deadline = Instant::now() + START;
-        while !ready.exists() {
-            if !proc_running(proc.pid()) || Instant::now() > deadline {
-                return Err(proc.finish(TIMEOUT));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self { proc, dir, output })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.proc.pid()
+    /// `monitor run --rules RULES --spool-dir SPOOL ARGS`, once it is ready. `Err`: why it
+    /// did not get there (for an agent that exited, its status and stderr).
+    pub fn start(rules: &Path, args: &[&str], spool: &Path) -> Result<Self, String> {
+        let mut run_args: Vec<OsString> = ["--stats-interval", "0", "--alert-fold-secs", "0"]
+            .map(OsString::from)
+            .to_vec();
+        run_args.extend([
+            "--rules".into(),
+            rules.into(),
+            "--spool-dir".into(),
+            spool.into(),
+        ]);
+        run_args.extend(args.iter().map(OsString::from));
+        AgentProcess::launch(
+            &agent_binary(),
+            Launch {
+                dir_label: "enforce-agent",
+                output_name: "output.jsonl",
+                output_path: None,
+                args: run_args,
+                keep_hint: "",
+            },
+        )
+        .map(Self)
     }
 
     /// Every alert written so far.
     pub fn alerts(&self) -> Vec<Value> {
-        fs::read_to_string(&self.output)
+        fs::read_to_string(self.0.output())
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -90,29 +74,17 @@ impl OwnAgent {
 
     /// Sends `signal` to the agent.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.proc.pid() as libc::pid_t, signal) };
+        self.0.signal(signal);
     }
 
-    /// SIGTERM, and what it wrote on the way out.
-    pub fn stop(mut self) -> Finished {
-        self.signal(libc::SIGTERM);
-        self.proc.finish(TIMEOUT)
+    /// SIGTERM (SIGKILL past a bound), and all it wrote on stderr.
+    pub fn stop(mut self) -> String {
+        self.0.stop();
+        self.0.stderr_full()
     }
 
     /// SIGKILL: no clean exit.
-    pub fn kill(mut self) -> Finished {
-        self.signal(libc::SIGKILL);
-        self.proc.finish(TIMEOUT)
+    pub fn kill(mut self) {
+        self.0.kill();
     }
-}
-
-fn proc_running(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
