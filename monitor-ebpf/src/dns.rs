@@ -31,6 +31,7 @@ use monitor_common::{
 
 use crate::{
     emit::{fill_header, output},
+    enforce::{Destination, destination},
     kernel::current_task,
     maps::{count, is_watched},
 };
@@ -87,39 +88,39 @@ pub static DNS_SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(
 /// byte order).
 #[cgroup_sock_addr(connect4)]
 pub fn dns_connect4(ctx: SockAddrContext) -> i32 {
-    remember(&ctx, Hook::Connect4);
-    crate::enforce::connect(&ctx, false)
+    let dest = destination(&ctx, false);
+    remember(&ctx, Hook::Connect4, &dest);
+    crate::enforce::connect(&ctx, &dest)
 }
 
 /// `connect(2)` on an IPv6 socket (`user_ip6[4]`, `user_port`).
 #[cgroup_sock_addr(connect6)]
 pub fn dns_connect6(ctx: SockAddrContext) -> i32 {
-    remember(&ctx, Hook::Connect6);
-    crate::enforce::connect(&ctx, true)
+    let dest = destination(&ctx, true);
+    remember(&ctx, Hook::Connect6, &dest);
+    crate::enforce::connect(&ctx, &dest)
 }
 
 /// `sendto(2)`/`sendmsg(2)` with a destination on an unconnected IPv4 UDP socket.
 #[cgroup_sock_addr(sendmsg4)]
 pub fn dns_sendmsg4(ctx: SockAddrContext) -> i32 {
-    remember(&ctx, Hook::Sendmsg4);
-    crate::enforce::connect(&ctx, false)
+    let dest = destination(&ctx, false);
+    remember(&ctx, Hook::Sendmsg4, &dest);
+    crate::enforce::connect(&ctx, &dest)
 }
 
 /// `sendto(2)`/`sendmsg(2)` with a destination on an unconnected IPv6 UDP socket.
 #[cgroup_sock_addr(sendmsg6)]
 pub fn dns_sendmsg6(ctx: SockAddrContext) -> i32 {
-    remember(&ctx, Hook::Sendmsg6);
-    crate::enforce::connect(&ctx, true)
+    let dest = destination(&ctx, true);
+    remember(&ctx, Hook::Sendmsg6, &dest);
+    crate::enforce::connect(&ctx, &dest)
 }
 
 /// Remembers the socket when the destination is port 53 and the process is watched.
 #[inline(always)]
-fn remember(ctx: &SockAddrContext, hook: Hook) {
-    let v6 = matches!(hook, Hook::Connect6 | Hook::Sendmsg6);
-    let sa = ctx.sock_addr;
-    // SAFETY: context fields the verifier lets sock_addr programs read, one 4-byte load each.
-    let port = unsafe { core::ptr::read_volatile(&(*sa).user_port) } as u16;
-    if u16::from_be(port) != DNS_PORT {
+fn remember(ctx: &SockAddrContext, hook: Hook, dest: &Destination) {
+    if dest.port != DNS_PORT {
         return;
     }
     // SAFETY: helper without preconditions.
@@ -127,25 +128,13 @@ fn remember(ctx: &SockAddrContext, hook: Hook) {
     if !is_watched(tgid) {
         return;
     }
-    // Four 4-byte words, no loops or slice copies: those become `memset`/`memcpy` calls, which
-    // BPF programs do not have.
-    // SAFETY: as above.
-    let words: [u32; 4] = unsafe {
-        if v6 {
-            let w = [
-                core::ptr::read_volatile(&(*sa).user_ip6[0]),
-                core::ptr::read_volatile(&(*sa).user_ip6[1]),
-                core::ptr::read_volatile(&(*sa).user_ip6[2]),
-                core::ptr::read_volatile(&(*sa).user_ip6[3]),
-            ];
-            if w[0] == 0 && w[1] == 0 && w[2] == 0xffffu32.to_be() {
-                [w[3], 0, 0, 0]
-            } else {
-                w
-            }
-        } else {
-            [core::ptr::read_volatile(&(*sa).user_ip4), 0, 0, 0]
-        }
+    // An IPv4 (or IPv4-mapped) nameserver's answers arrive as IPv4 packets: its address goes
+    // in the first four bytes, as the ingress hook reads it.
+    let w = dest.words;
+    let words = if w[0] == 0 && w[1] == 0 && w[2] == 0xffffu32.to_be() {
+        [w[3], 0, 0, 0]
+    } else {
+        w
     };
     // SAFETY: `[u32; 4]` and `[u8; 16]` have the same size; the words hold network-order bytes.
     let server: [u8; 16] = unsafe { core::mem::transmute(words) };

@@ -113,9 +113,26 @@ fn net_allowed(slot: u32, port: u16, addr: [u8; 16]) -> bool {
             .is_some()
 }
 
-/// The destination of a `sock_addr` hook: port (host order) and address (IPv4 mapped).
+/// The destination of a `sock_addr` hook, read once for the DNS and the enforcement sides.
+pub struct Destination {
+    /// Host order.
+    pub port: u16,
+    /// The IPv6 address, or the IPv4 one mapped (`::ffff:a.b.c.d`), as network-order words.
+    pub words: [u32; 4],
+}
+
+impl Destination {
+    #[inline(always)]
+    fn addr(&self) -> [u8; 16] {
+        // SAFETY: `[u32; 4]` and `[u8; 16]` have the same size; the words hold network-order
+        // bytes.
+        unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(self.words) }
+    }
+}
+
+/// Reads the destination of a `sock_addr` hook (`connect6`/`sendmsg6` when `v6`).
 #[inline(always)]
-pub fn destination(ctx: &SockAddrContext, v6: bool) -> (u16, [u8; 16]) {
+pub fn destination(ctx: &SockAddrContext, v6: bool) -> Destination {
     let sa = ctx.sock_addr;
     // SAFETY: context fields the verifier lets sock_addr programs read, one 4-byte load each.
     unsafe {
@@ -137,26 +154,24 @@ pub fn destination(ctx: &SockAddrContext, v6: bool) -> (u16, [u8; 16]) {
                 core::ptr::read_volatile(&(*sa).user_ip4),
             ]
         };
-        // SAFETY: `[u32; 4]` and `[u8; 16]` have the same size; the words hold network-order
-        // bytes.
-        (port, core::mem::transmute::<[u32; 4], [u8; 16]>(words))
+        Destination { port, words }
     }
 }
 
 /// The verdict of a connect or send hook: 1 lets it through, 0 fails it with `EPERM`.
 #[inline(always)]
-pub fn connect(ctx: &SockAddrContext, v6: bool) -> i32 {
+pub fn connect(ctx: &SockAddrContext, dest: &Destination) -> i32 {
     // SAFETY: helper without preconditions.
     let id = unsafe { bpf_get_current_pid_tgid() };
     let Some(slot) = slot_of((id >> 32) as u32) else {
         return 1;
     };
-    let (port, addr) = destination(ctx, v6);
+    let port = dest.port;
     // SAFETY: as in `destination`.
     let dgram = unsafe { core::ptr::read_volatile(&(*ctx.sock_addr).type_) } == SOCK_DGRAM;
     // A UDP connect to port 0 sends nothing and can send nothing (resolvers use it to learn a
     // source address); a send to port 0 fails anyway.
-    if (dgram && port == 0) || net_allowed(slot, port, addr) {
+    if (dgram && port == 0) || net_allowed(slot, port, dest.addr()) {
         return 1;
     }
     deny(id)
@@ -170,7 +185,7 @@ fn bind(ctx: &SockAddrContext, v6: bool) -> i32 {
     let Some(slot) = slot_of((id >> 32) as u32) else {
         return 1;
     };
-    let (port, _) = destination(ctx, v6);
+    let port = destination(ctx, v6).port;
     // SAFETY: a map value read while this program runs (RCU).
     if port == 0 || unsafe { LISTEN_ALLOW.get(listen_key(slot, port)) }.is_some() {
         return 1;

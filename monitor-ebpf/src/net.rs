@@ -25,6 +25,7 @@ const UNIX_PATH_MAX: usize = 108;
 /// Set when a unix path is in the abstract namespace (first byte NUL).
 const NET_UNIX_ABSTRACT: u16 = 1 << 8;
 const EBADF: i64 = -9;
+const EPERM: i64 = -1;
 /// `MSG_FASTOPEN`: a TCP `sendto` that connects.
 const MSG_FASTOPEN: u64 = 0x2000_0000;
 
@@ -151,7 +152,8 @@ fn try_net(ctx: &RawTracePointContext) -> Result<(), i64> {
         _ => return Ok(()),
     };
     let sk = sock_of(task, sk_fd)?;
-    let blocked = crate::enforce::take_denied();
+    // Only a refused syscall can have been refused by a hook: one map lookup less per event.
+    let blocked = sc.ret == EPERM && crate::enforce::take_denied();
     let mut kind = kind;
     if kind == EventKind::Send {
         let proto: u16 = read(sk, offset(off::SOCK_PROTOCOL)).unwrap_or(0);
