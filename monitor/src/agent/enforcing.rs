@@ -17,7 +17,7 @@ use crate::{
 pub fn hooks(no_enforce: bool, rules: &RuleSet) -> EnforceHooks {
     if no_enforce {
         EnforceHooks::Off
-    } else if rules.enforce_profiles().next().is_some() {
+    } else if rules.has_enforce_profiles() {
         EnforceHooks::Required
     } else {
         EnforceHooks::IfAvailable

@@ -194,7 +194,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let mut policy = Policy::new(rules, resolver, record_everything, fold, seed);
     policy.seed(enricher.table(), sensor.watched());
     enforcing::apply(&mut policy, &mut sensor);
-    let mut marker = (enforce && policy.rules().enforce_profiles().next().is_some())
+    let mut marker = (enforce && policy.rules().has_enforce_profiles())
         .then(|| enforcing::Marker::start(&args.spool_dir));
     let mut learning = Learning::default();
     learning::switch(&policy, &mut sensor);
@@ -336,13 +336,13 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
             }
             _ = sighup.recv() => match RuleSet::load(&paths) {
                 Ok(new) if !args.no_enforce && sensor.enforcer.is_none()
-                    && new.enforce_profiles().next().is_some() => tracing::error!(
+                    && new.has_enforce_profiles() => tracing::error!(
                     "rules reload refused; keeping the previous rules: they have `mode: enforce` \
                      profiles and enforcement is not loaded (it was not available at start)"
                 ),
                 Ok(new) => {
                     enforcing::warn_uncompiled(&new);
-                    if marker.is_none() && enforce && new.enforce_profiles().next().is_some() {
+                    if marker.is_none() && enforce && new.has_enforce_profiles() {
                         marker = Some(enforcing::Marker::start(&args.spool_dir));
                     }
                     policy.replace_rules(Arc::new(new), enricher.table(), sensor.watched());

@@ -28,11 +28,11 @@ pub struct Enforcement {
     /// Seed of the kernel's path hashes.
     seed: u64,
     next_slot: u32,
-    slots: HashMap<(ProfileId, Phase), u32>,
     /// Policies by profile name and phase, kept across reloads.
     policies: HashMap<(String, Phase), u32>,
-    /// Policies of the current rule set, by profile and phase, and the slot of each.
+    /// Policies of the current rule set, by profile and phase...
     current: HashMap<(ProfileId, Phase), u32>,
+    /// ...and the slot of each.
     policy_slot: HashMap<u32, u32>,
     /// Host names of each slot's `connect` entries, with their ports.
     hosts: HashMap<u32, Vec<(String, Option<u16>)>>,
@@ -60,11 +60,12 @@ impl Enforcement {
     /// Compiles the enforce-mode profiles of `rules` into fresh slots (nothing when
     /// enforcement is off). Call [`Enforcement::retire`] once processes are reassigned.
     pub fn load(&mut self, rules: &RuleSet, nameservers: &[IpAddr], agent: &dyn HostAddrs) {
-        self.retiring.extend(self.slots.drain().map(|(_, s)| s));
+        self.retiring.extend(self.policy_slot.values().copied());
         self.hosts.clear();
         self.host_addrs.clear();
         self.current.clear();
         if !self.active {
+            self.policy_slot.clear();
             return;
         }
         let mut live = HashMap::new();
@@ -74,7 +75,6 @@ impl Enforcement {
                 // Slots stay below the inherit bit; a wrap after 2^31 reloads reuses numbers
                 // long retired.
                 self.next_slot = (self.next_slot % (INHERIT - 1)) + 1;
-                self.slots.insert((id, phase), slot);
                 let next = self.policies.len() as u32 + 1;
                 let policy = *self
                     .policies
@@ -269,6 +269,12 @@ impl Enforcement {
             let slots = std::mem::take(&mut self.retire_next_tick);
             self.ops.push(KernelOp::Retire { slots });
         }
+    }
+
+    /// The slot of `profile` in `phase`, in the current rule set.
+    #[cfg(test)]
+    fn slot(&self, profile: ProfileId, phase: Phase) -> u32 {
+        self.policy_slot[&self.current[&(profile, phase)]]
     }
 
     /// The processes under enforcement.

@@ -50,9 +50,9 @@ fn each_enforce_profile_gets_a_table_per_phase_and_alert_profiles_none() {
     let mut e = Enforcement::new(true, 7);
     e.load(&rules(ALERTING), &[], &agent());
     let ops = e.take_ops();
-    let serving = e.slots[&(ProfileId(0), Phase::Serving)];
-    let startup = e.slots[&(ProfileId(0), Phase::Startup)];
-    assert_eq!(e.slots.len(), 2, "the alert-mode profile has no slot");
+    let serving = e.slot(ProfileId(0), Phase::Serving);
+    let startup = e.slot(ProfileId(0), Phase::Startup);
+    assert_eq!(e.policy_slot.len(), 2, "the alert-mode profile has no slot");
     let mut want = vec![
         (mapped("10.0.0.0"), 104, 443),
         (mapped("::1"), 128, 0),
@@ -75,7 +75,7 @@ fn processes_move_between_slots_and_a_reload_fills_new_slots_before_retiring_old
     let set = rules(ALERTING);
     e.load(&set, &[], &agent());
     e.take_ops();
-    let starting = e.slots[&(ProfileId(0), Phase::Startup)];
+    let starting = e.slot(ProfileId(0), Phase::Startup);
     let policy = e.current[&(ProfileId(0), Phase::Startup)];
     e.assign(100, Some(ProfileId(0)), Phase::Startup, true);
     e.assign(100, Some(ProfileId(0)), Phase::Startup, true);
@@ -99,7 +99,7 @@ fn processes_move_between_slots_and_a_reload_fills_new_slots_before_retiring_old
     e.assign(100, Some(ProfileId(0)), Phase::Startup, true);
     e.retire();
     let ops = e.take_ops();
-    let new_start = e.slots[&(ProfileId(0), Phase::Startup)];
+    let new_start = e.slot(ProfileId(0), Phase::Startup);
     assert_ne!(new_start, starting, "a fresh slot");
     assert_eq!(
         e.current[&(ProfileId(0), Phase::Startup)],
@@ -138,7 +138,7 @@ fn answers_for_allowed_hosts_are_allowed_for_the_slot() {
     e.load(&rules(ALERTING), &[], &HashMap::new());
     e.assign(7, Some(ProfileId(0)), Phase::Serving, false);
     e.take_ops();
-    let slot = e.slots[&(ProfileId(0), Phase::Serving)];
+    let slot = e.slot(ProfileId(0), Phase::Serving);
     e.dns_answer(7, &["API.example.com"], &[ip("198.51.100.9")]);
     e.dns_answer(7, &["evil.example"], &[ip("198.51.100.10")]);
     e.dns_answer(8, &["api.example.com"], &[ip("198.51.100.11")]);

@@ -13,6 +13,11 @@ impl RuleSet {
             .is_some_and(|p| p.mode == schema::Mode::Enforce)
     }
 
+    /// Whether any profile has `mode: enforce`.
+    pub fn has_enforce_profiles(&self) -> bool {
+        self.enforce_profiles().next().is_some()
+    }
+
     /// The profiles with `mode: enforce`.
     pub fn enforce_profiles(&self) -> impl Iterator<Item = ProfileId> + '_ {
         (0..self.profiles.len())
