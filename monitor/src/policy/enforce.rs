@@ -15,7 +15,9 @@ use monitor_common::enforce::{
     OPEN_SHIFT, PathKey, TREE_SHIFT, name_hash, path_hash,
 };
 
-use crate::rules::{HostAddrs, KernelFiles, KernelNet, Phase, ProfileId, RuleSet, canonical_ip};
+use crate::rules::{
+    Action, HostAddrs, KernelFiles, KernelNet, Phase, ProfileId, RuleSet, canonical_ip,
+};
 pub use crate::sensor::enforce::KernelOp;
 
 pub use monitor_common::enforce::INHERIT;
@@ -293,6 +295,32 @@ impl Enforcement {
 }
 
 impl super::Policy {
+    /// Whether the kernel enforces profile `id`.
+    fn enforces(&self, id: ProfileId) -> bool {
+        self.enforce.active && self.rules.profile_enforces(id)
+    }
+
+    /// What enforcement did about a finding on `ev` of a process under `profile` (`enforceable`:
+    /// one the kernel stops in enforce mode), or would have done in alert mode.
+    pub(super) fn action(
+        &self,
+        enforceable: bool,
+        profile: Option<ProfileId>,
+        ev: &crate::sensor::Event,
+    ) -> Option<Action> {
+        match (enforceable, profile) {
+            (true, Some(id)) if self.enforces(id) => {
+                if ev.killed {
+                    Some(Action::Killed)
+                } else {
+                    ev.blocked().then_some(Action::Blocked)
+                }
+            }
+            (true, Some(_)) => Some(Action::WouldBlock),
+            _ => None,
+        }
+    }
+
     /// Puts `pid` under its assignment's enforcement (if any) for its workload's phase at
     /// `now_ns`. Never the agent itself or PID 1.
     pub(super) fn enforce_assigned(&mut self, pid: u32, a: super::Assigned, now_ns: u64) {

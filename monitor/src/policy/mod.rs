@@ -28,7 +28,7 @@ use crate::{
     },
     process::table::{ProcessInfo, ProcessTable, start_key_from_ns, ticks_per_second},
     resolve::HostResolver,
-    rules::{Action, DetectionState, EvalContext, ExecInfo, HostAddrs, Phase, ProfileId, RuleSet},
+    rules::{DetectionState, EvalContext, ExecInfo, HostAddrs, Phase, ProfileId, RuleSet},
     sensor::{Event, EventBody, watch::WatchBitmap},
 };
 
@@ -133,11 +133,6 @@ impl Policy {
     /// Changes to the kernel's enforcement maps, in the order they must be applied.
     pub fn take_kernel_ops(&mut self) -> Vec<KernelOp> {
         self.enforce.take_ops()
-    }
-
-    /// Whether the kernel enforces profile `id`.
-    fn enforces(&self, id: ProfileId) -> bool {
-        self.enforce.active && self.rules.profile_enforces(id)
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -341,21 +336,23 @@ impl Policy {
                     cwd: x.cwd.as_deref(),
                 };
                 self.learning.observe(ev, Some(&info));
-                // An exec the kernel killed ran under the profile it had before: its image never
-                // ran, so it starts nothing.
-                let own = match parent {
-                    Some(pa) if ev.killed => pa.profile,
-                    _ => self.rules.match_profile(&info),
-                };
-                let (a, entry) = match parent {
+                // An exec the kernel killed never ran its image: it starts nothing and stays
+                // under the profile it had.
+                let (own, (a, entry)) = match parent {
                     Some(pa) if ev.killed => (
-                        Assigned {
-                            start_key: key,
-                            ..pa
-                        },
-                        false,
+                        None,
+                        (
+                            Assigned {
+                                start_key: key,
+                                ..pa
+                            },
+                            false,
+                        ),
                     ),
-                    _ => self.decide(ev.pid, key, own, parent),
+                    _ => {
+                        let own = self.rules.match_profile(&info);
+                        (own, self.decide(ev.pid, key, own, parent))
+                    }
                 };
                 if let (Some(id), true) = (own, entry) {
                     self.instances
@@ -471,17 +468,7 @@ impl Policy {
                     .into_iter()
                     .map(Ancestor::from),
             );
-            let action = match (f.enforceable, profile) {
-                (true, Some(id)) if self.enforces(id) => {
-                    if ev.killed {
-                        Some(Action::Killed)
-                    } else {
-                        ev.blocked().then_some(Action::Blocked)
-                    }
-                }
-                (true, Some(_)) => Some(Action::WouldBlock),
-                _ => None,
-            };
+            let action = self.action(f.enforceable, profile, ev);
             alerts.push(Alert {
                 kind: "alert",
                 action,
