@@ -84,6 +84,12 @@ pub const TREE_SHIFT: u32 = 3;
 pub const OPEN_SHIFT: u32 = 6;
 /// ...a file of this name is excluded from trees (`!**/NAME`): only an exact entry allows it.
 pub const EXCLUDED_SHIFT: u32 = 9;
+/// ...the path itself (`KIND_PATH`), or every file of this name (`KIND_NAME`), is denied by a
+/// detection with `action: kill`, allowed or not...
+pub const DENY_SHIFT: u32 = 12;
+/// ...everything under the directory is denied (`KIND_PATH`); a file of this name is spared
+/// from denied trees and names (`KIND_NAME`: the detection's `except` names it).
+pub const DENY_TREE_SHIFT: u32 = 15;
 
 /// One FNV-1a step. Paths are hashed in the order the kernel reads its path walk back (see
 /// [`path_hash`]); the seed is random per agent start, so hashes cannot be precomputed.

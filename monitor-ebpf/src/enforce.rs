@@ -23,9 +23,9 @@ use monitor_common::{
     FLAG_KILLED, StrRef,
     config::{DATA_MASK, counter},
     enforce::{
-        ENFORCED_MAX, EXACT_SHIFT, EXCLUDED_SHIFT, INHERIT, KIND_NAME, KIND_PATH, LISTEN_ALLOW_MAX,
-        NET_ALLOW_MAX, NET_KEY_FIXED_BITS, NetKey, OPEN_SHIFT, PATH_RULES_MAX, PathKey, TREE_SHIFT,
-        hash_byte, listen_key,
+        DENY_SHIFT, DENY_TREE_SHIFT, ENFORCED_MAX, EXACT_SHIFT, EXCLUDED_SHIFT, INHERIT, KIND_NAME,
+        KIND_PATH, LISTEN_ALLOW_MAX, NET_ALLOW_MAX, NET_KEY_FIXED_BITS, NetKey, OPEN_SHIFT,
+        PATH_RULES_MAX, PathKey, TREE_SHIFT, hash_byte, listen_key,
     },
 };
 
@@ -295,11 +295,15 @@ fn allowed(rec: &Record, s: StrRef, slot: u32, need: u32) -> bool {
             0,
         );
     }
-    let exact = rule(j.slot, KIND_PATH, j.hash) >> EXACT_SHIFT;
-    let excluded = rule(j.slot, KIND_NAME, j.name) >> EXCLUDED_SHIFT;
+    let exact = rule(j.slot, KIND_PATH, j.hash);
+    let name = rule(j.slot, KIND_NAME, j.name);
     let trees = j.trees as u32;
-    let granted = exact | (((trees >> TREE_SHIFT) | (trees >> OPEN_SHIFT)) & !excluded);
-    need & !granted & 7 == 0
+    let granted = (exact >> EXACT_SHIFT)
+        | (((trees >> TREE_SHIFT) | (trees >> OPEN_SHIFT)) & !(name >> EXCLUDED_SHIFT));
+    // A detection's `action: kill` denies whatever the allowlists grant.
+    let denied = (exact >> DENY_SHIFT)
+        | (((trees >> DENY_TREE_SHIFT) | (name >> DENY_SHIFT)) & !(name >> DENY_TREE_SHIFT));
+    need & (!granted | denied) & 7 == 0
 }
 
 /// Kills the current process when it is under enforcement and path `s` of `rec` is outside
