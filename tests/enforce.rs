@@ -312,6 +312,87 @@ fn an_agent_killed_with_sigkill_lifts_enforcement_and_the_next_start_says_so() {
 }
 
 #[test]
+fn a_kill_detection_kills_a_read_the_profile_allows_and_spares_its_exceptions() {
+    let site = Site::new("standin-killdet");
+    let marker = format!("standin-killdet-{}", random_hex(4));
+    let app = path_str(&site.app);
+    for f in ["secrets/token", "config/.env", "config/.env.example"] {
+        let p = site.app.join(f);
+        fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+        fs::write(&p, "sk-live-0123\n").expect("secret");
+    }
+    let rules = site.dir.join("rules");
+    fs::create_dir_all(&rules).expect("rules dir");
+    fs::write(
+        rules.join("secrets.yaml"),
+        format!(
+            "detection: secrets-read\ndescription: A process opened an app secret\n\
+             severity: high\nmitre: [T1552.001]\non: [open]\naction: kill\nwhen:\n  \
+             access: [read, read_write]\n  path: [\"{app}/secrets/**\", \"**/.env\", \
+             \"**/.env.*\"]\nexcept:\n  - path: [\"**/.env.example\"]\n"
+        ),
+    )
+    .expect("detection");
+    // The profile reads everything under the app, secrets included.
+    let agent = agent_for(
+        &site,
+        &site.profile("standin-killdet", &marker, "enforce"),
+        &[],
+    );
+    let s = site.start(&marker);
+    s.infer(1);
+    let read = |file: &str, after: &str| {
+        s.attack(
+            "cred",
+            &[&format!("{app}/{file}"), &path_str(site.tmp(after))],
+        )
+    };
+    assert_eq!(read("secrets/token", "after-token"), "-9 ", "a tree");
+    assert_eq!(read("config/.env", "after-env"), "-9 ", "a name anywhere");
+    assert_eq!(
+        read("config/.env.example", "after-example"),
+        "0 ok",
+        "excepted"
+    );
+    assert_eq!(read("model.txt", "after-model"), "0 ok");
+    assert!(!exists(&site.tmp("after-token")) && !exists(&site.tmp("after-env")));
+    s.infer(2);
+    let alerts = agent.wait_alerts("standin-killdet", 2);
+    let got: Vec<(&str, &str, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["rule"].as_str().unwrap_or("?"),
+                a["action"].as_str().unwrap_or("-"),
+                a["event"]["path"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "secrets-read",
+                "killed",
+                format!("{app}/secrets/token").as_str()
+            ),
+            (
+                "secrets-read",
+                "killed",
+                format!("{app}/config/.env").as_str()
+            ),
+        ],
+        "{alerts:#?}"
+    );
+    drop(s);
+    let said = agent.stop();
+    assert!(
+        said.contains("\"**/.env.*\": a wildcard the kernel cannot match: alert-only"),
+        "the pattern that stays alert-only is named at load: {said}"
+    );
+}
+
+#[test]
 fn bad_input_is_named_or_refused() {
     let dir = TempDir::new("enforce-bad");
     let rules = dir.join("p.yaml");

@@ -11,12 +11,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use monitor_common::enforce::{
-    ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, EXACT_SHIFT, EXCLUDED_SHIFT, KIND_NAME, KIND_PATH,
-    OPEN_SHIFT, PathKey, TREE_SHIFT, name_hash, path_hash,
+    ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, DENY_SHIFT, DENY_TREE_SHIFT, EXACT_SHIFT,
+    EXCLUDED_SHIFT, KIND_NAME, KIND_PATH, OPEN_SHIFT, PathKey, TREE_SHIFT, name_hash, path_hash,
 };
 
 use crate::rules::{
-    Action, HostAddrs, KernelFiles, KernelNet, Phase, ProfileId, RuleSet, canonical_ip,
+    Action, HostAddrs, KernelDeny, KernelFiles, KernelNet, Phase, ProfileId, RuleSet, canonical_ip,
 };
 pub use crate::sensor::enforce::KernelOp;
 
@@ -87,7 +87,7 @@ impl Enforcement {
                 let net = rules.kernel_net(id, phase, nameservers);
                 self.fill(slot, net, agent);
                 if let Some(files) = rules.kernel_files(id, phase) {
-                    self.fill_paths(slot, files);
+                    self.fill_paths(slot, files, rules.kernel_deny(id));
                 }
             }
         }
@@ -125,7 +125,7 @@ impl Enforcement {
         self.resolve_hosts(slot, agent);
     }
 
-    fn fill_paths(&mut self, slot: u32, files: &KernelFiles) {
+    fn fill_paths(&mut self, slot: u32, files: &KernelFiles, deny: Option<&KernelDeny>) {
         let mut bits: HashMap<PathKey, u32> = HashMap::new();
         let seed = self.seed;
         let mut add = |kind: u32, hash: u64, bit: u32| {
@@ -147,6 +147,20 @@ impl Enforcement {
             }
             for n in &list.excluded {
                 add(KIND_NAME, name_hash(seed, n), access << EXCLUDED_SHIFT);
+            }
+        }
+        if let Some(d) = deny {
+            for (p, access) in &d.exact {
+                add(KIND_PATH, path_hash(seed, p), access << DENY_SHIFT);
+            }
+            for (p, access) in &d.trees {
+                add(KIND_PATH, path_hash(seed, p), access << DENY_TREE_SHIFT);
+            }
+            for (n, access) in &d.names {
+                add(KIND_NAME, name_hash(seed, n), access << DENY_SHIFT);
+            }
+            for (n, access) in &d.spared {
+                add(KIND_NAME, name_hash(seed, n), access << DENY_TREE_SHIFT);
             }
         }
         self.ops.extend(

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use super::kill::{self, KernelDeny};
 use super::{KernelFiles, KernelNet, Phase, ProfileId, RuleSet, schema};
 
 impl RuleSet {
@@ -30,10 +31,54 @@ impl RuleSet {
         self.profiles.get(id.0).map(|p| p.kernel_files(phase))
     }
 
+    /// Gives each profile its share of the detections with `action: kill`.
+    pub(super) fn place_kills(&mut self) {
+        let kills: Vec<_> = self
+            .detections
+            .iter()
+            .filter(|d| d.enabled)
+            .filter_map(|d| d.compiled_kill.as_ref().map(|k| (d.id.as_str(), k)))
+            .collect();
+        for p in &mut self.profiles {
+            let exec = &p.kernel_files(Phase::Startup).exec;
+            let prefix = format!("{}: profile {}", p.source.display(), p.name);
+            let mut w = Vec::new();
+            let parts: Vec<(String, KernelDeny)> = kills
+                .iter()
+                .map(|(id, (access, k))| {
+                    let here = format!("{prefix}: detection {id}");
+                    (id.to_string(), k.for_profile(*access, exec, &here, &mut w))
+                })
+                .collect();
+            w.extend(kill::spared_across(&parts, &prefix));
+            p.deny = kill::merge(parts.into_iter().map(|(_, d)| d));
+            p.kill_warnings = w;
+        }
+    }
+
+    /// What the detections with `action: kill` deny in profile `id`.
+    pub fn kernel_deny(&self, id: ProfileId) -> Option<&KernelDeny> {
+        self.profiles.get(id.0).map(|p| &p.deny)
+    }
+
     /// What the kernel cannot enforce as written in the enforce-mode profiles, one line each
-    /// (`FILE:LINE: key `KEY`: profile NAME: PATTERN: effect`).
+    /// (`FILE:LINE: key `KEY`: profile NAME: PATTERN: effect`), then what stays alert-only of
+    /// the detections with `action: kill`.
     pub fn enforcement_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        let enforcing = self.has_enforce_profiles();
+        for d in self.detections.iter().filter(|d| d.enabled) {
+            match (&d.compiled_kill, &d.kill) {
+                (Some((_, k)), _) if enforcing => out.extend(k.warnings.iter().cloned()),
+                (Some(_), Some(ask)) => out.push(format!(
+                    "{}: key `action`: detection {}: no profile has `mode: enforce`, so it \
+                     kills nothing (it alerts)",
+                    ask.place(),
+                    d.id
+                )),
+                _ => {}
+            }
+        }
         for p in self
             .profiles
             .iter()
@@ -49,6 +94,7 @@ impl RuleSet {
                     u.key, p.name, u.pattern, u.effect
                 ));
             }
+            out.extend(p.kill_warnings.iter().cloned());
         }
         out
     }

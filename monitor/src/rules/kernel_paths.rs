@@ -67,7 +67,7 @@ fn interpreter(path: &str) -> Option<String> {
 }
 
 /// `path` and, when it is a symlink (or under one), its resolved form.
-fn with_resolved(path: &str) -> Vec<String> {
+pub(crate) fn with_resolved(path: &str) -> Vec<String> {
     let mut out = vec![path.to_owned()];
     if let Ok(real) = std::fs::canonicalize(path)
         && let Some(real) = real.to_str()

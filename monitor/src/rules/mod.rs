@@ -7,6 +7,7 @@ mod allow;
 mod detection;
 mod enforce;
 mod kernel_paths;
+mod kill;
 pub(crate) mod load;
 mod pattern;
 mod profile;
@@ -36,6 +37,7 @@ use view::View;
 pub use crate::sensor::event::Phase;
 pub use allow::{KernelFiles, KernelNet};
 pub(crate) use allow::{PathList, is_glob};
+pub use kill::KernelDeny;
 pub use load::RulesError;
 pub use pattern::canonical_ip;
 pub(crate) use pattern::{expand_home, parse_net, proc_self_path};
@@ -240,6 +242,14 @@ impl RuleSet {
                 ),
             }
         }
+        for d in &mut detections {
+            if let Some(ask) = d.kill.clone() {
+                d.compile_kill(&mut Sink {
+                    file: &ask.file,
+                    errors: &mut errors,
+                });
+            }
+        }
         if !errors.is_empty() {
             // Files in load order, each file's errors by line.
             let order: HashMap<&PathBuf, usize> =
@@ -273,6 +283,7 @@ impl RuleSet {
             }
         }
         set.detections = detections;
+        set.place_kills();
         set
     }
 
@@ -358,7 +369,11 @@ impl RuleSet {
         self.detections
             .iter()
             .filter(|d| d.id == "credential-read" || d.id.starts_with("credential-read."))
-            .flat_map(|d| d.path_patterns.iter().map(|p| (d.id.clone(), p.clone())))
+            .flat_map(|d| {
+                d.path_patterns
+                    .iter()
+                    .map(|(p, _)| (d.id.clone(), p.clone()))
+            })
             .collect()
     }
 
@@ -380,7 +395,7 @@ impl RuleSet {
             };
             if let Some(Doc::Detection(d)) = load::parse_doc(text, &mut sink) {
                 let d = Detection::compile(*d, &mut sink);
-                out.extend(d.path_patterns.into_iter().map(|p| (d.id.clone(), p)));
+                out.extend(d.path_patterns.into_iter().map(|(p, _)| (d.id.clone(), p)));
             }
         }
         debug_assert!(
@@ -421,7 +436,9 @@ impl RuleSet {
                 continue;
             }
             if d.fires(&v, ctx, None) {
-                out.push(d.finding(&v, pname, None, v.object()));
+                let mut f = d.finding(&v, pname, None, v.object());
+                f.enforceable = d.compiled_kill.is_some() && profile.is_some_and(|p| p.kills(&v));
+                out.push(f);
             }
         }
         if !self.wte.is_empty() {
@@ -446,6 +463,9 @@ impl RuleSet {
                 );
                 out.push(d.finding(&v, pname, Some(what), format!("workload {}", ctx.workload)));
             }
+        }
+        if let Some(p) = profile.filter(|_| ev.killed && !out.iter().any(|f| f.enforceable)) {
+            out.push(p.kernel_only(&v, ctx.phase));
         }
         out
     }

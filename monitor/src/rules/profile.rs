@@ -9,6 +9,7 @@ use monitor_common::EventKind;
 
 use super::allow::{AllowLists, KernelFiles, KernelNet, PathList};
 use super::kernel_paths::Uncompiled;
+use super::kill::KernelDeny;
 use super::load::Sink;
 use super::pattern::{canonical_ip, is_rule_name, line_of};
 use super::schema::{Mode, ProfileDoc, Severity};
@@ -104,6 +105,9 @@ pub(crate) struct Profile {
     kernel: [KernelFiles; 2],
     /// Patterns the kernel cannot enforce as written.
     pub uncompiled: Vec<Uncompiled>,
+    /// What the detections with `action: kill` deny here, and what stays alert-only of them.
+    pub deny: KernelDeny,
+    pub kill_warnings: Vec<String>,
 }
 
 impl Profile {
@@ -148,6 +152,8 @@ impl Profile {
         Profile {
             kernel: [serving, starting],
             uncompiled,
+            deny: KernelDeny::default(),
+            kill_warnings: Vec::new(),
             name: doc.profile.to_string(),
             severity: doc.severity.unwrap_or(Severity::High),
             inherit: doc.inherit.unwrap_or(true),
@@ -219,17 +225,13 @@ impl Profile {
 
     /// Checks one event of a process under this profile against its allowlists.
     pub fn check(&self, v: &View<'_>, ctx: &EvalContext<'_>, out: &mut Vec<Finding>) {
-        let before = out.len();
         self.check_lists(v, ctx, out);
-        if v.ev.killed && out.len() == before {
-            out.push(self.kernel_only(v, ctx.phase));
-        }
     }
 
-    /// The kernel killed the process for a step these lists allow (its form of the lists is
-    /// narrower, e.g. where a pattern named by `monitor rules check` differs): never a silent
-    /// kill.
-    fn kernel_only(&self, v: &View<'_>, phase: Phase) -> Finding {
+    /// The kernel killed the process for a step that neither these lists nor a detection with
+    /// `action: kill` explain (the kernel's form of the lists is narrower, e.g. where a
+    /// pattern named by `monitor rules check` differs): never a silent kill.
+    pub fn kernel_only(&self, v: &View<'_>, phase: Phase) -> Finding {
         let (cat, object) = match v.ev.kind {
             EventKind::Exec => (Category::Exec, v.exe.unwrap_or("?").to_owned()),
             _ => {
@@ -387,6 +389,18 @@ impl Profile {
             Category::Write => open && !files.write.allows(object),
             Category::Accept | Category::Unix => false,
         }
+    }
+
+    /// Whether the kernel kills this open here for a detection with `action: kill`.
+    pub fn kills(&self, v: &View<'_>) -> bool {
+        use monitor_common::enforce::{ACCESS_READ, ACCESS_WRITE};
+        let need = match v.access() {
+            Some(Access::Read) => ACCESS_READ,
+            Some(Access::Write) => ACCESS_WRITE,
+            Some(Access::ReadWrite) => ACCESS_READ | ACCESS_WRITE,
+            None => 0,
+        } | if v.created() { ACCESS_WRITE } else { 0 };
+        v.ev.kind == EventKind::Open && v.paths()[0].is_some_and(|p| self.deny.covers(p, need))
     }
 
     /// The path lists as the kernel enforces them in `phase`.

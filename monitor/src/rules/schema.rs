@@ -117,6 +117,18 @@ pub(crate) struct DetectionDoc {
     pub threshold: Option<Spanned<u32>>,
     #[serde(default)]
     pub window_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub action: Option<Spanned<DetectionAction>>,
+}
+
+/// What a detection does besides alerting: `kill` has the kernel kill a process under an
+/// enforce-mode profile at a matching open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DetectionAction {
+    #[default]
+    Alert,
+    Kill,
 }
 
 /// A `when:` block or one `except:` block.
@@ -159,6 +171,8 @@ pub(crate) struct OverrideDoc {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub severity: Option<Severity>,
+    #[serde(default)]
+    pub action: Option<Spanned<DetectionAction>>,
     #[serde(default)]
     pub except: Option<Vec<Conditions>>,
 }

@@ -1,0 +1,513 @@
+//! `action: kill` on a detection: the kernel kills a process under an enforce-mode profile at
+//! an open the detection matches, whatever the profile allows (never anything else: a process
+//! under no enforce-mode profile is only alerted on).
+//!
+//! The detection must look at opens alone (`on: [open]`), with conditions the kernel judges:
+//! `path`, `access` in a form it can test (`[read, read_write]`, `[write, read_write]`, all
+//! three, or none) and `result` other than `failure` (the kernel judges successful opens);
+//! its `except` blocks may name `path` and `exe`. Anything else is an error at load.
+//!
+//! Each `when.path` pattern (after `~/` expansion) becomes, in the kernel's form (see
+//! `monitor_common::enforce`):
+//! - an exact path, a directory tree (`dir/**`) or a file name anywhere (`**/NAME`);
+//! - a pattern whose wildcards stand for single components (`/home/*/.ssh/id_*`, also
+//!   `/home/*/.aws/sso/cache/**`): the paths that exist when the rules load (a file created
+//!   later is alert-only until the next reload, which is said at load);
+//! - anything else (`/run/secrets/**/token`, `**/.env.*`): alert-only, named at load.
+//!
+//! `except` blocks: a file name (`**/NAME`) is spared in the kernel; another path pattern takes
+//! the exact paths it matches out, and makes alert-only the trees and names it could reach into
+//! (named). A block with `exe` applies per enforce-mode profile: when the profile could run such
+//! an executable, the block's paths are treated the same way for that profile (a block without
+//! `path` then leaves the whole kill alert-only there); when it cannot, the block never applies.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use globset::{GlobBuilder, GlobMatcher};
+use monitor_common::EventKind;
+use monitor_common::enforce::{ACCESS_READ, ACCESS_WRITE};
+
+use super::allow::is_glob;
+use super::detection::{DetKind, Detection, kind_bit};
+use super::kernel_paths::{KernelPaths, with_resolved};
+use super::load::Sink;
+use super::pattern::expand_home;
+use super::schema::ResultSel;
+use crate::sensor::event::Access;
+
+/// Most paths one pattern is expanded to at load; beyond, it stays alert-only.
+const MAX_EXPANDED: usize = 4096;
+
+/// Where a detection asked for `action: kill` (its file and line), kept until the rule set is
+/// complete (an override may ask, or take it back).
+#[derive(Clone, Debug)]
+pub(crate) struct KillAsk {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+}
+
+impl KillAsk {
+    pub fn place(&self) -> String {
+        match self.line {
+            Some(l) => format!("{}:{l}", self.file.display()),
+            None => self.file.display().to_string(),
+        }
+    }
+}
+
+/// What the kernel denies, each entry with the accesses it denies
+/// (`monitor_common::enforce::ACCESS_*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelDeny {
+    pub exact: HashMap<String, u32>,
+    /// Directories (no trailing `/`) whose trees are denied.
+    pub trees: HashMap<String, u32>,
+    /// File names denied anywhere.
+    pub names: HashMap<String, u32>,
+    /// File names spared from denied trees and names.
+    pub spared: HashMap<String, u32>,
+}
+
+fn or_in(map: &mut HashMap<String, u32>, key: &str, bits: u32) {
+    *map.entry(key.to_owned()).or_default() |= bits;
+}
+
+impl KernelDeny {
+    fn extend(&mut self, other: &KernelDeny) {
+        for (mine, theirs) in [
+            (&mut self.exact, &other.exact),
+            (&mut self.trees, &other.trees),
+            (&mut self.names, &other.names),
+            (&mut self.spared, &other.spared),
+        ] {
+            for (k, bits) in theirs {
+                or_in(mine, k, *bits);
+            }
+        }
+    }
+
+    /// Whether the kernel denies `path` for any access in `need` (as it judges it).
+    pub fn covers(&self, path: &str, need: u32) -> bool {
+        let name = path.rsplit('/').next().unwrap_or("");
+        let mut wide = self.names.get(name).copied().unwrap_or(0);
+        let mut dir = path;
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            let parent = if parent.is_empty() { "/" } else { parent };
+            wide |= self.trees.get(parent).copied().unwrap_or(0);
+            if parent == "/" {
+                break;
+            }
+            dir = parent;
+        }
+        let denied = self.exact.get(path).copied().unwrap_or(0)
+            | (wide & !self.spared.get(name).copied().unwrap_or(0));
+        need & denied != 0
+    }
+}
+
+/// A detection's `except` block that names executables: it applies per profile.
+#[derive(Clone, Debug)]
+struct ExeExcept {
+    index: usize,
+    exe: Vec<String>,
+    /// `None`: every path.
+    paths: Option<Vec<String>>,
+}
+
+/// A detection's `action: kill`, compiled.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Kill {
+    pub deny: KernelDeny,
+    exe_excepts: Vec<ExeExcept>,
+    /// What stays alert-only, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// A detection's parts that `action: kill` compiles.
+pub(crate) struct KillSource<'a> {
+    pub id: &'a str,
+    /// The detection's file (its `when.path` lines are there).
+    pub source: &'a std::path::Path,
+    pub ask: &'a KillAsk,
+    /// The accesses denied.
+    pub access: u32,
+    /// `when.path` as written, with lines.
+    pub paths: &'a [(String, Option<usize>)],
+    /// Each `except` block's `exe` and `path` patterns as written (empty: key absent).
+    pub excepts: Vec<(Vec<String>, Vec<String>)>,
+}
+
+impl Kill {
+    pub fn compile(src: &KillSource<'_>) -> Kill {
+        let mut k = Kill::default();
+        let mut expanded = 0;
+        let mut found = 0;
+        for (i, (pattern, line)) in src.paths.iter().enumerate() {
+            let place = match line {
+                Some(l) => format!("{}:{l}", src.source.display()),
+                None => src.source.display().to_string(),
+            };
+            for p in expand_home(pattern) {
+                match compile_pattern(&p, src.access, &mut k.deny) {
+                    Compiled::Exactly => {}
+                    Compiled::Expanded(n) => {
+                        expanded += 1;
+                        found += n;
+                    }
+                    Compiled::No(why) => k.warnings.push(format!(
+                        "{place}: key `when.path[{i}]`: detection {}: {pattern:?}: {why}: \
+                         alert-only",
+                        src.id
+                    )),
+                }
+            }
+        }
+        if expanded > 0 {
+            k.warnings.push(format!(
+                "{}: key `action`: detection {}: {expanded} patterns with wildcards stand for \
+                 the {found} paths that exist now: a file or directory created later is \
+                 alert-only until the next reload",
+                src.ask.place(),
+                src.id
+            ));
+        }
+        for (index, (exe, paths)) in src.excepts.iter().enumerate() {
+            if exe.is_empty() {
+                let what = format!("{}: detection {}: except[{index}]", src.ask.place(), src.id);
+                spare(&mut k.deny, paths, src.access, &what, &mut k.warnings);
+            } else {
+                k.exe_excepts.push(ExeExcept {
+                    index,
+                    exe: exe.clone(),
+                    paths: (!paths.is_empty()).then(|| paths.clone()),
+                });
+            }
+        }
+        k
+    }
+
+    /// What this kill denies in a profile that may run what `exec` allows; what its `exe`
+    /// excepts take out there goes to `warnings` (prefixed `prefix`).
+    pub fn for_profile(
+        &self,
+        access: u32,
+        exec: &KernelPaths,
+        prefix: &str,
+        warnings: &mut Vec<String>,
+    ) -> KernelDeny {
+        let mut deny = self.deny.clone();
+        for e in &self.exe_excepts {
+            if !may_run(&e.exe, exec) {
+                continue;
+            }
+            let what = format!(
+                "{prefix}: except[{}] (an executable the profile may run)",
+                e.index
+            );
+            match &e.paths {
+                None => {
+                    warnings.push(format!("{what}: the whole kill is alert-only"));
+                    return KernelDeny::default();
+                }
+                Some(paths) => spare(&mut deny, paths, access, &what, warnings),
+            }
+        }
+        deny
+    }
+}
+
+enum Compiled {
+    Exactly,
+    Expanded(usize),
+    No(&'static str),
+}
+
+fn compile_pattern(p: &str, access: u32, deny: &mut KernelDeny) -> Compiled {
+    if let Some(name) = p.strip_prefix("**/") {
+        if !is_glob(name) && !name.contains('/') {
+            or_in(&mut deny.names, name, access);
+            return Compiled::Exactly;
+        }
+        return Compiled::No("a wildcard the kernel cannot match");
+    }
+    let (base, tree) = match p.strip_suffix("/**") {
+        Some(b) => (b, true),
+        None => (p, false),
+    };
+    if base.contains("**") {
+        return Compiled::No("a `**` the kernel cannot match");
+    }
+    let add = |deny: &mut KernelDeny, path: &str| {
+        for q in with_resolved(path) {
+            or_in(
+                if tree {
+                    &mut deny.trees
+                } else {
+                    &mut deny.exact
+                },
+                &q,
+                access,
+            );
+        }
+    };
+    if !is_glob(base) {
+        add(deny, if base.is_empty() { "/" } else { base });
+        return Compiled::Exactly;
+    }
+    match existing(base, tree) {
+        Some(paths) => {
+            for path in &paths {
+                add(deny, path);
+            }
+            Compiled::Expanded(paths.len())
+        }
+        None => Compiled::No("more matches than the kernel's table takes"),
+    }
+}
+
+/// The existing paths `pattern` (wildcards within components only) matches; directories
+/// only when `dirs`. `None` past [`MAX_EXPANDED`].
+fn existing(pattern: &str, dirs: bool) -> Option<Vec<String>> {
+    let mut at = vec![String::new()];
+    for comp in pattern.split('/').filter(|c| !c.is_empty()) {
+        let mut next = Vec::new();
+        if is_glob(comp) {
+            let m = component(comp)?;
+            for dir in &at {
+                let Ok(rd) = std::fs::read_dir(if dir.is_empty() { "/" } else { dir }) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    if let Some(name) = e.file_name().to_str()
+                        && m.is_match(name)
+                    {
+                        next.push(format!("{dir}/{name}"));
+                    }
+                }
+            }
+        } else {
+            next.extend(at.iter().map(|d| format!("{d}/{comp}")));
+        }
+        if next.len() > MAX_EXPANDED {
+            return None;
+        }
+        at = next;
+    }
+    at.retain(|p| match dirs {
+        true => std::fs::metadata(p).is_ok_and(|m| m.is_dir()),
+        false => std::fs::symlink_metadata(p).is_ok(),
+    });
+    at.sort();
+    Some(at)
+}
+
+/// A matcher of a glob (`*` stays within a component).
+fn component(glob: &str) -> Option<GlobMatcher> {
+    GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+        .ok()
+        .map(|g| g.compile_matcher())
+}
+
+/// Takes out of `deny` what except patterns `paths` spare (for `access`): a name spared, exact
+/// paths matched dropped, trees and names the pattern could reach into dropped and named.
+fn spare(deny: &mut KernelDeny, paths: &[String], access: u32, what: &str, w: &mut Vec<String>) {
+    for written in paths {
+        for p in expand_home(written) {
+            if let Some(name) = p
+                .strip_prefix("**/")
+                .filter(|n| !is_glob(n) && !n.contains('/'))
+            {
+                or_in(&mut deny.spared, name, access);
+                deny.exact.retain(|e, _| !e.ends_with(&format!("/{name}")));
+                continue;
+            }
+            let Some(whole) = component(&p) else {
+                continue;
+            };
+            deny.exact.retain(|e, _| !whole.is_match(e));
+            let trees: Vec<String> = deny
+                .trees
+                .keys()
+                .filter(|t| reaches_under(&p, t))
+                .cloned()
+                .collect();
+            for t in trees {
+                deny.trees.remove(&t);
+                w.push(format!(
+                    "{what} {written:?} may spare files under {t}: that tree is alert-only"
+                ));
+            }
+            let last = p.rsplit('/').next().unwrap_or("");
+            let names: Vec<String> = deny
+                .names
+                .keys()
+                .filter(|n| component(last).is_some_and(|m| m.is_match(n)))
+                .cloned()
+                .collect();
+            for n in names {
+                deny.names.remove(&n);
+                w.push(format!(
+                    "{what} {written:?} may spare files named {n}: that name is alert-only"
+                ));
+            }
+        }
+    }
+}
+
+/// Whether glob `p` may match a path under directory `dir`.
+fn reaches_under(p: &str, dir: &str) -> bool {
+    let mut pc = p.split('/').filter(|c| !c.is_empty());
+    for d in dir.split('/').filter(|c| !c.is_empty()) {
+        match pc.next() {
+            None => return false,
+            Some(c) if c.contains("**") => return true,
+            Some(c) if !component(c).is_some_and(|m| m.is_match(d)) => return false,
+            Some(_) => {}
+        }
+    }
+    pc.next().is_some()
+}
+
+/// Whether a profile whose exec list compiles to `exec` may run an executable matching one of
+/// `exe` (patterns as written): an exact entry matches, or a tree or alert-only directory the
+/// pattern may reach into.
+fn may_run(exe: &[String], exec: &KernelPaths) -> bool {
+    exe.iter().flat_map(|e| expand_home(e)).any(|e| {
+        let Some(m) = component(&e) else {
+            return true;
+        };
+        exec.exact.iter().any(|x| m.is_match(x))
+            || exec
+                .trees
+                .iter()
+                .chain(exec.open.iter())
+                .any(|d| d == "/" || reaches_under(&e, d))
+    })
+}
+
+impl Detection {
+    /// Checks and compiles `action: kill` once overrides are applied; `sink` is the file that
+    /// asked for it.
+    pub fn compile_kill(&mut self, sink: &mut Sink<'_>) {
+        let Some(ask) = self.kill.clone() else {
+            return;
+        };
+        let before = sink.errors.len();
+        let mut bad = |msg: String| sink.error(ask.line, "action", msg);
+        if self.kind != DetKind::Match || self.on != kind_bit(EventKind::Open) {
+            bad(
+                "`action: kill` needs a detection on opens alone (`on: [open]`): the \
+                 kernel kills at the open of a matching file"
+                    .to_owned(),
+            );
+        }
+        if self.when.path.is_none() {
+            bad("`action: kill` needs `when.path`: the files whose open kills".to_owned());
+        }
+        for k in self.when.keys() {
+            if !["path", "access", "result"].contains(&k) {
+                bad(format!(
+                    "`when.{k}` cannot be judged in the kernel, which kills on path, access \
+                     and result alone: remove it or use `action: alert`"
+                ));
+            }
+        }
+        if self.when.result == ResultSel::Failure {
+            bad("`when.result: failure`: the kernel judges the opens that succeed".to_owned());
+        }
+        let access = access_mask(self.when.access.as_deref()).unwrap_or_else(|e| {
+            bad(format!("`when.access`: {e}"));
+            0
+        });
+        for (i, e) in self.except.iter().enumerate() {
+            for k in e.keys() {
+                if k != "path" && k != "exe" {
+                    bad(format!(
+                        "`except[{i}].{k}` cannot be judged in the kernel: an exception to a \
+                         kill may name `path` and `exe`"
+                    ));
+                }
+            }
+        }
+        if sink.errors.len() > before {
+            return;
+        }
+        let k = Kill::compile(&KillSource {
+            id: &self.id,
+            source: &self.source,
+            ask: &ask,
+            access,
+            paths: &self.path_patterns,
+            excepts: self
+                .except
+                .iter()
+                .map(|e| (e.src_exe.clone(), e.src_path.clone()))
+                .collect(),
+        });
+        self.compiled_kill = Some((access, k));
+    }
+}
+
+/// The accesses an `access:` list denies, or why the kernel cannot judge it: it tests whether
+/// an open's accesses meet a mask, so a list must take every open that has the access.
+pub(crate) fn access_mask(list: Option<&[Access]>) -> Result<u32, &'static str> {
+    let Some(list) = list else {
+        return Ok(ACCESS_READ | ACCESS_WRITE);
+    };
+    let has = list.iter().fold(0u8, |m, a| {
+        m | match a {
+            Access::Read => 1,
+            Access::Write => 2,
+            Access::ReadWrite => 4,
+        }
+    });
+    match has {
+        5 => Ok(ACCESS_READ),
+        6 => Ok(ACCESS_WRITE),
+        7 => Ok(ACCESS_READ | ACCESS_WRITE),
+        _ => Err(
+            "the kernel tests whether an open reads or writes: use [read, read_write], \
+             [write, read_write], all three, or no `access`",
+        ),
+    }
+}
+
+/// Every enforce-mode profile's share of the kill detections: `(deny, warnings)`.
+pub(crate) fn merge(parts: impl Iterator<Item = KernelDeny>) -> KernelDeny {
+    let mut out = KernelDeny::default();
+    for p in parts {
+        out.extend(&p);
+    }
+    out
+}
+
+/// Names one detection spares that another's trees or names would deny (the kernel spares a
+/// name for the whole profile): each named, since that other detection then does not kill it.
+pub(crate) fn spared_across(parts: &[(String, KernelDeny)], prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (a, da) in parts {
+        for (name, bits) in &da.spared {
+            for (b, db) in parts.iter().filter(|(b, _)| b != a) {
+                let wide = db
+                    .trees
+                    .values()
+                    .chain(db.names.values())
+                    .fold(0, |m, x| m | x);
+                if wide & bits != 0 && !db.spared.contains_key(name) {
+                    out.push(format!(
+                        "{prefix}: detection {a} spares files named {name}, which detection {b} \
+                         does not: the kernel spares them for both, {b} only alerts on them"
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "kill_tests.rs"]
+mod tests;
