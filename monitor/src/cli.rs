@@ -128,7 +128,8 @@ pub struct LearnArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Write every raw event (process, file, network), not only alerts, to every output
-    /// (network sinks too, through their own spool, unless they set `?events=false`).
+    /// (network sinks too, through their own spool, unless they set `?events=false`). Records
+    /// file and network activity of every process, as `--watch-all` does.
     #[arg(long)]
     pub events: bool,
     /// Where to write. Repeatable. Local: `stdout` (default), `file:PATH` (appends; rotates by
@@ -167,7 +168,7 @@ pub struct RunArgs {
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
     /// Record file and network activity of every process on the host (detections then apply
-    /// host-wide), not only of processes under a workload profile.
+    /// host-wide), not only of processes under a workload profile (`--events` implies it).
     #[arg(long)]
     pub watch_all: bool,
     /// Identical alerts (same rule, process and target) within this many seconds are folded
