@@ -249,6 +249,26 @@ fn open_of_a_non_utf8_name_is_escaped() {
     child.finish_ok(TIMEOUT);
     let path = format!(r"{}/caf\xe9.txt", path_str(dir.path()));
     assert_open(&agent, child.pid(), &path, "read", false, 0);
+    let open = agent.wait_for(TIMEOUT, |ev| ev["kind"] == "open" && ev["path"] == path);
+    assert_eq!(
+        open["escaped"],
+        json!(["path"]),
+        "the event says the path is escaped"
+    );
+}
+
+#[test]
+fn a_valid_utf8_name_with_a_backslash_is_exact_after_json_decoding() {
+    let Some(agent) = Agent::start() else { return };
+    let dir = TempDir::new("open-backslash");
+    let file = dir.path().join(r"C:\dir\x41 é.txt");
+    write_file(&file, "x");
+    let mut child = agent.spawn(python(OPEN_EACH_READ_ONLY).arg(&file));
+    child.finish_ok(TIMEOUT);
+    let path = path_str(&file);
+    assert_open(&agent, child.pid(), &path, "read", false, 0);
+    let open = agent.wait_for(TIMEOUT, |ev| ev["kind"] == "open" && ev["path"] == path);
+    assert!(open.get("escaped").is_none(), "{open}");
 }
 
 const RENAME_CHMOD_UNLINK_ABSOLUTE: &str = "

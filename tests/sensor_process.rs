@@ -183,8 +183,32 @@ fn exec_escapes_non_utf8_and_backslashes_in_argv() {
             "kind": "exec",
             "filename": "/bin/sh",
             "argv": ["/bin/sh", "-c", "exit 0", "sh", r"caf\xe9", r"back\\slash", r"\\xe9 typed out"],
+            "escaped": ["argv"],
         }),
     );
+}
+
+#[test]
+fn exec_argv_that_is_valid_utf8_is_exact() {
+    let Some(agent) = Agent::start() else { return };
+    let mut child = agent.spawn(Command::new("/bin/sh").args([
+        "-c",
+        "exit 0",
+        "sh",
+        r"back\slash",
+        r"\xe9 typed out",
+    ]));
+    let pid = child.pid();
+    assert!(child.wait(TIMEOUT).success());
+    let exec = agent.wait_for(TIMEOUT, |ev| ev["kind"] == "exec" && ev["pid"] == pid);
+    agent.assert_event(
+        &exec,
+        &json!({
+            "kind": "exec",
+            "argv": ["/bin/sh", "-c", "exit 0", "sh", r"back\slash", r"\xe9 typed out"],
+        }),
+    );
+    assert!(exec.get("escaped").is_none(), "{exec}");
 }
 
 #[test]
@@ -206,6 +230,7 @@ fn exec_through_a_non_utf8_symlink_escapes_filename_and_resolves_exe() {
             "filename": escaped,
             "argv": [escaped, "-c", "exit 0"],
             "exe": canonical("/bin/sh"),
+            "escaped": ["argv", "filename", "comm"],
         }),
     );
 }

@@ -113,6 +113,7 @@ mod tests {
             profile: None,
             phase: None,
             killed: false,
+            escaped: Vec::new(),
             body: EventBody::Fork(ForkBody {
                 child_pid: 2,
                 child_start_time_ns: 0,

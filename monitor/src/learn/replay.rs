@@ -75,6 +75,7 @@ fn event(v: &Value) -> anyhow::Result<Option<Event>> {
         profile: None,
         phase: None,
         killed: false,
+        escaped: Vec::new(),
         body,
         ktime_ns,
         start_time_ns: 0,

@@ -16,30 +16,38 @@ mod procfs;
 pub mod stage;
 pub mod table;
 
-/// Renders arbitrary bytes as a `String` without losing information.
-///
-/// Valid UTF-8 is kept as it is, each byte that is not part of valid UTF-8 becomes `\xNN` (two
-/// lowercase hex digits), and a literal backslash becomes `\\`. Escaping the backslash makes the
-/// encoding reversible: `\x` in the output always starts an escaped byte, never the literal
-/// text `\x` from the input (that one is rendered `\\x`).
+/// Renders arbitrary bytes as a `String` without losing information: valid UTF-8 as it is,
+/// exact after JSON decoding; anything else in its escaped form ([`escape_always`]). Whether it
+/// was escaped is [`needs_escape`].
 ///
 /// Control characters are valid UTF-8 and are kept; sinks that print to terminals must escape
 /// them for display themselves.
 pub fn escape_bytes(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => escape_always(bytes),
+    }
+}
+
+/// Whether [`escape_bytes`] escapes `bytes` (they are not valid UTF-8).
+pub fn needs_escape(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_err()
+}
+
+/// The escaped form: each byte that is not part of valid UTF-8 becomes `\xNN` (two lowercase
+/// hex digits), and a literal backslash becomes `\\`, so the form is reversible: `\x` always
+/// starts an escaped byte, never the literal text `\x` from the input (that one is `\\x`).
+/// Events name the fields in this form (`escaped`).
+pub fn escape_always(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
-        let valid = chunk.valid();
-        if valid.contains('\\') {
-            for c in valid.chars() {
-                if c == '\\' {
-                    out.push_str("\\\\");
-                } else {
-                    out.push(c);
-                }
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
             }
-        } else {
-            out.push_str(valid);
         }
         for &b in chunk.invalid() {
             out.push('\\');
@@ -53,7 +61,7 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_bytes;
+    use super::{escape_always, escape_bytes, needs_escape};
 
     /// Inverse of `escape_bytes`, to prove the encoding is reversible.
     fn unescape(s: &str) -> Vec<u8> {
@@ -101,12 +109,14 @@ mod tests {
     }
 
     #[test]
-    fn backslash_is_doubled() {
-        assert_eq!(escape_bytes(b"\\"), "\\\\");
-        assert_eq!(escape_bytes(b"C:\\dir"), "C:\\\\dir");
-        // The literal text `\xff` and the byte 0xff render differently.
-        assert_eq!(escape_bytes(b"\\xff"), "\\\\xff");
-        assert_ne!(escape_bytes(b"\\xff"), escape_bytes(b"\xff"));
+    fn backslash_is_kept_in_valid_text_and_doubled_in_escaped_text() {
+        assert_eq!(escape_bytes(b"\\"), "\\");
+        assert_eq!(escape_bytes(b"C:\\dir"), "C:\\dir");
+        assert!(!needs_escape(b"C:\\dir") && needs_escape(b"C:\\\xff"));
+        assert_eq!(escape_bytes(b"C:\\\xff"), "C:\\\\\\xff");
+        // In the escaped form, the literal text `\xff` and the byte 0xff render differently.
+        assert_eq!(escape_always(b"\\xff"), "\\\\xff");
+        assert_ne!(escape_always(b"\\xff"), escape_always(b"\xff"));
     }
 
     #[test]
@@ -121,7 +131,12 @@ mod tests {
             b"\xe2\x82\xac\xe2\x82",
         ];
         for s in samples {
-            assert_eq!(unescape(&escape_bytes(s)), s, "round trip of {s:?}");
+            assert_eq!(unescape(&escape_always(s)), s, "round trip of {s:?}");
+            let text = escape_bytes(s);
+            match needs_escape(s) {
+                true => assert_eq!(unescape(&text), s, "round trip of {s:?}"),
+                false => assert_eq!(text.as_bytes(), s, "exact: {s:?}"),
+            }
         }
         let all: Vec<u8> = (0..=255u8).collect();
         assert_eq!(unescape(&escape_bytes(&all)), all);

@@ -31,6 +31,7 @@ fn event(kind: EventKind, body: EventBody) -> Event {
         profile: None,
         phase: None,
         killed: false,
+        escaped: Vec::new(),
         body,
         ktime_ns: 0,
         start_time_ns: 0,

@@ -15,11 +15,15 @@ const O_RDWR: u32 = 0o2;
 pub fn decode(rec: &Record<'_>) -> Result<FileBody, DecodeError> {
     let p: FileEvent = rec.payload();
     let ok = p.result >= 0;
-    let path = |s: StrRef, base: StrRef, resolved: bool| -> Result<Option<String>, DecodeError> {
+    let path = |field: &'static str,
+                s: StrRef,
+                base: StrRef,
+                resolved: bool|
+     -> Result<Option<String>, DecodeError> {
         if resolved {
-            rec.dentry_path(s)
+            rec.dentry_path(field, s)
         } else {
-            rec.user_path(s, base)
+            rec.user_path(field, s, base)
         }
     };
     let mut body = FileBody {
@@ -38,7 +42,7 @@ pub fn decode(rec: &Record<'_>) -> Result<FileBody, DecodeError> {
     match rec.kind {
         EventKind::Open => {
             let resolved = p.file_flags & FILE_PATH_RESOLVED != 0;
-            body.path = path(p.path, p.path_base, resolved)?;
+            body.path = path("path", p.path, p.path_base, resolved)?;
             if ok {
                 body.fd = Some(p.result);
             }
@@ -50,17 +54,22 @@ pub fn decode(rec: &Record<'_>) -> Result<FileBody, DecodeError> {
             body.access = Some(access);
             body.created = Some(created);
         }
-        EventKind::Unlink => body.path = path(p.path, p.path_base, false)?,
+        EventKind::Unlink => body.path = path("path", p.path, p.path_base, false)?,
         EventKind::Rename => {
-            body.path = path(p.path, p.path_base, false)?;
-            body.new_path = path(p.path2, p.path2_base, false)?;
+            body.path = path("path", p.path, p.path_base, false)?;
+            body.new_path = path("new_path", p.path2, p.path2_base, false)?;
         }
         EventKind::Chmod => {
-            body.path = path(p.path, p.path_base, p.file_flags & FILE_PATH_RESOLVED != 0)?;
+            body.path = path(
+                "path",
+                p.path,
+                p.path_base,
+                p.file_flags & FILE_PATH_RESOLVED != 0,
+            )?;
             body.mode = Some(p.mode & 0o7777);
         }
         EventKind::Memfd => {
-            body.name = rec.string(p.path)?;
+            body.name = rec.string("name", p.path)?;
             if ok {
                 body.fd = Some(p.result);
             }

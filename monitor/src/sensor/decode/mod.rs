@@ -15,7 +15,7 @@ use monitor_common::{
 };
 
 use super::event::{Event, EventBody};
-use crate::process::escape_bytes;
+use crate::process::{escape_always, escape_bytes, needs_escape};
 
 /// Why a record could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +36,8 @@ pub struct Record<'a> {
     pub kind: EventKind,
     payload: &'a [u8],
     data: &'a [u8],
+    /// Fields decoded so far in the escaped form.
+    escaped: std::cell::RefCell<Vec<&'static str>>,
 }
 
 impl<'a> Record<'a> {
@@ -58,6 +60,7 @@ impl<'a> Record<'a> {
             kind,
             payload: &bytes[PAYLOAD_OFFSET..DATA_OFFSET],
             data: &bytes[DATA_OFFSET..claimed],
+            escaped: Default::default(),
         })
     }
 
@@ -82,23 +85,62 @@ impl<'a> Record<'a> {
             })
     }
 
-    /// A plain string, escaped.
-    pub fn string(&self, s: StrRef) -> Result<Option<String>, DecodeError> {
-        Ok(self.bytes(s)?.map(escape_bytes))
+    /// Names `field` in the event's `escaped` list.
+    pub fn mark(&self, field: &'static str) {
+        let mut e = self.escaped.borrow_mut();
+        if !e.contains(&field) {
+            e.push(field);
+        }
     }
 
-    /// A dentry path (see [`strings::dentry_path`]).
-    pub fn dentry_path(&self, s: StrRef) -> Result<Option<String>, DecodeError> {
-        Ok(self.bytes(s)?.map(strings::dentry_path))
+    /// `bytes` as text ([`escape_bytes`]); `field` is named in the event's `escaped` list when
+    /// they are not valid UTF-8.
+    pub fn text(&self, field: &'static str, bytes: &[u8]) -> String {
+        if needs_escape(bytes) {
+            self.mark(field);
+        }
+        escape_bytes(bytes)
     }
 
-    /// A user path, made absolute against its dentry-path base when relative.
-    pub fn user_path(&self, path: StrRef, base: StrRef) -> Result<Option<String>, DecodeError> {
+    /// A plain string, as [`Self::text`].
+    pub fn string(&self, field: &'static str, s: StrRef) -> Result<Option<String>, DecodeError> {
+        Ok(self.bytes(s)?.map(|b| self.text(field, b)))
+    }
+
+    /// A dentry path (see [`strings::dentry_path`]), as [`Self::text`].
+    pub fn dentry_path(
+        &self,
+        field: &'static str,
+        s: StrRef,
+    ) -> Result<Option<String>, DecodeError> {
+        Ok(self.bytes(s)?.map(|raw| {
+            if needs_escape(raw) {
+                self.mark(field);
+            }
+            strings::dentry_path(raw)
+        }))
+    }
+
+    /// A user path, made absolute against its dentry-path base when relative; either in the
+    /// escaped form makes both so (a path is one field).
+    pub fn user_path(
+        &self,
+        field: &'static str,
+        path: StrRef,
+        base: StrRef,
+    ) -> Result<Option<String>, DecodeError> {
         let Some(p) = self.bytes(path)? else {
             return Ok(None);
         };
-        let base = self.dentry_path(base)?;
-        Ok(Some(strings::absolute(base.as_deref(), &escape_bytes(p))))
+        let base_raw = self.bytes(base)?;
+        let relative = !p.starts_with(b"/");
+        if !(needs_escape(p) || relative && base_raw.is_some_and(needs_escape)) {
+            let base = base_raw.map(strings::dentry_path);
+            return Ok(Some(strings::absolute(base.as_deref(), &escape_bytes(p))));
+        }
+        self.mark(field);
+        let base = base_raw.map(strings::dentry_path_escaped);
+        Ok(Some(strings::absolute(base.as_deref(), &escape_always(p))))
     }
 }
 
@@ -138,7 +180,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         ppid: h.ppid,
         uid: h.uid,
         gid: h.gid,
-        comm: escape_bytes(&h.comm[..comm_len]),
+        comm: rec.text("comm", &h.comm[..comm_len]),
         exe: None,
         cgroup_id: h.cgroup_id,
         container_id: None,
@@ -146,6 +188,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         profile: None,
         phase: None,
         killed: h.flags & FLAG_KILLED != 0,
+        escaped: rec.escaped.take().into_iter().map(str::to_owned).collect(),
         body,
         ktime_ns: h.ktime_ns,
         start_time_ns: h.start_time_ns,

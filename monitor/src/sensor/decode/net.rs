@@ -8,10 +8,7 @@ use monitor_common::{
 };
 
 use super::{DecodeError, Record};
-use crate::{
-    process::escape_bytes,
-    sensor::event::{Family, NetBody, Protocol},
-};
+use crate::sensor::event::{Family, NetBody, Protocol};
 
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
@@ -48,10 +45,10 @@ pub fn decode(rec: &Record<'_>) -> Result<NetBody, DecodeError> {
     // first NUL; an abstract name is everything after the leading NUL.
     let path = rec.bytes(p.path)?.map(|raw| {
         if p.net_flags & NET_UNIX_ABSTRACT != 0 {
-            format!("@{}", escape_bytes(raw.get(1..).unwrap_or_default()))
+            format!("@{}", rec.text("path", raw.get(1..).unwrap_or_default()))
         } else {
             let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-            escape_bytes(&raw[..end])
+            rec.text("path", &raw[..end])
         }
     });
     Ok(NetBody {

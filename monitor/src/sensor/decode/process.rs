@@ -4,7 +4,7 @@ use monitor_common::{ExecEvent, ExitEvent, FLAG_ARGV_TRUNCATED, ForkEvent};
 
 use super::{DecodeError, Record};
 use crate::{
-    process::escape_bytes,
+    process::{escape_always, escape_bytes, needs_escape},
     sensor::event::{ExecBody, ExitBody, ForkBody},
 };
 
@@ -14,17 +14,24 @@ pub fn exec(rec: &Record<'_>) -> Result<ExecBody, DecodeError> {
         .bytes(p.argv)?
         .map(|raw| {
             let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
-            raw.split(|&b| b == 0).map(escape_bytes).collect()
+            // One field: when an argument is escaped, all are (so each reads back the same way).
+            match raw.split(|&b| b == 0).any(needs_escape) {
+                true => {
+                    rec.mark("argv");
+                    raw.split(|&b| b == 0).map(escape_always).collect()
+                }
+                false => raw.split(|&b| b == 0).map(escape_bytes).collect(),
+            }
         })
         .unwrap_or_default();
     Ok(ExecBody {
-        filename: rec.string(p.filename)?.unwrap_or_default(),
+        filename: rec.string("filename", p.filename)?.unwrap_or_default(),
         argv,
-        cwd: rec.dentry_path(p.cwd)?,
+        cwd: rec.dentry_path("cwd", p.cwd)?,
         euid: p.euid,
         egid: p.egid,
         argv_truncated: rec.header.flags & FLAG_ARGV_TRUNCATED != 0,
-        exe: rec.dentry_path(p.exe)?,
+        exe: rec.dentry_path("exe", p.exe)?,
     })
 }
 

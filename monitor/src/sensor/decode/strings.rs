@@ -1,12 +1,24 @@
 //! Path strings from the kernel: dentry-walk encoding and lexical absolutisation.
 
-use crate::process::escape_bytes;
+use crate::process::{escape_always, escape_bytes, needs_escape};
 
 /// Decodes a kernel dentry walk: components leaf first, each followed by `/`; a walk that
 /// reached the root ends with an extra `/` (so `/` alone is the root). A walk that stopped at
 /// the component bound lacks it and is rendered with a leading `...` (not absolute, so it can
 /// never match an absolute pattern by accident).
 pub fn dentry_path(raw: &[u8]) -> String {
+    walk(raw, needs_escape(raw))
+}
+
+/// [`dentry_path`] in the escaped form whatever the bytes (the other half of a path that is).
+pub fn dentry_path_escaped(raw: &[u8]) -> String {
+    walk(raw, true)
+}
+
+/// A walk's path: every component as it is (`escape`: false, valid UTF-8 checked by the
+/// caller; `/` never occurs inside a multi-byte character, so the components are valid too),
+/// or each in the escaped form.
+fn walk(raw: &[u8], escape: bool) -> String {
     if raw == b"/" {
         return "/".to_owned();
     }
@@ -24,7 +36,10 @@ pub fn dentry_path(raw: &[u8]) -> String {
     }
     for comp in body.split(|&b| b == b'/').rev().filter(|c| !c.is_empty()) {
         out.push('/');
-        out.push_str(&escape_bytes(comp));
+        match escape {
+            true => out.push_str(&escape_always(comp)),
+            false => out.push_str(&escape_bytes(comp)),
+        }
     }
     out
 }
