@@ -52,6 +52,24 @@ else:
 "
 );
 
+/// A non-blocking connect to a listener: it returns EINPROGRESS, then completes. Prints: port
+/// client_port.
+const TCP_NONBLOCKING: &str = with_free_tcp_port!(
+    "import select
+srv = socket.socket(fam, socket.SOCK_STREAM)
+srv.bind((host, port))
+srv.listen(4)
+cli = socket.socket(fam, socket.SOCK_STREAM)
+cli.setblocking(False)
+assert cli.connect_ex((host, port)) == 115
+select.select([], [cli], [], 5)
+assert cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+print(port, cli.getsockname()[1], flush=True)
+cli.close()
+srv.close()
+"
+);
+
 /// Sends a datagram to a bound UDP socket with sendto or sendmsg. Prints: port.
 const UDP_SEND: &str = "
 import socket, sys
@@ -230,6 +248,26 @@ fn tcp_v4_bind_and_listen_report_the_exact_local_port() {
 fn tcp_v4_connect_and_accept_report_both_ends() {
     let Some(agent) = Agent::start() else { return };
     tcp_connect_and_accept(&agent, "inet", "127.0.0.1");
+}
+
+#[test]
+fn tcp_v4_non_blocking_connect_is_reported_in_progress() {
+    let Some(agent) = Agent::start() else { return };
+    let (child, p) = run(&agent, TCP_NONBLOCKING, &["inet", "127.0.0.1"]);
+    expect(
+        &agent,
+        child.pid(),
+        "connect",
+        json!({"remote_port": p[0]}),
+        json!({
+            "protocol": "tcp",
+            "local_port": p[1],
+            "remote_addr": "127.0.0.1",
+            "remote_port": p[0],
+            "result": -115,
+            "in_progress": true,
+        }),
+    );
 }
 
 #[test]

@@ -124,6 +124,7 @@ pub fn net(
             fd: 5,
             blocked: false,
             ephemeral: false,
+            in_progress: false,
         }),
     )
 }
@@ -143,6 +144,7 @@ pub fn unix_connect(path: &str) -> Event {
             fd: 5,
             blocked: false,
             ephemeral: false,
+            in_progress: false,
         }),
     )
 }

@@ -76,8 +76,14 @@ impl<'a> View<'a> {
         v
     }
 
+    /// The syscall failed (a non-blocking connect under way has not).
     pub fn failed(&self) -> bool {
-        self.result < 0
+        self.result < 0 && !self.in_progress()
+    }
+
+    /// A non-blocking connect under way.
+    pub fn in_progress(&self) -> bool {
+        self.net.is_some_and(|n| n.in_progress)
     }
 
     /// Paths the `path` condition looks at: file path and rename destination; for exec the
@@ -197,6 +203,8 @@ impl<'a> View<'a> {
         };
         if self.failed() {
             let _ = write!(s, " (failed: errno {})", -self.result);
+        } else if self.in_progress() {
+            s.push_str(" (in progress: a non-blocking connect)");
         }
         s
     }
@@ -240,5 +248,39 @@ impl<'a> View<'a> {
     /// `python3 (pid 812)`.
     pub fn who(&self) -> String {
         format!("{} (pid {})", self.ev.comm, self.ev.pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use monitor_common::EventKind;
+
+    use super::View;
+    use crate::rules::testutil::net;
+    use crate::sensor::event::{EventBody, Protocol};
+
+    #[test]
+    fn a_non_blocking_connect_under_way_is_not_called_failed() {
+        let to = Some((IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 443));
+        let mut ev = net(EventKind::Connect, Protocol::Tcp, to, None);
+        let EventBody::Net(n) = &mut ev.body else {
+            unreachable!()
+        };
+        n.result = -115;
+        n.in_progress = true;
+        let v = View::new(&ev);
+        assert!(!v.failed());
+        assert_eq!(
+            v.action(),
+            "connected to 10.0.0.1:443/tcp (in progress: a non-blocking connect)"
+        );
+        let EventBody::Net(n) = &mut ev.body else {
+            unreachable!()
+        };
+        n.in_progress = false;
+        n.result = -111;
+        assert!(View::new(&ev).action().ends_with("(failed: errno 111)"));
     }
 }

@@ -189,6 +189,9 @@ pub struct NetBody {
     /// A bind that asked for port 0: `local_port` is the one the kernel chose.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub ephemeral: bool,
+    /// A non-blocking connect under way (`result` is -115, `EINPROGRESS`): not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub in_progress: bool,
 }
 
 /// A DNS answer a watched process received (`kind: "dns"`). The nameserver is the remote end.

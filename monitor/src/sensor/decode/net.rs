@@ -3,11 +3,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    AF_INET, AF_INET6, AF_UNIX, NET_BLOCKED, NET_EPHEMERAL, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN,
-    NetEvent,
+    AF_INET, AF_INET6, AF_UNIX, EventKind, NET_BLOCKED, NET_EPHEMERAL, NET_LOCAL_KNOWN,
+    NET_REMOTE_KNOWN, NetEvent,
 };
 
 use super::{DecodeError, Record};
+
+/// `connect(2)` on a non-blocking socket that has started.
+const EINPROGRESS: i64 = 115;
 use crate::sensor::event::{Family, NetBody, Protocol};
 
 const IPPROTO_TCP: u16 = 6;
@@ -63,5 +66,6 @@ pub fn decode(rec: &Record<'_>) -> Result<NetBody, DecodeError> {
         fd: p.fd as i64,
         blocked: p.net_flags & NET_BLOCKED != 0,
         ephemeral: p.net_flags & NET_EPHEMERAL != 0,
+        in_progress: rec.kind == EventKind::Connect && p.result == -EINPROGRESS,
     })
 }
