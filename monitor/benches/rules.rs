@@ -225,6 +225,7 @@ fn base(kind: EventKind, body: EventBody, i: usize) -> Event {
         profile: None,
         phase: None,
         killed: false,
+        escaped: Vec::new(),
         body,
         ktime_ns: i as u64 * 2_000,
         start_time_ns: 0,
@@ -261,6 +262,7 @@ fn net(kind: EventKind, proto: Protocol, ip: IpAddr, port: u16, i: usize) -> Eve
         fd: 7,
         blocked: false,
         ephemeral: false,
+        in_progress: false,
     };
     base(kind, EventBody::Net(body), i)
 }
