@@ -258,6 +258,29 @@ fn open_of_a_non_utf8_name_is_escaped() {
 }
 
 #[test]
+fn an_event_time_lies_between_wall_clock_reads_taken_around_the_action() {
+    let Some(agent) = Agent::start() else { return };
+    let dir = TempDir::new("open-time");
+    let file = dir.join("t.txt");
+    write_file(&file, "x");
+    let path = path_str(&file);
+    let before = std::time::SystemTime::now();
+    let mut child = agent.spawn(python(OPEN_EACH_READ_ONLY).arg(&file));
+    child.finish_ok(TIMEOUT);
+    let after = std::time::SystemTime::now();
+    let pid = child.pid();
+    let open = agent.wait_for(TIMEOUT, |ev| {
+        ev["kind"] == "open" && ev["pid"] == pid && ev["path"] == path
+    });
+    let time = open["time"].as_str().and_then(monitor_tests::parse_time);
+    let time = time.unwrap_or_else(|| panic!("no time: {open}"));
+    assert!(
+        before <= time && time <= after,
+        "{time:?} is not between {before:?} and {after:?} (CLOCK_REALTIME)"
+    );
+}
+
+#[test]
 fn a_valid_utf8_name_with_a_backslash_is_exact_after_json_decoding() {
     let Some(agent) = Agent::start() else { return };
     let dir = TempDir::new("open-backslash");

@@ -12,10 +12,12 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use super::{Event, decode};
 
-/// Converts kernel boot-time nanoseconds to RFC 3339 wall-clock time.
+/// Converts kernel boot-time nanoseconds to RFC 3339 wall-clock time. The offset between the
+/// clocks changes when the wall clock is stepped or slewed (NTP), so the reader samples it
+/// again before each batch: event times follow the wall clock as the agent's own lines do.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    /// CLOCK_REALTIME - CLOCK_BOOTTIME, ns, sampled at start.
+    /// CLOCK_REALTIME - CLOCK_BOOTTIME, ns, at the last sample.
     offset_ns: i128,
 }
 
@@ -31,11 +33,18 @@ fn clock_ns(id: libc::clockid_t) -> i128 {
 
 impl Clock {
     pub fn new() -> Self {
-        let boot = clock_ns(libc::CLOCK_BOOTTIME);
+        let mut c = Self { offset_ns: 0 };
+        c.resample();
+        c
+    }
+
+    /// Samples the offset again: the wall clock read between two boot-clock reads, against
+    /// their midpoint (two vDSO calls each, tens of nanoseconds).
+    pub fn resample(&mut self) {
+        let before = clock_ns(libc::CLOCK_BOOTTIME);
         let real = clock_ns(libc::CLOCK_REALTIME);
-        Self {
-            offset_ns: real - boot,
-        }
+        let after = clock_ns(libc::CLOCK_BOOTTIME);
+        self.offset_ns = real - (before + after) / 2;
     }
 
     /// Wall-clock ns since the epoch for a boot-time stamp.
@@ -90,7 +99,7 @@ pub async fn run(
     stats: Arc<ReaderStats>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let clock = Clock::new();
+    let mut clock = Clock::new();
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as
     // the `AsyncFd` owns the ring buffer.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -108,6 +117,7 @@ pub async fn run(
         }
         let started = boot_ns();
         loop {
+            clock.resample();
             let batch = drain(fd.get_mut(), &clock, &stats);
             let more = batch.len() >= BATCH;
             for ev in batch {
