@@ -870,6 +870,53 @@ fn write_then_exec_alerts_for_a_dropped_binary_and_script_in_tmp() {
 }
 
 #[test]
+fn write_then_exec_alerts_when_one_shell_fetches_marks_and_runs_a_file() {
+    let Some(agent) = agent() else { return };
+    let dir = DirGuard::new_in(Path::new("/tmp"), "shell").expect("creating a directory in /tmp");
+    let payload = path_str(dir.join("x"));
+    // `cp` stands in for `curl -o`: the writer, the chmod and the runner are children of one
+    // shell (or the shell runs the last command itself: then the runner is the writer's parent).
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("cp /bin/true \"$1\" && chmod +x \"$1\" && \"$1\"")
+        .arg("sh")
+        .arg(&payload);
+    let (shell, _) = run(&agent, &mut cmd);
+    let alert = expect_alert(
+        &agent,
+        "write-then-exec",
+        None,
+        json!({"kind": "exec", "filename": payload}),
+    );
+    assert!(in_tree(&alert, shell.pid()), "{alert}");
+}
+
+#[test]
+fn write_then_exec_ignores_a_file_written_and_run_by_unrelated_host_processes() {
+    let Some(agent) = agent() else { return };
+    let dir = DirGuard::new_in(Path::new("/tmp"), "apart").expect("creating a directory in /tmp");
+    let payload = path_str(dir.join("x"));
+    let staged = path_str(dir.join("staged"));
+    fs::copy("/bin/true", &staged).expect("copying /bin/true");
+    // One host process puts the file in place and exits...
+    run(
+        &agent,
+        &mut unprofiled(&["rename", &staged, &payload, "chmod", &payload]),
+    );
+    // ...and another, whose runner has a different parent, runs it (`; cat` keeps the shell
+    // from exec'ing the file itself).
+    let sentinel = Sentinel::new();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("\"$1\"; cat \"$2\" > /dev/null")
+        .arg("sh")
+        .arg(&payload)
+        .arg(&sentinel.path);
+    let (runner, _) = run(&agent, &mut cmd);
+    expect_none(&agent, runner.pid(), &sentinel, &["write-then-exec"]);
+}
+
+#[test]
 fn write_then_exec_ignores_files_outside_scratch_and_home_directories() {
     let Some(agent) = agent() else { return };
     let dir = match DirGuard::new_in(Path::new("/run"), "drop") {

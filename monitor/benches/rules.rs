@@ -435,6 +435,7 @@ fn main() {
     let ctx = EvalContext {
         profile,
         workload: 1,
+        kin: [1, 1],
         parent_exe: Some("/usr/bin/bash"),
         hosts: &hosts,
         resolved: &NoneResolved,

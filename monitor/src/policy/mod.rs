@@ -406,9 +406,18 @@ impl Policy {
         }
         let parent_exe = table.get(ev.ppid).and_then(|p| p.exe.as_deref());
         let resolved = self.dns.of(workload, ev.ktime_ns);
+        let kin = match (profile, ev.container_id.as_deref()) {
+            (Some(_), _) => [workload, workload],
+            (None, Some(c)) => [workload_key(("container", c)); 2],
+            (None, None) => [
+                workload_key(("process", ev.pid)),
+                workload_key(("process", ev.ppid)),
+            ],
+        };
         let ctx = EvalContext {
             profile,
             workload,
+            kin,
             parent_exe,
             hosts: &self.resolver,
             resolved: &resolved,

@@ -95,9 +95,14 @@ pub struct EvalContext<'a> {
     /// the process has after this exec. An exec its profile's own `match` selectors hold for
     /// (the profile's entry point) is never an `allow.exec` violation.
     pub profile: Option<ProfileId>,
-    /// Opaque workload key (profile instance, else container, else parent) for the stateful
+    /// Opaque workload key (the profile instance, else the process tree) for the stateful
     /// detections.
     pub workload: u64,
+    /// Keys under which `write_then_exec` remembers a write and looks an exec up: the profile
+    /// instance, else the container (both keys the same), else the process and its parent (so
+    /// a writer and a runner are one workload when they are the same process, siblings, or
+    /// parent and child).
+    pub kin: [u64; 2],
     pub parent_exe: Option<&'a str>,
     pub hosts: &'a dyn HostAddrs,
     /// Names the workload itself resolved (DNS answers it received).

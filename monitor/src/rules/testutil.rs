@@ -204,6 +204,7 @@ pub fn ctx(profile: Option<ProfileId>) -> EvalContext<'static> {
     EvalContext {
         profile,
         workload: 1,
+        kin: [1, 1],
         parent_exe: Some("/usr/bin/bash"),
         hosts: &HOSTS,
         resolved: &NoHosts,
