@@ -56,8 +56,10 @@ pub mod counter {
     /// An exec or open of an enforced process whose path the kernel could not judge (its walk
     /// was truncated): not killed, left to user space.
     pub const ENFORCE_UNDECIDED: u32 = 11;
+    /// A record not sent because the agent is stopping (it no longer reads them).
+    pub const AFTER_STOP: u32 = 12;
     /// Number of counters.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
 }
 
 /// Indices into the `SWITCHES` array: settings user space changes while the programs run.
@@ -68,6 +70,9 @@ pub mod switch {
     /// Generation of the last open-dedupe reset (`OPENS_RESET`): a repeat compares it with
     /// the generation its entry was last checked at, so the common case costs one array read.
     pub const RESET_GEN: u32 = 1;
+    /// Non-zero: the agent is stopping; records are counted (`AFTER_STOP`), not sent, so its
+    /// last drain of the ring buffer reads everything that was sent.
+    pub const STOPPED: u32 = 2;
     pub const COUNT: u32 = 4;
 }
 

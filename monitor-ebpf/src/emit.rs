@@ -62,6 +62,10 @@ pub unsafe fn fill_header(hdr: *mut EventHeader, kind: EventKind, task: *const u
 /// `base..base + size` must be readable.
 #[inline(always)]
 pub unsafe fn output(base: *const u8, size: usize) {
+    if crate::maps::stopped() {
+        count(counter::AFTER_STOP);
+        return;
+    }
     // SAFETY: the caller's contract.
     let record = unsafe { core::slice::from_raw_parts(base, size) };
     let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {

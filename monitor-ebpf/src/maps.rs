@@ -76,6 +76,12 @@ pub fn watch_on_exec() -> bool {
     SWITCHES.get(switch::WATCH_ON_EXEC).is_some_and(|v| *v != 0)
 }
 
+/// Whether the agent is stopping (`switch::STOPPED`).
+#[inline(always)]
+pub fn stopped() -> bool {
+    SWITCHES.get(switch::STOPPED).is_some_and(|v| *v != 0)
+}
+
 /// The agent's own thread-group id: its activity is never recorded (no feedback loops).
 #[unsafe(no_mangle)]
 static AGENT_TGID: u32 = 0;

@@ -357,7 +357,13 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    // The probes stay attached until the reader has drained the ring buffer once more.
+    // The programs stop sending (and count what they no longer send); once those running now
+    // are done, the reader drains the ring buffer one last time: the last `agent_stats` then
+    // accounts for every record (emitted = received + drops).
+    if let Err(e) = sensor.stop_emitting() {
+        tracing::warn!(error = %e, "cannot stop the kernel programs' output; the last counts may differ");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let _ = reader_stop_tx.send(true);
     let _ = shutdown_tx.send(true);
     while let Some(ev) = ev_rx.recv().await {

@@ -284,6 +284,15 @@ impl Sensor {
             .map_err(map_error(names::SWITCHES))
     }
 
+    /// Stops the programs sending records (they count them in `after_stop`): the reader's
+    /// last drain then reads everything sent, and `emitted` = records received + ring buffer
+    /// drops.
+    pub fn stop_emitting(&mut self) -> Result<(), SensorError> {
+        self.switches
+            .set(switch::STOPPED, 1, 0)
+            .map_err(map_error(names::SWITCHES))
+    }
+
     /// Kernel counters summed over CPUs.
     pub fn counters(&self) -> KernelCounters {
         let sum = |i: u32| -> u64 {
@@ -305,6 +314,7 @@ impl Sensor {
             enforce_lost: sum(counter::ENFORCE_LOST),
             enforce_killed: sum(counter::ENFORCE_KILLED),
             enforce_undecided: sum(counter::ENFORCE_UNDECIDED),
+            after_stop: sum(counter::AFTER_STOP),
         }
     }
 
@@ -346,6 +356,8 @@ pub struct KernelCounters {
     /// Execs and opens of enforced processes whose path walk was cut short: not judged in
     /// the kernel, left to user space.
     pub enforce_undecided: u64,
+    /// Records not sent because the agent was stopping (after its last `agent_stats` but one).
+    pub after_stop: u64,
 }
 
 /// Loads (verifies) and attaches each (program, raw tracepoint) pair, in order.
