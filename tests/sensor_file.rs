@@ -5,7 +5,7 @@
 use std::{ffi::OsStr, fs, os::unix::ffi::OsStrExt as _, os::unix::fs::symlink, process::Command};
 
 use monitor_tests::{Agent, TIMEOUT, TempDir, TmpfsMount, path_str, python};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Waits for the open event of `pid` for `path` and asserts its exact fields.
 #[track_caller]
@@ -278,6 +278,39 @@ fn an_event_time_lies_between_wall_clock_reads_taken_around_the_action() {
         before <= time && time <= after,
         "{time:?} is not between {before:?} and {after:?} (CLOCK_REALTIME)"
     );
+}
+
+/// Reopens a pipe's read end through `/proc/self/fd/N` and `/dev/fd/N`. Prints the pipe's inode.
+const REOPEN_PIPE: &str = "
+import os
+r, w = os.pipe()
+os.write(w, b'x')
+for p in ('/proc/self/fd/%d' % r, '/dev/fd/%d' % r):
+    os.close(os.open(p, os.O_RDONLY))
+print(os.fstat(r).st_ino, flush=True)
+";
+
+#[test]
+fn an_open_of_a_pipe_through_proc_fd_says_which_pipe() {
+    let Some(agent) = Agent::start() else { return };
+    let mut child = agent.spawn(&mut python(REOPEN_PIPE));
+    let out = child.finish_ok(TIMEOUT);
+    let path = format!("pipe:[{}]", out.trim());
+    let pid = child.pid();
+    agent.wait_for_match(TIMEOUT, &json!({"kind": "exit", "pid": pid}));
+    let opens: Vec<Value> = agent
+        .events_for_pid(pid)
+        .into_iter()
+        .filter(|e| e["kind"] == "open" && e["path"] == path.as_str())
+        .collect();
+    assert_eq!(opens.len(), 2, "/proc/self/fd/N and /dev/fd/N: {opens:#?}");
+    for open in &opens {
+        agent.assert_event(
+            open,
+            &json!({"kind": "open", "path": path, "access": "read", "result": 0, "pseudo": true}),
+        );
+        assert!(open.get("path_truncated").is_none(), "{open}");
+    }
 }
 
 #[test]

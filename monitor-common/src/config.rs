@@ -140,6 +140,10 @@ pub mod off {
     pub const SOCK_PROTOCOL: usize = 47;
     pub const SOCK_TYPE: usize = 48;
     pub const FS_ROOT: usize = 49;
+    pub const FILE_F_INODE: usize = 50;
+    pub const INODE_I_INO: usize = 51;
+    pub const INODE_I_SB: usize = 52;
+    pub const SUPER_BLOCK_S_MAGIC: usize = 53;
     /// Number of offset slots (array length; spare slots stay `u32::MAX`).
     pub const COUNT: usize = 64;
 }

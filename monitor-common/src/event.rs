@@ -205,13 +205,19 @@ pub struct FileEvent {
     /// Identical opens (same process, file and access) suppressed in the kernel since the last
     /// one reported, within the dedupe window.
     pub repeats: u32,
-    pub _pad: u32,
+    /// With [`FILE_PATH_PSEUDO`]: the file system's magic (`PIPEFS_MAGIC`, `SOCKFS_MAGIC`, ...)
+    /// and the inode number of the nameless object opened.
+    pub fs_magic: u32,
+    pub ino: u64,
 }
 
 /// `path` is a dentry path resolved by the kernel.
 pub const FILE_PATH_RESOLVED: u32 = 1 << 0;
 /// `path2` is a dentry path resolved by the kernel.
 pub const FILE_PATH2_RESOLVED: u32 = 1 << 1;
+/// The open reached a nameless kernel object (a pipe or socket reopened through
+/// `/proc/PID/fd/N` or `/dev/fd/N`): `path` is empty, `fs_magic` and `ino` name it.
+pub const FILE_PATH_PSEUDO: u32 = 1 << 2;
 
 /// `FMODE_CREATED`: the open created the file.
 pub const FMODE_CREATED: u32 = 0x10_0000;
@@ -318,7 +324,7 @@ const _: () = assert!(size_of::<EventHeader>() == 72);
 const _: () = assert!(size_of::<ExecEvent>() == 32);
 const _: () = assert!(size_of::<ForkEvent>() == 16);
 const _: () = assert!(size_of::<ExitEvent>() == 8);
-const _: () = assert!(size_of::<FileEvent>() == 48);
+const _: () = assert!(size_of::<FileEvent>() == 56);
 const _: () = assert!(size_of::<NetEvent>() == 64);
 const _: () = assert!(size_of::<DnsEvent>() == 40);
 const _: () = assert!(size_of::<OpenKey>() == 24);

@@ -3,8 +3,8 @@
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
-    EventKind, FILE_PATH_RESOLVED, FMODE_CREATED, FMODE_READ, FMODE_WRITE, FileEvent, OpenKey,
-    OpenSeen, StrRef,
+    EventKind, FILE_PATH_PSEUDO, FILE_PATH_RESOLVED, FMODE_CREATED, FMODE_READ, FMODE_WRITE,
+    FileEvent, OpenKey, OpenSeen, StrRef,
     config::{counter, off},
     enforce::{ACCESS_READ, ACCESS_WRITE},
     syscalls::{
@@ -115,6 +115,15 @@ pub fn try_open(sc: Syscall) -> Result<(), i64> {
                 need |= ACCESS_WRITE;
             }
             crate::enforce::judge_path(&rec, w.s, !w.truncated, need);
+            if w.pseudo
+                && let Ok(inode) = read_ptr(file, off::FILE_F_INODE)
+            {
+                (*p).file_flags |= FILE_PATH_PSEUDO;
+                (*p).ino = read(inode, offset(off::INODE_I_INO)).unwrap_or(0);
+                (*p).fs_magic = read_ptr(inode, off::INODE_I_SB)
+                    .and_then(|sb| read::<u64>(sb, offset(off::SUPER_BLOCK_S_MAGIC)))
+                    .unwrap_or(0) as u32;
+            }
         }
         if !resolved {
             let (path, base) = user_path(&mut rec.data, &mut trunc, task, dirfd, path_arg);

@@ -111,6 +111,8 @@ pub struct Data {
 pub struct Walked {
     pub s: StrRef,
     pub truncated: bool,
+    /// A nameless pseudo file (pipe, socket): nothing written.
+    pub pseudo: bool,
 }
 
 impl Data {
@@ -216,6 +218,7 @@ impl Data {
         let mut out = Walked {
             s: StrRef::default(),
             truncated: false,
+            pseudo: false,
         };
         let Ok(vfsmnt) = read_ptr(p, off::PATH_MNT) else {
             return out;
@@ -255,7 +258,8 @@ impl Data {
             unsafe { *self.at(self.used) = b'/' };
             self.used += 1;
         } else {
-            out.truncated = st.state != DONE;
+            out.pseudo = st.state == PSEUDO;
+            out.truncated = st.state != DONE && !out.pseudo;
         }
         let len = self.used.saturating_sub(start);
         out.s = StrRef {
@@ -269,6 +273,8 @@ impl Data {
 const WALKING: u64 = 0;
 const DONE: u64 = 1;
 const FAILED: u64 = 2;
+/// The file is a nameless pseudo dentry (a pipe or socket): there is no name to write.
+const PSEUDO: u64 = 3;
 
 /// State of a dentry walk, shared with the `bpf_loop` callback through the stack.
 #[repr(C)]
@@ -333,7 +339,7 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
         bpf_probe_read_kernel_str(dst as *mut c_void, NAME_MAX as u32, name as *const c_void)
     };
     if n <= 1 {
-        return stop(st, FAILED);
+        return stop(st, if last { PSEUDO } else { FAILED });
     }
     let n = (n as usize) & (NAME_MAX * 2 - 1);
     // Replace the NUL by the separator.

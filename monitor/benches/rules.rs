@@ -245,6 +245,7 @@ fn file(kind: EventKind, path: &str, access: Option<Access>, i: usize) -> Event 
         fd: Some(3),
         repeats: 0,
         path_truncated: false,
+        pseudo: false,
     };
     base(kind, EventBody::File(body), i)
 }

@@ -301,7 +301,7 @@ impl Session {
         };
         let exe = exe_of(ev).unwrap_or(ev.comm.as_str());
         match &ev.body {
-            EventBody::File(f) if f.result >= 0 => {
+            EventBody::File(f) if f.result >= 0 && !f.pseudo => {
                 let path = |p: &Option<String>| {
                     p.as_deref()
                         .map(|p| proc_self_path(p, ev.pid, ev.tid).into_owned())

@@ -273,7 +273,12 @@ impl Profile {
             }
             EventKind::Fork | EventKind::Exit | EventKind::Memfd | EventKind::Dns => {}
             EventKind::Open if ok => {
-                let Some(path) = v.path.as_deref() else {
+                // A pipe or socket reopened through /proc/PID/fd is no file to allow.
+                let Some(path) = v
+                    .path
+                    .as_deref()
+                    .filter(|_| !v.file.is_some_and(|f| f.pseudo))
+                else {
                     return;
                 };
                 let (read, write) = match v.access() {

@@ -51,6 +51,7 @@ pub fn file_body(path: &str) -> FileBody {
         fd: Some(3),
         repeats: 0,
         path_truncated: false,
+        pseudo: false,
     }
 }
 

@@ -145,6 +145,11 @@ pub struct FileBody {
     /// Some path was longer than the kernel walk bound and starts with `...`.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub path_truncated: bool,
+    /// `path` names a nameless kernel object, not a file of the file system: `pipe:[INODE]`,
+    /// `socket:[INODE]` (as `/proc/PID/fd` shows them), opened through `/proc/PID/fd/N` or
+    /// `/dev/fd/N`. Profiles and learning leave such paths alone.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub pseudo: bool,
 }
 
 fn is_zero(v: &u32) -> bool {

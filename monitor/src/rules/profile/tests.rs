@@ -152,6 +152,14 @@ fn reads_against_allowlist_baseline_and_proc_self() {
     ] {
         assert!(fired(&r, &open(ok, Access::Read), &c).is_empty(), "{ok}");
     }
+    let mut pipe = open("pipe:[4242]", Access::Read);
+    if let crate::sensor::event::EventBody::File(f) = &mut pipe.body {
+        f.pseudo = true;
+    }
+    assert!(
+        fired(&r, &pipe, &c).is_empty(),
+        "a pipe reopened via /proc is no file"
+    );
     let f = check(&r, &open("/root/.ssh/id_rsa", Access::Read), &c);
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].rule, "profile.read");

@@ -1,8 +1,8 @@
 //! File-family payloads: open, unlink, rename, chmod, memfd.
 
 use monitor_common::{
-    EventKind, FILE_PATH_RESOLVED, FLAG_PATH_TRUNCATED, FMODE_CREATED, FMODE_READ, FMODE_WRITE,
-    FileEvent, StrRef,
+    EventKind, FILE_PATH_PSEUDO, FILE_PATH_RESOLVED, FLAG_PATH_TRUNCATED, FMODE_CREATED,
+    FMODE_READ, FMODE_WRITE, FileEvent, StrRef,
 };
 
 use super::{DecodeError, Record};
@@ -38,11 +38,16 @@ pub fn decode(rec: &Record<'_>) -> Result<FileBody, DecodeError> {
         fd: None,
         repeats: p.repeats,
         path_truncated: rec.header.flags & FLAG_PATH_TRUNCATED != 0,
+        pseudo: false,
     };
     match rec.kind {
         EventKind::Open => {
             let resolved = p.file_flags & FILE_PATH_RESOLVED != 0;
             body.path = path("path", p.path, p.path_base, resolved)?;
+            if p.file_flags & FILE_PATH_PSEUDO != 0 {
+                body.path = Some(pseudo_name(p.fs_magic, p.ino));
+                body.pseudo = true;
+            }
             if ok {
                 body.fd = Some(p.result);
             }
@@ -102,6 +107,19 @@ pub fn access_from_flags(flags: u32) -> Access {
         O_WRONLY => Access::Write,
         O_RDWR => Access::ReadWrite,
         _ => Access::Read,
+    }
+}
+
+/// A nameless kernel object as `/proc/PID/fd` shows it (another file system's as its magic
+/// number and inode).
+fn pseudo_name(fs_magic: u32, ino: u64) -> String {
+    /// `PIPEFS_MAGIC`, `SOCKFS_MAGIC` (include/uapi/linux/magic.h).
+    const PIPEFS: u32 = 0x5049_5045;
+    const SOCKFS: u32 = 0x534f_434b;
+    match fs_magic {
+        PIPEFS => format!("pipe:[{ino}]"),
+        SOCKFS => format!("socket:[{ino}]"),
+        m => format!("pseudo:[{m:#x}:{ino}]"),
     }
 }
 
