@@ -99,6 +99,8 @@ struct Stats<'a> {
     decode_errors: u64,
     lines_written: u64,
     processes: usize,
+    /// The process table: size, bound, evictions, expiries, seeding errors.
+    process_table: crate::process::table::TableStats,
     /// Second exit events of one process, dropped.
     duplicate_exits: u64,
     policy: PolicyStats,
@@ -255,6 +257,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 decode_errors: reader_stats.decode_errors.load(Ordering::Relaxed),
                 lines_written: written,
                 processes: enricher.len(),
+                process_table: enricher.table().stats(),
                 duplicate_exits: enricher.duplicate_exits(),
                 policy,
                 ocsf_errors: output::format::OCSF_ERRORS.load(Ordering::Relaxed),
@@ -300,7 +303,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = fold_tick.tick() => {
-                let repeats = policy.tick(&reader::now_rfc3339());
+                let repeats = policy.tick(&reader::now_rfc3339(), enricher.table());
                 enforcing::apply(&mut policy, &mut sensor);
                 for r in repeats {
                     written += 1;

@@ -7,8 +7,10 @@
 mod dns;
 mod enforce;
 mod instances;
+mod stats;
 
 pub use enforce::KernelOp;
+pub use stats::PolicyStats;
 
 use std::{
     collections::HashMap,
@@ -19,7 +21,6 @@ use std::{
 };
 
 use monitor_common::EventKind;
-use serde::Serialize;
 
 use crate::{
     alert::{
@@ -55,26 +56,6 @@ struct Assigned {
     profile: Option<ProfileId>,
     /// Opaque workload key for stateful detections.
     workload: u64,
-}
-
-/// Counters of the policy stage.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct PolicyStats {
-    pub alerts: u64,
-    pub alerts_folded: u64,
-    pub profiled_processes: usize,
-    /// File/network events of processes no profile applies to, recorded because every exec
-    /// is watched until it is matched (or a learning session follows them): not evaluated
-    /// against a profile.
-    pub unprofiled_events_skipped: u64,
-    /// (workload, address) names remembered from DNS answers.
-    pub dns_names: usize,
-    /// Of those, dropped to stay within bounds (before their time).
-    pub dns_names_evicted: u64,
-    /// Workload instances forgotten to stay within bounds (they count as serving).
-    pub instances_dropped: u64,
-    /// Processes under kernel enforcement (enforce-mode profiles).
-    pub enforced_processes: usize,
 }
 
 pub struct Policy {
@@ -137,18 +118,6 @@ impl Policy {
 
     pub fn rules(&self) -> &Arc<RuleSet> {
         &self.rules
-    }
-
-    pub fn stats(&self) -> PolicyStats {
-        PolicyStats {
-            alerts_folded: self.limiter.suppressed_total,
-            profiled_processes: self.procs.values().filter(|a| a.profile.is_some()).count(),
-            enforced_processes: self.enforce.enforced(),
-            dns_names: self.dns.len(),
-            dns_names_evicted: self.dns.evicted,
-            instances_dropped: self.instances.dropped,
-            ..self.stats
-        }
     }
 
     /// Replaces the rule set (SIGHUP) and re-assigns every running process.
@@ -428,8 +397,7 @@ impl Policy {
         let findings = self.rules.check(ev, &ctx, &mut self.state);
         match &ev.body {
             EventBody::Exit(_) => {
-                self.procs.remove(&ev.pid);
-                self.enforce.exited(ev.pid);
+                self.forget(ev.pid);
             }
             // The instance serves from now on: opens its processes made while starting must not
             // hide the same opens made now (the kernel folds repeats).
@@ -496,10 +464,12 @@ impl Policy {
         alerts
     }
 
-    /// Closes rate-limit windows (returns the repeat counts to report); moves enforced
+    /// Forgets processes the process table no longer knows (their exit event was lost);
+    /// closes rate-limit windows (returns the repeat counts to report); moves enforced
     /// workloads whose start-up has timed out to their serving tables; adds new addresses of
     /// enforced profiles' hosts.
-    pub fn tick(&mut self, time: &str) -> Vec<Repeats> {
+    pub fn tick(&mut self, time: &str, table: &ProcessTable) -> Vec<Repeats> {
+        self.forget_gone(table);
         self.enforcement_tick();
         self.limiter.expire(Instant::now(), time)
     }
