@@ -1,6 +1,6 @@
 //! The policy stage's counters, and its per-process assignments kept in step with the process
-//! table: the table owns each process's lifetime (it is bounded, and evicts), the policy keeps
-//! an assignment only for a process the table knows.
+//! table: the table owns each process's lifetime (it is bounded, and evicts); the policy drops
+//! an assignment once the table no longer knows the process and it is gone.
 
 use serde::Serialize;
 
@@ -15,8 +15,8 @@ pub struct PolicyStats {
     pub profiled_processes: usize,
     /// Processes with an assignment (a profile, or none and a workload key).
     pub processes: usize,
-    /// Assignments dropped because the process table no longer knew the process (its exit
-    /// event was lost, or the table evicted it).
+    /// Assignments dropped because the process was gone and the process table no longer knew
+    /// it (its exit event was lost).
     pub processes_forgotten: u64,
     /// File/network events of processes no profile applies to, recorded because every exec
     /// is watched until it is matched (or a learning session follows them): not evaluated
@@ -52,14 +52,18 @@ impl Policy {
         self.enforce.exited(pid);
     }
 
-    /// Forgets the assignments of processes the table no longer has, so this map is bounded
-    /// by the table.
+    /// Forgets the assignments of processes that are gone while the table no longer has
+    /// them (their exit event was lost). A live process the full table evicted keeps its
+    /// assignment (and its enforcement): this map is bounded by the table and the live
+    /// processes.
     pub(super) fn forget_gone(&mut self, table: &ProcessTable) {
         let gone: Vec<u32> = self
             .procs
             .keys()
             .copied()
-            .filter(|pid| table.get(*pid).is_none())
+            .filter(|pid| {
+                table.get(*pid).is_none() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
             .collect();
         for pid in gone {
             self.forget(pid);
@@ -96,13 +100,14 @@ mod tests {
             workload: 7,
         };
         // Pids above the kernel's maximum (4,194,304) never exist: their exits were "lost".
-        for pid in [me, 4_999_990, 4_999_991] {
+        // PID 1 is alive but not in the table (evicted, say): it keeps its assignment.
+        for pid in [me, 1, 4_999_990, 4_999_991] {
             policy.procs.insert(pid, a);
         }
-        assert_eq!(policy.stats().processes, 3);
+        assert_eq!(policy.stats().processes, 4);
         policy.tick("2026-12-02T00:00:00Z", &table);
         let s = policy.stats();
-        assert_eq!((s.processes, s.processes_forgotten), (1, 2));
-        assert!(policy.procs.contains_key(&me));
+        assert_eq!((s.processes, s.processes_forgotten), (2, 2));
+        assert!(policy.procs.contains_key(&me) && policy.procs.contains_key(&1));
     }
 }
