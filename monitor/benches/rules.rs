@@ -11,33 +11,6 @@
 //! (default 5; the best round is reported), `BENCH_GENERATED=1` (use the generated detections
 //! even when `rules/` exists).
 
-// Cargo builds bench targets with `cfg(test)` but, without the harness, drops `#[test]`
-// functions: the engine's test modules compile here with nothing using them.
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "the benchmark drives only part of the engine's API, and its test modules compile \
-              without their tests"
-)]
-#[path = "../src/rules/mod.rs"]
-mod rules;
-
-#[allow(dead_code, reason = "only the event types are needed")]
-#[path = "../src/sensor/event.rs"]
-mod event;
-
-#[allow(
-    dead_code,
-    reason = "the engine's test helpers use it; the benchmark does not"
-)]
-#[path = "../src/testutil.rs"]
-mod testutil;
-
-/// Mirrors the agent's module path, `crate::sensor::event`, that the rules engine refers to.
-mod sensor {
-    pub(crate) use super::event;
-}
-
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -45,11 +18,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use monitor_common::EventKind;
-use rules::{DetectionState, EvalContext, ExecInfo, Phase, ResolvedNames, RuleSet};
-use sensor::event::{
+use monitor::rules::{DetectionState, EvalContext, ExecInfo, Phase, ResolvedNames, RuleSet};
+use monitor::sensor::event::{
     Access, Event, EventBody, ExecBody, Family, FileBody, ForkBody, NetBody, Protocol,
 };
+use monitor_common::EventKind;
 
 const MARKER: &str = "bench-workload-marker";
 

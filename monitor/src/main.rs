@@ -1,22 +1,8 @@
 //! `monitor`: an eBPF behaviour monitor. This file is wiring only: parse the command line,
-//! set up logging, hand over to the command.
-
-mod agent;
-mod alert;
-mod cli;
-mod deliver;
-mod learn;
-mod ocsf;
-mod output;
-mod policy;
-mod process;
-mod resolve;
-mod rules;
-mod sensor;
-#[cfg(test)]
-mod testutil;
+//! set up logging, hand over to the command (the agent is the library, `lib.rs`).
 
 use clap::Parser;
+use monitor::{agent, cli, learn};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()

@@ -65,7 +65,7 @@ impl SelectorArgs {
     }
 
     /// Compiles them as a profile's `match:` would be; errors name the option.
-    pub fn compile(&self) -> Result<Selectors, String> {
+    pub(crate) fn compile(&self) -> Result<Selectors, String> {
         let spanned = |l: &[String]| -> Option<Vec<Spanned<String>>> {
             (!l.is_empty()).then(|| {
                 l.iter()

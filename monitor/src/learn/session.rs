@@ -23,7 +23,7 @@ const MAX_NAMES: usize = 65_536;
 pub struct LearnSpec {
     /// Name of the profile to write.
     pub name: String,
-    pub selectors: Selectors,
+    pub(crate) selectors: Selectors,
 }
 
 /// How a session went, beside its footprint.

@@ -47,8 +47,13 @@ impl Enricher {
         &self.table
     }
 
+    /// Processes in the table.
     pub fn len(&self) -> usize {
         self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Container identity of an exec'ing process: its /proc/<pid>/cgroup (all hierarchies, v1

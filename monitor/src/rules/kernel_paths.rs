@@ -82,7 +82,7 @@ impl KernelPaths {
     /// Compiles `list`; `dir_too`: `dir/**` also allows `dir` (reads and writes); `exec`: an
     /// exact entry that is a script also allows its interpreter (the kernel judges the image
     /// that runs). Patterns the kernel cannot enforce as written go to `uncompiled`.
-    pub fn compile(
+    pub(crate) fn compile(
         list: &PathList,
         dir_too: bool,
         exec: bool,
