@@ -297,9 +297,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 let Some(ev) = ev else { break };
                 for line in handle(ev, &mut enricher, &mut policy, &mut sensor) {
                     written += 1;
-                    if line_tx.send(line).await.is_err() {
-                        anyhow::bail!("output stage stopped");
-                    }
+                    to_output(&line_tx, line).await?;
                 }
             }
             _ = fold_tick.tick() => {
@@ -307,9 +305,9 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 enforcing::apply(&mut policy, &mut sensor);
                 for r in repeats {
                     written += 1;
-                    let _ = line_tx.send(Out::Record(Class::Alert, output::json_line(&r))).await;
+                    to_output(&line_tx, Out::Record(Class::Alert, output::json_line(&r))).await?;
                 }
-                let _ = line_tx.send(Out::Tick).await;
+                to_output(&line_tx, Out::Tick).await?;
             }
             _ = stats_tick.tick(), if args.stats_interval > 0 => {
                 let c = sensor.counters();
@@ -319,7 +317,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                     last_drops = c.ringbuf_drops;
                 }
                 let line = stats_line("interval", &sensor, &enricher, written, policy.stats());
-                let _ = line_tx.send(line).await;
+                to_output(&line_tx, line).await?;
             }
             req = next_request(&mut requests) => {
                 let Some(req) = req else {
@@ -367,12 +365,13 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot stop the kernel programs' output; the last counts may differ");
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
+    // A watch send fails only when its task has already ended: nothing to stop then.
     let _ = reader_stop_tx.send(true);
     let _ = shutdown_tx.send(true);
     while let Some(ev) = ev_rx.recv().await {
         for line in handle(ev, &mut enricher, &mut policy, &mut sensor) {
             written += 1;
-            let _ = line_tx.send(line).await;
+            to_output(&line_tx, line).await?;
         }
     }
     // Sessions still running end with everything recorded: their clients get the outcome.
@@ -381,9 +380,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         socket.close(CLIENT_GRACE).await;
     }
     for r in policy.flush(&reader::now_rfc3339()) {
-        let _ = line_tx
-            .send(Out::Record(Class::Alert, output::json_line(&r)))
-            .await;
+        to_output(&line_tx, Out::Record(Class::Alert, output::json_line(&r))).await?;
     }
     let _ = reader.await;
     let c = sensor.counters();
@@ -393,15 +390,11 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
             "kernel ring buffer drops during this run"
         );
     }
-    let _ = line_tx
-        .send(stats_line(
-            "shutdown",
-            &sensor,
-            &enricher,
-            written,
-            policy.stats(),
-        ))
-        .await;
+    to_output(
+        &line_tx,
+        stats_line("shutdown", &sensor, &enricher, written, policy.stats()),
+    )
+    .await?;
     drop(line_tx);
     let lines = tokio::task::spawn_blocking(move || writer.join())
         .await
@@ -418,6 +411,14 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let _ = resolver_task.await;
     tracing::info!(lines, "stopped");
     Ok(())
+}
+
+/// Hands `out` to the output stage. The stage having stopped is an error: what it no longer
+/// takes would be lost silently.
+async fn to_output(tx: &mpsc::Sender<Out>, out: Out) -> anyhow::Result<()> {
+    tx.send(out)
+        .await
+        .map_err(|_| anyhow::anyhow!("the output stage stopped: records can no longer be written"))
 }
 
 /// Sleeps until `due`, or forever.
