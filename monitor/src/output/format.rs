@@ -4,26 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ocsf;
 
-/// The shape of the records an output gets (`--format`, `?format=`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// The agent's own JSON lines (`kind: exec|open|...|alert|alert_repeats|agent_stats`).
-    #[default]
-    Native,
-    /// OCSF 1.8.0: events as Process/File System/Network Activity, alerts as Detection
-    /// Findings; `agent_stats` lines are not written.
-    Ocsf,
-}
-
-impl Format {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "native" => Some(Self::Native),
-            "ocsf" => Some(Self::Ocsf),
-            _ => None,
-        }
-    }
-}
+pub use crate::ocsf::Format;
 
 /// Records that could not be converted to OCSF (written in native form instead).
 pub static OCSF_ERRORS: AtomicU64 = AtomicU64::new(0);

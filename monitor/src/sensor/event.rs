@@ -44,7 +44,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub killed: bool,
     /// The fields whose kernel bytes were not valid UTF-8, so they are in the escaped form
-    /// (`crate::process::escape_always`); every other string is exact.
+    /// (`crate::sensor::text::escape_always`); every other string is exact.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub escaped: Vec<String>,
     #[serde(flatten)]

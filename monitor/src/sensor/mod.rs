@@ -13,6 +13,7 @@ pub mod hz;
 pub mod load;
 pub mod offsets;
 pub mod reader;
+pub mod text;
 pub mod watch;
 
 pub use event::{Event, EventBody};

@@ -53,7 +53,7 @@ impl fmt::Display for Secret {
     }
 }
 
-pub use crate::output::Format;
+pub use crate::ocsf::Format;
 
 /// A syslog facility code (0..=23); local0 unless `facility=` says otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

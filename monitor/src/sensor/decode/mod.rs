@@ -15,7 +15,7 @@ use monitor_common::{
 };
 
 use super::event::{Event, EventBody};
-use crate::process::{escape_always, escape_bytes, needs_escape};
+use crate::sensor::text::{escape_always, escape_bytes, needs_escape};
 
 /// Why a record could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

@@ -4,8 +4,8 @@ use monitor_common::{ExecEvent, ExitEvent, FLAG_ARGV_TRUNCATED, ForkEvent};
 
 use super::{DecodeError, Record};
 use crate::{
-    process::{escape_always, escape_bytes, needs_escape},
     sensor::event::{ExecBody, ExitBody, ForkBody},
+    sensor::text::{escape_always, escape_bytes, needs_escape},
 };
 
 pub fn exec(rec: &Record<'_>) -> Result<ExecBody, DecodeError> {

@@ -1,6 +1,6 @@
 //! Path strings from the kernel: dentry-walk encoding and lexical absolutisation.
 
-use crate::process::{escape_always, escape_bytes, needs_escape};
+use crate::sensor::text::{escape_always, escape_bytes, needs_escape};
 
 /// Decodes a kernel dentry walk: components leaf first, each followed by `/`; a walk that
 /// reached the root ends with an extra `/` (so `/` alone is the root). A walk that stopped at
