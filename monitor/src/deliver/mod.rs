@@ -15,7 +15,6 @@
 pub mod bench;
 mod cursor;
 mod engine;
-mod files;
 mod record;
 pub mod sinks;
 mod spool;

@@ -17,6 +17,7 @@
 //! `open.rs` holds start-up and recovery, `read.rs` the read path, `types.rs` the public
 //! option, error and report types.
 
+mod files;
 mod open;
 mod read;
 mod types;
@@ -40,9 +41,9 @@ pub use types::{
 
 use super::{
     cursor,
-    files::{self, io_err},
     record::{self, MAX_RECORD_LEN, SEGMENT_HEADER_LEN, frame_len},
 };
+use files::io_err;
 
 /// Handle to an open spool; clones share it.
 #[derive(Clone)]

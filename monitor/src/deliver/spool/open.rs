@@ -11,11 +11,8 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::super::{
-    cursor,
-    files::{self, io_err},
-    record::SEGMENT_HEADER_LEN,
-};
+use super::super::{cursor, record::SEGMENT_HEADER_LEN};
+use super::files::{self, io_err};
 use super::{
     CursorState, Inner, OpenReport, ReadPos, Segment, SinkSlot, Spool, SpoolError, SpoolOptions,
     State, Writer,

@@ -2,10 +2,8 @@
 
 use std::fs::File;
 
-use super::super::{
-    files::{self, io_err},
-    record::{Next, RecordReader, SEGMENT_HEADER_LEN},
-};
+use super::super::record::{Next, RecordReader, SEGMENT_HEADER_LEN};
+use super::files::{self, io_err};
 use super::{ReadBatch, ReadPos, Record, Segment, Spool, SpoolError, lock};
 
 impl Spool {

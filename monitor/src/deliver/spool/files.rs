@@ -8,14 +8,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{
+use super::super::{
     cursor,
     record::{
         Next, RecordReader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, parse_segment_name,
         segment_file_name,
     },
-    spool::{SpoolError, TornTail},
 };
+use super::{SpoolError, TornTail};
 
 /// Name of the lock file that keeps two agents off one spool.
 const LOCK_FILE: &str = "lock";
