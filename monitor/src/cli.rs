@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     agent::control::DEFAULT_SOCKET,
     deliver::DEFAULT_SPOOL_DIR,
-    output::{Format, OutputSpec, spec::size_arg},
+    output::{Format, OutputSpec, target::size_arg},
 };
 
 #[derive(Debug, Parser)]

@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{OutputError, Sink, spec::Rotation};
+use super::{LocalSink, OutputError, target::Rotation};
 
 pub struct FileSink {
     path: PathBuf,
@@ -97,7 +97,7 @@ impl FileSink {
     }
 }
 
-impl Sink for FileSink {
+impl LocalSink for FileSink {
     fn name(&self) -> String {
         format!("file:{}", self.path.display())
     }
@@ -127,7 +127,7 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::{FileSink, Rotation};
-    use crate::output::Sink as _;
+    use crate::output::LocalSink as _;
     use crate::testutil::TempDir;
 
     #[test]

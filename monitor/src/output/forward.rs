@@ -13,7 +13,7 @@ use super::{
     Format,
     format::to_ocsf_line,
     lane::{Lane, LaneCounters, LaneStats},
-    spec::NetworkSpec,
+    target::NetworkSpec,
 };
 use crate::deliver::{
     Engine, EngineConfig, Sink, SinkError, SinkStats, Spool, SpoolOptions, SpoolStats, sinks,

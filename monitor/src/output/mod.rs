@@ -6,13 +6,13 @@ mod file;
 pub mod format;
 pub mod forward;
 pub mod lane;
-pub mod spec;
 pub mod stage;
 mod stdout;
+pub mod target;
 
 pub use format::Format;
-pub use spec::OutputSpec;
 pub use stage::{Class, Local, Out, Stage};
+pub use target::OutputSpec;
 
 use std::path::PathBuf;
 
@@ -48,7 +48,7 @@ pub enum OutputError {
 }
 
 /// A local place records are written to, one per line.
-pub trait Sink: Send {
+pub trait LocalSink: Send {
     /// Human-readable name for logs.
     fn name(&self) -> String;
     /// Writes one record (without newline; the sink ends the line).
@@ -72,7 +72,7 @@ pub fn open_local(
     };
     let mut out = Vec::new();
     for spec in specs {
-        let sink: Box<dyn Sink> = match spec {
+        let sink: Box<dyn LocalSink> = match spec {
             OutputSpec::Stdout { .. } => Box::new(stdout::StdoutSink::new()),
             OutputSpec::File { path, rotation, .. } => {
                 Box::new(file::FileSink::open(path, *rotation)?)

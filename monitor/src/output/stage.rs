@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Format, Sink, format::Rendered, forward::Lanes, lane::Lane};
+use super::{Format, LocalSink, format::Rendered, forward::Lanes, lane::Lane};
 use crate::sensor::reader;
 
 /// Most messages handled per batch (one spool append, one flush of each output).
@@ -45,7 +45,7 @@ pub enum Out {
 
 /// A local output and what it gets.
 pub struct Local {
-    pub sink: Box<dyn Sink>,
+    pub sink: Box<dyn LocalSink>,
     pub format: Format,
     /// Whether raw events are written to it (`--events`).
     pub events: bool,
@@ -53,7 +53,7 @@ pub struct Local {
 }
 
 impl Local {
-    pub fn new(sink: Box<dyn Sink>, format: Format, events: bool) -> Self {
+    pub fn new(sink: Box<dyn LocalSink>, format: Format, events: bool) -> Self {
         Self {
             sink,
             format,

@@ -2,7 +2,7 @@
 
 use std::io::{BufWriter, Stdout, Write};
 
-use super::Sink;
+use super::LocalSink;
 
 pub struct StdoutSink {
     out: BufWriter<Stdout>,
@@ -16,7 +16,7 @@ impl StdoutSink {
     }
 }
 
-impl Sink for StdoutSink {
+impl LocalSink for StdoutSink {
     fn name(&self) -> String {
         "stdout".to_owned()
     }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    record::{Record, hostname, write_json_string},
+    record::{AlertLine, hostname, write_json_string},
     spec::{HttpKind, HttpTarget, Secret, SinkSpec, SpecError},
     tls::{self, TlsConfig},
 };
@@ -96,7 +96,7 @@ impl HttpSink {
         if batch.is_empty() {
             return Ok(());
         }
-        let records: Vec<Record<'_>> = batch.iter().map(|l| Record::parse(l)).collect();
+        let records: Vec<AlertLine<'_>> = batch.iter().map(|l| AlertLine::parse(l)).collect();
         let (body, content_type) = match self.kind {
             HttpKind::Webhook => (webhook_body(&records), "application/json"),
             HttpKind::Splunk => (hec_body(&records, &self.hostname), "application/json"),
@@ -194,7 +194,7 @@ impl Sink for HttpSink {
 }
 
 /// A webhook body: the alerts as one JSON array.
-pub fn webhook_body(records: &[Record<'_>]) -> Vec<u8> {
+pub fn webhook_body(records: &[AlertLine<'_>]) -> Vec<u8> {
     let mut out = vec![b'['];
     for (i, record) in records.iter().enumerate() {
         if i > 0 {
@@ -208,7 +208,7 @@ pub fn webhook_body(records: &[Record<'_>]) -> Vec<u8> {
 
 /// A Splunk HEC body: one event object per record, newline-separated; sourcetype
 /// `monitor:alert` for alerts, `monitor:event` for forwarded events.
-pub fn hec_body(records: &[Record<'_>], host: &str) -> Vec<u8> {
+pub fn hec_body(records: &[AlertLine<'_>], host: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for record in records {
         let t = record.time_or_now();
@@ -228,7 +228,7 @@ pub fn hec_body(records: &[Record<'_>], host: &str) -> Vec<u8> {
 
 /// An Elasticsearch bulk body: a `create` action per alert, keyed by the alert id (or, lacking
 /// one, by a hash of the line) so a resent batch cannot duplicate documents.
-pub fn bulk_body(records: &[Record<'_>]) -> Vec<u8> {
+pub fn bulk_body(records: &[AlertLine<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for record in records {
         let id = record.id().unwrap_or_else(|| {

@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// One alert line, parsed once.
-pub struct Record<'a> {
+pub struct AlertLine<'a> {
     raw: &'a [u8],
     value: Option<Value>,
 }
 
-impl<'a> Record<'a> {
+impl<'a> AlertLine<'a> {
     pub fn parse(raw: &'a [u8]) -> Self {
         Self {
             raw,
@@ -138,11 +138,11 @@ pub fn hostname() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::Record;
+    use super::AlertLine;
 
     #[test]
     fn severity_maps_native_and_ocsf_values() {
-        let sev = |line: &str| Record::parse(line.as_bytes()).syslog_severity();
+        let sev = |line: &str| AlertLine::parse(line.as_bytes()).syslog_severity();
         assert_eq!(sev(r#"{"severity":"critical"}"#), 2);
         assert_eq!(sev(r#"{"severity":"high"}"#), 3);
         assert_eq!(sev(r#"{"severity":"medium"}"#), 4);
@@ -155,25 +155,25 @@ mod tests {
 
     #[test]
     fn time_and_id_come_from_native_or_ocsf_fields() {
-        let native = Record::parse(br#"{"id":"abc","time":"2024-06-10T12:00:00.123456789Z"}"#);
+        let native = AlertLine::parse(br#"{"id":"abc","time":"2024-06-10T12:00:00.123456789Z"}"#);
         assert_eq!(native.id().as_deref(), Some("abc"));
         let t = native.time().expect("time");
         assert_eq!(t.timestamp(), 1_718_020_800);
         assert_eq!(t.timestamp_subsec_nanos(), 123_456_789);
 
-        let ocsf = Record::parse(br#"{"time":1718020800123,"metadata":{"uid":"u1"}}"#);
+        let ocsf = AlertLine::parse(br#"{"time":1718020800123,"metadata":{"uid":"u1"}}"#);
         assert_eq!(ocsf.id().as_deref(), Some("u1"));
         assert_eq!(
             ocsf.time().expect("time").timestamp_millis(),
             1_718_020_800_123
         );
 
-        assert!(Record::parse(b"{}").id().is_none());
+        assert!(AlertLine::parse(b"{}").id().is_none());
     }
 
     #[test]
     fn alerts_are_told_from_events() {
-        let alert = |line: &str| Record::parse(line.as_bytes()).is_alert();
+        let alert = |line: &str| AlertLine::parse(line.as_bytes()).is_alert();
         assert!(alert(r#"{"kind":"alert"}"#));
         assert!(alert(r#"{"kind":"alert_repeats"}"#));
         assert!(alert(r#"{"class_uid":2004,"finding_info":{}}"#));
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn non_json_lines_embed_as_strings() {
-        let r = Record::parse(b"plain \"text\"");
+        let r = AlertLine::parse(b"plain \"text\"");
         let mut out = Vec::new();
         r.write_json(&mut out);
         assert_eq!(out, br#""plain \"text\"""#);

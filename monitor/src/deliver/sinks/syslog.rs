@@ -29,7 +29,7 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 
 use super::{
-    record::{Record, hostname},
+    record::{AlertLine, hostname},
     spec::{Facility, SyslogTarget, SyslogTransport},
     tls,
 };
@@ -84,7 +84,7 @@ impl SyslogSink {
         };
         let messages = batch.iter().map(|line| {
             format_message(
-                &Record::parse(line),
+                &AlertLine::parse(line),
                 self.target.facility,
                 &self.hostname,
                 &self.procid,
@@ -264,7 +264,7 @@ fn peer_closed(stream: &mut dyn Stream) -> bool {
 
 /// Formats one RFC 5424 message for `record`.
 pub fn format_message(
-    record: &Record<'_>,
+    record: &AlertLine<'_>,
     facility: Facility,
     hostname: &str,
     procid: &str,

@@ -35,8 +35,8 @@ use tokio::sync::watch;
 #[cfg(test)]
 pub use types::DEFAULT_MAX_BYTES;
 pub use types::{
-    AppendOutcome, CursorStats, DEFAULT_SPOOL_DIR, OpenReport, ReadBatch, Record, SpoolError,
-    SpoolOptions, SpoolStats, TornTail,
+    AppendOutcome, CursorStats, DEFAULT_SPOOL_DIR, OpenReport, ReadBatch, SpoolError, SpoolOptions,
+    SpoolStats, Spooled, TornTail,
 };
 
 use super::{

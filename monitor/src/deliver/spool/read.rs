@@ -4,7 +4,7 @@ use std::fs::File;
 
 use super::super::record::{Next, RecordReader, SEGMENT_HEADER_LEN};
 use super::files::{self, io_err};
-use super::{ReadBatch, ReadPos, Record, Segment, Spool, SpoolError, lock};
+use super::{ReadBatch, ReadPos, Segment, Spool, SpoolError, Spooled, lock};
 
 impl Spool {
     /// Reads up to `max_records` records (and about `max_bytes` of payload; at least one
@@ -93,7 +93,7 @@ impl Spool {
                 match next {
                     Next::Record { payload } if wanted => {
                         payload_bytes += payload.len();
-                        batch.records.push(Record { seq, line: payload });
+                        batch.records.push(Spooled { seq, line: payload });
                     }
                     Next::Record { .. } => {}
                     Next::End => break,

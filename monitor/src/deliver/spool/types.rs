@@ -150,7 +150,7 @@ pub struct AppendOutcome {
 
 /// One spooled record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub struct Spooled {
     pub seq: u64,
     pub line: Vec<u8>,
 }
@@ -158,7 +158,7 @@ pub struct Record {
 /// Records read for a sink, starting at its first unacknowledged one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadBatch {
-    pub records: Vec<Record>,
+    pub records: Vec<Spooled>,
     /// Records this sink never got because the bounded spool dropped them; its cursor moved
     /// past them.
     pub skipped: u64,

@@ -10,12 +10,12 @@ use hickory_proto::{
 };
 use monitor_common::{AF_INET, AF_INET6, DnsEvent};
 
-use super::{DecodeError, Record};
+use super::{DecodeError, RawRecord};
 use crate::sensor::event::{DnsBody, Family, Protocol};
 
 const IPPROTO_TCP: u16 = 6;
 
-pub fn decode(rec: &Record<'_>) -> Result<DnsBody, DecodeError> {
+pub fn decode(rec: &RawRecord<'_>) -> Result<DnsBody, DecodeError> {
     let p: DnsEvent = rec.payload();
     let family = match p.family {
         AF_INET => Some(Family::Inet),

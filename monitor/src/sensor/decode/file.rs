@@ -5,14 +5,14 @@ use monitor_common::{
     FMODE_READ, FMODE_WRITE, FileEvent, StrRef,
 };
 
-use super::{DecodeError, Record};
+use super::{DecodeError, RawRecord};
 use crate::sensor::event::{Access, FileBody};
 
 const O_ACCMODE: u32 = 0o3;
 const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;
 
-pub fn decode(rec: &Record<'_>) -> Result<FileBody, DecodeError> {
+pub fn decode(rec: &RawRecord<'_>) -> Result<FileBody, DecodeError> {
     let p: FileEvent = rec.payload();
     let ok = p.result >= 0;
     let path = |field: &'static str,

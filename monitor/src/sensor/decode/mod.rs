@@ -31,7 +31,7 @@ pub enum DecodeError {
 }
 
 /// A validated record: header, payload bytes, data area.
-pub struct Record<'a> {
+pub struct RawRecord<'a> {
     pub header: EventHeader,
     pub kind: EventKind,
     payload: &'a [u8],
@@ -40,7 +40,7 @@ pub struct Record<'a> {
     escaped: std::cell::RefCell<Vec<&'static str>>,
 }
 
-impl<'a> Record<'a> {
+impl<'a> RawRecord<'a> {
     /// Validates the envelope of `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         if bytes.len() < DATA_OFFSET {
@@ -153,7 +153,7 @@ fn read_pod<T: aya::Pod>(bytes: &[u8], off: usize) -> T {
 
 /// Decodes one record. `time` is filled by the caller (it knows the clock offset).
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let rec = Record::parse(bytes)?;
+    let rec = RawRecord::parse(bytes)?;
     let h = &rec.header;
     let body = match rec.kind {
         EventKind::Exec => EventBody::Exec(process::exec(&rec)?),

@@ -7,7 +7,7 @@ use monitor_common::{
     NET_REMOTE_KNOWN, NetEvent,
 };
 
-use super::{DecodeError, Record};
+use super::{DecodeError, RawRecord};
 
 /// `connect(2)` on a non-blocking socket that has started.
 const EINPROGRESS: i64 = 115;
@@ -20,7 +20,7 @@ const SOCK_DGRAM: u16 = 2;
 /// Set by the kernel when a unix path is in the abstract namespace.
 const NET_UNIX_ABSTRACT: u16 = 1 << 8;
 
-pub fn decode(rec: &Record<'_>) -> Result<NetBody, DecodeError> {
+pub fn decode(rec: &RawRecord<'_>) -> Result<NetBody, DecodeError> {
     let p: NetEvent = rec.payload();
     let family = match p.family {
         AF_INET => Some(Family::Inet),

@@ -2,13 +2,13 @@
 
 use monitor_common::{ExecEvent, ExitEvent, FLAG_ARGV_TRUNCATED, ForkEvent};
 
-use super::{DecodeError, Record};
+use super::{DecodeError, RawRecord};
 use crate::{
     sensor::event::{ExecBody, ExitBody, ForkBody},
     sensor::text::{escape_always, escape_bytes, needs_escape},
 };
 
-pub fn exec(rec: &Record<'_>) -> Result<ExecBody, DecodeError> {
+pub fn exec(rec: &RawRecord<'_>) -> Result<ExecBody, DecodeError> {
     let p: ExecEvent = rec.payload();
     let argv = rec
         .bytes(p.argv)?
@@ -35,7 +35,7 @@ pub fn exec(rec: &Record<'_>) -> Result<ExecBody, DecodeError> {
     })
 }
 
-pub fn fork(rec: &Record<'_>) -> ForkBody {
+pub fn fork(rec: &RawRecord<'_>) -> ForkBody {
     let p: ForkEvent = rec.payload();
     ForkBody {
         child_pid: p.child_pid,
@@ -45,7 +45,7 @@ pub fn fork(rec: &Record<'_>) -> ForkBody {
 
 /// Splits a wait(2) status: `(code << 8)` for a normal exit, the signal number (low 7 bits)
 /// for a kill.
-pub fn exit(rec: &Record<'_>) -> ExitBody {
+pub fn exit(rec: &RawRecord<'_>) -> ExitBody {
     let p: ExitEvent = rec.payload();
     exit_body(p.exit_code)
 }
