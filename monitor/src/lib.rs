@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod alert;
 pub mod cli;
+pub mod clock;
 pub mod deliver;
 pub mod learn;
 pub mod ocsf;

@@ -88,7 +88,7 @@ impl Marker {
         let text = format!(
             "pid={}\nstarted={}\nboot_id={}\n",
             std::process::id(),
-            crate::sensor::reader::now_rfc3339(),
+            crate::clock::now_rfc3339(),
             boot_id()
         );
         if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {

@@ -13,13 +13,11 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::control::{Request, Started};
+use crate::clock::{boot_ns, now_rfc3339};
 use crate::learn::Finished;
 use crate::policy::Policy;
 use crate::process::stage::Enricher;
-use crate::sensor::{
-    Sensor,
-    reader::{boot_ns, now_rfc3339},
-};
+use crate::sensor::Sensor;
 
 /// Longest a finish waits for the pipeline to catch up with the kernel.
 pub const MAX_SETTLE: Duration = Duration::from_secs(1);

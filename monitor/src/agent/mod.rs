@@ -250,7 +250,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         |reason: &str, sensor: &Sensor, enricher: &Enricher, written: u64, policy: PolicyStats| {
             let line = output::json_line(&Stats {
                 kind: "agent_stats",
-                time: reader::now_rfc3339(),
+                time: crate::clock::now_rfc3339(),
                 reason,
                 kernel: sensor.counters(),
                 received: reader_stats.received.load(Ordering::Relaxed),
@@ -301,7 +301,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = fold_tick.tick() => {
-                let repeats = policy.tick(&reader::now_rfc3339(), enricher.table());
+                let repeats = policy.tick(&crate::clock::now_rfc3339(), enricher.table());
                 enforcing::apply(&mut policy, &mut sensor);
                 for r in repeats {
                     written += 1;
@@ -379,7 +379,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     if let Some(socket) = socket {
         socket.close(CLIENT_GRACE).await;
     }
-    for r in policy.flush(&reader::now_rfc3339()) {
+    for r in policy.flush(&crate::clock::now_rfc3339()) {
         to_output(&line_tx, Out::Record(Class::Alert, output::json_line(&r))).await?;
     }
     let _ = reader.await;

@@ -15,7 +15,6 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{Format, LocalSink, format::Rendered, forward::Lanes, lane::Lane};
-use crate::sensor::reader;
 
 /// Most messages handled per batch (one spool append, one flush of each output).
 const BATCH: usize = 4096;
@@ -125,7 +124,7 @@ impl Overflow {
         }
         self.last = Some(now);
         let dropped = std::mem::take(&mut self.pending);
-        let time = reader::now_rfc3339();
+        let time = crate::clock::now_rfc3339();
         let id = crate::alert::stable_id(&[
             self.boot_id.as_bytes(),
             OVERFLOW_RULE.as_bytes(),

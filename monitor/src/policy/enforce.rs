@@ -351,7 +351,7 @@ impl super::Policy {
         if !self.enforce.active {
             return;
         }
-        let now_ns = crate::sensor::reader::boot_ns();
+        let now_ns = crate::clock::boot_ns();
         let enforced: Vec<(u32, super::Assigned)> = self
             .procs
             .iter()

@@ -188,7 +188,7 @@ impl Policy {
     pub fn seed(&mut self, table: &ProcessTable, watch: &WatchBitmap) {
         self.enforce
             .load(&self.rules, &self.nameservers, &self.resolver);
-        let now_ns = crate::sensor::reader::boot_ns();
+        let now_ns = crate::clock::boot_ns();
         let mut live: Vec<&ProcessInfo> = table.live().collect();
         live.sort_by_key(|p| (p.start_key, p.pid));
         for p in live {
