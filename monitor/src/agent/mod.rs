@@ -151,34 +151,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     };
     let want_events = args.events || forwarding.as_ref().is_some_and(|f| f.wants_events());
     let record_everything = want_events || args.watch_all;
-    let config = SensorConfig {
-        record_all: record_everything,
-        watch_on_exec: rules.has_profiles() && !record_everything,
-        ring_buffer_bytes: args.ring_buffer_size,
-        // `--events` promises a line per action: no folding unless asked for.
-        dedupe_window: Duration::from_millis(args.dedupe_window_ms.unwrap_or(if want_events {
-            0
-        } else {
-            1000
-        })),
-        cgroup_root: args
-            .cgroup_root
-            .clone()
-            .or_else(crate::process::cgroup::cgroup2_root),
-        enforce: enforcing::hooks(args.no_enforce, &rules),
-        hash_seed: enforcing::seed(),
-        ..SensorConfig::default()
-    };
-    if config.cgroup_root.is_none() {
-        tracing::warn!("no cgroup2 filesystem is mounted: DNS answers are not reported");
-    }
-    let config = match &args.btf {
-        Some(path) => SensorConfig {
-            btf_path: path.clone(),
-            ..config
-        },
-        None => config,
-    };
+    let config = sensor_config(&args, &rules, want_events);
 
     let resolver = HostResolver::new();
     resolver.set_hosts(rules.hosts());
@@ -411,6 +384,40 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let _ = resolver_task.await;
     tracing::info!(lines, "stopped");
     Ok(())
+}
+
+/// The sensor's settings: what is recorded (`--watch-all`, or events wanted by an output:
+/// everything), the kernel's open folding, the cgroup root of the network hooks, enforcement.
+fn sensor_config(args: &RunArgs, rules: &RuleSet, want_events: bool) -> SensorConfig {
+    let record_everything = want_events || args.watch_all;
+    let config = SensorConfig {
+        record_all: record_everything,
+        watch_on_exec: rules.has_profiles() && !record_everything,
+        ring_buffer_bytes: args.ring_buffer_size,
+        // `--events` promises a line per action: no folding unless asked for.
+        dedupe_window: Duration::from_millis(args.dedupe_window_ms.unwrap_or(if want_events {
+            0
+        } else {
+            1000
+        })),
+        cgroup_root: args
+            .cgroup_root
+            .clone()
+            .or_else(crate::process::cgroup::cgroup2_root),
+        enforce: enforcing::hooks(args.no_enforce, rules),
+        hash_seed: enforcing::seed(),
+        ..SensorConfig::default()
+    };
+    if config.cgroup_root.is_none() {
+        tracing::warn!("no cgroup2 filesystem is mounted: DNS answers are not reported");
+    }
+    match &args.btf {
+        Some(path) => SensorConfig {
+            btf_path: path.clone(),
+            ..config
+        },
+        None => config,
+    }
 }
 
 /// Hands `out` to the output stage. The stage having stopped is an error: what it no longer
