@@ -3,12 +3,12 @@
 //! exactly) and intersected with every learned glob (a glob that could reach one gets the
 //! pattern as a `!` exclusion in its list).
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 
 use super::footprint::Seen;
 use super::globs::PathGlob;
 use super::learned::{Entry, Value};
-use crate::rules::{expand_home, is_glob};
+use crate::rules::{expand_home, is_glob, path_glob};
 
 /// The credential patterns, compiled for exact matching and parsed for intersection.
 pub(super) struct Credentials<'a> {
@@ -25,7 +25,7 @@ impl<'a> Credentials<'a> {
         let mut owner = Vec::new();
         for (i, (_, p)) in written.iter().enumerate() {
             for one in expand_home(p) {
-                if let Ok(g) = GlobBuilder::new(&one).literal_separator(true).build() {
+                if let Ok(g) = path_glob(&one) {
                     b.add(g);
                     owner.push(i);
                 }

@@ -9,13 +9,13 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use marked_yaml::Spanned;
 
 use super::kernel_paths::{KernelPaths, Uncompiled};
 use super::load::Sink;
 use super::pattern::{
-    CidrTable, build_set, canonical_ip, expand_home, is_dns_name, line_of, parse_net,
+    CidrTable, build_set, canonical_ip, expand_home, is_dns_name, line_of, parse_net, path_glob,
 };
 use super::schema::Allow;
 
@@ -107,7 +107,7 @@ impl PathList {
                 None => (false, written.as_str()),
             };
             let key = format!("{key}[{i}]");
-            if let Err(e) = GlobBuilder::new(p).build() {
+            if let Err(e) = path_glob(p) {
                 sink.error(
                     line_of(written),
                     &key,
@@ -149,7 +149,7 @@ impl PathList {
                 } else {
                     &mut globs
                 };
-                match GlobBuilder::new(&one).literal_separator(true).build() {
+                match path_glob(&one) {
                     Ok(g) => {
                         target.add(g);
                     }
@@ -172,7 +172,7 @@ impl PathList {
                 key: "baseline".to_owned(),
             });
             if is_glob(p) {
-                if let Ok(g) = GlobBuilder::new(p).literal_separator(true).build() {
+                if let Ok(g) = path_glob(p) {
                     globs.add(g);
                 }
             } else {

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::GlobMatcher;
 use monitor_common::EventKind;
 use monitor_common::enforce::{ACCESS_READ, ACCESS_WRITE};
 
@@ -32,7 +32,7 @@ use super::allow::is_glob;
 use super::detection::{DetKind, Detection, kind_bit};
 use super::kernel_paths::{KernelPaths, with_resolved};
 use super::load::Sink;
-use super::pattern::expand_home;
+use super::pattern::{expand_home, path_glob};
 use super::schema::ResultSel;
 use crate::sensor::event::Access;
 
@@ -273,7 +273,7 @@ fn existing(pattern: &str, dirs: bool) -> Option<Vec<String>> {
     for comp in pattern.split('/').filter(|c| !c.is_empty()) {
         let mut next = Vec::new();
         if is_glob(comp) {
-            let m = component(comp)?;
+            let m = matcher(comp)?;
             for dir in &at {
                 let Ok(rd) = std::fs::read_dir(if dir.is_empty() { "/" } else { dir }) else {
                     continue;
@@ -302,13 +302,9 @@ fn existing(pattern: &str, dirs: bool) -> Option<Vec<String>> {
     Some(at)
 }
 
-/// A matcher of a glob (`*` stays within a component).
-fn component(glob: &str) -> Option<GlobMatcher> {
-    GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .ok()
-        .map(|g| g.compile_matcher())
+/// A matcher of a path glob ([`path_glob`]); `None` for a bad one (reported at load).
+fn matcher(glob: &str) -> Option<GlobMatcher> {
+    path_glob(glob).ok().map(|g| g.compile_matcher())
 }
 
 /// Takes out of `deny` what except patterns `paths` spare (for `access`): a name spared, exact
@@ -324,7 +320,7 @@ fn spare(deny: &mut KernelDeny, paths: &[String], access: u32, what: &str, w: &m
                 deny.exact.retain(|e, _| !e.ends_with(&format!("/{name}")));
                 continue;
             }
-            let Some(whole) = component(&p) else {
+            let Some(whole) = matcher(&p) else {
                 continue;
             };
             deny.exact.retain(|e, _| !whole.is_match(e));
@@ -344,7 +340,7 @@ fn spare(deny: &mut KernelDeny, paths: &[String], access: u32, what: &str, w: &m
             let names: Vec<String> = deny
                 .names
                 .keys()
-                .filter(|n| component(last).is_some_and(|m| m.is_match(n)))
+                .filter(|n| matcher(last).is_some_and(|m| m.is_match(n)))
                 .cloned()
                 .collect();
             for n in names {
@@ -364,7 +360,7 @@ fn reaches_under(p: &str, dir: &str) -> bool {
         match pc.next() {
             None => return false,
             Some(c) if c.contains("**") => return true,
-            Some(c) if !component(c).is_some_and(|m| m.is_match(d)) => return false,
+            Some(c) if !matcher(c).is_some_and(|m| m.is_match(d)) => return false,
             Some(_) => {}
         }
     }
@@ -376,7 +372,7 @@ fn reaches_under(p: &str, dir: &str) -> bool {
 /// pattern may reach into.
 fn may_run(exe: &[String], exec: &KernelPaths) -> bool {
     exe.iter().flat_map(|e| expand_home(e)).any(|e| {
-        let Some(m) = component(&e) else {
+        let Some(m) = matcher(&e) else {
             return true;
         };
         exec.exact.iter().any(|x| m.is_match(x))

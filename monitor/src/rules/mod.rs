@@ -40,7 +40,7 @@ pub(crate) use allow::{PathList, is_glob};
 pub use kill::KernelDeny;
 pub use load::RulesError;
 pub use pattern::canonical_ip;
-pub(crate) use pattern::{expand_home, parse_net, proc_self_path};
+pub(crate) use pattern::{expand_home, parse_net, path_glob, proc_self_path};
 pub(crate) use pattern::{is_dns_name, is_rule_name};
 pub(crate) use profile::MAX_STARTUP_SECS;
 pub use schema::Severity;

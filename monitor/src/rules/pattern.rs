@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 use marked_yaml::Spanned;
 
@@ -22,6 +22,11 @@ pub(crate) fn expand_home(pattern: &str) -> Vec<String> {
     }
 }
 
+/// A path glob as rules mean it: `*`, `?` and classes stay within a component, `**` crosses.
+pub(crate) fn path_glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build()
+}
+
 /// Line of a spanned value, if the loader recorded one.
 pub(crate) fn line_of<T>(s: &Spanned<T>) -> Option<usize> {
     s.span().start().map(|m| m.line())
@@ -36,7 +41,7 @@ pub(crate) fn add_glob(
     sink: &mut Sink<'_>,
 ) {
     for p in expand_home(pattern) {
-        match GlobBuilder::new(&p).literal_separator(true).build() {
+        match path_glob(&p) {
             Ok(g) => {
                 builder.add(g);
             }

@@ -1,12 +1,12 @@
 //! A profile's `match:` selectors, compiled: which exec starts a workload. Learning sessions
 //! (`monitor learn`) select processes with the same selectors.
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use marked_yaml::Spanned;
 
 use super::ExecInfo;
 use super::load::Sink;
-use super::pattern::{build_set, glob_set, line_of};
+use super::pattern::{build_set, glob_set, line_of, path_glob};
 use super::program::{Program, program};
 use super::schema;
 
@@ -39,7 +39,7 @@ impl ProgramMatcher {
             } else {
                 &mut short
             };
-            match GlobBuilder::new(p).literal_separator(true).build() {
+            match path_glob(p) {
                 Ok(g) => {
                     builder.add(g);
                 }
