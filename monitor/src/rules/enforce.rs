@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use super::kill::{self, KernelDeny};
+use super::load::place;
 use super::{KernelFiles, KernelNet, Phase, ProfileId, RuleSet, schema};
 
 impl RuleSet {
@@ -85,10 +86,7 @@ impl RuleSet {
             .filter(|p| p.mode == schema::Mode::Enforce)
         {
             for u in &p.uncompiled {
-                let place = match u.line {
-                    Some(l) => format!("{}:{l}", p.source.display()),
-                    None => p.source.display().to_string(),
-                };
+                let place = place(&p.source, u.line);
                 out.push(format!(
                     "{place}: key `{}`: profile {}: {:?}: {}",
                     u.key, p.name, u.pattern, u.effect

@@ -31,7 +31,7 @@ use monitor_common::enforce::{ACCESS_READ, ACCESS_WRITE};
 use super::allow::is_glob;
 use super::detection::{DetKind, Detection, kind_bit};
 use super::kernel_paths::{KernelPaths, with_resolved};
-use super::load::Sink;
+use super::load::{Sink, place};
 use super::pattern::{expand_home, path_glob};
 use super::schema::ResultSel;
 use crate::sensor::event::Access;
@@ -49,10 +49,7 @@ pub(crate) struct KillAsk {
 
 impl KillAsk {
     pub fn place(&self) -> String {
-        match self.line {
-            Some(l) => format!("{}:{l}", self.file.display()),
-            None => self.file.display().to_string(),
-        }
+        place(&self.file, self.line)
     }
 }
 
@@ -144,10 +141,7 @@ impl Kill {
         let mut expanded = 0;
         let mut found = 0;
         for (i, (pattern, line)) in src.paths.iter().enumerate() {
-            let place = match line {
-                Some(l) => format!("{}:{l}", src.source.display()),
-                None => src.source.display().to_string(),
-            };
+            let place = place(src.source, *line);
             for p in expand_home(pattern) {
                 match compile_pattern(&p, src.access, &mut k.deny) {
                     Compiled::Exactly => {}

@@ -38,12 +38,17 @@ pub struct RuleFileError {
     pub message: String,
 }
 
+/// `FILE:LINE`, or `FILE` when the line is unknown: where messages about rules point.
+pub(crate) fn place(file: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{}:{l}", file.display()),
+        None => file.display().to_string(),
+    }
+}
+
 impl fmt::Display for RuleFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
+        f.write_str(&place(&self.file, self.line))?;
         if !self.key.is_empty() {
             write!(f, ": key `{}`", self.key)?;
         }

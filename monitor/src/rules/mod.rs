@@ -195,10 +195,7 @@ impl RuleSet {
                 file,
                 errors: &mut errors,
             };
-            let here = |line: Option<usize>| match line {
-                Some(l) => format!("{}:{l}", file.display()),
-                None => file.display().to_string(),
-            };
+            let here = |line: Option<usize>| load::place(file, line);
             match doc {
                 Doc::Profile(d) => {
                     let line = line_of(&d.profile);
