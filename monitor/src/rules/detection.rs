@@ -276,8 +276,8 @@ pub(crate) struct Detection {
     pub source: std::path::PathBuf,
     /// `action: kill` asked for, where...
     pub kill: Option<KillAsk>,
-    /// ...and compiled, with the accesses it denies (once the rule set is complete).
-    pub compiled_kill: Option<(u32, Kill)>,
+    /// ...and compiled (once the rule set is complete).
+    pub compiled_kill: Option<Kill>,
 }
 
 impl Detection {

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::kill::{self, KernelDeny};
+use super::kill::KernelDeny;
 use super::load::place;
 use super::{KernelFiles, KernelNet, Phase, ProfileId, RuleSet, schema};
 
@@ -46,13 +46,13 @@ impl RuleSet {
             let mut w = Vec::new();
             let parts: Vec<(String, KernelDeny)> = kills
                 .iter()
-                .map(|(id, (access, k))| {
+                .map(|(id, k)| {
                     let here = format!("{prefix}: detection {id}");
-                    (id.to_string(), k.for_profile(*access, exec, &here, &mut w))
+                    (id.to_string(), k.for_profile(exec, &here, &mut w))
                 })
                 .collect();
-            w.extend(kill::spared_across(&parts, &prefix));
-            p.deny = kill::merge(parts.into_iter().map(|(_, d)| d));
+            w.extend(spared_across(&parts, &prefix));
+            p.deny = merge(parts.into_iter().map(|(_, d)| d));
             p.kill_warnings = w;
         }
     }
@@ -70,7 +70,7 @@ impl RuleSet {
         let enforcing = self.has_enforce_profiles();
         for d in self.detections.iter().filter(|d| d.enabled) {
             match (&d.compiled_kill, &d.kill) {
-                (Some((_, k)), _) if enforcing => out.extend(k.warnings.iter().cloned()),
+                (Some(k), _) if enforcing => out.extend(k.warnings.iter().cloned()),
                 (Some(_), Some(ask)) => out.push(format!(
                     "{}: key `action`: detection {}: no profile has `mode: enforce`, so it \
                      kills nothing (it alerts)",
@@ -104,4 +104,37 @@ impl RuleSet {
             .map(|p| p.kernel_net(phase, nameservers))
             .unwrap_or_default()
     }
+}
+
+/// One profile's share of the kill detections, together.
+fn merge(parts: impl Iterator<Item = KernelDeny>) -> KernelDeny {
+    let mut out = KernelDeny::default();
+    for p in parts {
+        out.extend(&p);
+    }
+    out
+}
+
+/// Names one detection spares that another's trees or names would deny (the kernel spares a
+/// name for the whole profile): each named, since that other detection then does not kill it.
+fn spared_across(parts: &[(String, KernelDeny)], prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (a, da) in parts {
+        for (name, bits) in &da.spared {
+            for (b, db) in parts.iter().filter(|(b, _)| b != a) {
+                let wide = db
+                    .trees
+                    .values()
+                    .chain(db.names.values())
+                    .fold(0, |m, x| m | x);
+                if wide & bits != 0 && !db.spared.contains_key(name) {
+                    out.push(format!(
+                        "{prefix}: detection {a} spares files named {name}, which detection {b} \
+                         does not: the kernel spares them for both, {b} only alerts on them"
+                    ));
+                }
+            }
+        }
+    }
+    out
 }

@@ -71,7 +71,7 @@ fn or_in(map: &mut HashMap<String, u32>, key: &str, bits: u32) {
 }
 
 impl KernelDeny {
-    fn extend(&mut self, other: &KernelDeny) {
+    pub(super) fn extend(&mut self, other: &KernelDeny) {
         for (mine, theirs) in [
             (&mut self.exact, &other.exact),
             (&mut self.trees, &other.trees),
@@ -88,14 +88,10 @@ impl KernelDeny {
     pub fn covers(&self, path: &str, need: u32) -> bool {
         let name = path.rsplit('/').next().unwrap_or("");
         let mut wide = self.names.get(name).copied().unwrap_or(0);
-        let mut dir = path;
-        while let Some((parent, _)) = dir.rsplit_once('/') {
-            let parent = if parent.is_empty() { "/" } else { parent };
-            wide |= self.trees.get(parent).copied().unwrap_or(0);
-            if parent == "/" {
-                break;
-            }
-            dir = parent;
+        // Every directory above the path: `/`, then each prefix before a `/`.
+        for (i, _) in path.match_indices('/') {
+            let dir = if i == 0 { "/" } else { &path[..i] };
+            wide |= self.trees.get(dir).copied().unwrap_or(0);
         }
         let denied = self.exact.get(path).copied().unwrap_or(0)
             | (wide & !self.spared.get(name).copied().unwrap_or(0));
@@ -115,6 +111,8 @@ struct ExeExcept {
 /// A detection's `action: kill`, compiled.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Kill {
+    /// The accesses denied (`ACCESS_*`).
+    access: u32,
     pub deny: KernelDeny,
     exe_excepts: Vec<ExeExcept>,
     /// What stays alert-only, one line each.
@@ -137,7 +135,10 @@ pub(crate) struct KillSource<'a> {
 
 impl Kill {
     pub fn compile(src: &KillSource<'_>) -> Kill {
-        let mut k = Kill::default();
+        let mut k = Kill {
+            access: src.access,
+            ..Kill::default()
+        };
         let mut expanded = 0;
         let mut found = 0;
         for (i, (pattern, line)) in src.paths.iter().enumerate() {
@@ -185,7 +186,6 @@ impl Kill {
     /// excepts take out there goes to `warnings` (prefixed `prefix`).
     pub fn for_profile(
         &self,
-        access: u32,
         exec: &KernelPaths,
         prefix: &str,
         warnings: &mut Vec<String>,
@@ -204,7 +204,7 @@ impl Kill {
                     warnings.push(format!("{what}: the whole kill is alert-only"));
                     return KernelDeny::default();
                 }
-                Some(paths) => spare(&mut deny, paths, access, &what, warnings),
+                Some(paths) => spare(&mut deny, paths, self.access, &what, warnings),
             }
         }
         deny
@@ -311,40 +311,49 @@ fn spare(deny: &mut KernelDeny, paths: &[String], access: u32, what: &str, w: &m
                 .filter(|n| !is_glob(n) && !n.contains('/'))
             {
                 or_in(&mut deny.spared, name, access);
-                deny.exact.retain(|e, _| !e.ends_with(&format!("/{name}")));
+                let file = format!("/{name}");
+                deny.exact.retain(|e, _| !e.ends_with(&file));
                 continue;
             }
             let Some(whole) = matcher(&p) else {
                 continue;
             };
             deny.exact.retain(|e, _| !whole.is_match(e));
-            let trees: Vec<String> = deny
-                .trees
-                .keys()
-                .filter(|t| reaches_under(&p, t))
-                .cloned()
-                .collect();
-            for t in trees {
-                deny.trees.remove(&t);
-                w.push(format!(
-                    "{what} {written:?} may spare files under {t}: that tree is alert-only"
-                ));
-            }
-            let last = p.rsplit('/').next().unwrap_or("");
-            let names: Vec<String> = deny
-                .names
-                .keys()
-                .filter(|n| matcher(last).is_some_and(|m| m.is_match(n)))
-                .cloned()
-                .collect();
-            for n in names {
-                deny.names.remove(&n);
-                w.push(format!(
-                    "{what} {written:?} may spare files named {n}: that name is alert-only"
-                ));
-            }
+            take_out(
+                &mut deny.trees,
+                |t| reaches_under(&p, t),
+                w,
+                |t| {
+                    format!("{what} {written:?} may spare files under {t}: that tree is alert-only")
+                },
+            );
+            let last = matcher(p.rsplit('/').next().unwrap_or(""));
+            take_out(
+                &mut deny.names,
+                |n| last.as_ref().is_some_and(|m| m.is_match(n)),
+                w,
+                |n| {
+                    format!("{what} {written:?} may spare files named {n}: that name is alert-only")
+                },
+            );
         }
     }
+}
+
+/// Removes the entries of `map` that `hit` selects, each named in `w` by `say`.
+fn take_out(
+    map: &mut HashMap<String, u32>,
+    hit: impl Fn(&str) -> bool,
+    w: &mut Vec<String>,
+    say: impl Fn(&str) -> String,
+) {
+    map.retain(|k, _| {
+        let gone = hit(k);
+        if gone {
+            w.push(say(k));
+        }
+        !gone
+    });
 }
 
 /// Whether glob `p` may match a path under directory `dir`.
@@ -437,7 +446,7 @@ impl Detection {
                 .map(|e| (e.src_exe.clone(), e.src_path.clone()))
                 .collect(),
         });
-        self.compiled_kill = Some((access, k));
+        self.compiled_kill = Some(k);
     }
 }
 
@@ -463,39 +472,6 @@ pub(crate) fn access_mask(list: Option<&[Access]>) -> Result<u32, &'static str> 
              [write, read_write], all three, or no `access`",
         ),
     }
-}
-
-/// Every enforce-mode profile's share of the kill detections: `(deny, warnings)`.
-pub(crate) fn merge(parts: impl Iterator<Item = KernelDeny>) -> KernelDeny {
-    let mut out = KernelDeny::default();
-    for p in parts {
-        out.extend(&p);
-    }
-    out
-}
-
-/// Names one detection spares that another's trees or names would deny (the kernel spares a
-/// name for the whole profile): each named, since that other detection then does not kill it.
-pub(crate) fn spared_across(parts: &[(String, KernelDeny)], prefix: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (a, da) in parts {
-        for (name, bits) in &da.spared {
-            for (b, db) in parts.iter().filter(|(b, _)| b != a) {
-                let wide = db
-                    .trees
-                    .values()
-                    .chain(db.names.values())
-                    .fold(0, |m, x| m | x);
-                if wide & bits != 0 && !db.spared.contains_key(name) {
-                    out.push(format!(
-                        "{prefix}: detection {a} spares files named {name}, which detection {b} \
-                         does not: the kernel spares them for both, {b} only alerts on them"
-                    ));
-                }
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

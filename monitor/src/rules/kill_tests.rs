@@ -150,12 +150,12 @@ fn an_except_on_an_executable_applies_where_the_profile_may_run_it() {
         ..KernelPaths::default()
     };
     let mut w = Vec::new();
-    let python = k.for_profile(ACCESS_READ, &exec(&["/usr/bin/python3"], &[]), "p", &mut w);
+    let python = k.for_profile(&exec(&["/usr/bin/python3"], &[]), "p", &mut w);
     assert_eq!(python, k.deny, "neither executable can run there");
     assert!(w.is_empty(), "{w:?}");
-    let ssh = k.for_profile(ACCESS_READ, &exec(&["/usr/bin/ssh"], &[]), "p", &mut w);
+    let ssh = k.for_profile(&exec(&["/usr/bin/ssh"], &[]), "p", &mut w);
     assert!(!ssh.covers("/srv/key", ACCESS_READ) && ssh.covers("/srv/other", ACCESS_READ));
-    let git = k.for_profile(ACCESS_READ, &exec(&[], &["/usr/lib"]), "p", &mut w);
+    let git = k.for_profile(&exec(&[], &["/usr/lib"]), "p", &mut w);
     assert_eq!(git, KernelDeny::default());
     assert_eq!(
         w.last().map(String::as_str),
