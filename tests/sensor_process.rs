@@ -160,21 +160,29 @@ fn exit_by_signal_reports_the_signal() {
     );
 }
 
+/// Runs `cmd` to a successful end and returns its exec event.
+#[track_caller]
+fn exec_of(agent: &Agent, cmd: &mut Command) -> Value {
+    let mut child = agent.spawn(cmd);
+    let pid = child.pid();
+    assert!(child.wait(TIMEOUT).success());
+    agent.wait_for(TIMEOUT, |ev| ev["kind"] == "exec" && ev["pid"] == pid)
+}
+
 #[test]
 fn exec_escapes_non_utf8_and_backslashes_in_argv() {
     let Some(agent) = Agent::start() else { return };
-    let mut child = agent.spawn(Command::new("/bin/sh").args([
-        OsStr::new("-c"),
-        OsStr::new("exit 0"),
-        OsStr::new("sh"),
-        OsStr::from_bytes(b"caf\xe9"),
-        OsStr::new(r"back\slash"),
-        OsStr::new(r"\xe9 typed out"),
-    ]));
-    let pid = child.pid();
-    assert!(child.wait(TIMEOUT).success());
-
-    let exec = agent.wait_for(TIMEOUT, |ev| ev["kind"] == "exec" && ev["pid"] == pid);
+    let exec = exec_of(
+        &agent,
+        Command::new("/bin/sh").args([
+            OsStr::new("-c"),
+            OsStr::new("exit 0"),
+            OsStr::new("sh"),
+            OsStr::from_bytes(b"caf\xe9"),
+            OsStr::new(r"back\slash"),
+            OsStr::new(r"\xe9 typed out"),
+        ]),
+    );
     // The byte 0xe9 becomes the four characters `\xe9`; a literal backslash becomes two, so the
     // typed-out `\xe9` stays distinguishable from the escaped byte.
     agent.assert_event(
@@ -191,16 +199,10 @@ fn exec_escapes_non_utf8_and_backslashes_in_argv() {
 #[test]
 fn exec_argv_that_is_valid_utf8_is_exact() {
     let Some(agent) = Agent::start() else { return };
-    let mut child = agent.spawn(Command::new("/bin/sh").args([
-        "-c",
-        "exit 0",
-        "sh",
-        r"back\slash",
-        r"\xe9 typed out",
-    ]));
-    let pid = child.pid();
-    assert!(child.wait(TIMEOUT).success());
-    let exec = agent.wait_for(TIMEOUT, |ev| ev["kind"] == "exec" && ev["pid"] == pid);
+    let exec = exec_of(
+        &agent,
+        Command::new("/bin/sh").args(["-c", "exit 0", "sh", r"back\slash", r"\xe9 typed out"]),
+    );
     agent.assert_event(
         &exec,
         &json!({
@@ -217,11 +219,7 @@ fn exec_through_a_non_utf8_symlink_escapes_filename_and_resolves_exe() {
     let dir = TempDir::new("exec-link");
     let link = dir.path().join(OsStr::from_bytes(b"caf\xe9-sh"));
     symlink(Path::new("/bin/sh"), &link).expect("creating the symlink");
-    let mut child = agent.spawn(Command::new(&link).args(["-c", "exit 0"]));
-    let pid = child.pid();
-    assert!(child.wait(TIMEOUT).success());
-
-    let exec = agent.wait_for(TIMEOUT, |ev| ev["kind"] == "exec" && ev["pid"] == pid);
+    let exec = exec_of(&agent, Command::new(&link).args(["-c", "exit 0"]));
     let escaped = format!(r"{}/caf\xe9-sh", path_str(dir.path()));
     agent.assert_event(
         &exec,
