@@ -2,21 +2,20 @@
 //! where they are not.
 
 /// Renders arbitrary bytes as a `String` without losing information: valid UTF-8 as it is,
-/// exact after JSON decoding; anything else in its escaped form ([`escape_always`]). Whether it
-/// was escaped is [`needs_escape`].
+/// exact after JSON decoding; anything else in its escaped form ([`escape_always`]).
 ///
 /// Control characters are valid UTF-8 and are kept; sinks that print to terminals must escape
 /// them for display themselves.
 pub fn escape_bytes(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => escape_always(bytes),
-    }
+    text(bytes).0
 }
 
-/// Whether [`escape_bytes`] escapes `bytes` (they are not valid UTF-8).
-pub fn needs_escape(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_err()
+/// [`escape_bytes`], and whether the text is in the escaped form: one pass over the bytes.
+pub fn text(bytes: &[u8]) -> (String, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_owned(), false),
+        Err(_) => (escape_always(bytes), true),
+    }
 }
 
 /// The escaped form: each byte that is not part of valid UTF-8 becomes `\xNN` (two lowercase
@@ -46,7 +45,7 @@ pub fn escape_always(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_always, escape_bytes, needs_escape};
+    use super::{escape_always, escape_bytes, text};
 
     /// Inverse of `escape_bytes`, to prove the encoding is reversible.
     fn unescape(s: &str) -> Vec<u8> {
@@ -97,7 +96,7 @@ mod tests {
     fn backslash_is_kept_in_valid_text_and_doubled_in_escaped_text() {
         assert_eq!(escape_bytes(b"\\"), "\\");
         assert_eq!(escape_bytes(b"C:\\dir"), "C:\\dir");
-        assert!(!needs_escape(b"C:\\dir") && needs_escape(b"C:\\\xff"));
+        assert!(!text(b"C:\\dir").1 && text(b"C:\\\xff").1);
         assert_eq!(escape_bytes(b"C:\\\xff"), "C:\\\\\\xff");
         // In the escaped form, the literal text `\xff` and the byte 0xff render differently.
         assert_eq!(escape_always(b"\\xff"), "\\\\xff");
@@ -117,10 +116,11 @@ mod tests {
         ];
         for s in samples {
             assert_eq!(unescape(&escape_always(s)), s, "round trip of {s:?}");
-            let text = escape_bytes(s);
-            match needs_escape(s) {
-                true => assert_eq!(unescape(&text), s, "round trip of {s:?}"),
-                false => assert_eq!(text.as_bytes(), s, "exact: {s:?}"),
+            let (out, escaped) = text(s);
+            assert_eq!(out, escape_bytes(s));
+            match escaped {
+                true => assert_eq!(unescape(&out), s, "round trip of {s:?}"),
+                false => assert_eq!(out.as_bytes(), s, "exact: {s:?}"),
             }
         }
         let all: Vec<u8> = (0..=255u8).collect();

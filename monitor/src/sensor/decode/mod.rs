@@ -15,7 +15,7 @@ use monitor_common::{
 };
 
 use super::event::{Event, EventBody};
-use crate::sensor::text::{escape_always, escape_bytes, needs_escape};
+use crate::sensor::text::{escape_always, text};
 
 /// Why a record could not be decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -96,10 +96,15 @@ impl<'a> RawRecord<'a> {
     /// `bytes` as text ([`escape_bytes`]); `field` is named in the event's `escaped` list when
     /// they are not valid UTF-8.
     pub fn text(&self, field: &'static str, bytes: &[u8]) -> String {
-        if needs_escape(bytes) {
+        self.marked(field, text(bytes))
+    }
+
+    /// The text of a `(text, escaped)` pair, naming `field` when it is escaped.
+    fn marked(&self, field: &'static str, (s, escaped): (String, bool)) -> String {
+        if escaped {
             self.mark(field);
         }
-        escape_bytes(bytes)
+        s
     }
 
     /// A plain string, as [`Self::text`].
@@ -113,12 +118,9 @@ impl<'a> RawRecord<'a> {
         field: &'static str,
         s: StrRef,
     ) -> Result<Option<String>, DecodeError> {
-        Ok(self.bytes(s)?.map(|raw| {
-            if needs_escape(raw) {
-                self.mark(field);
-            }
-            strings::dentry_path(raw)
-        }))
+        Ok(self
+            .bytes(s)?
+            .map(|raw| self.marked(field, strings::dentry_path(raw, false))))
     }
 
     /// A user path, made absolute against its dentry-path base when relative; either in the
@@ -132,15 +134,17 @@ impl<'a> RawRecord<'a> {
         let Some(p) = self.bytes(path)? else {
             return Ok(None);
         };
-        let base_raw = self.bytes(base)?;
-        let relative = !p.starts_with(b"/");
-        if !(needs_escape(p) || relative && base_raw.is_some_and(needs_escape)) {
-            let base = base_raw.map(strings::dentry_path);
-            return Ok(Some(strings::absolute(base.as_deref(), &escape_bytes(p))));
+        // The base matters only to a relative path.
+        let base_raw = self.bytes(base)?.filter(|_| !p.starts_with(b"/"));
+        let (mut path, mut escaped) = text(p);
+        let base = base_raw.map(|b| strings::dentry_path(b, escaped));
+        if !escaped && base.as_ref().is_some_and(|(_, e)| *e) {
+            path = escape_always(p);
+            escaped = true;
         }
-        self.mark(field);
-        let base = base_raw.map(strings::dentry_path_escaped);
-        Ok(Some(strings::absolute(base.as_deref(), &escape_always(p))))
+        let path = self.marked(field, (path, escaped));
+        let base = base.map(|(b, _)| b);
+        Ok(Some(strings::absolute(base.as_deref(), &path)))
     }
 }
 
@@ -301,6 +305,39 @@ mod tests {
         assert_eq!(
             (f.access, f.created, f.result),
             (Some(Access::Read), Some(false), -2)
+        );
+    }
+
+    #[test]
+    fn a_relative_path_and_its_base_are_one_field_escaped_together() {
+        let open = |data: &[u8], len: u16| {
+            let p = FileEvent {
+                path: StrRef { off: 0, len },
+                path_base: StrRef {
+                    off: len,
+                    len: data.len() as u16 - len,
+                },
+                result: -2,
+                ..FileEvent::default()
+            };
+            let ev = decode(&record(EventKind::Open, p, data)).unwrap();
+            let EventBody::File(f) = ev.body else {
+                panic!("not file")
+            };
+            (f.path.unwrap_or_default(), ev.escaped)
+        };
+        let none: Vec<String> = Vec::new();
+        // Valid: exact, backslashes and all.
+        assert_eq!(open(b"a\\bd\\c//", 3), ("/d\\c/a\\b".to_owned(), none));
+        // An invalid byte in the base: the path's backslash is doubled too.
+        assert_eq!(
+            open(b"a\\bd\xe9//", 3),
+            ("/d\\xe9/a\\\\b".to_owned(), vec!["path".to_owned()])
+        );
+        // An invalid byte in the path: the base's backslash is doubled too.
+        assert_eq!(
+            open(b"a\xe9d\\c//", 2),
+            ("/d\\\\c/a\\xe9".to_owned(), vec!["path".to_owned()])
         );
     }
 

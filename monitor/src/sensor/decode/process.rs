@@ -5,7 +5,7 @@ use monitor_common::{ExecEvent, ExitEvent, FLAG_ARGV_TRUNCATED, ForkEvent};
 use super::{DecodeError, RawRecord};
 use crate::{
     sensor::event::{ExecBody, ExitBody, ForkBody},
-    sensor::text::{escape_always, escape_bytes, needs_escape},
+    sensor::text::escape_always,
 };
 
 pub fn exec(rec: &RawRecord<'_>) -> Result<ExecBody, DecodeError> {
@@ -14,13 +14,16 @@ pub fn exec(rec: &RawRecord<'_>) -> Result<ExecBody, DecodeError> {
         .bytes(p.argv)?
         .map(|raw| {
             let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+            let args = raw.split(|&b| b == 0);
             // One field: when an argument is escaped, all are (so each reads back the same way).
-            match raw.split(|&b| b == 0).any(needs_escape) {
-                true => {
+            let valid: Option<Vec<&str>> =
+                args.clone().map(|a| std::str::from_utf8(a).ok()).collect();
+            match valid {
+                Some(args) => args.into_iter().map(str::to_owned).collect(),
+                None => {
                     rec.mark("argv");
-                    raw.split(|&b| b == 0).map(escape_always).collect()
+                    args.map(escape_always).collect()
                 }
-                false => raw.split(|&b| b == 0).map(escape_bytes).collect(),
             }
         })
         .unwrap_or_default();

@@ -1,26 +1,16 @@
 //! Path strings from the kernel: dentry-walk encoding and lexical absolutisation.
 
-use crate::sensor::text::{escape_always, escape_bytes, needs_escape};
+use crate::sensor::text::escape_always;
 
 /// Decodes a kernel dentry walk: components leaf first, each followed by `/`; a walk that
 /// reached the root ends with an extra `/` (so `/` alone is the root). A walk that stopped at
 /// the component bound lacks it and is rendered with a leading `...` (not absolute, so it can
-/// never match an absolute pattern by accident).
-pub fn dentry_path(raw: &[u8]) -> String {
-    walk(raw, needs_escape(raw))
-}
-
-/// [`dentry_path`] in the escaped form whatever the bytes (the other half of a path that is).
-pub fn dentry_path_escaped(raw: &[u8]) -> String {
-    walk(raw, true)
-}
-
-/// A walk's path: every component as it is (`escape`: false, valid UTF-8 checked by the
-/// caller; `/` never occurs inside a multi-byte character, so the components are valid too),
-/// or each in the escaped form.
-fn walk(raw: &[u8], escape: bool) -> String {
+/// never match an absolute pattern by accident). The components are as they are when the walk
+/// is valid UTF-8 and `escape` is false (`/` never occurs inside a multi-byte character, so
+/// one check covers them all), else each in the escaped form; the flag says which.
+pub fn dentry_path(raw: &[u8], escape: bool) -> (String, bool) {
     if raw == b"/" {
-        return "/".to_owned();
+        return ("/".to_owned(), false);
     }
     let (body, complete) = match raw.strip_suffix(b"//") {
         Some(b) => (b, true),
@@ -32,16 +22,24 @@ fn walk(raw: &[u8], escape: bool) -> String {
     }
     if body.iter().all(|&b| b == b'/') {
         out.push('/');
-        return out;
+        return (out, false);
     }
-    for comp in body.split(|&b| b == b'/').rev().filter(|c| !c.is_empty()) {
-        out.push('/');
-        match escape {
-            true => out.push_str(&escape_always(comp)),
-            false => out.push_str(&escape_bytes(comp)),
+    match std::str::from_utf8(body) {
+        Ok(text) if !escape => {
+            for comp in text.split('/').rev().filter(|c| !c.is_empty()) {
+                out.push('/');
+                out.push_str(comp);
+            }
+            (out, false)
+        }
+        _ => {
+            for comp in body.split(|&b| b == b'/').rev().filter(|c| !c.is_empty()) {
+                out.push('/');
+                out.push_str(&escape_always(comp));
+            }
+            (out, true)
         }
     }
-    out
 }
 
 /// Joins `path` to `base` when relative, then removes `.`, `..` and repeated `/` lexically.
@@ -91,10 +89,16 @@ mod tests {
 
     #[test]
     fn dentry_paths() {
-        assert_eq!(dentry_path(b"/"), "/");
-        assert_eq!(dentry_path(b"passwd/etc//"), "/etc/passwd");
-        assert_eq!(dentry_path(b"c/b/a/"), ".../a/b/c");
-        assert_eq!(dentry_path(b"caf\xe9/tmp//"), "/tmp/caf\\xe9");
+        let path = |raw: &[u8]| dentry_path(raw, false);
+        assert_eq!(path(b"/"), ("/".to_owned(), false));
+        assert_eq!(path(b"passwd/etc//"), ("/etc/passwd".to_owned(), false));
+        assert_eq!(path(b"c/b/a/"), (".../a/b/c".to_owned(), false));
+        assert_eq!(path(b"caf\xe9/tmp//"), ("/tmp/caf\\xe9".to_owned(), true));
+        assert_eq!(path(b"a\\b/tmp//"), ("/tmp/a\\b".to_owned(), false));
+        assert_eq!(
+            dentry_path(b"a\\b/tmp//", true),
+            ("/tmp/a\\\\b".to_owned(), true)
+        );
     }
 
     #[test]
