@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use monitor::rules::{DetectionState, EvalContext, ExecInfo, Phase, ResolvedNames, RuleSet};
+use monitor::rules::{DetectionState, EvalContext, ExecInfo, Kin, Phase, ResolvedNames, RuleSet};
 use monitor::sensor::event::{
     Access, Event, EventBody, ExecBody, Family, FileBody, ForkBody, NetBody, Protocol,
 };
@@ -409,7 +409,7 @@ fn main() {
     let ctx = EvalContext {
         profile,
         workload: 1,
-        kin: [1, 1],
+        kin: Kin::Workload(1),
         parent_exe: Some("/usr/bin/bash"),
         hosts: &hosts,
         resolved: &NoneResolved,

@@ -29,7 +29,7 @@ use crate::{
     },
     process::table::{ProcessInfo, ProcessTable, start_key_from_ns, ticks_per_second},
     resolve::HostResolver,
-    rules::{DetectionState, EvalContext, ExecInfo, HostAddrs, Phase, ProfileId, RuleSet},
+    rules::{DetectionState, EvalContext, ExecInfo, HostAddrs, Kin, Phase, ProfileId, RuleSet},
     sensor::{Event, EventBody, watch::WatchBitmap},
 };
 
@@ -376,12 +376,12 @@ impl Policy {
         let parent_exe = table.get(ev.ppid).and_then(|p| p.exe.as_deref());
         let resolved = self.dns.of(workload, ev.ktime_ns);
         let kin = match (profile, ev.container_id.as_deref()) {
-            (Some(_), _) => [workload, workload],
-            (None, Some(c)) => [workload_key(("container", c)); 2],
-            (None, None) => [
-                workload_key(("process", ev.pid)),
-                workload_key(("process", ev.ppid)),
-            ],
+            (Some(_), _) => Kin::Workload(workload),
+            (None, Some(c)) => Kin::Container(c),
+            (None, None) => Kin::Process {
+                pid: ev.pid,
+                ppid: ev.ppid,
+            },
         };
         let ctx = EvalContext {
             profile,

@@ -98,11 +98,8 @@ pub struct EvalContext<'a> {
     /// Opaque workload key (the profile instance, else the process tree) for the stateful
     /// detections.
     pub workload: u64,
-    /// Keys under which `write_then_exec` remembers a write and looks an exec up: the profile
-    /// instance, else the container (both keys the same), else the process and its parent (so
-    /// a writer and a runner are one workload when they are the same process, siblings, or
-    /// parent and child).
-    pub kin: [u64; 2],
+    /// Whom `write_then_exec` counts as the same workload.
+    pub kin: Kin<'a>,
     pub parent_exe: Option<&'a str>,
     pub hosts: &'a dyn HostAddrs,
     /// Names the workload itself resolved (DNS answers it received).
@@ -115,6 +112,32 @@ pub struct EvalContext<'a> {
     pub entry_point: bool,
     /// Nameservers of /etc/resolv.conf, for the baseline DNS allowance.
     pub nameservers: &'a [IpAddr],
+}
+
+/// Whom `write_then_exec` counts as the process's workload: its profile instance, else its
+/// container, else the process and its parent (a writer and a runner are then one workload when
+/// they are the same process, siblings, or parent and child). Hashed only where it is used.
+#[derive(Clone, Copy, Debug)]
+pub enum Kin<'a> {
+    Workload(u64),
+    Container(&'a str),
+    Process { pid: u32, ppid: u32 },
+}
+
+impl Kin<'_> {
+    /// The keys under which a write is remembered and an exec looked up (one or two).
+    pub(crate) fn keys(self) -> impl Iterator<Item = u64> {
+        fn key(parts: impl std::hash::Hash) -> u64 {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(parts)
+        }
+        let (a, b) = match self {
+            Kin::Workload(w) => (w, None),
+            Kin::Container(c) => (key(("container", c)), None),
+            Kin::Process { pid, ppid } => (key(("process", pid)), Some(key(("process", ppid)))),
+        };
+        std::iter::once(a).chain(b)
+    }
 }
 
 /// One rule that fired on one event.

@@ -167,7 +167,7 @@ mod tests {
     fn in_workload(w: u64) -> EvalContext<'static> {
         EvalContext {
             workload: w,
-            kin: [w, w],
+            kin: crate::rules::Kin::Workload(w),
             ..ctx(None)
         }
     }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use monitor_common::EventKind;
 
 use super::{
-    DetectionState, EvalContext, Finding, HostAddrs, Phase, ProfileId, ResolvedNames, RuleSet,
+    DetectionState, EvalContext, Finding, HostAddrs, Kin, Phase, ProfileId, ResolvedNames, RuleSet,
     RulesError,
 };
 
@@ -205,7 +205,7 @@ pub fn ctx(profile: Option<ProfileId>) -> EvalContext<'static> {
     EvalContext {
         profile,
         workload: 1,
-        kin: [1, 1],
+        kin: Kin::Workload(1),
         parent_exe: Some("/usr/bin/bash"),
         hosts: &HOSTS,
         resolved: &NoHosts,

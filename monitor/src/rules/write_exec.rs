@@ -54,7 +54,7 @@ impl RuleSet {
                 .iter()
                 .any(|&i| self.detections[i].when.path_matches(path))
         {
-            for k in kin(ctx) {
+            for k in ctx.kin.keys() {
                 state.record_write(k, path);
             }
         }
@@ -74,7 +74,7 @@ impl RuleSet {
             if out.iter().any(|f| f.rule == d.id) || !d.when.path_matches(target) {
                 continue;
             }
-            let written = kin(ctx).any(|k| state.was_written(k, target));
+            let written = ctx.kin.keys().any(|k| state.was_written(k, target));
             if written && d.fires(v, ctx, Some(target)) {
                 let what = format!(
                     "executed {target}, a file written earlier by the same workload{}",
@@ -134,10 +134,4 @@ fn exec_targets<'a>(v: &View<'a>) -> [Option<std::borrow::Cow<'a, str>>; 3] {
         None
     };
     [v.exe.map(Cow::Borrowed), filename, script]
-}
-
-/// The distinct keys of `ctx.kin`.
-fn kin<'a>(ctx: &'a EvalContext<'_>) -> impl Iterator<Item = u64> + 'a {
-    let [a, b] = ctx.kin;
-    std::iter::once(a).chain((b != a).then_some(b))
 }
