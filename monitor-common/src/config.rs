@@ -24,8 +24,43 @@ pub const DNS_CAPTURE_MAX: usize = 2048;
 /// Sockets remembered as having sent a DNS query (LRU): their answers are reported.
 pub const DNS_SOCKETS_MAX: u32 = 16384;
 
-/// Words of the `WATCHED` bitmap: one bit per possible pid (PID_MAX_LIMIT = 4M on 64-bit).
-pub const WATCH_WORDS: u32 = (4 * 1024 * 1024) / 64;
+/// Words of the `WATCHED` array: [`watch::BITS`] bits per possible pid (PID_MAX_LIMIT = 4M on
+/// 64-bit), [`watch::PER_WORD`] pids per word.
+pub const WATCH_WORDS: u32 = (4 * 1024 * 1024) / watch::PER_WORD;
+
+/// Layout of one pid's field in the `WATCHED` array. Bit 0 says whether the process's file and
+/// network activity is recorded. Bits 1..=3 count the execs of that pid the kernel has seen and
+/// user space has not yet decided about (saturating at [`watch::EXECS_MAX`], which then sticks
+/// until exit). User space decides about a process from its fork and exec events, which it reads
+/// later than they happen: a decision to stop watching is applied only when no exec has happened
+/// since (count 0, or 1 for the exec being decided), in one compare-and-swap, so a stale
+/// decision can never unwatch a newer image before its own exec is decided.
+pub mod watch {
+    /// Bits per pid.
+    pub const BITS: u32 = 4;
+    /// Pids per 64-bit word.
+    pub const PER_WORD: u32 = 64 / BITS;
+    /// The field's "recorded" bit.
+    pub const WATCHED: u64 = 1;
+    /// Shift of the undecided-exec count inside the field.
+    pub const EXECS_SHIFT: u32 = 1;
+    /// The count's largest value: from there on it sticks (too many undecided execs to tell).
+    pub const EXECS_MAX: u64 = 7;
+    /// The whole field.
+    pub const FIELD: u64 = (1 << BITS) - 1;
+
+    /// The word index of `pid` and the shift of its field in that word.
+    #[inline(always)]
+    pub const fn slot(pid: u32) -> (u32, u32) {
+        (pid / PER_WORD, (pid % PER_WORD) * BITS)
+    }
+
+    /// The undecided-exec count in `field` (already shifted down).
+    #[inline(always)]
+    pub const fn execs(field: u64) -> u64 {
+        (field >> EXECS_SHIFT) & EXECS_MAX
+    }
+}
 
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {

@@ -10,7 +10,7 @@
 //!   enforce-mode profiles' network allowlists ([`enforce`], with `bind4/6`).
 #![no_std]
 #![no_main]
-// Atomic bit operations on the shared watch bitmap (`maps::set_watched`).
+// Atomic operations on the shared watch array (`maps::set_watched`, `maps::exec_seen`).
 #![feature(core_intrinsics)]
 #![allow(
     internal_features,

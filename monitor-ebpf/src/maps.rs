@@ -4,11 +4,11 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use core::intrinsics::{AtomicOrdering, atomic_and, atomic_or};
+use core::intrinsics::{AtomicOrdering, atomic_and, atomic_or, atomic_xadd};
 
 use monitor_common::{
     MAX_RECORD, OpenKey, OpenSeen,
-    config::{self, WATCH_WORDS, counter, handler, off, switch},
+    config::{self, WATCH_WORDS, counter, handler, off, switch, watch},
 };
 
 /// Scratch space for one event record, one per CPU (programs do not nest on a CPU).
@@ -29,8 +29,8 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Bitmap of thread groups whose file and network activity is recorded: bit `tgid % 64` of
-/// word `tgid / 64`. An array (inlined lookup, no hashing) because every syscall of every
+/// Per thread group, whether its file and network activity is recorded, and how many of its
+/// execs user space has yet to decide about (layout: [`watch`]). An array (inlined lookup, no hashing) because every syscall of every
 /// process checks it; memory-mappable so user space sets bits with atomics too. Children of a
 /// watched process are watched from fork on.
 #[map(name = "WATCHED")]
@@ -125,8 +125,9 @@ pub fn is_watched(tgid: u32) -> bool {
     if record_all() {
         return true;
     }
-    match WATCHED.get(tgid >> 6) {
-        Some(w) => (*w >> (tgid & 63)) & 1 != 0,
+    let (word, shift) = watch::slot(tgid);
+    match WATCHED.get(word) {
+        Some(w) => (*w >> shift) & watch::WATCHED != 0,
         None => false,
     }
 }
@@ -134,20 +135,52 @@ pub fn is_watched(tgid: u32) -> bool {
 /// `BPF_F_MMAPABLE`.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-/// Marks `tgid` as watched (or not).
+/// Marks `tgid` as watched (a child of a watched process, at fork).
 #[inline(always)]
-pub fn set_watched(tgid: u32, on: bool) {
-    if let Some(w) = WATCHED.get_ptr_mut(tgid >> 6) {
-        let bit = 1u64 << (tgid & 63);
+pub fn set_watched(tgid: u32) {
+    let (word, shift) = watch::slot(tgid);
+    if let Some(w) = WATCHED.get_ptr_mut(word) {
         // SAFETY: map value pointer from a successful lookup, 8-byte aligned; shared with
         // other CPUs and user space, hence atomic read-modify-write (BPF_ATOMIC).
-        unsafe {
-            if on {
-                atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(w, bit);
-            } else {
-                atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(w, !bit);
-            }
+        unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(w, watch::WATCHED << shift) };
+    }
+}
+
+/// At exec: counts one more exec user space has to decide about (unless the count is stuck at
+/// its maximum), then marks `tgid` as watched when `watch` (watch-on-exec). The count goes up
+/// first, so user space, which clears the watched bit only when the count says nothing newer
+/// happened, cannot clear it for this image.
+#[inline(always)]
+pub fn exec_seen(tgid: u32, watch: bool) {
+    let (word, shift) = watch::slot(tgid);
+    let Some(w) = WATCHED.get_ptr_mut(word) else {
+        return;
+    };
+    // SAFETY: as in `set_watched`. Only this thread group's exec raises its count (execs of one
+    // thread group are serialised), and user space only lowers it, never from the maximum: the
+    // count read here can only have gone down since, so the add cannot carry into the next
+    // pid's field.
+    unsafe {
+        let field = (core::ptr::read_volatile(w) >> shift) & watch::FIELD;
+        if watch::execs(field) < watch::EXECS_MAX {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                w,
+                1 << (shift + watch::EXECS_SHIFT),
+            );
         }
+        if watch {
+            atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(w, watch::WATCHED << shift);
+        }
+    }
+}
+
+/// At exit: clears `tgid`'s field (not watched, no execs pending) for the next owner of the pid.
+#[inline(always)]
+pub fn forget_watched(tgid: u32) {
+    let (word, shift) = watch::slot(tgid);
+    if let Some(w) = WATCHED.get_ptr_mut(word) {
+        // SAFETY: as in `set_watched`.
+        unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(w, !(watch::FIELD << shift)) };
     }
 }
 

@@ -11,7 +11,10 @@ use monitor_common::{
 use crate::{
     emit::Record,
     kernel::{current_task, read, read_ptr},
-    maps::{agent_tgid, count_err, is_watched, offset, set_watched, watch_on_exec},
+    maps::{
+        agent_tgid, count_err, exec_seen, forget_watched, is_watched, offset, set_watched,
+        watch_on_exec,
+    },
 };
 
 /// Raw tracepoint `sched_process_exec`:
@@ -26,8 +29,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let task = current_task();
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    if watch_on_exec() && tgid != agent_tgid() {
-        set_watched(tgid, true);
+    if tgid != agent_tgid() {
+        exec_seen(tgid, watch_on_exec());
     }
     let old_pid: u64 = ctx.arg(1);
     let bprm: *const u8 = ctx.arg(2);
@@ -96,7 +99,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     if is_watched(parent_tgid) {
-        set_watched(child_tgid, true);
+        set_watched(child_tgid);
     }
     crate::enforce::inherit(parent_tgid, child_tgid);
     let Some(rec) = Record::new(EventKind::Fork, task) else {
@@ -129,7 +132,7 @@ fn try_exit() -> Result<(), i64> {
         return Ok(());
     }
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    set_watched(tgid, false);
+    forget_watched(tgid);
     crate::enforce::forget(tgid);
     if tgid == agent_tgid() {
         return Ok(());

@@ -30,7 +30,7 @@ use crate::{
     process::table::{ProcessInfo, ProcessTable, start_key_from_ns, ticks_per_second},
     resolve::HostResolver,
     rules::{DetectionState, EvalContext, ExecInfo, HostAddrs, Kin, Phase, ProfileId, RuleSet},
-    sensor::{Event, EventBody, watch::WatchBitmap},
+    sensor::{Event, EventBody, watch::WatchMap},
 };
 
 use dns::DnsSeen;
@@ -121,12 +121,7 @@ impl Policy {
     }
 
     /// Replaces the rule set (SIGHUP) and re-assigns every running process.
-    pub fn replace_rules(
-        &mut self,
-        rules: Arc<RuleSet>,
-        table: &ProcessTable,
-        watch: &WatchBitmap,
-    ) {
+    pub fn replace_rules(&mut self, rules: Arc<RuleSet>, table: &ProcessTable, watch: &WatchMap) {
         self.rules = rules;
         self.state = DetectionState::new();
         self.procs.clear();
@@ -152,13 +147,13 @@ impl Policy {
         &mut self,
         spec: LearnSpec,
         table: &ProcessTable,
-        watch: &WatchBitmap,
+        watch: &WatchMap,
         now_ns: u64,
         wall: String,
     ) -> (u64, usize) {
         let (id, pids) = self.learning.start(spec, table, now_ns, wall);
         for &pid in &pids {
-            watch.set(pid, true);
+            watch.watch(pid);
         }
         (id, pids.len())
     }
@@ -168,7 +163,7 @@ impl Policy {
     pub fn finish_learning(
         &mut self,
         id: u64,
-        watch: &WatchBitmap,
+        watch: &WatchMap,
         now_ns: u64,
         wall: String,
     ) -> Option<Outcome> {
@@ -177,7 +172,7 @@ impl Policy {
             for pid in pids {
                 let profiled = self.procs.get(&pid).is_some_and(|a| a.profile.is_some());
                 if !profiled && !self.learning.follows(pid) {
-                    watch.set(pid, false);
+                    watch.unwatch_settled(pid);
                 }
             }
         }
@@ -185,7 +180,7 @@ impl Policy {
     }
 
     /// Assigns profiles to processes already running (parents before children).
-    pub fn seed(&mut self, table: &ProcessTable, watch: &WatchBitmap) {
+    pub fn seed(&mut self, table: &ProcessTable, watch: &WatchMap) {
         self.enforce
             .load(&self.rules, &self.nameservers, &self.resolver);
         let now_ns = crate::clock::boot_ns();
@@ -207,10 +202,11 @@ impl Policy {
             }
             self.procs.insert(p.pid, assigned);
             self.enforce_assigned(p.pid, assigned, now_ns);
-            watch.set(
-                p.pid,
-                assigned.profile.is_some() || self.learning.follows(p.pid),
-            );
+            if assigned.profile.is_some() || self.learning.follows(p.pid) {
+                watch.watch(p.pid);
+            } else {
+                watch.unwatch_settled(p.pid);
+            }
         }
         // Processes the new rules no longer enforce on (their profile went, or is in alert
         // mode now) leave their slots before the slots go.
@@ -265,12 +261,7 @@ impl Policy {
 
     /// Updates assignments from lifecycle events, evaluates the event, marks it with its
     /// profile and phase, returns its alerts.
-    pub fn handle(
-        &mut self,
-        ev: &mut Event,
-        table: &ProcessTable,
-        watch: &WatchBitmap,
-    ) -> Vec<Alert> {
+    pub fn handle(&mut self, ev: &mut Event, table: &ProcessTable, watch: &WatchMap) -> Vec<Alert> {
         let mut entry_point = false;
         match &ev.body {
             EventBody::Fork(f) => {
@@ -282,8 +273,12 @@ impl Policy {
                 self.enforce.forked(ev.pid, f.child_pid);
                 self.enforce_assigned(f.child_pid, a, ev.ktime_ns);
                 if !self.record_everything {
-                    let learned = self.learning.follows(f.child_pid);
-                    watch.set(f.child_pid, a.profile.is_some() || learned);
+                    if a.profile.is_some() || self.learning.follows(f.child_pid) {
+                        watch.watch(f.child_pid);
+                    } else {
+                        // Not if the child has exec'd meanwhile: its exec decides.
+                        watch.unwatch_settled(f.child_pid);
+                    }
                 }
             }
             EventBody::Exec(x) => {
@@ -332,7 +327,7 @@ impl Policy {
                 self.enforce_assigned(ev.pid, a, ev.ktime_ns);
                 if !self.record_everything {
                     let learned = self.learning.follows(ev.pid);
-                    watch.set(ev.pid, a.profile.is_some() || learned);
+                    watch.exec_decided(ev.pid, a.profile.is_some() || learned);
                 }
             }
             EventBody::Exit(_) | EventBody::File(_) | EventBody::Net(_) | EventBody::Dns(_) => {

@@ -10,7 +10,7 @@ use aya::{
 use monitor_common::config::{counter, handler, names, switch};
 
 use super::cgroup_hooks::{attach_dns, load_enforcement};
-use super::{btf::Btf, btf::BtfError, hz, offsets, watch::WatchBitmap};
+use super::{btf::Btf, btf::BtfError, hz, offsets, watch::WatchMap};
 
 /// The compiled kernel programs (built by `build.rs` through aya-build).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -114,7 +114,7 @@ pub enum SensorError {
         #[source]
         source: ProgramError,
     },
-    #[error("could not memory-map the kernel watch bitmap")]
+    #[error("could not memory-map the kernel watch array")]
     MapWatch(#[source] std::io::Error),
     #[error("ring buffer size {0} must be a power of two and at least 4096 bytes")]
     RingBufferSize(u32),
@@ -135,7 +135,7 @@ pub struct Sensor {
     /// The ring buffer, taken out for the reader.
     pub events: Option<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
-    watched: WatchBitmap,
+    watched: WatchMap,
     switches: Array<MapData, u32>,
     /// Per thread group, the generation of its last open-dedupe reset.
     opens_reset: HashMap<MapData, u32, u32>,
@@ -239,7 +239,7 @@ impl Sensor {
         let events: RingBuf<_> = typed_map(&mut ebpf, names::EVENTS)?;
         let counters: PerCpuArray<_, u64> = typed_map(&mut ebpf, names::COUNTERS)?;
         let watched = match take_map(&mut ebpf, names::WATCHED)? {
-            aya::maps::Map::Array(data) => WatchBitmap::new(data).map_err(SensorError::MapWatch)?,
+            aya::maps::Map::Array(data) => WatchMap::new(data).map_err(SensorError::MapWatch)?,
             _ => {
                 return Err(SensorError::MissingMap {
                     name: names::WATCHED,
@@ -318,8 +318,8 @@ impl Sensor {
         }
     }
 
-    /// The watch bitmap: which processes' file and network activity is recorded.
-    pub fn watched(&self) -> &WatchBitmap {
+    /// The watch array: which processes' file and network activity is recorded.
+    pub fn watched(&self) -> &WatchMap {
         &self.watched
     }
 
