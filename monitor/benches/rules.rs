@@ -18,9 +18,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use monitor::clock::WallTime;
 use monitor::rules::{DetectionState, EvalContext, ExecInfo, Kin, Phase, ResolvedNames, RuleSet};
 use monitor::sensor::event::{
-    Access, Event, EventBody, ExecBody, Family, FileBody, ForkBody, NetBody, Protocol,
+    Access, Event, EventBody, ExecBody, Family, FileBody, FileOp, ForkBody, NetBody, NetOp,
+    Protocol,
 };
 use monitor_common::EventKind;
 
@@ -181,10 +183,9 @@ impl ResolvedNames for NoneResolved {
     }
 }
 
-fn base(kind: EventKind, body: EventBody, i: usize) -> Event {
+fn base(body: EventBody, i: usize) -> Event {
     Event {
-        kind,
-        time: String::new(),
+        time: WallTime::default(),
         pid: 4242,
         tid: 4242,
         ppid: 1,
@@ -207,6 +208,7 @@ fn base(kind: EventKind, body: EventBody, i: usize) -> Event {
 
 fn file(kind: EventKind, path: &str, access: Option<Access>, i: usize) -> Event {
     let body = FileBody {
+        op: FileOp::of(kind).expect("a file kind"),
         path: Some(path.to_owned()),
         new_path: (kind == EventKind::Rename).then(|| format!("{path}.new")),
         access,
@@ -220,11 +222,12 @@ fn file(kind: EventKind, path: &str, access: Option<Access>, i: usize) -> Event 
         path_truncated: false,
         pseudo: false,
     };
-    base(kind, EventBody::File(body), i)
+    base(EventBody::File(body), i)
 }
 
 fn net(kind: EventKind, proto: Protocol, ip: IpAddr, port: u16, i: usize) -> Event {
     let body = NetBody {
+        op: NetOp::of(kind).expect("a network kind"),
         family: Some(Family::Inet),
         protocol: Some(proto),
         local_addr: None,
@@ -238,7 +241,7 @@ fn net(kind: EventKind, proto: Protocol, ip: IpAddr, port: u16, i: usize) -> Eve
         ephemeral: false,
         in_progress: false,
     };
-    base(kind, EventBody::Net(body), i)
+    base(EventBody::Net(body), i)
 }
 
 fn exec(path: &str, i: usize) -> Event {
@@ -251,7 +254,7 @@ fn exec(path: &str, i: usize) -> Event {
         argv_truncated: false,
         exe: Some(path.to_owned()),
     };
-    base(EventKind::Exec, EventBody::Exec(body), i)
+    base(EventBody::Exec(body), i)
 }
 
 /// The event mix: per 20 events, 8 allowed reads, 2 disallowed reads, 2 writes (1 allowed),
@@ -342,7 +345,6 @@ fn events(n: usize) -> Vec<Event> {
                     i,
                 ),
                 17 => base(
-                    EventKind::Fork,
                     EventBody::Fork(ForkBody {
                         child_pid: 5000,
                         child_start_time_ns: 0,

@@ -45,6 +45,70 @@ impl Clock {
     pub fn rfc3339(&self, boot_ns: u64) -> String {
         rfc3339_ns(self.wall_ns(boot_ns))
     }
+
+    /// The wall-clock time of a boot-time stamp.
+    pub fn wall(&self, boot_ns: u64) -> WallTime {
+        WallTime::from_ns(self.wall_ns(boot_ns))
+    }
+}
+
+/// A wall-clock time, nanoseconds since the Unix epoch. Records carry it as RFC 3339 UTC with
+/// nanoseconds (`2026-11-25T21:00:00.123456789Z`); formats that want milliseconds (OCSF) or
+/// another form take it from here rather than parsing the string back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WallTime(i64);
+
+impl WallTime {
+    /// From nanoseconds since the epoch (clamped to what fits: years 1677 to 2262).
+    pub fn from_ns(ns: i128) -> Self {
+        Self(ns.clamp(i64::MIN.into(), i64::MAX.into()) as i64)
+    }
+
+    /// The wall clock now.
+    pub fn now() -> Self {
+        Self::from_ns(clock_ns(libc::CLOCK_REALTIME))
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn ns(self) -> i64 {
+        self.0
+    }
+
+    /// Milliseconds since the epoch (rounded down).
+    pub fn ms(self) -> i64 {
+        self.0.div_euclid(1_000_000)
+    }
+
+    /// As a chrono UTC time.
+    pub fn utc(self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_nanos(self.0)
+    }
+
+    /// Parses an RFC 3339 time (any offset).
+    pub fn parse(s: &str) -> Option<Self> {
+        let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+        t.timestamp_nanos_opt().map(Self)
+    }
+}
+
+impl std::fmt::Display for WallTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&rfc3339_ns(self.0.into()))
+    }
+}
+
+impl serde::Serialize for WallTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WallTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an RFC 3339 time")))
+    }
 }
 
 impl Default for Clock {
@@ -74,7 +138,21 @@ pub fn rfc3339_ns(wall_ns: i128) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339_ns;
+    use super::{WallTime, rfc3339_ns};
+
+    #[test]
+    fn wall_times_round_trip_through_json_with_nanoseconds() {
+        let t = WallTime::from_ns(1_718_020_800_123_456_789);
+        let json = serde_json::to_string(&t).expect("serialise");
+        assert_eq!(json, r#""2024-06-10T12:00:00.123456789Z""#);
+        assert_eq!(serde_json::from_str::<WallTime>(&json).expect("parse"), t);
+        assert_eq!(t.ms(), 1_718_020_800_123);
+        assert_eq!(
+            WallTime::parse("2024-06-10T14:00:00.123456789+02:00"),
+            Some(t)
+        );
+        assert!(serde_json::from_str::<WallTime>(r#""yesterday""#).is_err());
+    }
 
     #[test]
     fn formats_nanoseconds() {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::{
+    clock::WallTime,
     process::table::ProcessInfo,
     rules::{Action, Phase},
     sensor::Event,
@@ -19,7 +20,7 @@ pub struct Alert {
     /// Stable across restarts and sinks: derived from the boot, the triggering event and the
     /// rule, so a re-sent alert keeps its id and receivers can de-duplicate.
     pub id: String,
-    pub time: String,
+    pub time: WallTime,
     pub rule: String,
     pub severity: String,
     pub mitre: Vec<String>,
@@ -71,7 +72,7 @@ pub fn alert_id(boot_id: &str, ev: &Event, rule: &str, key: &str) -> String {
         boot_id.as_bytes(),
         &ev.ktime_ns.to_le_bytes(),
         &ev.tid.to_le_bytes(),
-        ev.kind.as_str().as_bytes(),
+        ev.kind().as_str().as_bytes(),
         rule.as_bytes(),
         key.as_bytes(),
     ])
@@ -91,15 +92,13 @@ pub fn stable_id(parts: &[&[u8]]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::EventKind;
-
     use super::alert_id;
+    use crate::clock::WallTime;
     use crate::sensor::{Event, EventBody, event::ForkBody};
 
     fn event(ktime_ns: u64) -> Event {
         Event {
-            kind: EventKind::Fork,
-            time: String::new(),
+            time: WallTime::default(),
             pid: 1,
             tid: 1,
             ppid: 0,

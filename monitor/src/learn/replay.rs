@@ -10,7 +10,6 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use monitor_common::EventKind;
 use serde_json::Value;
 
 use super::{Finished, LearnRequest, Session};
@@ -23,63 +22,19 @@ const NOT_EVENTS: &[&str] = &["alert", "alert_repeats", "agent_stats", "agent_er
 
 /// One recorded event. Times come from `time` (the kernel's boot-time stamps are not
 /// recorded); process start times are unknown, so all start keys are 0.
-fn event(v: &Value) -> anyhow::Result<Option<Event>> {
-    let kind_name = v.get("kind").and_then(Value::as_str).context("no `kind`")?;
-    if NOT_EVENTS.contains(&kind_name) {
+fn event(v: Value) -> anyhow::Result<Option<Event>> {
+    let kind = v.get("kind").and_then(Value::as_str).context("no `kind`")?;
+    if NOT_EVENTS.contains(&kind) {
         return Ok(None);
     }
-    let kind =
-        EventKind::from_name(kind_name).with_context(|| format!("unknown kind {kind_name:?}"))?;
-    let body = match kind {
-        EventKind::Exec => EventBody::Exec(serde_json::from_value(v.clone())?),
-        EventKind::Fork => EventBody::Fork(serde_json::from_value(v.clone())?),
-        EventKind::Exit => EventBody::Exit(serde_json::from_value(v.clone())?),
-        EventKind::Open
-        | EventKind::Unlink
-        | EventKind::Rename
-        | EventKind::Chmod
-        | EventKind::Memfd => EventBody::File(serde_json::from_value(v.clone())?),
-        EventKind::Connect
-        | EventKind::Accept
-        | EventKind::Bind
-        | EventKind::Listen
-        | EventKind::Send => EventBody::Net(serde_json::from_value(v.clone())?),
-        EventKind::Dns => EventBody::Dns(serde_json::from_value(v.clone())?),
-    };
-    let time = v.get("time").and_then(Value::as_str).context("no `time`")?;
-    let ktime_ns = chrono::DateTime::parse_from_rfc3339(time)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .and_then(|n| u64::try_from(n).ok())
-        .with_context(|| format!("bad `time` {time:?}"))?;
-    let num = |k: &str| -> anyhow::Result<u32> {
-        v.get(k)
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
-            .with_context(|| format!("no `{k}`"))
-    };
-    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    Ok(Some(Event {
-        kind,
-        time: time.to_owned(),
-        pid: num("pid")?,
-        tid: num("tid")?,
-        ppid: num("ppid")?,
-        uid: num("uid")?,
-        gid: num("gid").unwrap_or(0),
-        comm: text("comm").unwrap_or_default(),
-        exe: text("exe"),
-        cgroup_id: v.get("cgroup_id").and_then(Value::as_u64).unwrap_or(0),
-        container_id: text("container_id"),
-        pod_uid: text("pod_uid"),
-        profile: None,
-        phase: None,
-        killed: false,
-        escaped: Vec::new(),
-        body,
-        ktime_ns,
-        start_time_ns: 0,
-    }))
+    let mut ev: Event = serde_json::from_value(v)?;
+    ev.ktime_ns = u64::try_from(ev.time.ns())
+        .with_context(|| format!("`time` {} is before 1970", ev.time))?;
+    // What the policy stage added is not the recording's to say.
+    ev.profile = None;
+    ev.phase = None;
+    ev.killed = false;
+    Ok(Some(ev))
 }
 
 /// Replays `path` into one session.
@@ -106,7 +61,7 @@ pub fn replay(path: &Path, request: &LearnRequest, rules: &RuleSet) -> anyhow::R
         }
         let ev = serde_json::from_str::<Value>(&line)
             .context("not a JSON line")
-            .and_then(|v| event(&v).context("not an event"));
+            .and_then(|v| event(v).context("not an event"));
         let mut ev = match ev {
             Ok(Some(ev)) => ev,
             Ok(None) => continue,
@@ -116,9 +71,9 @@ pub fn replay(path: &Path, request: &LearnRequest, rules: &RuleSet) -> anyhow::R
             }
         };
         if first.is_none() {
-            first = Some((ev.ktime_ns, ev.time.clone()));
+            first = Some((ev.ktime_ns, ev.time.to_string()));
         }
-        last = (ev.ktime_ns, ev.time.clone());
+        last = (ev.ktime_ns, ev.time.to_string());
         let (start_ns, start_wall) = first.clone().unwrap_or_default();
         let s = session
             .get_or_insert_with(|| Session::start(0, spec.clone(), &table, start_ns, start_wall));

@@ -6,14 +6,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use monitor_common::EventKind;
 use serde::{Deserialize, Serialize};
 
 use super::ended::Ended;
 use super::footprint::{Destination, FileUse, Footprint};
 use crate::process::table::{ProcessTable, start_key_from_ns, ticks_per_second};
 use crate::rules::{ExecInfo, Selectors, canonical_ip, proc_self_path, program_of};
-use crate::sensor::event::{Access, Event, EventBody, Family, Protocol};
+use crate::sensor::event::{Access, Event, EventBody, Family, FileOp, NetOp, Protocol};
 
 /// Most (instance, address) names a session remembers.
 const MAX_NAMES: usize = 65_536;
@@ -306,8 +305,8 @@ impl Session {
                     p.as_deref()
                         .map(|p| proc_self_path(p, ev.pid, ev.tid).into_owned())
                 };
-                let use_ = match ev.kind {
-                    EventKind::Open => {
+                let use_ = match f.op {
+                    FileOp::Open => {
                         let created = f.created == Some(true);
                         let (read, write) = match f.access {
                             Some(Access::Read) | None => (true, created),
@@ -320,28 +319,19 @@ impl Session {
                             created,
                         }
                     }
-                    EventKind::Unlink | EventKind::Rename | EventKind::Chmod => FileUse {
+                    FileOp::Unlink | FileOp::Rename | FileOp::Chmod => FileUse {
                         write: true,
                         ..FileUse::default()
                     },
-                    // A memfd has no path to allow; the rest are not file events.
-                    EventKind::Memfd
-                    | EventKind::Exec
-                    | EventKind::Fork
-                    | EventKind::Exit
-                    | EventKind::Connect
-                    | EventKind::Accept
-                    | EventKind::Bind
-                    | EventKind::Listen
-                    | EventKind::Send
-                    | EventKind::Dns => return,
+                    // A memfd has no path to allow.
+                    FileOp::Memfd => return,
                 };
                 for p in [path(&f.path), path(&f.new_path)].into_iter().flatten() {
                     self.footprint.file(&p, use_, secs, serving, exe);
                 }
             }
-            EventBody::Net(n) => match ev.kind {
-                EventKind::Connect | EventKind::Send => {
+            EventBody::Net(n) => match n.op {
+                NetOp::Connect | NetOp::Send => {
                     if n.family == Some(Family::Unix) {
                         if let Some(p) = n.path.as_ref().filter(|_| n.result >= 0) {
                             self.footprint.unix(p, secs, serving, exe);
@@ -350,7 +340,7 @@ impl Session {
                     }
                     // As profiles check them: TCP at connect, UDP at send.
                     let udp = n.protocol == Some(Protocol::Udp);
-                    if (ev.kind == EventKind::Send) != udp {
+                    if (n.op == NetOp::Send) != udp {
                         return;
                     }
                     let (Some(addr), Some(port)) = (n.remote_addr, n.remote_port) else {
@@ -373,7 +363,7 @@ impl Session {
                     };
                     self.footprint.connect(to, secs, serving, exe);
                 }
-                EventKind::Listen if n.result >= 0 => {
+                NetOp::Listen if n.result >= 0 => {
                     if let Some(port) = n.local_port {
                         self.footprint.listen(port, secs, serving, exe);
                     }
@@ -383,7 +373,7 @@ impl Session {
                         inst.listened_ns = Some(ev.ktime_ns);
                     }
                 }
-                EventKind::Bind if n.result >= 0 && n.protocol == Some(Protocol::Udp) => {
+                NetOp::Bind if n.result >= 0 && n.protocol == Some(Protocol::Udp) => {
                     if let Some(port) = n.local_port.filter(|&p| p != 0) {
                         self.footprint.listen(port, secs, serving, exe);
                     }

@@ -358,7 +358,10 @@ impl Policy {
             names.extend(answer.query.as_deref());
             self.enforce.dns_answer(ev.pid, &names, &answer.answers);
         }
-        let file_or_net = !matches!(ev.kind, EventKind::Exec | EventKind::Fork | EventKind::Exit);
+        let file_or_net = !matches!(
+            ev.kind(),
+            EventKind::Exec | EventKind::Fork | EventKind::Exit
+        );
         if file_or_net && profile.is_none() && !self.record_everything {
             self.stats.unprofiled_events_skipped += 1;
             return Vec::new();
@@ -397,7 +400,7 @@ impl Policy {
             // The instance serves from now on: opens its processes made while starting must not
             // hide the same opens made now (the kernel folds repeats).
             EventBody::Net(n)
-                if ev.kind == EventKind::Listen
+                if ev.kind() == EventKind::Listen
                     && n.result >= 0
                     && profile.is_some()
                     && self.instances.listened(workload) =>
@@ -445,7 +448,7 @@ impl Policy {
                 kind: "alert",
                 action,
                 id,
-                time: ev.time.clone(),
+                time: ev.time,
                 rule: f.rule,
                 severity: f.severity.as_str().to_owned(),
                 mitre: f.mitre,

@@ -196,7 +196,7 @@ impl Cond {
                 .is_none_or(|l| v.access().is_some_and(|a| l.contains(&a)))
             && self
                 .created
-                .is_none_or(|c| ev.kind == EventKind::Open && v.created() == c)
+                .is_none_or(|c| ev.kind() == EventKind::Open && v.created() == c)
             && self
                 .remote_port
                 .as_ref()

@@ -454,7 +454,7 @@ impl RuleSet {
         // its exact path is normal for this workload: the detections that exist only for
         // profiled processes (tool spawns) leave it to the profile.
         let listed = profile.is_some_and(|p| p.lists_exec(&v, ctx.phase));
-        let k = kind_index(ev.kind);
+        let k = kind_index(ev.kind());
         for &i in &self.by_kind[k] {
             let d = &self.detections[i];
             if listed && d.profiled_only {

@@ -232,7 +232,7 @@ impl Profile {
     /// `action: kill` explain (the kernel's form of the lists is narrower, e.g. where a
     /// pattern named by `monitor rules check` differs): never a silent kill.
     pub fn kernel_only(&self, v: &View<'_>, phase: Phase) -> Finding {
-        let (cat, object) = match v.ev.kind {
+        let (cat, object) = match v.ev.kind() {
             EventKind::Exec => (Category::Exec, v.exe.unwrap_or("?").to_owned()),
             _ => {
                 let write = matches!(v.access(), Some(Access::Write | Access::ReadWrite));
@@ -260,7 +260,7 @@ impl Profile {
     fn check_lists(&self, v: &View<'_>, ctx: &EvalContext<'_>, out: &mut Vec<Finding>) {
         let ok = !v.failed();
         let phase = ctx.phase;
-        match v.ev.kind {
+        match v.ev.kind() {
             EventKind::Exec => {
                 let Some(x) = v.exec else { return };
                 let allowed = ctx.entry_point
@@ -334,7 +334,7 @@ impl Profile {
         // TCP is checked at connect, UDP at send: a UDP connect sends nothing (resolvers
         // connect to port 0 only to learn a source address).
         let udp = v.protocol() == Some(Protocol::Udp);
-        if (v.ev.kind == EventKind::Send) != udp {
+        if (v.ev.kind() == EventKind::Send) != udp {
             return;
         }
         let Some(ip) = v.remote else { return };
@@ -383,12 +383,12 @@ impl Profile {
     /// the lists (see [`super::kernel_paths`]).
     fn kernel_stops(&self, cat: Category, v: &View<'_>, object: &str, phase: Phase) -> bool {
         let files = &self.kernel[usize::from(phase == Phase::Startup)];
-        let open = v.ev.kind == EventKind::Open;
+        let open = v.ev.kind() == EventKind::Open;
         match cat {
             Category::Connect => true,
             // A TCP listen on a port outside the list is stopped at its bind; a listen without
             // a bind (an ephemeral port) is not.
-            Category::Listen => v.ev.kind == EventKind::Bind || v.local_port().is_some(),
+            Category::Listen => v.ev.kind() == EventKind::Bind || v.local_port().is_some(),
             Category::Exec => !files.exec.allows(object),
             Category::Read => open && !files.read.allows(object),
             Category::Write => open && !files.write.allows(object),
@@ -405,7 +405,7 @@ impl Profile {
             Some(Access::ReadWrite) => ACCESS_READ | ACCESS_WRITE,
             None => 0,
         } | if v.created() { ACCESS_WRITE } else { 0 };
-        v.ev.kind == EventKind::Open && v.paths()[0].is_some_and(|p| self.deny.covers(p, need))
+        v.ev.kind() == EventKind::Open && v.paths()[0].is_some_and(|p| self.deny.covers(p, need))
     }
 
     /// The path lists as the kernel enforces them in `phase`.

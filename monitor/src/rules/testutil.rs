@@ -9,15 +9,16 @@ use super::{
     RulesError,
 };
 
+use crate::clock::WallTime;
 use crate::sensor::event::{
-    Access, Event, EventBody, ExecBody, Family, FileBody, ForkBody, NetBody, Protocol,
+    Access, Event, EventBody, ExecBody, Family, FileBody, FileOp, ForkBody, NetBody, NetOp,
+    Protocol,
 };
 pub use crate::testutil::TempDir;
 
-fn event(kind: EventKind, body: EventBody) -> Event {
+fn event(body: EventBody) -> Event {
     Event {
-        kind,
-        time: String::new(),
+        time: WallTime::default(),
         pid: 812,
         tid: 812,
         ppid: 1,
@@ -40,6 +41,7 @@ fn event(kind: EventKind, body: EventBody) -> Event {
 
 pub fn file_body(path: &str) -> FileBody {
     FileBody {
+        op: FileOp::Open,
         path: Some(path.to_owned()),
         new_path: None,
         access: None,
@@ -58,26 +60,24 @@ pub fn file_body(path: &str) -> FileBody {
 pub fn open(path: &str, access: Access) -> Event {
     let mut b = file_body(path);
     b.access = Some(access);
-    event(EventKind::Open, EventBody::File(b))
+    event(EventBody::File(b))
 }
 
 pub fn file_event(kind: EventKind, body: FileBody) -> Event {
-    event(kind, EventBody::File(body))
+    let op = FileOp::of(kind).expect("a file kind");
+    event(EventBody::File(FileBody { op, ..body }))
 }
 
 pub fn exec(exe: &str, argv: &[&str]) -> Event {
-    let mut e = event(
-        EventKind::Exec,
-        EventBody::Exec(ExecBody {
-            filename: exe.to_owned(),
-            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
-            cwd: Some("/app".to_owned()),
-            euid: 0,
-            egid: 0,
-            argv_truncated: false,
-            exe: Some(exe.to_owned()),
-        }),
-    );
+    let mut e = event(EventBody::Exec(ExecBody {
+        filename: exe.to_owned(),
+        argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+        cwd: Some("/app".to_owned()),
+        euid: 0,
+        egid: 0,
+        argv_truncated: false,
+        exe: Some(exe.to_owned()),
+    }));
     e.exe = Some(exe.to_owned());
     e.comm = exe
         .rsplit('/')
@@ -90,13 +90,10 @@ pub fn exec(exe: &str, argv: &[&str]) -> Event {
 }
 
 pub fn fork(at_ns: u64) -> Event {
-    let mut e = event(
-        EventKind::Fork,
-        EventBody::Fork(ForkBody {
-            child_pid: 900,
-            child_start_time_ns: at_ns,
-        }),
-    );
+    let mut e = event(EventBody::Fork(ForkBody {
+        child_pid: 900,
+        child_start_time_ns: at_ns,
+    }));
     e.ktime_ns = at_ns;
     e
 }
@@ -111,43 +108,39 @@ pub fn net(
         Some(IpAddr::V6(_)) => Family::Inet6,
         _ => Family::Inet,
     };
-    event(
-        kind,
-        EventBody::Net(NetBody {
-            family: Some(family),
-            protocol: Some(proto),
-            local_addr: None,
-            local_port,
-            remote_addr: remote.map(|r| r.0),
-            remote_port: remote.map(|r| r.1),
-            path: None,
-            result: 0,
-            fd: 5,
-            blocked: false,
-            ephemeral: false,
-            in_progress: false,
-        }),
-    )
+    event(EventBody::Net(NetBody {
+        op: NetOp::of(kind).expect("a network kind"),
+        family: Some(family),
+        protocol: Some(proto),
+        local_addr: None,
+        local_port,
+        remote_addr: remote.map(|r| r.0),
+        remote_port: remote.map(|r| r.1),
+        path: None,
+        result: 0,
+        fd: 5,
+        blocked: false,
+        ephemeral: false,
+        in_progress: false,
+    }))
 }
 
 pub fn unix_connect(path: &str) -> Event {
-    event(
-        EventKind::Connect,
-        EventBody::Net(NetBody {
-            family: Some(Family::Unix),
-            protocol: None,
-            local_addr: None,
-            local_port: None,
-            remote_addr: None,
-            remote_port: None,
-            path: Some(path.to_owned()),
-            result: 0,
-            fd: 5,
-            blocked: false,
-            ephemeral: false,
-            in_progress: false,
-        }),
-    )
+    event(EventBody::Net(NetBody {
+        op: NetOp::Connect,
+        family: Some(Family::Unix),
+        protocol: None,
+        local_addr: None,
+        local_port: None,
+        remote_addr: None,
+        remote_port: None,
+        path: Some(path.to_owned()),
+        result: 0,
+        fd: 5,
+        blocked: false,
+        ephemeral: false,
+        in_progress: false,
+    }))
 }
 
 /// Loads `files` (name, text) from a fresh temporary directory.

@@ -10,7 +10,7 @@ use monitor_common::EventKind;
 
 use super::pattern::{canonical_ip, proc_self_path};
 use crate::sensor::event::{
-    Access, DnsBody, Event, EventBody, ExecBody, Family, FileBody, NetBody, Protocol,
+    Access, DnsBody, Event, EventBody, ExecBody, Family, FileBody, FileOp, NetBody, NetOp, Protocol,
 };
 
 pub(crate) struct View<'a> {
@@ -141,8 +141,6 @@ impl<'a> View<'a> {
     /// What the process did, for messages: `read /etc/shadow`, `connected to 1.2.3.4:443/tcp`.
     pub fn action(&self) -> String {
         let ev = self.ev;
-        let f = self.file;
-        let path = f.and_then(|f| f.path.as_deref()).unwrap_or("?");
         let local = self.local_port().unwrap_or(0);
         let proto = match self.protocol() {
             Some(_) if self.family() == Some(Family::Unix) => "",
@@ -150,52 +148,46 @@ impl<'a> View<'a> {
             Some(Protocol::Udp) => "/udp",
             None => "",
         };
-        let mut s = match ev.kind {
-            EventKind::Exec => format!("executed {}", self.exe.unwrap_or("?")),
-            EventKind::Fork => match &ev.body {
-                EventBody::Fork(x) => format!("forked child pid {}", x.child_pid),
-                _ => "forked".to_owned(),
+        let mut s = match &ev.body {
+            EventBody::Exec(_) => format!("executed {}", self.exe.unwrap_or("?")),
+            EventBody::Fork(x) => format!("forked child pid {}", x.child_pid),
+            EventBody::Exit(x) => format!("exited with status {}", x.exit_code),
+            EventBody::File(f) => {
+                let path = f.path.as_deref().unwrap_or("?");
+                match f.op {
+                    FileOp::Open => {
+                        let verb = match (self.access(), self.created()) {
+                            (_, true) => "created",
+                            (Some(Access::Write), false) => "wrote",
+                            (Some(Access::ReadWrite), false) => "opened read-write",
+                            (Some(Access::Read) | None, false) => "read",
+                        };
+                        format!("{verb} {path}")
+                    }
+                    FileOp::Unlink => format!("unlinked {path}"),
+                    FileOp::Rename => {
+                        format!("renamed {path} to {}", f.new_path.as_deref().unwrap_or("?"))
+                    }
+                    FileOp::Chmod => format!("chmod {:o} {path}", f.mode.unwrap_or(0)),
+                    FileOp::Memfd => {
+                        format!("created memfd {}", f.name.as_deref().unwrap_or("(unnamed)"))
+                    }
+                }
+            }
+            EventBody::Net(n) => match n.op {
+                NetOp::Connect => format!("connected to {}{proto}", self.remote_object()),
+                NetOp::Send => format!("sent to {}{proto}", self.remote_object()),
+                NetOp::Accept => {
+                    format!("accepted {} on port {local}{proto}", self.remote_object())
+                }
+                NetOp::Bind => format!("bound port {local}{proto}"),
+                NetOp::Listen => format!("listened on port {local}{proto}"),
             },
-            EventKind::Exit => match &ev.body {
-                EventBody::Exit(x) => format!("exited with status {}", x.exit_code),
-                _ => "exited".to_owned(),
-            },
-            EventKind::Open => {
-                let verb = match (self.access(), self.created()) {
-                    (_, true) => "created",
-                    (Some(Access::Write), false) => "wrote",
-                    (Some(Access::ReadWrite), false) => "opened read-write",
-                    (Some(Access::Read) | None, false) => "read",
-                };
-                format!("{verb} {path}")
-            }
-            EventKind::Unlink => format!("unlinked {path}"),
-            EventKind::Rename => format!(
-                "renamed {path} to {}",
-                f.and_then(|f| f.new_path.as_deref()).unwrap_or("?")
-            ),
-            EventKind::Chmod => {
-                format!("chmod {:o} {path}", f.and_then(|f| f.mode).unwrap_or(0))
-            }
-            EventKind::Memfd => format!(
-                "created memfd {}",
-                f.and_then(|f| f.name.as_deref()).unwrap_or("(unnamed)")
-            ),
-            EventKind::Connect => format!("connected to {}{proto}", self.remote_object()),
-            EventKind::Send => format!("sent to {}{proto}", self.remote_object()),
-            EventKind::Accept => {
-                format!("accepted {} on port {local}{proto}", self.remote_object())
-            }
-            EventKind::Bind => format!("bound port {local}{proto}"),
-            EventKind::Listen => format!("listened on port {local}{proto}"),
-            EventKind::Dns => {
-                let d = self.dns;
-                let answers: Vec<String> = d
-                    .map(|d| d.answers.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default();
+            EventBody::Dns(d) => {
+                let answers: Vec<String> = d.answers.iter().map(ToString::to_string).collect();
                 format!(
                     "received a DNS answer for {} from {}{proto}: [{}]",
-                    d.and_then(|d| d.query.as_deref()).unwrap_or("?"),
+                    d.query.as_deref().unwrap_or("?"),
                     self.remote_object(),
                     answers.join(", ")
                 )
@@ -225,7 +217,7 @@ impl<'a> View<'a> {
     /// The thing acted upon, for rate-limiting keys.
     pub fn object(&self) -> String {
         let f = self.file;
-        match self.ev.kind {
+        match self.ev.kind() {
             EventKind::Exec => self.exe.unwrap_or("?").to_owned(),
             EventKind::Fork | EventKind::Exit => self.ev.comm.clone(),
             EventKind::Open | EventKind::Unlink | EventKind::Chmod => {

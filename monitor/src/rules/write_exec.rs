@@ -19,7 +19,7 @@ impl RuleSet {
         out: &mut Vec<Finding>,
     ) {
         let Some(file) = v.file else {
-            if v.ev.kind == EventKind::Exec {
+            if v.ev.kind() == EventKind::Exec {
                 for target in exec_targets(v).iter().flatten() {
                     self.exec_of_written(v, ctx, state, pname, target, out);
                 }
@@ -29,7 +29,7 @@ impl RuleSet {
         if v.failed() {
             return;
         }
-        let written = match v.ev.kind {
+        let written = match v.ev.kind() {
             EventKind::Open => {
                 let w = matches!(file.access, Some(Access::Write | Access::ReadWrite));
                 (w || v.created()).then_some(file.path.as_deref()).flatten()

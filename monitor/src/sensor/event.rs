@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use monitor_common::EventKind;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::WallTime;
+
 /// Where a workload is in its life: starting (from the exec that started its profile until it
 /// first listens, or the profile's `startup_secs`), or serving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -15,29 +17,37 @@ pub enum Phase {
     Serving,
 }
 
-/// One event, decoded.
-#[derive(Clone, Debug, Serialize)]
+/// One event, decoded. In JSON, the body's fields come first, after `kind`, then the
+/// process's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
-    #[serde(serialize_with = "ser_kind")]
-    pub kind: EventKind,
-    /// RFC 3339 wall-clock time with nanoseconds (filled by the reader).
-    pub time: String,
+    /// What happened, with its kind (`kind` in JSON): one enum, so the two cannot disagree.
+    #[serde(flatten)]
+    pub body: EventBody,
+    /// Wall-clock time (filled by the reader).
+    pub time: WallTime,
     pub pid: u32,
     pub tid: u32,
     pub ppid: u32,
     pub uid: u32,
+    #[serde(default)]
     pub gid: u32,
+    #[serde(default)]
     pub comm: String,
     /// Resolved executable of the process (from the process table).
+    #[serde(default)]
     pub exe: Option<String>,
+    #[serde(default)]
     pub cgroup_id: u64,
+    #[serde(default)]
     pub container_id: Option<String>,
+    #[serde(default)]
     pub pod_uid: Option<String>,
     /// The workload profile the process is under (set by the policy stage).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub profile: Option<String>,
     /// Its workload's phase: `startup` or `serving` (with `profile`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub phase: Option<Phase>,
     /// The kernel killed the process before this exec's image or this open's file was used
     /// (an enforce-mode profile).
@@ -47,8 +57,6 @@ pub struct Event {
     /// (`crate::sensor::text::escape_always`); every other string is exact.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub escaped: Vec<String>,
-    #[serde(flatten)]
-    pub body: EventBody,
     /// Kernel boot-time timestamp, ns.
     #[serde(skip)]
     pub ktime_ns: u64,
@@ -57,13 +65,37 @@ pub struct Event {
     pub start_time_ns: u64,
 }
 
-fn ser_kind<S: serde::Serializer>(k: &EventKind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(k.as_str())
+impl Event {
+    /// The event's kind (from its body).
+    pub fn kind(&self) -> EventKind {
+        self.body.kind()
+    }
 }
 
-/// The family-specific part of an event.
-#[derive(Clone, Debug, Serialize)]
-#[serde(untagged)]
+/// A file syscall: the kind of a [`FileBody`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FileOp {
+    #[default]
+    Open,
+    Unlink,
+    Rename,
+    Chmod,
+    Memfd,
+}
+
+/// A socket syscall: the kind of a [`NetBody`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum NetOp {
+    #[default]
+    Connect,
+    Accept,
+    Bind,
+    Listen,
+    Send,
+}
+
+/// The family-specific part of an event; file and network bodies say which syscall.
+#[derive(Clone, Debug)]
 pub enum EventBody {
     Exec(ExecBody),
     Fork(ForkBody),
@@ -71,6 +103,149 @@ pub enum EventBody {
     File(FileBody),
     Net(NetBody),
     Dns(DnsBody),
+}
+
+impl EventBody {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Exec(_) => EventKind::Exec,
+            Self::Fork(_) => EventKind::Fork,
+            Self::Exit(_) => EventKind::Exit,
+            Self::File(f) => match f.op {
+                FileOp::Open => EventKind::Open,
+                FileOp::Unlink => EventKind::Unlink,
+                FileOp::Rename => EventKind::Rename,
+                FileOp::Chmod => EventKind::Chmod,
+                FileOp::Memfd => EventKind::Memfd,
+            },
+            Self::Net(n) => match n.op {
+                NetOp::Connect => EventKind::Connect,
+                NetOp::Accept => EventKind::Accept,
+                NetOp::Bind => EventKind::Bind,
+                NetOp::Listen => EventKind::Listen,
+                NetOp::Send => EventKind::Send,
+            },
+            Self::Dns(_) => EventKind::Dns,
+        }
+    }
+}
+
+impl FileOp {
+    /// The file syscall of a kind; `None` for other families.
+    pub fn of(kind: EventKind) -> Option<Self> {
+        Some(match kind {
+            EventKind::Open => Self::Open,
+            EventKind::Unlink => Self::Unlink,
+            EventKind::Rename => Self::Rename,
+            EventKind::Chmod => Self::Chmod,
+            EventKind::Memfd => Self::Memfd,
+            _ => return None,
+        })
+    }
+}
+
+impl NetOp {
+    /// The socket syscall of a kind; `None` for other families.
+    pub fn of(kind: EventKind) -> Option<Self> {
+        Some(match kind {
+            EventKind::Connect => Self::Connect,
+            EventKind::Accept => Self::Accept,
+            EventKind::Bind => Self::Bind,
+            EventKind::Listen => Self::Listen,
+            EventKind::Send => Self::Send,
+            _ => return None,
+        })
+    }
+}
+
+/// The JSON form of a body: tagged with `kind` (serde's internally tagged enum, one variant per
+/// kind), borrowed for writing.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum TaggedRef<'a> {
+    Exec(&'a ExecBody),
+    Fork(&'a ForkBody),
+    Exit(&'a ExitBody),
+    Open(&'a FileBody),
+    Unlink(&'a FileBody),
+    Rename(&'a FileBody),
+    Chmod(&'a FileBody),
+    Memfd(&'a FileBody),
+    Connect(&'a NetBody),
+    Accept(&'a NetBody),
+    Bind(&'a NetBody),
+    Listen(&'a NetBody),
+    Send(&'a NetBody),
+    Dns(&'a DnsBody),
+}
+
+/// The same, owned, for reading (a recording, the spool).
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Tagged {
+    Exec(ExecBody),
+    Fork(ForkBody),
+    Exit(ExitBody),
+    Open(FileBody),
+    Unlink(FileBody),
+    Rename(FileBody),
+    Chmod(FileBody),
+    Memfd(FileBody),
+    Connect(NetBody),
+    Accept(NetBody),
+    Bind(NetBody),
+    Listen(NetBody),
+    Send(NetBody),
+    Dns(DnsBody),
+}
+
+impl Serialize for EventBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let tagged = match self {
+            Self::Exec(b) => TaggedRef::Exec(b),
+            Self::Fork(b) => TaggedRef::Fork(b),
+            Self::Exit(b) => TaggedRef::Exit(b),
+            Self::File(f) => match f.op {
+                FileOp::Open => TaggedRef::Open(f),
+                FileOp::Unlink => TaggedRef::Unlink(f),
+                FileOp::Rename => TaggedRef::Rename(f),
+                FileOp::Chmod => TaggedRef::Chmod(f),
+                FileOp::Memfd => TaggedRef::Memfd(f),
+            },
+            Self::Net(n) => match n.op {
+                NetOp::Connect => TaggedRef::Connect(n),
+                NetOp::Accept => TaggedRef::Accept(n),
+                NetOp::Bind => TaggedRef::Bind(n),
+                NetOp::Listen => TaggedRef::Listen(n),
+                NetOp::Send => TaggedRef::Send(n),
+            },
+            Self::Dns(b) => TaggedRef::Dns(b),
+        };
+        tagged.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let file = |op, b: FileBody| Self::File(FileBody { op, ..b });
+        let net = |op, b: NetBody| Self::Net(NetBody { op, ..b });
+        Ok(match Tagged::deserialize(d)? {
+            Tagged::Exec(b) => Self::Exec(b),
+            Tagged::Fork(b) => Self::Fork(b),
+            Tagged::Exit(b) => Self::Exit(b),
+            Tagged::Open(b) => file(FileOp::Open, b),
+            Tagged::Unlink(b) => file(FileOp::Unlink, b),
+            Tagged::Rename(b) => file(FileOp::Rename, b),
+            Tagged::Chmod(b) => file(FileOp::Chmod, b),
+            Tagged::Memfd(b) => file(FileOp::Memfd, b),
+            Tagged::Connect(b) => net(NetOp::Connect, b),
+            Tagged::Accept(b) => net(NetOp::Accept, b),
+            Tagged::Bind(b) => net(NetOp::Bind, b),
+            Tagged::Listen(b) => net(NetOp::Listen, b),
+            Tagged::Send(b) => net(NetOp::Send, b),
+            Tagged::Dns(b) => Self::Dns(b),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -116,6 +291,9 @@ pub enum Access {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileBody {
+    /// Which file syscall (the event's `kind`).
+    #[serde(skip)]
+    pub op: FileOp,
     /// Absolute path (open/unlink/rename source/chmod); absent for memfd.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -175,6 +353,9 @@ pub enum Protocol {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NetBody {
+    /// Which socket syscall (the event's `kind`).
+    #[serde(skip)]
+    pub op: NetOp,
     pub family: Option<Family>,
     pub protocol: Option<Protocol>,
     pub local_addr: Option<IpAddr>,
@@ -232,5 +413,52 @@ impl Event {
     /// The kernel refused this step (a network step under an enforce-mode profile).
     pub fn blocked(&self) -> bool {
         matches!(&self.body, EventBody::Net(n) if n.blocked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::EventKind;
+
+    use super::Event;
+    use crate::rules::testutil::{exec, file_body, file_event, net, unix_connect};
+    use crate::sensor::event::Protocol;
+
+    /// Every kind writes `kind` first and reads back as the same kind and body.
+    #[test]
+    fn events_round_trip_through_json_with_their_kind() {
+        let mut events = vec![
+            exec("/usr/bin/python3", &["python3"]),
+            unix_connect("/run/x"),
+        ];
+        for kind in [
+            EventKind::Open,
+            EventKind::Unlink,
+            EventKind::Rename,
+            EventKind::Chmod,
+            EventKind::Memfd,
+        ] {
+            events.push(file_event(kind, file_body("/tmp/a")));
+        }
+        for kind in [
+            EventKind::Connect,
+            EventKind::Accept,
+            EventKind::Bind,
+            EventKind::Listen,
+            EventKind::Send,
+        ] {
+            events.push(net(kind, Protocol::Tcp, None, Some(80)));
+        }
+        for ev in events {
+            let line = serde_json::to_string(&ev).expect("serialise");
+            let kind = format!(r#"{{"kind":"{}","#, ev.kind().as_str());
+            assert!(line.starts_with(&kind), "{line}");
+            let back: Event = serde_json::from_str(&line).expect("deserialise");
+            assert_eq!(back.kind(), ev.kind());
+            assert_eq!(serde_json::to_string(&back).expect("again"), line);
+        }
+        let bad =
+            r#"{"kind":"teleport","time":"2026-01-01T00:00:00Z","pid":1,"tid":1,"ppid":0,"uid":0}"#;
+        assert!(serde_json::from_str::<Event>(bad).is_err());
     }
 }

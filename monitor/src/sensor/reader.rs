@@ -79,7 +79,7 @@ fn drain(ring: &mut RingBuf<MapData>, clock: &Clock, stats: &ReaderStats) -> Vec
         stats.received.fetch_add(1, Ordering::Relaxed);
         match decode::decode(&item) {
             Ok(mut ev) => {
-                ev.time = clock.rfc3339(ev.ktime_ns);
+                ev.time = clock.wall(ev.ktime_ns);
                 batch.push(ev);
             }
             Err(e) => {

@@ -195,7 +195,7 @@ mod tests {
         };
         let rec = crate::sensor::decode::tests::record(EventKind::Dns, p, &bytes);
         let ev = crate::sensor::decode::decode(&rec).expect("decodes");
-        assert_eq!(ev.kind, EventKind::Dns);
+        assert_eq!(ev.kind(), EventKind::Dns);
         let EventBody::Dns(d) = ev.body else {
             panic!("not dns")
         };

@@ -1,18 +1,18 @@
 //! File-family payloads: open, unlink, rename, chmod, memfd.
 
 use monitor_common::{
-    EventKind, FILE_PATH_PSEUDO, FILE_PATH_RESOLVED, FLAG_PATH_TRUNCATED, FMODE_CREATED,
-    FMODE_READ, FMODE_WRITE, FileEvent, StrRef,
+    FILE_PATH_PSEUDO, FILE_PATH_RESOLVED, FLAG_PATH_TRUNCATED, FMODE_CREATED, FMODE_READ,
+    FMODE_WRITE, FileEvent, StrRef,
 };
 
 use super::{DecodeError, RawRecord};
-use crate::sensor::event::{Access, FileBody};
+use crate::sensor::event::{Access, FileBody, FileOp};
 
 const O_ACCMODE: u32 = 0o3;
 const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;
 
-pub fn decode(rec: &RawRecord<'_>) -> Result<FileBody, DecodeError> {
+pub fn decode(rec: &RawRecord<'_>, op: FileOp) -> Result<FileBody, DecodeError> {
     let p: FileEvent = rec.payload();
     let ok = p.result >= 0;
     let path = |field: &'static str,
@@ -27,6 +27,7 @@ pub fn decode(rec: &RawRecord<'_>) -> Result<FileBody, DecodeError> {
         }
     };
     let mut body = FileBody {
+        op,
         path: None,
         new_path: None,
         access: None,
@@ -40,8 +41,8 @@ pub fn decode(rec: &RawRecord<'_>) -> Result<FileBody, DecodeError> {
         path_truncated: rec.header.flags & FLAG_PATH_TRUNCATED != 0,
         pseudo: false,
     };
-    match rec.kind {
-        EventKind::Open => {
+    match op {
+        FileOp::Open => {
             let resolved = p.file_flags & FILE_PATH_RESOLVED != 0;
             body.path = path("path", p.path, p.path_base, resolved)?;
             if p.file_flags & FILE_PATH_PSEUDO != 0 {
@@ -59,12 +60,12 @@ pub fn decode(rec: &RawRecord<'_>) -> Result<FileBody, DecodeError> {
             body.access = Some(access);
             body.created = Some(created);
         }
-        EventKind::Unlink => body.path = path("path", p.path, p.path_base, false)?,
-        EventKind::Rename => {
+        FileOp::Unlink => body.path = path("path", p.path, p.path_base, false)?,
+        FileOp::Rename => {
             body.path = path("path", p.path, p.path_base, false)?;
             body.new_path = path("new_path", p.path2, p.path2_base, false)?;
         }
-        EventKind::Chmod => {
+        FileOp::Chmod => {
             body.path = path(
                 "path",
                 p.path,
@@ -73,21 +74,12 @@ pub fn decode(rec: &RawRecord<'_>) -> Result<FileBody, DecodeError> {
             )?;
             body.mode = Some(p.mode & 0o7777);
         }
-        EventKind::Memfd => {
+        FileOp::Memfd => {
             body.name = rec.string("name", p.path)?;
             if ok {
                 body.fd = Some(p.result);
             }
         }
-        EventKind::Exec
-        | EventKind::Fork
-        | EventKind::Exit
-        | EventKind::Connect
-        | EventKind::Accept
-        | EventKind::Bind
-        | EventKind::Listen
-        | EventKind::Send
-        | EventKind::Dns => {}
     }
     Ok(body)
 }

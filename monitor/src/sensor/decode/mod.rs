@@ -14,7 +14,8 @@ use monitor_common::{
     DATA_OFFSET, EventHeader, EventKind, FLAG_KILLED, MAX_RECORD, PAYLOAD_OFFSET, StrRef,
 };
 
-use super::event::{Event, EventBody};
+use super::event::{Event, EventBody, FileOp, NetOp};
+use crate::clock::WallTime;
 use crate::sensor::text::{escape_always, text};
 
 /// Why a record could not be decoded.
@@ -159,26 +160,27 @@ fn read_pod<T: aya::Pod>(bytes: &[u8], off: usize) -> T {
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let rec = RawRecord::parse(bytes)?;
     let h = &rec.header;
+    let file = |op| file::decode(&rec, op).map(EventBody::File);
+    let net = |op| net::decode(&rec, op).map(EventBody::Net);
     let body = match rec.kind {
         EventKind::Exec => EventBody::Exec(process::exec(&rec)?),
         EventKind::Fork => EventBody::Fork(process::fork(&rec)),
         EventKind::Exit => EventBody::Exit(process::exit(&rec)),
-        EventKind::Open
-        | EventKind::Unlink
-        | EventKind::Rename
-        | EventKind::Chmod
-        | EventKind::Memfd => EventBody::File(file::decode(&rec)?),
-        EventKind::Connect
-        | EventKind::Accept
-        | EventKind::Bind
-        | EventKind::Listen
-        | EventKind::Send => EventBody::Net(net::decode(&rec)?),
+        EventKind::Open => file(FileOp::Open)?,
+        EventKind::Unlink => file(FileOp::Unlink)?,
+        EventKind::Rename => file(FileOp::Rename)?,
+        EventKind::Chmod => file(FileOp::Chmod)?,
+        EventKind::Memfd => file(FileOp::Memfd)?,
+        EventKind::Connect => net(NetOp::Connect)?,
+        EventKind::Accept => net(NetOp::Accept)?,
+        EventKind::Bind => net(NetOp::Bind)?,
+        EventKind::Listen => net(NetOp::Listen)?,
+        EventKind::Send => net(NetOp::Send)?,
         EventKind::Dns => EventBody::Dns(dns::decode(&rec)?),
     };
     let comm_len = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
     Ok(Event {
-        kind: rec.kind,
-        time: String::new(),
+        time: WallTime::default(),
         pid: h.pid,
         tid: h.tid,
         ppid: h.ppid,

@@ -3,15 +3,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    AF_INET, AF_INET6, AF_UNIX, EventKind, NET_BLOCKED, NET_EPHEMERAL, NET_LOCAL_KNOWN,
-    NET_REMOTE_KNOWN, NetEvent,
+    AF_INET, AF_INET6, AF_UNIX, NET_BLOCKED, NET_EPHEMERAL, NET_LOCAL_KNOWN, NET_REMOTE_KNOWN,
+    NetEvent,
 };
 
 use super::{DecodeError, RawRecord};
 
 /// `connect(2)` on a non-blocking socket that has started.
 const EINPROGRESS: i64 = 115;
-use crate::sensor::event::{Family, NetBody, Protocol};
+use crate::sensor::event::{Family, NetBody, NetOp, Protocol};
 
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
@@ -20,7 +20,7 @@ const SOCK_DGRAM: u16 = 2;
 /// Set by the kernel when a unix path is in the abstract namespace.
 const NET_UNIX_ABSTRACT: u16 = 1 << 8;
 
-pub fn decode(rec: &RawRecord<'_>) -> Result<NetBody, DecodeError> {
+pub fn decode(rec: &RawRecord<'_>, op: NetOp) -> Result<NetBody, DecodeError> {
     let p: NetEvent = rec.payload();
     let family = match p.family {
         AF_INET => Some(Family::Inet),
@@ -55,6 +55,7 @@ pub fn decode(rec: &RawRecord<'_>) -> Result<NetBody, DecodeError> {
         }
     });
     Ok(NetBody {
+        op,
         family,
         protocol,
         local_addr: if local { addr(p.local_addr) } else { None },
@@ -66,6 +67,6 @@ pub fn decode(rec: &RawRecord<'_>) -> Result<NetBody, DecodeError> {
         fd: p.fd as i64,
         blocked: p.net_flags & NET_BLOCKED != 0,
         ephemeral: p.net_flags & NET_EPHEMERAL != 0,
-        in_progress: rec.kind == EventKind::Connect && p.result == -EINPROGRESS,
+        in_progress: op == NetOp::Connect && p.result == -EINPROGRESS,
     })
 }
