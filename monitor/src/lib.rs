@@ -16,6 +16,7 @@ pub mod ocsf;
 pub mod output;
 pub mod policy;
 pub mod process;
+pub mod record;
 pub mod resolve;
 pub mod rules;
 pub mod sensor;

@@ -28,12 +28,14 @@ use learning::Learning;
 
 use crate::{
     cli::{RunArgs, default_rules},
+    clock::WallTime,
     output::{
-        self, Class, Out, OutputSpec, Stage,
+        self, Out, OutputSpec, Stage,
         forward::{self, ForwardStats},
     },
     policy::{Policy, PolicyStats},
     process::stage::Enricher,
+    record::Record,
     resolve::HostResolver,
     rules::RuleSet,
     sensor::{Event, Sensor, SensorConfig, load::KernelCounters, reader},
@@ -221,7 +223,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
 
     let stats_line =
         |reason: &str, sensor: &Sensor, enricher: &Enricher, written: u64, policy: PolicyStats| {
-            let line = output::json_line(&Stats {
+            let stats = serde_json::to_value(Stats {
                 kind: "agent_stats",
                 time: crate::clock::now_rfc3339(),
                 reason,
@@ -236,7 +238,11 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 ocsf_errors: output::format::OCSF_ERRORS.load(Ordering::Relaxed),
                 delivery: forwarding.as_ref().map(forward::Forwarding::stats),
             });
-            Out::Record(Class::Stats, line)
+            // Serialising plain counters cannot fail; should it, the line says so.
+            let stats = stats.unwrap_or_else(
+                |e| serde_json::json!({ "kind": "agent_stats", "error": e.to_string() }),
+            );
+            Out::Record(Record::Stats(stats))
         };
 
     let handle = |ev: Event, enricher: &mut Enricher, policy: &mut Policy, sensor: &mut Sensor| {
@@ -252,16 +258,12 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         {
             tracing::warn!(error = %e, "could not reset the open dedupe of serving workloads");
         }
-        let mut lines = Vec::with_capacity(alerts.len() + 1);
+        let mut records = Vec::with_capacity(alerts.len() + 1);
         if want_events {
-            lines.push(Out::Record(Class::Event, output::json_line(&ev)));
+            records.push(Out::Record(Record::from(ev)));
         }
-        lines.extend(
-            alerts
-                .iter()
-                .map(|a| Out::Record(Class::Alert, output::json_line(a))),
-        );
-        lines
+        records.extend(alerts.into_iter().map(|a| Out::Record(Record::from(a))));
+        records
     };
 
     loop {
@@ -274,11 +276,11 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = fold_tick.tick() => {
-                let repeats = policy.tick(&crate::clock::now_rfc3339(), enricher.table());
+                let repeats = policy.tick(WallTime::now(), enricher.table());
                 enforcing::apply(&mut policy, &mut sensor);
                 for r in repeats {
                     written += 1;
-                    to_output(&line_tx, Out::Record(Class::Alert, output::json_line(&r))).await?;
+                    to_output(&line_tx, Out::Record(Record::from(r))).await?;
                 }
                 to_output(&line_tx, Out::Tick).await?;
             }
@@ -352,8 +354,8 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     if let Some(socket) = socket {
         socket.close(CLIENT_GRACE).await;
     }
-    for r in policy.flush(&crate::clock::now_rfc3339()) {
-        to_output(&line_tx, Out::Record(Class::Alert, output::json_line(&r))).await?;
+    for r in policy.flush(WallTime::now()) {
+        to_output(&line_tx, Out::Record(Record::from(r))).await?;
     }
     let _ = reader.await;
     let c = sensor.counters();

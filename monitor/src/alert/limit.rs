@@ -6,15 +6,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::WallTime;
 
 /// What an `alert_repeats` line says.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename = "alert_repeats")]
 pub struct Repeats {
-    pub kind: &'static str,
     /// Stable id of this report (derived from `alert_id`), for receivers to de-duplicate.
     pub id: String,
-    pub time: String,
+    pub time: WallTime,
     pub rule: String,
     /// The folded alerts' severity.
     pub severity: String,
@@ -98,7 +100,7 @@ impl RateLimiter {
     }
 
     /// Closes windows older than the window length; returns the repeat counts to report.
-    pub fn expire(&mut self, now: Instant, time: &str) -> Vec<Repeats> {
+    pub fn expire(&mut self, now: Instant, time: WallTime) -> Vec<Repeats> {
         let mut out = Vec::new();
         self.open.retain(|(_, _, key), w| {
             if now.duration_since(w.opened) < self.window {
@@ -106,9 +108,8 @@ impl RateLimiter {
             }
             if w.suppressed > 0 {
                 out.push(Repeats {
-                    kind: "alert_repeats",
                     id: repeats_id(&w.alert_id),
-                    time: time.to_owned(),
+                    time,
                     rule: w.rule.clone(),
                     severity: w.severity.clone(),
                     profile: w.profile.clone(),
@@ -123,7 +124,7 @@ impl RateLimiter {
     }
 
     /// Reports every open window with repeats (at shutdown).
-    pub fn flush(&mut self, time: &str) -> Vec<Repeats> {
+    pub fn flush(&mut self, time: WallTime) -> Vec<Repeats> {
         let far = Instant::now() + self.window + Duration::from_secs(1);
         self.expire(far, time)
     }
@@ -140,6 +141,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{Candidate, RateLimiter};
+    use crate::clock::WallTime;
 
     fn c<'a>(rule: &'a str, pid: u32, key: &'a str, id: &'a str) -> Candidate<'a> {
         Candidate {
@@ -161,8 +163,8 @@ mod tests {
         assert!(!l.admit(t0, &c("r", 1, "/x", "id3")));
         assert!(l.admit(t0, &c("r", 1, "/y", "id4")));
         assert!(l.admit(t0, &c("r", 2, "/x", "id5")));
-        assert!(l.expire(t0, "t").is_empty());
-        let rep = l.expire(t0 + Duration::from_secs(11), "t");
+        assert!(l.expire(t0, WallTime::default()).is_empty());
+        let rep = l.expire(t0 + Duration::from_secs(11), WallTime::default());
         assert_eq!(rep.len(), 1);
         assert_eq!((rep[0].alert_id.as_str(), rep[0].count), ("id1", 2));
         assert_eq!(rep[0].severity, "high");

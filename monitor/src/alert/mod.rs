@@ -3,7 +3,7 @@
 
 pub mod limit;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::{
@@ -14,9 +14,9 @@ use crate::{
 };
 
 /// One alert line (the `kind: "alert"` contract).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename = "alert")]
 pub struct Alert {
-    pub kind: &'static str,
     /// Stable across restarts and sinks: derived from the boot, the triggering event and the
     /// rule, so a re-sent alert keeps its id and receivers can de-duplicate.
     pub id: String,
@@ -33,18 +33,24 @@ pub struct Alert {
     /// (`would_block`); absent when enforcement does not cover the step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
-    pub event: Event,
+    /// The triggering event; `None` for an alert the agent raises about itself.
+    pub event: Option<Event>,
     pub ancestors: Vec<Ancestor>,
+    /// Fields of an alert the agent raises about itself (`dropped`, `spool_dir`, ...).
+    #[serde(flatten)]
+    pub about: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A process in the triggering process's lineage, nearest first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ancestor {
     pub pid: u32,
+    #[serde(default)]
     pub exe: Option<String>,
+    #[serde(default)]
     pub argv: Vec<String>,
     /// Present (`true`) only when `argv` is the start of a longer command line.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub argv_truncated: bool,
 }
 

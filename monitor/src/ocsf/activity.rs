@@ -1,103 +1,25 @@
-//! Native events to OCSF Process Activity, File System Activity, Network Activity and (in
-//! `dns.rs`) DNS Activity. The decoded [`Parts`] are also what a finding carries as evidence of
-//! its triggering event.
+//! Events to OCSF Process Activity, File System Activity, Network Activity and (in `dns.rs`)
+//! DNS Activity. The [`Parts`] are also what a finding carries as evidence of its triggering
+//! event. The input is the typed [`Event`]: every kind has its mapping, checked by the compiler.
 
+use monitor_common::EventKind;
 use serde_json::{Map, Value, json};
 
 use super::{
     OcsfError,
     dns::dns_parts,
-    native::Native,
     objects::{
-        Activity, Ancestor, Class, FILE_ACTIVITY, FILE_REGULAR, FILE_UNKNOWN, Host,
-        NETWORK_ACTIVITY, PROCESS_ACTIVITY, PROFILES, actor, cmd_line, connection_info, device,
-        endpoint, file, header, metadata, own_process, set_status,
+        Activity, Class, FILE_ACTIVITY, FILE_REGULAR, FILE_UNKNOWN, Host, NETWORK_ACTIVITY,
+        PROCESS_ACTIVITY, PROFILES, actor, cmd_line, connection_info, device, endpoint, file,
+        header, metadata, own_process, set_status,
     },
 };
-
-/// A native event kind with an OCSF mapping, by family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
-    Process(ProcessKind),
-    File(FileKind),
-    Net(NetKind),
-    /// A DNS answer received.
-    Dns,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum ProcessKind {
-    Exec,
-    Fork,
-    Exit,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum FileKind {
-    Open,
-    Unlink,
-    Rename,
-    Chmod,
-    Memfd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum NetKind {
-    Connect,
-    Send,
-    Accept,
-    Bind,
-    Listen,
-}
-
-impl Kind {
-    /// Every mapped kind.
-    pub const ALL: [Kind; 14] = [
-        Kind::Process(ProcessKind::Exec),
-        Kind::Process(ProcessKind::Fork),
-        Kind::Process(ProcessKind::Exit),
-        Kind::File(FileKind::Open),
-        Kind::File(FileKind::Unlink),
-        Kind::File(FileKind::Rename),
-        Kind::File(FileKind::Chmod),
-        Kind::File(FileKind::Memfd),
-        Kind::Net(NetKind::Connect),
-        Kind::Net(NetKind::Send),
-        Kind::Net(NetKind::Accept),
-        Kind::Net(NetKind::Bind),
-        Kind::Net(NetKind::Listen),
-        Kind::Dns,
-    ];
-
-    /// The native `kind` string.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Process(ProcessKind::Exec) => "exec",
-            Kind::Process(ProcessKind::Fork) => "fork",
-            Kind::Process(ProcessKind::Exit) => "exit",
-            Kind::File(FileKind::Open) => "open",
-            Kind::File(FileKind::Unlink) => "unlink",
-            Kind::File(FileKind::Rename) => "rename",
-            Kind::File(FileKind::Chmod) => "chmod",
-            Kind::File(FileKind::Memfd) => "memfd",
-            Kind::Net(NetKind::Connect) => "connect",
-            Kind::Net(NetKind::Send) => "send",
-            Kind::Net(NetKind::Accept) => "accept",
-            Kind::Net(NetKind::Bind) => "bind",
-            Kind::Net(NetKind::Listen) => "listen",
-            Kind::Dns => "dns",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-}
-
-/// The mapped kinds' names, comma-separated (for error messages).
-pub(super) fn kind_names() -> String {
-    Kind::ALL.map(Kind::name).join(", ")
-}
+use crate::{
+    alert::Ancestor,
+    sensor::event::{
+        Event, EventBody, ExecBody, ExitBody, Family, FileBody, FileOp, ForkBody, NetBody, NetOp,
+    },
+};
 
 const LAUNCH: Activity = Activity::new(1, "Launch");
 const TERMINATE: Activity = Activity::new(2, "Terminate");
@@ -122,7 +44,7 @@ const ECONNREFUSED: i64 = -111;
 
 /// One event in OCSF terms: the class, activity and objects of its class object.
 pub(super) struct Parts {
-    pub kind: Kind,
+    pub kind: EventKind,
     pub class: &'static Class,
     pub activity: Activity,
     /// `activity_name`: the caption, or the source's word for an Other activity.
@@ -145,47 +67,55 @@ pub(super) struct Parts {
     pub unmapped: Map<String, Value>,
 }
 
-/// Decodes a native event; `lineage` (an alert's `ancestors`) enriches the acting process.
-pub(super) fn decode(ev: &Native, host: &Host, lineage: &[Ancestor]) -> Result<Parts, OcsfError> {
-    let kind = Kind::parse(ev.kind()).ok_or_else(|| OcsfError::UnknownKind {
-        kind: ev.kind().into(),
-    })?;
-    let own = own_process(ev, lineage)?;
+/// An event in OCSF terms; `lineage` (an alert's `ancestors`) enriches the acting process.
+///
+/// # Errors
+///
+/// [`OcsfError::MissingField`] when the event lacks a value its class requires (a file
+/// event's path).
+pub(super) fn decode(ev: &Event, host: &Host, lineage: &[Ancestor]) -> Result<Parts, OcsfError> {
+    let own = own_process(ev, lineage);
     let mut unmapped = Map::new();
-    if let Some(cgroup_id) = ev.opt_u64("cgroup_id")? {
-        unmapped.insert("cgroup_id".into(), cgroup_id.into());
-    }
-    if ev.opt_str("container_id")?.is_none()
-        && let Some(pod) = ev.opt_str("pod_uid")?
+    unmapped.insert("cgroup_id".into(), ev.cgroup_id.into());
+    if ev.container_id.is_none()
+        && let Some(pod) = &ev.pod_uid
     {
-        unmapped.insert("pod_uid".into(), pod.into());
+        unmapped.insert("pod_uid".into(), pod.as_str().into());
     }
     // The workload profile the process is under and its phase (`startup`, `serving`).
-    for key in ["profile", "phase"] {
-        if let Some(value) = ev.opt_str(key)? {
-            unmapped.insert(key.into(), value.into());
-        }
+    if let Some(profile) = &ev.profile {
+        unmapped.insert("profile".into(), profile.as_str().into());
     }
-    match kind {
-        Kind::Process(kind) => process_parts(ev, kind, own, unmapped),
-        Kind::File(kind) => file_parts(ev, kind, own, unmapped),
-        Kind::Net(kind) => net_parts(ev, kind, host, own, unmapped),
-        Kind::Dns => dns_parts(ev, host, own, unmapped),
+    if let Some(phase) = ev.phase {
+        unmapped.insert(
+            "phase".into(),
+            serde_json::to_value(phase).unwrap_or_default(),
+        );
     }
+    Ok(match &ev.body {
+        EventBody::Exec(x) => exec_parts(ev, x, own, unmapped),
+        EventBody::Fork(f) => fork_parts(f, own, unmapped),
+        EventBody::Exit(x) => exit_parts(x, own, unmapped),
+        EventBody::File(f) => file_parts(f, own, unmapped)?,
+        EventBody::Net(n) => net_parts(n, host, own, unmapped),
+        EventBody::Dns(d) => dns_parts(ev, d, host, own, unmapped),
+    })
 }
 
-/// Converts a native event into its OCSF class object.
-pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
-    let ev = Native::new(native)?;
-    let parts = decode(&ev, host, &[])?;
-    let time = ev.time()?;
+/// An event as its OCSF class object.
+///
+/// # Errors
+///
+/// As [`decode`].
+pub(super) fn convert(ev: &Event, host: &Host) -> Result<Value, OcsfError> {
+    let parts = decode(ev, host, &[])?;
     let mut o = header(
         parts.class,
         parts.activity,
         parts.activity_name,
-        &time,
+        ev.time,
         (1, "Informational"),
-        metadata(&PROFILES, ev.kind(), &time),
+        metadata(&PROFILES, ev.kind().as_str(), ev.time),
     );
     o.insert("device".into(), device(host));
     o.insert("actor".into(), parts.actor);
@@ -210,78 +140,17 @@ pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
     Ok(o.into())
 }
 
-/// `exec`: Launch (Exec) of the new image by the same pid; `fork`: Launch (Fork) of the child
-/// by the forking process; `exit`: Terminate of the process by itself.
-fn process_parts(
-    ev: &Native,
-    kind: ProcessKind,
-    own: Map<String, Value>,
-    mut unmapped: Map<String, Value>,
-) -> Result<Parts, OcsfError> {
-    let mut attrs = Map::new();
-    set_status(&mut attrs, 0);
-    let (activity, process, acting) = match kind {
-        ProcessKind::Exec => {
-            let mut image = own.clone();
-            let argv = ev.str_list("argv")?;
-            if !argv.is_empty() {
-                image.insert("cmd_line".into(), cmd_line(&argv).into());
-            }
-            if let Some(cwd) = ev.opt_str("cwd")? {
-                image.insert("working_directory".into(), cwd.into());
-            }
-            for key in ["euid", "egid"] {
-                if let Some(id) = ev.opt_u64(key)? {
-                    image.insert(key.into(), id.into());
-                }
-            }
-            if let Some(filename) = ev.opt_str("filename")? {
-                if !image.contains_key("file") {
-                    image.insert("file".into(), file(filename, FILE_REGULAR));
-                } else if ev.opt_str("exe")? != Some(filename) {
-                    unmapped.insert("filename".into(), filename.into());
-                }
-            }
-            if ev.opt_bool("argv_truncated")? == Some(true) {
-                unmapped.insert("argv_truncated".into(), true.into());
-            }
-            attrs.insert("launch_type_id".into(), 3.into());
-            attrs.insert("launch_type".into(), "Exec".into());
-            // Before the exec the pid ran an image the event does not name.
-            let mut before = own;
-            before.remove("name");
-            before.remove("file");
-            (LAUNCH, image, before)
-        }
-        ProcessKind::Fork => {
-            let mut child = Map::new();
-            child.insert("pid".into(), ev.u64("child_pid")?.into());
-            for key in ["name", "file", "user", "group", "container"] {
-                if let Some(v) = own.get(key) {
-                    child.insert(key.into(), v.clone());
-                }
-            }
-            child.insert("parent_process".into(), own.clone().into());
-            attrs.insert("launch_type_id".into(), 2.into());
-            attrs.insert("launch_type".into(), "Fork".into());
-            (LAUNCH, child, own)
-        }
-        ProcessKind::Exit => {
-            if let Some(code) = ev.opt_i64("exit_code")? {
-                attrs.insert("exit_code".into(), code.into());
-            }
-            if let Some(signal) = ev.opt_i64("signal")? {
-                unmapped.insert("signal".into(), signal.into());
-                attrs.insert(
-                    "status_detail".into(),
-                    format!("killed by signal {signal}").into(),
-                );
-            }
-            (TERMINATE, own.clone(), own)
-        }
-    };
-    Ok(Parts {
-        kind: Kind::Process(kind),
+/// Parts of a process activity.
+fn process(
+    kind: EventKind,
+    activity: Activity,
+    process: Map<String, Value>,
+    acting: Map<String, Value>,
+    attrs: Map<String, Value>,
+    unmapped: Map<String, Value>,
+) -> Parts {
+    Parts {
+        kind,
         class: &PROCESS_ACTIVITY,
         activity,
         activity_name: activity.caption,
@@ -295,68 +164,146 @@ fn process_parts(
         connection_info: None,
         attrs,
         unmapped,
-    })
+    }
+}
+
+/// `exec`: Launch (Exec) of the new image by the same pid.
+fn exec_parts(
+    ev: &Event,
+    x: &ExecBody,
+    own: Map<String, Value>,
+    mut unmapped: Map<String, Value>,
+) -> Parts {
+    let mut attrs = Map::new();
+    set_status(&mut attrs, 0);
+    let mut image = own.clone();
+    if !x.argv.is_empty() {
+        image.insert("cmd_line".into(), cmd_line(&x.argv).into());
+    }
+    if let Some(cwd) = &x.cwd {
+        image.insert("working_directory".into(), cwd.as_str().into());
+    }
+    image.insert("euid".into(), x.euid.into());
+    image.insert("egid".into(), x.egid.into());
+    if !image.contains_key("file") {
+        image.insert("file".into(), file(&x.filename, FILE_REGULAR));
+    } else if ev.exe.as_deref() != Some(x.filename.as_str()) {
+        unmapped.insert("filename".into(), x.filename.as_str().into());
+    }
+    if x.argv_truncated {
+        unmapped.insert("argv_truncated".into(), true.into());
+    }
+    attrs.insert("launch_type_id".into(), 3.into());
+    attrs.insert("launch_type".into(), "Exec".into());
+    // Before the exec the pid ran an image the event does not name.
+    let mut before = own;
+    before.remove("name");
+    before.remove("file");
+    process(EventKind::Exec, LAUNCH, image, before, attrs, unmapped)
+}
+
+/// `fork`: Launch (Fork) of the child by the forking process.
+fn fork_parts(f: &ForkBody, own: Map<String, Value>, unmapped: Map<String, Value>) -> Parts {
+    let mut attrs = Map::new();
+    set_status(&mut attrs, 0);
+    let mut child = Map::new();
+    child.insert("pid".into(), f.child_pid.into());
+    for key in ["name", "file", "user", "group", "container"] {
+        if let Some(v) = own.get(key) {
+            child.insert(key.into(), v.clone());
+        }
+    }
+    child.insert("parent_process".into(), own.clone().into());
+    attrs.insert("launch_type_id".into(), 2.into());
+    attrs.insert("launch_type".into(), "Fork".into());
+    process(EventKind::Fork, LAUNCH, child, own, attrs, unmapped)
+}
+
+/// `exit`: Terminate of the process by itself.
+fn exit_parts(x: &ExitBody, own: Map<String, Value>, mut unmapped: Map<String, Value>) -> Parts {
+    let mut attrs = Map::new();
+    set_status(&mut attrs, 0);
+    attrs.insert("exit_code".into(), x.exit_code.into());
+    if let Some(signal) = x.signal {
+        unmapped.insert("signal".into(), signal.into());
+        attrs.insert(
+            "status_detail".into(),
+            format!("killed by signal {signal}").into(),
+        );
+    }
+    process(
+        EventKind::Exit,
+        TERMINATE,
+        own.clone(),
+        own,
+        attrs,
+        unmapped,
+    )
 }
 
 /// `open`: Create when it created the file, else Open (open flags as `access_mask`); `unlink`:
 /// Delete; `rename`: Rename (`file_result` is the destination); `chmod`: Set Attributes (mode
 /// in `unmapped.mode`); `memfd`: Create of the anonymous `memfd:NAME` file.
 fn file_parts(
-    ev: &Native,
-    kind: FileKind,
+    f: &FileBody,
     own: Map<String, Value>,
     mut unmapped: Map<String, Value>,
 ) -> Result<Parts, OcsfError> {
+    let kind = f.op.kind();
+    let path = |field: &'static str, p: &Option<String>| {
+        p.clone().ok_or(OcsfError::MissingField {
+            kind: kind.as_str(),
+            field,
+        })
+    };
     let mut attrs = Map::new();
-    set_status(&mut attrs, ev.opt_i64("result")?.unwrap_or(0));
-    let flags = ev.opt_u64("flags")?;
+    set_status(&mut attrs, f.result);
     let mut file_result = None;
-    let (activity, target) = match kind {
-        FileKind::Open => {
-            if let Some(flags) = flags {
-                attrs.insert("access_mask".into(), flags.into());
+    let (activity, target) = match f.op {
+        FileOp::Open => {
+            attrs.insert("access_mask".into(), f.flags.into());
+            if let Some(access) = f.access {
+                unmapped.insert("access".into(), access.as_str().into());
             }
-            if let Some(access) = ev.opt_str("access")? {
-                unmapped.insert("access".into(), access.into());
-            }
-            let created = ev.opt_bool("created")? == Some(true);
+            let created = f.created == Some(true);
             let activity = if created { FILE_CREATE } else { FILE_OPEN };
             let type_id = if created { FILE_REGULAR } else { FILE_UNKNOWN };
-            (activity, file(ev.str("path")?, type_id))
+            (activity, file(&path("path", &f.path)?, type_id))
         }
-        FileKind::Unlink => (FILE_DELETE, file(ev.str("path")?, FILE_UNKNOWN)),
-        FileKind::Rename => {
-            file_result = Some(file(ev.str("new_path")?, FILE_UNKNOWN));
-            (FILE_RENAME, file(ev.str("path")?, FILE_UNKNOWN))
+        FileOp::Unlink => (FILE_DELETE, file(&path("path", &f.path)?, FILE_UNKNOWN)),
+        FileOp::Rename => {
+            file_result = Some(file(&path("new_path", &f.new_path)?, FILE_UNKNOWN));
+            (FILE_RENAME, file(&path("path", &f.path)?, FILE_UNKNOWN))
         }
-        FileKind::Chmod => {
-            if let Some(mode) = ev.opt_u64("mode")? {
+        FileOp::Chmod => {
+            if let Some(mode) = f.mode {
                 unmapped.insert("mode".into(), format!("{mode:04o}").into());
             }
-            (FILE_SET_ATTRIBUTES, file(ev.str("path")?, FILE_UNKNOWN))
+            (
+                FILE_SET_ATTRIBUTES,
+                file(&path("path", &f.path)?, FILE_UNKNOWN),
+            )
         }
-        FileKind::Memfd => {
-            let name = format!("memfd:{}", ev.opt_str("name")?.unwrap_or_default());
+        FileOp::Memfd => {
+            let name = format!("memfd:{}", f.name.as_deref().unwrap_or_default());
             let memfd = json!({ "name": name, "type_id": FILE_REGULAR, "type": "Regular File" });
             (FILE_CREATE, memfd)
         }
     };
-    if kind != FileKind::Open
-        && let Some(flags) = flags
-    {
-        unmapped.insert("flags".into(), flags.into());
+    if f.op != FileOp::Open {
+        unmapped.insert("flags".into(), f.flags.into());
     }
-    if let Some(fd) = ev.opt_i64("fd")? {
+    if let Some(fd) = f.fd {
         unmapped.insert("fd".into(), fd.into());
     }
-    if let Some(repeats) = ev.opt_u64("repeats")?.filter(|&r| r > 0) {
-        unmapped.insert("repeats".into(), repeats.into());
+    if f.repeats > 0 {
+        unmapped.insert("repeats".into(), f.repeats.into());
     }
-    if ev.opt_bool("path_truncated")? == Some(true) {
+    if f.path_truncated {
         unmapped.insert("path_truncated".into(), true.into());
     }
     Ok(Parts {
-        kind: Kind::File(kind),
+        kind,
         class: &FILE_ACTIVITY,
         activity,
         activity_name: activity.caption,
@@ -378,19 +325,19 @@ fn file_parts(
 /// The local endpoint always carries the host name; a unix socket's path is the name of the
 /// server-side endpoint.
 fn net_parts(
-    ev: &Native,
-    kind: NetKind,
+    n: &NetBody,
     host: &Host,
     own: Map<String, Value>,
     mut unmapped: Map<String, Value>,
-) -> Result<Parts, OcsfError> {
-    let result = ev.opt_i64("result")?.unwrap_or(0);
-    let family = ev.opt_str("family")?;
-    let unix = family == Some("unix");
-    let local_ip = ev.opt_ip("local_addr")?;
-    let remote_ip = ev.opt_ip("remote_addr")?;
-    let path = ev.opt_str("path")?;
-    let outbound = matches!(kind, NetKind::Connect | NetKind::Send);
+) -> Parts {
+    let result = n.result;
+    let unix = n.family == Some(Family::Unix);
+    let (local_ip, remote_ip) = (
+        n.local_addr.map(|ip| ip.to_canonical()),
+        n.remote_addr.map(|ip| ip.to_canonical()),
+    );
+    let path = n.path.as_deref();
+    let outbound = matches!(n.op, NetOp::Connect | NetOp::Send);
     let (local_name, remote_name) = if !unix {
         (None, None)
     } else if outbound {
@@ -399,19 +346,14 @@ fn net_parts(
         (path, None)
     };
     let host_name = Some(host.hostname.as_str());
-    let local = endpoint(local_ip, ev.opt_port("local_port")?, host_name, local_name);
+    let local = endpoint(local_ip, n.local_port, host_name, local_name);
     let remote_host = if unix { host_name } else { None };
-    let remote = endpoint(
-        remote_ip,
-        ev.opt_port("remote_port")?,
-        remote_host,
-        remote_name,
-    );
+    let remote = endpoint(remote_ip, n.remote_port, remote_host, remote_name);
 
     let mut attrs = Map::new();
     set_status(&mut attrs, result);
-    let (activity, activity_name, src, dst, direction) = match kind {
-        NetKind::Connect => {
+    let (activity, activity_name, src, dst, direction) = match n.op {
+        NetOp::Connect => {
             let activity = match result {
                 r if r >= 0 || r == EINPROGRESS => NET_OPEN,
                 ECONNREFUSED => NET_REFUSE,
@@ -419,13 +361,13 @@ fn net_parts(
             };
             (activity, activity.caption, local, remote, (2, "Outbound"))
         }
-        NetKind::Send => (NET_TRAFFIC, "Traffic", local, remote, (2, "Outbound")),
-        NetKind::Accept => {
+        NetOp::Send => (NET_TRAFFIC, "Traffic", local, remote, (2, "Outbound")),
+        NetOp::Accept => {
             let activity = if result >= 0 { NET_OPEN } else { NET_FAIL };
             (activity, activity.caption, remote, local, (1, "Inbound"))
         }
-        NetKind::Listen => (NET_LISTEN, "Listen", None, local, (0, "Unknown")),
-        NetKind::Bind => (NET_OTHER, "Bind", local, None, (0, "Unknown")),
+        NetOp::Listen => (NET_LISTEN, "Listen", None, local, (0, "Unknown")),
+        NetOp::Bind => (NET_OTHER, "Bind", local, None, (0, "Unknown")),
     };
     if result == EINPROGRESS {
         attrs.insert("status_id".into(), 99.into());
@@ -433,22 +375,26 @@ fn net_parts(
     }
     attrs.insert(
         "is_src_dst_assignment_known".into(),
-        (kind != NetKind::Bind).into(),
+        (n.op != NetOp::Bind).into(),
     );
 
-    let mut conn = connection_info(ev, direction, local_ip.or(remote_ip), &mut unmapped)?;
+    let mut conn = connection_info(
+        n.family,
+        n.protocol,
+        direction,
+        local_ip.or(remote_ip),
+        &mut unmapped,
+    );
     if unix || remote_ip.is_some_and(|ip| ip.is_loopback()) {
         conn.insert("boundary_id".into(), 1.into());
         conn.insert("boundary".into(), "Localhost".into());
     }
-    if let Some(family) = family {
-        unmapped.insert("family".into(), family.into());
+    if let Some(family) = n.family {
+        unmapped.insert("family".into(), family.as_str().into());
     }
-    if let Some(fd) = ev.opt_i64("fd")? {
-        unmapped.insert("fd".into(), fd.into());
-    }
-    Ok(Parts {
-        kind: Kind::Net(kind),
+    unmapped.insert("fd".into(), n.fd.into());
+    Parts {
+        kind: n.op.kind(),
         class: &NETWORK_ACTIVITY,
         activity,
         activity_name,
@@ -462,5 +408,5 @@ fn net_parts(
         connection_info: Some(conn.into()),
         attrs,
         unmapped,
-    })
+    }
 }

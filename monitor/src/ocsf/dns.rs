@@ -3,12 +3,13 @@
 
 use serde_json::{Map, Value, json};
 
+use monitor_common::EventKind;
+
 use super::{
-    OcsfError,
-    activity::{Kind, Parts},
-    native::Native,
+    activity::Parts,
     objects::{Activity, DNS_ACTIVITY, Host, actor, connection_info, endpoint},
 };
+use crate::sensor::event::{DnsBody, Event};
 
 const RESPONSE: Activity = Activity::new(2, "Response");
 
@@ -63,25 +64,32 @@ fn rcode(native: &str) -> Option<(u16, &'static str)> {
 /// records, the only one the event keeps). The status is Success for `NOERROR`, Failure for
 /// other response codes (the mnemonic as `status_code`), Unknown when the message did not parse.
 pub(super) fn dns_parts(
-    ev: &Native,
+    ev: &Event,
+    d: &DnsBody,
     host: &Host,
     own: Map<String, Value>,
     mut unmapped: Map<String, Value>,
-) -> Result<Parts, OcsfError> {
-    let server_ip = ev.opt_ip("remote_addr")?;
-    let server = endpoint(server_ip, ev.opt_port("remote_port")?, None, None);
+) -> Parts {
+    let server_ip = d.remote_addr.map(|ip| ip.to_canonical());
+    let server = endpoint(server_ip, d.remote_port, None, None);
     let local = endpoint(None, None, Some(host.hostname.as_str()), None);
-    let mut conn = connection_info(ev, (1, "Inbound"), server_ip, &mut unmapped)?;
+    let mut conn = connection_info(
+        d.family,
+        d.protocol,
+        (1, "Inbound"),
+        server_ip,
+        &mut unmapped,
+    );
     if server_ip.is_some_and(|ip| ip.is_loopback()) {
         conn.insert("boundary_id".into(), 1.into());
         conn.insert("boundary".into(), "Localhost".into());
     }
-    if let Some(family) = ev.opt_str("family")? {
-        unmapped.insert("family".into(), family.into());
+    if let Some(family) = d.family {
+        unmapped.insert("family".into(), family.as_str().into());
     }
 
-    let query_type = ev.opt_str("query_type")?;
-    let query = match ev.opt_str("query")? {
+    let query_type = d.query_type.as_deref();
+    let query = match d.query.as_deref() {
         Some(name) => {
             let mut q = json!({ "hostname": name, "class": "IN" });
             if let Some(t) = query_type {
@@ -98,7 +106,7 @@ pub(super) fn dns_parts(
     };
 
     let mut attrs = Map::new();
-    let native_rcode = ev.opt_str("rcode")?;
+    let native_rcode = d.rcode.as_deref();
     match native_rcode {
         Some(word) => {
             let (id, caption) = rcode(word).unwrap_or((RCODE_OTHER, word));
@@ -122,13 +130,13 @@ pub(super) fn dns_parts(
         }
     }
 
-    let ttl = ev.opt_u64("ttl")?;
-    let mut answers: Vec<Value> = ev
-        .str_list("cnames")?
-        .into_iter()
+    let ttl = d.ttl;
+    let mut answers: Vec<Value> = d
+        .cnames
+        .iter()
         .map(|alias| json!({ "rdata": alias, "type": "CNAME", "class": "IN" }))
         .collect();
-    for ip in ev.ip_list("answers")? {
+    for ip in &d.answers {
         let rtype = if ip.is_ipv4() { "A" } else { "AAAA" };
         let mut a = json!({ "rdata": ip.to_string(), "type": rtype, "class": "IN" });
         if let Some(ttl) = ttl {
@@ -140,14 +148,14 @@ pub(super) fn dns_parts(
     if native_rcode.is_some() || !answers.is_empty() {
         attrs.insert("answers".into(), answers.into());
     }
-    attrs.insert("response_time".into(), ev.time()?.ms.into());
-    for flag in ["truncated", "malformed"] {
-        if ev.opt_bool(flag)? == Some(true) {
+    attrs.insert("response_time".into(), ev.time.ms().into());
+    for (flag, set) in [("truncated", d.truncated), ("malformed", d.malformed)] {
+        if set {
             unmapped.insert(flag.into(), true.into());
         }
     }
-    Ok(Parts {
-        kind: Kind::Dns,
+    Parts {
+        kind: EventKind::Dns,
         class: &DNS_ACTIVITY,
         activity: RESPONSE,
         activity_name: RESPONSE.caption,
@@ -161,7 +169,7 @@ pub(super) fn dns_parts(
         connection_info: Some(conn.into()),
         attrs,
         unmapped,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,18 @@
-//! Native alerts to OCSF Detection Finding.
+//! Alerts to OCSF Detection Finding.
 
+use monitor_common::EventKind;
 use serde_json::{Map, Value, json};
 
 use super::{
     OcsfError,
-    activity::{self, Kind, NetKind, Parts},
-    native::{Native, Time},
-    objects::{Activity, Ancestor, DETECTION_FINDING, Host, PROFILES, device, header, metadata},
+    activity::{self, Parts},
+    objects::{Activity, DETECTION_FINDING, Host, PROFILES, device, header, metadata},
     severity_id,
+};
+use crate::{
+    alert::{Alert, limit::Repeats},
+    clock::WallTime,
+    rules::Action,
 };
 
 const CREATE: Activity = Activity::new(1, "Create");
@@ -32,30 +37,45 @@ const OBSERVABLES: [(&str, u8); 13] = [
 
 const UPDATE: Activity = Activity::new(2, "Update");
 
-/// What a finding and an update of it share: the alert's id, rule and severity, parsed.
+/// What a finding and an update of it share: the alert's id, rule and severity.
 struct Common<'a> {
     id: &'a str,
     rule: &'a str,
     severity: &'a str,
     profile: Option<&'a str>,
     /// The workload's phase (`startup`, `serving`): alerts of profiled processes carry it.
-    phase: Option<&'a str>,
+    phase: Option<&'static str>,
     /// What enforcement did or would have done (`blocked`, `killed`, `would_block`).
-    action: Option<&'a str>,
-    time: Time<'a>,
+    action: Option<Action>,
+    time: WallTime,
 }
 
 impl<'a> Common<'a> {
-    fn parse(rec: &Native<'a>, id_field: &str) -> Result<Self, OcsfError> {
-        Ok(Self {
-            id: rec.str(id_field)?,
-            rule: rec.str("rule")?,
-            severity: rec.str("severity")?,
-            profile: rec.opt_str("profile")?,
-            phase: rec.opt_str("phase")?,
-            action: rec.opt_str("action")?,
-            time: rec.time()?,
-        })
+    fn of_alert(a: &'a Alert) -> Self {
+        Self {
+            id: &a.id,
+            rule: &a.rule,
+            severity: &a.severity,
+            profile: a.profile.as_deref(),
+            phase: a.phase.map(|p| match p {
+                crate::rules::Phase::Startup => "startup",
+                crate::rules::Phase::Serving => "serving",
+            }),
+            action: a.action,
+            time: a.time,
+        }
+    }
+
+    fn of_repeats(r: &'a Repeats) -> Self {
+        Self {
+            id: &r.alert_id,
+            rule: &r.rule,
+            severity: &r.severity,
+            profile: r.profile.as_deref(),
+            phase: None,
+            action: None,
+            time: r.time,
+        }
     }
 
     /// Class header, metadata (the alert id as `correlation_uid`, so a finding and its updates
@@ -63,7 +83,7 @@ impl<'a> Common<'a> {
     fn header(&self, activity: Activity, uid: &str, event_code: &str) -> Map<String, Value> {
         let mut profiles = PROFILES.to_vec();
         profiles.push("security_control");
-        let mut meta = metadata(&profiles, event_code, &self.time);
+        let mut meta = metadata(&profiles, event_code, self.time);
         meta.insert("uid".into(), uid.into());
         meta.insert("correlation_uid".into(), self.id.into());
         let severity_id = severity_id(self.severity);
@@ -78,7 +98,7 @@ impl<'a> Common<'a> {
             &DETECTION_FINDING,
             activity,
             activity.caption,
-            &self.time,
+            self.time,
             (severity_id, severity_caption),
             meta,
         );
@@ -87,7 +107,7 @@ impl<'a> Common<'a> {
         // it had an effect): denied, blocked. Otherwise the agent only reported it (alert
         // mode; `would_block` says enforce mode would have stopped it): observed, detected.
         let ((action_id, action), (disposition_id, disposition)) = match self.action {
-            Some("blocked" | "killed") => ((2, "Denied"), (2, "Blocked")),
+            Some(Action::Blocked | Action::Killed) => ((2, "Denied"), (2, "Blocked")),
             _ => ((3, "Observed"), (15, "Detected")),
         };
         o.insert("action_id".into(), action_id.into());
@@ -100,10 +120,15 @@ impl<'a> Common<'a> {
     /// The workload profile, phase and the native action, into `unmapped` (OCSF has no
     /// attribute for them).
     fn unmap_profile(&self, unmapped: &mut Map<String, Value>) {
+        let action = self.action.map(|a| match a {
+            Action::WouldBlock => "would_block",
+            Action::Blocked => "blocked",
+            Action::Killed => "killed",
+        });
         for (key, value) in [
             ("profile", self.profile),
             ("phase", self.phase),
-            ("action", self.action),
+            ("action", action),
         ] {
             if let Some(value) = value {
                 unmapped.insert(key.into(), value.into());
@@ -127,36 +152,28 @@ impl<'a> Common<'a> {
     }
 }
 
-/// Converts a native alert into a Detection Finding. An alert the agent raises about itself
-/// (such as a delivery spool overflow) has no triggering `event`: its finding has no actor,
-/// evidences or resources.
-pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
-    let alert = Native::new(native)?;
-    if alert.kind() != "alert" {
-        return Err(OcsfError::NotAnAlert {
-            kind: alert.kind().into(),
-        });
-    }
-    let common = Common::parse(&alert, "id")?;
-    let message = alert.str("message")?;
-    let mitre = alert.str_list("mitre")?;
-    let event = alert.opt_record("event", "event.")?;
-    let lineage = alert
-        .items("ancestors", "ancestors[].")?
-        .iter()
-        .map(Ancestor::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    let parts = event
-        .map(|event| activity::decode(&event, host, &lineage))
+/// An alert as a Detection Finding. An alert the agent raises about itself (such as a delivery
+/// spool overflow) has no triggering `event`: its finding has no actor, evidences or resources.
+///
+/// # Errors
+///
+/// As [`activity::decode`] for the triggering event.
+pub(super) fn convert(alert: &Alert, host: &Host) -> Result<Value, OcsfError> {
+    let common = Common::of_alert(alert);
+    let message = alert.message.as_str();
+    let parts = alert
+        .event
+        .as_ref()
+        .map(|event| activity::decode(event, host, &alert.ancestors))
         .transpose()?;
 
     let mut o = common.header(CREATE, common.id, "alert");
     o.insert("message".into(), message.into());
-    let attacks = attacks(&mitre);
+    let attacks = attacks(&alert.mitre);
     let mut info = common.finding_info();
     info["desc"] = message.into();
     for key in ["created_time", "first_seen_time", "last_seen_time"] {
-        info[key] = common.time.ms.into();
+        info[key] = common.time.ms().into();
     }
     if !attacks.is_empty() {
         info["attacks"] = attacks.clone().into();
@@ -173,8 +190,10 @@ pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
     }
     common.unmap_profile(&mut unmapped);
     // Fields of agent-raised alerts without an OCSF attribute (`dropped`, `spool_dir`, ...).
-    for (key, value) in alert.extra(&ALERT_FIELDS) {
-        unmapped.insert(key.into(), value.clone());
+    for (key, value) in &alert.about {
+        if !value.is_null() {
+            unmapped.insert(key.clone(), value.clone());
+        }
     }
     if !unmapped.is_empty() {
         o.insert("unmapped".into(), unmapped.into());
@@ -184,52 +203,34 @@ pub(super) fn convert(native: &Value, host: &Host) -> Result<Value, OcsfError> {
     Ok(finding)
 }
 
-/// The native alert fields [`convert`] maps; any other goes to `unmapped`.
-const ALERT_FIELDS: [&str; 11] = [
-    "kind",
-    "id",
-    "time",
-    "rule",
-    "severity",
-    "mitre",
-    "profile",
-    "phase",
-    "message",
-    "event",
-    "ancestors",
-];
-
-/// Converts a native `alert_repeats` record (identical alerts folded into an earlier one) into
-/// a Detection Finding Update of that alert's finding: `finding_info.uid` and
-/// `metadata.correlation_uid` are the folded alert's id and `count` says how many were folded.
-pub(super) fn convert_repeats(native: &Value, host: &Host) -> Result<Value, OcsfError> {
-    let rec = Native::new(native)?;
-    let common = Common::parse(&rec, "alert_id")?;
-    let uid = rec.str("id")?;
-    let key = rec.str("key")?;
-    let count = rec.u64("count")?;
-    let mut o = common.header(UPDATE, uid, "alert_repeats");
+/// An `alert_repeats` record (identical alerts folded into an earlier one) as a Detection
+/// Finding Update of that alert's finding: `finding_info.uid` and `metadata.correlation_uid`
+/// are the folded alert's id and `count` says how many were folded.
+pub(super) fn convert_repeats(r: &Repeats, host: &Host) -> Value {
+    let common = Common::of_repeats(r);
+    let count = r.count;
+    let mut o = common.header(UPDATE, &r.id, "alert_repeats");
     o.insert(
         "message".into(),
         format!("{count} more alerts identical to {} folded", common.id).into(),
     );
     o.insert("count".into(), count.into());
     let mut info = common.finding_info();
-    info["last_seen_time"] = common.time.ms.into();
+    info["last_seen_time"] = common.time.ms().into();
     o.insert("finding_info".into(), info);
     o.insert("device".into(), device(host));
     let mut unmapped = Map::new();
-    unmapped.insert("key".into(), key.into());
+    unmapped.insert("key".into(), r.key.as_str().into());
     common.unmap_profile(&mut unmapped);
     o.insert("unmapped".into(), unmapped.into());
     let mut finding = Value::Object(o);
     finding["observables"] = observables(&finding).into();
-    Ok(finding)
+    finding
 }
 
 /// ATT&CK technique ids as `attack` objects: `T1059` is a technique, `T1552.001` a
 /// sub-technique of `T1552`.
-fn attacks(ids: &[&str]) -> Vec<Value> {
+fn attacks(ids: &[String]) -> Vec<Value> {
     let url = |id: &str| {
         format!(
             "https://attack.mitre.org/techniques/{}/",
@@ -237,7 +238,7 @@ fn attacks(ids: &[&str]) -> Vec<Value> {
         )
     };
     ids.iter()
-        .map(|&id| match id.split_once('.') {
+        .map(|id| match id.split_once('.') {
             Some((technique, _)) => json!({
                 "technique": { "uid": technique, "src_url": url(technique) },
                 "sub_technique": { "uid": id, "src_url": url(id) },
@@ -251,7 +252,7 @@ fn attacks(ids: &[&str]) -> Vec<Value> {
 /// `data`, the native kind with the event's class-level attributes (status, exit code, ...). A
 /// rename's destination is a second evidence.
 fn evidences(parts: Parts) -> Vec<Value> {
-    let kind = parts.kind.name();
+    let kind = parts.kind.as_str();
     let mut e = Map::new();
     e.insert("name".into(), kind.into());
     let process = parts
@@ -302,11 +303,16 @@ fn evidences(parts: Parts) -> Vec<Value> {
 fn resources(parts: &Parts) -> Vec<Value> {
     let mut out = Vec::new();
     let endpoint = match parts.kind {
-        Kind::Net(NetKind::Connect | NetKind::Send | NetKind::Listen) => {
-            parts.dst_endpoint.as_ref()
-        }
-        Kind::Net(NetKind::Accept | NetKind::Bind) | Kind::Dns => parts.src_endpoint.as_ref(),
-        Kind::Process(_) | Kind::File(_) => None,
+        EventKind::Connect | EventKind::Send | EventKind::Listen => parts.dst_endpoint.as_ref(),
+        EventKind::Accept | EventKind::Bind | EventKind::Dns => parts.src_endpoint.as_ref(),
+        EventKind::Exec
+        | EventKind::Fork
+        | EventKind::Exit
+        | EventKind::Open
+        | EventKind::Unlink
+        | EventKind::Rename
+        | EventKind::Chmod
+        | EventKind::Memfd => None,
     };
     if let Some(f) = &parts.file {
         let name = f.get("path").or_else(|| f.get("name")).cloned();

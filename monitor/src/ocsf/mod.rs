@@ -26,12 +26,16 @@
 mod activity;
 mod dns;
 mod finding;
-mod native;
 mod objects;
 
 use serde_json::Value;
 
 use self::objects::Host;
+use crate::{
+    alert::{Alert, limit::Repeats},
+    record::Record,
+    sensor::Event,
+};
 
 /// The OCSF schema version the converted objects follow (`metadata.version`).
 pub const OCSF_VERSION: &str = "1.8.0";
@@ -42,70 +46,24 @@ pub const PRODUCT_NAME: &str = "monitor";
 /// `metadata.product.vendor_name` of every converted object.
 pub const VENDOR_NAME: &str = "monitor project";
 
-/// Why a native record could not be converted. Each variant names the native `kind` and, where
-/// it applies, the offending field (dotted for nested records: `event.path`, `ancestors[].pid`).
+/// Why a record could not be converted. The mapping works on typed records, so only what the
+/// types allow but OCSF requires remains, and native lines read back that are not records.
 #[derive(Debug, thiserror::Error)]
 pub enum OcsfError {
-    /// The record is not a JSON object.
-    #[error("native record must be a JSON object, found {found}")]
-    NotAnObject {
-        /// JSON type of what was given.
-        found: &'static str,
-    },
-    /// A field the conversion needs is absent or null.
-    #[error("native `{kind}` record lacks the required field `{field}`")]
+    /// A value the OCSF class requires is absent from the record.
+    #[error("`{kind}` record lacks `{field}`, which OCSF requires")]
     MissingField {
-        /// Native `kind` of the record.
-        kind: String,
+        /// The record's kind.
+        kind: &'static str,
         /// The missing field.
-        field: String,
+        field: &'static str,
     },
-    /// A field has the wrong JSON type or an impossible value.
-    #[error("native `{kind}` record: field `{field}` must be {expected}, found {found}")]
-    BadField {
-        /// Native `kind` of the record.
-        kind: String,
-        /// The offending field.
-        field: String,
-        /// What the field should hold.
-        expected: &'static str,
-        /// What it holds.
-        found: String,
-    },
-    /// `time` is not an RFC 3339 timestamp.
-    #[error("native `{kind}` record: `{field}` {value:?} is not an RFC 3339 timestamp")]
-    BadTime {
-        /// Native `kind` of the record.
-        kind: String,
-        /// The time field (`time` or `event.time`).
-        field: String,
-        /// The unparsable value.
-        value: String,
-        /// What the parser said.
-        #[source]
-        source: chrono::ParseError,
-    },
-    /// The record's kind has no OCSF event mapping.
-    #[error(
-        "native record kind `{kind}` has no OCSF event mapping (expected one of: {}); alerts go \
-         through `alert_to_ocsf`",
-        activity::kind_names()
-    )]
-    UnknownKind {
-        /// The unmapped kind.
-        kind: String,
-    },
-    /// `alert_to_ocsf` was given something other than an alert.
-    #[error(
-        "expected a native alert (`kind: \"alert\"`), found kind `{kind}`; events go through `event_to_ocsf`"
-    )]
-    NotAnAlert {
-        /// The kind that was given.
-        kind: String,
-    },
+    /// A stored native line is not a record the agent writes.
+    #[error("not a native record: {0}")]
+    NotARecord(#[from] serde_json::Error),
 }
 
-/// Converts a native alert (`kind: "alert"`) into an OCSF Detection Finding (class 2004).
+/// An alert as an OCSF Detection Finding (class 2004).
 ///
 /// `finding_info` carries the alert id (`uid`), rule (`title`, `analytic.name`), message (`desc`)
 /// and the ATT&CK techniques (`attacks[].technique.uid`, with `sub_technique.uid` for ids like
@@ -116,55 +74,55 @@ pub enum OcsfError {
 ///
 /// # Errors
 ///
-/// [`OcsfError::NotAnAlert`] for other kinds, [`OcsfError::UnknownKind`] when the triggering
-/// event's kind has no mapping, and the field errors when a field it needs is missing or
-/// malformed.
-pub fn alert_to_ocsf(native: &Value) -> Result<Value, OcsfError> {
-    finding::convert(native, Host::current())
+/// [`OcsfError::MissingField`] when the triggering event lacks what its class requires.
+pub fn alert_to_ocsf(alert: &Alert) -> Result<Value, OcsfError> {
+    finding::convert(alert, Host::current())
 }
 
-/// Converts a native `alert_repeats` record into a Detection Finding Update (activity 2) of the
-/// folded alert's finding, with `count` folded alerts.
-///
-/// # Errors
-///
-/// The field errors when a field it needs (`alert_id`, `id`, `rule`, `severity`, `time`,
-/// `key`, `count`) is missing or malformed.
-pub fn repeats_to_ocsf(native: &Value) -> Result<Value, OcsfError> {
-    finding::convert_repeats(native, Host::current())
+/// An `alert_repeats` record as a Detection Finding Update (activity 2) of the folded alert's
+/// finding, with `count` folded alerts.
+#[must_use]
+pub fn repeats_to_ocsf(repeats: &Repeats) -> Value {
+    finding::convert_repeats(repeats, Host::current())
 }
 
-/// Any native record the agent writes, converted: alerts and `alert_repeats` to Detection
-/// Findings, events to their activity classes. `Ok(None)` for the agent's own `agent_stats`
-/// lines, which have no OCSF class.
-///
-/// # Errors
-///
-/// As [`alert_to_ocsf`], [`repeats_to_ocsf`] and [`event_to_ocsf`].
-pub fn to_ocsf(native: &Value) -> Result<Option<Value>, OcsfError> {
-    match native.get("kind").and_then(Value::as_str) {
-        Some("alert") => alert_to_ocsf(native).map(Some),
-        Some("alert_repeats") => repeats_to_ocsf(native).map(Some),
-        Some("agent_stats") => Ok(None),
-        _ => event_to_ocsf(native).map(Some),
-    }
-}
-
-/// Converts a native event (`exec`, `fork`, `exit`, file, network and `dns` kinds) into an OCSF
-/// Process Activity (1007), File System Activity (1001), Network Activity (4001) or DNS
-/// Activity (4003) object.
+/// An event as an OCSF Process Activity (1007), File System Activity (1001), Network Activity
+/// (4001) or DNS Activity (4003) object.
 ///
 /// The acting process is `actor.process` (pid, thread as `ptid`, `comm` as `name`, `exe` as
 /// `file.path`, `user.uid`, parent pid, container); the host is `device` (hostname from
-/// `/proc/sys/kernel/hostname`). Other kinds (`alert`, `agent_stats`, ...) are
-/// [`OcsfError::UnknownKind`].
+/// `/proc/sys/kernel/hostname`).
 ///
 /// # Errors
 ///
-/// [`OcsfError::UnknownKind`] for kinds without a mapping, and the field errors when a field it
-/// needs is missing or malformed.
-pub fn event_to_ocsf(native: &Value) -> Result<Value, OcsfError> {
-    activity::convert(native, Host::current())
+/// [`OcsfError::MissingField`] when the event lacks what its class requires (a file event's
+/// path).
+pub fn event_to_ocsf(event: &Event) -> Result<Value, OcsfError> {
+    activity::convert(event, Host::current())
+}
+
+/// Any record, converted: alerts and `alert_repeats` to Detection Findings, events to their
+/// activity classes. `Ok(None)` for the agent's own `agent_stats`, which have no OCSF class.
+///
+/// # Errors
+///
+/// As [`alert_to_ocsf`] and [`event_to_ocsf`].
+pub fn to_ocsf(record: &Record) -> Result<Option<Value>, OcsfError> {
+    match record {
+        Record::Alert(a) => alert_to_ocsf(a).map(Some),
+        Record::Repeats(r) => Ok(Some(repeats_to_ocsf(r))),
+        Record::Event(e) => event_to_ocsf(e).map(Some),
+        Record::Stats(_) => Ok(None),
+    }
+}
+
+/// A stored native line (a JSON value) read back as a record and converted.
+///
+/// # Errors
+///
+/// [`OcsfError::NotARecord`] when it is not a record the agent writes, else as [`to_ocsf`].
+pub fn native_to_ocsf(native: &Value) -> Result<Option<Value>, OcsfError> {
+    to_ocsf(&Record::from_value(native.clone())?)
 }
 
 /// OCSF `severity_id` for a native alert severity: `low` 2, `medium` 3, `high` 4, `critical` 5;

@@ -5,9 +5,11 @@ use std::{io, net::IpAddr, sync::OnceLock};
 
 use serde_json::{Map, Value, json};
 
-use super::{
-    OCSF_VERSION, OcsfError, PRODUCT_NAME, VENDOR_NAME,
-    native::{Native, Time},
+use super::{OCSF_VERSION, PRODUCT_NAME, VENDOR_NAME};
+use crate::{
+    alert::Ancestor,
+    clock::WallTime,
+    sensor::event::{Event, Family, Protocol},
 };
 
 /// Profiles every converted object declares (findings add `security_control`).
@@ -101,7 +103,7 @@ pub(super) fn header(
     class: &Class,
     activity: Activity,
     activity_name: &str,
-    time: &Time,
+    time: WallTime,
     severity: (u8, &str),
     metadata: Map<String, Value>,
 ) -> Map<String, Value> {
@@ -120,8 +122,9 @@ pub(super) fn header(
         "type_name".into(),
         format!("{}: {}", class.name, activity.caption).into(),
     );
-    o.insert("time".into(), time.ms.into());
-    o.insert("timezone_offset".into(), time.offset_min.into());
+    o.insert("time".into(), time.ms().into());
+    // Native times are UTC.
+    o.insert("timezone_offset".into(), 0.into());
     o.insert("severity_id".into(), severity.0.into());
     o.insert("severity".into(), severity.1.into());
     o.insert("metadata".into(), metadata.into());
@@ -130,7 +133,7 @@ pub(super) fn header(
 
 /// `metadata`: schema version, product, profiles (with the Linux extension that
 /// `linux/linux_users` comes from), the native kind as `event_code` and the native time.
-pub(super) fn metadata(profiles: &[&str], event_code: &str, time: &Time) -> Map<String, Value> {
+pub(super) fn metadata(profiles: &[&str], event_code: &str, time: WallTime) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("version".into(), OCSF_VERSION.into());
     m.insert(
@@ -147,7 +150,7 @@ pub(super) fn metadata(profiles: &[&str], event_code: &str, time: &Time) -> Map<
         json!([{ "name": "linux", "uid": "1", "version": OCSF_VERSION }]),
     );
     m.insert("event_code".into(), event_code.into());
-    m.insert("original_time".into(), time.original.into());
+    m.insert("original_time".into(), time.to_string().into());
     m
 }
 
@@ -188,88 +191,66 @@ pub(super) fn file(path: &str, type_id: u8) -> Value {
 
 /// argv as one command line, each argument quoted POSIX-shell style when it needs it, so the
 /// line splits back into the same arguments.
-pub(super) fn cmd_line(argv: &[&str]) -> String {
-    let quote = |a: &&str| {
+pub(super) fn cmd_line(argv: &[impl AsRef<str>]) -> String {
+    let quote = |a: &str| {
         let plain = !a.is_empty()
             && a.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
         if plain {
-            (*a).to_owned()
+            a.to_owned()
         } else {
             format!("'{}'", a.replace('\'', r"'\''"))
         }
     };
-    argv.iter().map(quote).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|a| quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// A process of the lineage an alert carries (`ancestors`, nearest first).
-pub(super) struct Ancestor<'a> {
-    pub pid: u64,
-    pub exe: Option<&'a str>,
-    pub argv: Vec<&'a str>,
+/// A process of the lineage an alert carries (`ancestors`, nearest first), as a `process`
+/// object (`name` is the executable's basename: `comm` is not recorded).
+fn ancestor_process(a: &Ancestor) -> Map<String, Value> {
+    let mut p = Map::new();
+    p.insert("pid".into(), a.pid.into());
+    if let Some(exe) = &a.exe {
+        p.insert("name".into(), basename(exe).into());
+        p.insert("file".into(), file(exe, FILE_REGULAR));
+    }
+    if !a.argv.is_empty() {
+        p.insert("cmd_line".into(), cmd_line(&a.argv).into());
+    }
+    p
 }
 
-impl<'a> Ancestor<'a> {
-    pub fn parse(n: &Native<'a>) -> Result<Self, OcsfError> {
-        Ok(Self {
-            pid: n.u64("pid")?,
-            exe: n.opt_str("exe")?,
-            argv: n.str_list("argv")?,
-        })
+/// A process of the lineage as a `process_entity` for `ancestry`.
+fn ancestor_entity(a: &Ancestor) -> Value {
+    let mut e = ancestor_process(a);
+    if let Some(exe) = &a.exe {
+        e.remove("file");
+        e.insert("path".into(), exe.as_str().into());
     }
-
-    /// As a `process` object (`name` is the executable's basename: `comm` is not recorded).
-    fn process(&self) -> Map<String, Value> {
-        let mut p = Map::new();
-        p.insert("pid".into(), self.pid.into());
-        if let Some(exe) = self.exe {
-            p.insert("name".into(), basename(exe).into());
-            p.insert("file".into(), file(exe, FILE_REGULAR));
-        }
-        if !self.argv.is_empty() {
-            p.insert("cmd_line".into(), cmd_line(&self.argv).into());
-        }
-        p
-    }
-
-    /// As a `process_entity` for `ancestry`.
-    fn entity(&self) -> Value {
-        let mut e = self.process();
-        if let Some(exe) = self.exe {
-            e.remove("file");
-            e.insert("path".into(), exe.into());
-        }
-        e.into()
-    }
+    e.into()
 }
 
 /// The process the event happened in: pid, thread (`ptid`), `comm` as `name`, `exe` as `file`,
 /// user and group, parent (with details and `ancestry` when `lineage` is known) and container.
-pub(super) fn own_process(
-    ev: &Native,
-    lineage: &[Ancestor],
-) -> Result<Map<String, Value>, OcsfError> {
+pub(super) fn own_process(ev: &Event, lineage: &[Ancestor]) -> Map<String, Value> {
     let mut p = Map::new();
-    p.insert("pid".into(), ev.u64("pid")?.into());
-    if let Some(tid) = ev.opt_u64("tid")? {
-        p.insert("ptid".into(), tid.into());
+    p.insert("pid".into(), ev.pid.into());
+    p.insert("ptid".into(), ev.tid.into());
+    if !ev.comm.is_empty() {
+        p.insert("name".into(), ev.comm.as_str().into());
     }
-    if let Some(comm) = ev.opt_str("comm")? {
-        p.insert("name".into(), comm.into());
-    }
-    if let Some(exe) = ev.opt_str("exe")? {
+    if let Some(exe) = &ev.exe {
         p.insert("file".into(), file(exe, FILE_REGULAR));
     }
-    if let Some(uid) = ev.opt_u64("uid")? {
-        p.insert("user".into(), json!({ "uid": uid.to_string() }));
-    }
-    if let Some(gid) = ev.opt_u64("gid")? {
-        p.insert("group".into(), json!({ "uid": gid.to_string() }));
-    }
-    let ppid = ev.opt_u64("ppid")?.filter(|&ppid| ppid != 0);
+    p.insert("user".into(), json!({ "uid": ev.uid.to_string() }));
+    p.insert("group".into(), json!({ "uid": ev.gid.to_string() }));
+    let ppid = Some(ev.ppid).filter(|&ppid| ppid != 0);
     match (lineage.first(), ppid) {
         (Some(parent), Some(ppid)) if parent.pid == ppid => {
-            p.insert("parent_process".into(), parent.process().into());
+            p.insert("parent_process".into(), ancestor_process(parent).into());
         }
         (_, Some(ppid)) => {
             p.insert("parent_process".into(), json!({ "pid": ppid }));
@@ -277,27 +258,25 @@ pub(super) fn own_process(
         (_, None) => {}
     }
     if !lineage.is_empty() {
-        let ancestry: Vec<Value> = lineage.iter().map(Ancestor::entity).collect();
+        let ancestry: Vec<Value> = lineage.iter().map(ancestor_entity).collect();
         p.insert("ancestry".into(), ancestry.into());
     }
-    if let Some(c) = container(ev)? {
+    if let Some(c) = container(ev) {
         p.insert("container".into(), c);
     }
-    Ok(p)
+    p
 }
 
 /// `container`: the container id, and the Kubernetes pod when known. `None` outside containers
 /// (a pod without a container id stays in `unmapped.pod_uid`).
-pub(super) fn container(ev: &Native) -> Result<Option<Value>, OcsfError> {
-    let Some(id) = ev.opt_str("container_id")? else {
-        return Ok(None);
-    };
+pub(super) fn container(ev: &Event) -> Option<Value> {
+    let id = ev.container_id.as_deref()?;
     let mut c = json!({ "uid": id });
-    if let Some(pod) = ev.opt_str("pod_uid")? {
-        c["pod_uuid"] = pod.into();
+    if let Some(pod) = &ev.pod_uid {
+        c["pod_uuid"] = pod.as_str().into();
         c["orchestrator"] = "Kubernetes".into();
     }
-    Ok(Some(c))
+    Some(c)
 }
 
 /// Sets `status_id`/`status` from a syscall result (0 or more: success, else `-errno`), with
@@ -347,33 +326,36 @@ pub(super) fn endpoint(
 /// `connection_info`: direction, transport protocol (TCP/UDP over IP; a unix socket's type goes
 /// to `unmapped.protocol`) and IP version, from an address of the socket or else its family.
 pub(super) fn connection_info(
-    ev: &Native,
+    family: Option<Family>,
+    protocol: Option<Protocol>,
     direction: (u8, &str),
     ip: Option<IpAddr>,
     unmapped: &mut Map<String, Value>,
-) -> Result<Map<String, Value>, OcsfError> {
-    let family = ev.opt_str("family")?;
+) -> Map<String, Value> {
     let mut conn = Map::new();
     conn.insert("direction_id".into(), direction.0.into());
     conn.insert("direction".into(), direction.1.into());
-    match ev.opt_str("protocol")? {
-        Some(name @ ("tcp" | "udp")) if family != Some("unix") => {
-            let number = if name == "tcp" { 6 } else { 17 };
-            conn.insert("protocol_name".into(), name.into());
+    match protocol {
+        Some(p) if family != Some(Family::Unix) => {
+            let number = match p {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+            };
+            conn.insert("protocol_name".into(), p.as_str().into());
             conn.insert("protocol_num".into(), number.into());
         }
-        Some(other) => {
-            unmapped.insert("protocol".into(), other.into());
+        Some(p) => {
+            unmapped.insert("protocol".into(), p.as_str().into());
         }
         None => {}
     }
     let version = match (ip, family) {
-        (Some(IpAddr::V4(_)), _) | (None, Some("inet")) => Some(4),
-        (Some(IpAddr::V6(_)), _) | (None, Some("inet6")) => Some(6),
+        (Some(IpAddr::V4(_)), _) | (None, Some(Family::Inet)) => Some(4),
+        (Some(IpAddr::V6(_)), _) | (None, Some(Family::Inet6)) => Some(6),
         _ => None,
     };
     if let Some(v) = version {
         conn.insert("protocol_ver_id".into(), v.into());
     }
-    Ok(conn)
+    conn
 }

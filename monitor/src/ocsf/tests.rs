@@ -11,9 +11,32 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{
-    OCSF_VERSION, OcsfError, activity::Kind, alert_to_ocsf, event_to_ocsf, severity_id, to_ocsf,
-};
+use super::{OCSF_VERSION, OcsfError, native_to_ocsf, severity_id};
+use crate::{alert::Alert, sensor::Event};
+
+/// The native event `native` read as the agent's typed event, converted (the samples are the
+/// JSON the agent writes; reading them back is what the delivery spool does too).
+fn event_to_ocsf(native: &Value) -> Result<Value, OcsfError> {
+    let ev: Event = serde_json::from_value(native.clone())?;
+    super::event_to_ocsf(&ev)
+}
+
+/// The native alert `native`, typed, converted.
+fn alert_to_ocsf(native: &Value) -> Result<Value, OcsfError> {
+    let alert: Alert = serde_json::from_value(native.clone())?;
+    super::alert_to_ocsf(&alert)
+}
+
+/// Any native record, typed, converted.
+fn to_ocsf(native: &Value) -> Result<Option<Value>, OcsfError> {
+    native_to_ocsf(native)
+}
+
+/// Every event kind the agent writes.
+const KINDS: [&str; 14] = [
+    "exec", "fork", "exit", "open", "unlink", "rename", "chmod", "memfd", "connect", "send",
+    "accept", "bind", "listen", "dns",
+];
 
 /// How to install the schema package the validation needs.
 const PIP_INSTALL: &str = "python3 -m pip install ocsf-json-schema==1.2.0";
@@ -490,7 +513,7 @@ fn every_kind_and_alerts_validate_against_the_official_schema() {
         .iter()
         .map(|(_, ev)| ev["kind"].as_str().expect("kind").to_owned())
         .collect();
-    let mapped: BTreeSet<String> = Kind::ALL.iter().map(|k| k.name().to_owned()).collect();
+    let mapped: BTreeSet<String> = KINDS.iter().map(|k| (*k).to_owned()).collect();
     assert_eq!(kinds, mapped, "a sample of every mapped kind");
     for (label, o) in &objects {
         let class = o["class_uid"].as_u64().expect("class_uid");
@@ -576,73 +599,57 @@ fn severity_mapping() {
 }
 
 #[test]
-fn unknown_kinds_and_bad_records_are_clear_errors() {
+fn records_that_are_not_the_agent_s_are_clear_errors() {
+    let not_a_record = |r: Result<Value, OcsfError>, what: &str| match r {
+        Err(OcsfError::NotARecord(e)) => e.to_string(),
+        other => panic!("{what}: expected NotARecord, got {other:?}"),
+    };
     let stats = json!({ "kind": "agent_stats", "time": TIME });
-    let e = event_to_ocsf(&stats).expect_err("agent_stats has no mapping");
-    assert!(matches!(&e, OcsfError::UnknownKind { kind } if kind == "agent_stats"));
-    let msg = e.to_string();
-    assert!(
-        msg.contains("`agent_stats`") && msg.contains("exec, fork, exit"),
-        "{msg}"
-    );
+    not_a_record(event_to_ocsf(&stats), "agent_stats as an event");
 
     let a = native_alerts()[0].1.clone();
-    let msg = event_to_ocsf(&a)
-        .expect_err("alerts are not events")
-        .to_string();
-    assert!(
-        msg.contains("`alert`") && msg.contains("alert_to_ocsf"),
-        "{msg}"
-    );
-
-    let e = alert_to_ocsf(&native_events()[0].1).expect_err("an event is not an alert");
-    assert!(matches!(&e, OcsfError::NotAnAlert { kind } if kind == "exec"));
-    assert!(e.to_string().contains("event_to_ocsf"), "{e}");
+    not_a_record(event_to_ocsf(&a), "an alert as an event");
+    not_a_record(alert_to_ocsf(&native_events()[0].1), "an event as an alert");
 
     let mut bad_inner = a.clone();
     bad_inner["event"]["kind"] = "ptrace".into();
-    let e = alert_to_ocsf(&bad_inner).expect_err("unknown triggering kind");
-    assert!(
-        matches!(&e, OcsfError::UnknownKind { kind } if kind == "ptrace"),
-        "{e}"
-    );
+    let msg = not_a_record(alert_to_ocsf(&bad_inner), "unknown triggering kind");
+    assert!(msg.contains("ptrace"), "{msg}");
 
+    // What the types allow and OCSF requires: a file event's path.
     let mut no_path = a.clone();
     no_path["event"]
         .as_object_mut()
         .expect("event")
         .remove("path");
     let e = alert_to_ocsf(&no_path).expect_err("open without path");
+    assert!(
+        matches!(
+            e,
+            OcsfError::MissingField {
+                kind: "open",
+                field: "path"
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(
         e.to_string(),
-        "native `alert` record lacks the required field `event.path`"
+        "`open` record lacks `path`, which OCSF requires"
     );
 
     let mut bad_port = native_events()[10].1.clone();
     bad_port["remote_port"] = 70000.into();
-    let e = event_to_ocsf(&bad_port).expect_err("port out of range");
-    assert_eq!(
-        e.to_string(),
-        "native `connect` record: field `remote_port` must be a port number (0-65535), found 70000"
-    );
+    let msg = not_a_record(event_to_ocsf(&bad_port), "port out of range");
+    assert!(msg.contains("70000"), "{msg}");
 
     let mut bad_time = native_events()[1].1.clone();
     bad_time["time"] = "yesterday".into();
-    let e = event_to_ocsf(&bad_time).expect_err("bad time");
-    assert!(matches!(e, OcsfError::BadTime { .. }), "{e}");
-    assert!(
-        std::error::Error::source(&e).is_some(),
-        "keeps the parse error"
-    );
+    let msg = not_a_record(event_to_ocsf(&bad_time), "bad time");
+    assert!(msg.contains("not an RFC 3339 time"), "{msg}");
 
-    assert!(matches!(
-        event_to_ocsf(&json!([1])),
-        Err(OcsfError::NotAnObject { found: "an array" })
-    ));
-    assert!(matches!(
-        event_to_ocsf(&json!({ "time": TIME })),
-        Err(OcsfError::MissingField { field, .. }) if field == "kind"
-    ));
+    not_a_record(event_to_ocsf(&json!([1])), "an array");
+    not_a_record(event_to_ocsf(&json!({ "time": TIME })), "no kind");
 }
 
 /// The native sample event `name`.
@@ -896,10 +903,7 @@ fn dns_activity_mapping() {
     );
     other["answers"] = json!(["not an address"]);
     let e = event_to_ocsf(&other).expect_err("bad answer");
-    assert_eq!(
-        e.to_string(),
-        "native `dns` record: field `answers` must be a list of IP addresses, found \"not an address\""
-    );
+    assert!(matches!(e, OcsfError::NotARecord(_)), "{e}");
 }
 
 #[test]
@@ -961,11 +965,8 @@ fn profile_and_phase_are_carried_in_unmapped() {
     assert!(f["unmapped"].get("profile").is_none(), "{f}");
     assert!(f["unmapped"].get("phase").is_none(), "{f}");
 
-    let mut update = repeats();
-    update["phase"] = "startup".into();
-    let u = to_ocsf(&update).expect("converts").expect("has a class");
+    let u = to_ocsf(&repeats()).expect("converts").expect("has a class");
     assert_eq!(u["unmapped"]["profile"], "litellm-proxy");
-    assert_eq!(u["unmapped"]["phase"], "startup");
 }
 
 #[test]
@@ -1110,10 +1111,7 @@ fn repeats_and_agent_alerts_map_to_findings() {
     let mut bad = repeats();
     bad.as_object_mut().expect("object").remove("count");
     let e = to_ocsf(&bad).expect_err("no count");
-    assert_eq!(
-        e.to_string(),
-        "native `alert_repeats` record lacks the required field `count`"
-    );
+    assert!(e.to_string().contains("count"), "{e}");
 }
 
 #[test]

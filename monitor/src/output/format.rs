@@ -2,21 +2,31 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ocsf;
+use crate::{ocsf, record::Record};
 
 pub use crate::ocsf::Format;
 
 /// Records that could not be converted to OCSF (written in native form instead).
 pub static OCSF_ERRORS: AtomicU64 = AtomicU64::new(0);
 
-/// One native line (without its newline) in OCSF form: `None` when the record has no OCSF
-/// class (`agent_stats`). A record that cannot be converted (which would be an agent bug) is
-/// kept in native form, logged and counted in [`OCSF_ERRORS`], rather than lost.
-pub fn to_ocsf_line(native: &[u8]) -> Option<Vec<u8>> {
-    let converted = serde_json::from_slice(native)
-        .map_err(|e| e.to_string())
-        .and_then(|v| ocsf::to_ocsf(&v).map_err(|e| e.to_string()));
-    match converted {
+/// A record in OCSF form, without a newline: `None` when it has no OCSF class (`agent_stats`).
+/// A record that cannot be converted (an event without a value its class requires) is kept in
+/// its native form `native`, logged and counted in [`OCSF_ERRORS`], rather than lost.
+pub fn ocsf_line(record: &Record, native: &[u8]) -> Option<Vec<u8>> {
+    converted(ocsf::to_ocsf(record), native)
+}
+
+/// A stored native line (a spooled record) in OCSF form, as [`ocsf_line`].
+pub fn ocsf_line_of_native(native: &[u8]) -> Option<Vec<u8>> {
+    let record = serde_json::from_slice::<Record>(native).map_err(ocsf::OcsfError::from);
+    converted(record.and_then(|r| ocsf::to_ocsf(&r)), native)
+}
+
+fn converted(
+    result: Result<Option<serde_json::Value>, ocsf::OcsfError>,
+    native: &[u8],
+) -> Option<Vec<u8>> {
+    match result {
         Ok(Some(v)) => serde_json::to_vec(&v).ok(),
         Ok(None) => None,
         Err(error) => {
@@ -32,14 +42,19 @@ pub fn to_ocsf_line(native: &[u8]) -> Option<Vec<u8>> {
 /// A record rendered lazily in each format, each at most once (several outputs may share a
 /// format).
 pub struct Rendered<'a> {
+    record: &'a Record,
     /// The native line, without its newline.
     native: &'a [u8],
     ocsf: Option<Option<Vec<u8>>>,
 }
 
 impl<'a> Rendered<'a> {
-    pub fn new(native: &'a [u8]) -> Self {
-        Self { native, ocsf: None }
+    pub fn new(record: &'a Record, native: &'a [u8]) -> Self {
+        Self {
+            record,
+            native,
+            ocsf: None,
+        }
     }
 
     /// The record in `format`, without a newline; `None` when it has no form in it.
@@ -48,7 +63,7 @@ impl<'a> Rendered<'a> {
             Format::Native => Some(self.native),
             Format::Ocsf => self
                 .ocsf
-                .get_or_insert_with(|| to_ocsf_line(self.native))
+                .get_or_insert_with(|| ocsf_line(self.record, self.native))
                 .as_deref(),
         }
     }
@@ -56,17 +71,24 @@ impl<'a> Rendered<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Format, Rendered};
+    use super::{Format, Rendered, ocsf_line_of_native};
+    use crate::record::Record;
+
+    fn record(line: &[u8]) -> Record {
+        serde_json::from_slice(line).expect("a record")
+    }
 
     #[test]
     fn renders_each_format_once() {
         let line = br#"{"kind":"agent_stats","time":"2026-01-01T00:00:00Z"}"#;
-        let mut r = Rendered::new(line);
+        let stats = record(line);
+        let mut r = Rendered::new(&stats, line);
         assert_eq!(r.get(Format::Native), Some(&line[..]));
         assert_eq!(r.get(Format::Ocsf), None, "stats have no OCSF form");
 
-        let repeats = br#"{"kind":"alert_repeats","id":"b","time":"2026-01-01T00:00:00Z","rule":"r","severity":"low","profile":null,"key":"k","alert_id":"a","count":2}"#;
-        let mut r = Rendered::new(repeats);
+        let line = br#"{"kind":"alert_repeats","id":"b","time":"2026-01-01T00:00:00Z","rule":"r","severity":"low","profile":null,"key":"k","alert_id":"a","count":2}"#;
+        let repeats = record(line);
+        let mut r = Rendered::new(&repeats, line);
         let ocsf: serde_json::Value =
             serde_json::from_slice(r.get(Format::Ocsf).expect("converted")).expect("JSON");
         assert_eq!(ocsf["class_uid"], 2004);
@@ -74,8 +96,8 @@ mod tests {
     }
 
     #[test]
-    fn unconvertible_records_stay_native() {
+    fn stored_lines_that_are_not_records_stay_native() {
         let line = br#"{"kind":"mystery"}"#;
-        assert_eq!(Rendered::new(line).get(Format::Ocsf), Some(&line[..]));
+        assert_eq!(ocsf_line_of_native(line), Some(line.to_vec()));
     }
 }

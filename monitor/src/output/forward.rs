@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::{
     Format,
-    format::to_ocsf_line,
+    format::ocsf_line_of_native,
     lane::{Lane, LaneCounters, LaneStats},
     target::NetworkSpec,
 };
@@ -283,7 +283,7 @@ impl Sink for OcsfSink {
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
         self.converted.clear();
         self.converted
-            .extend(batch.iter().filter_map(|line| to_ocsf_line(line)));
+            .extend(batch.iter().filter_map(|line| ocsf_line_of_native(line)));
         let Self { inner, converted } = self;
         Box::pin(async move {
             if converted.is_empty() {

@@ -10,8 +10,9 @@ pub mod stage;
 mod stdout;
 pub mod target;
 
+pub use crate::record::Class;
 pub use format::Format;
-pub use stage::{Class, Local, Out, Stage};
+pub use stage::{Local, Out, Stage};
 pub use target::OutputSpec;
 
 use std::path::PathBuf;

@@ -11,10 +11,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{Format, LocalSink, format::Rendered, forward::Lanes, lane::Lane};
+use crate::{
+    alert::Alert,
+    clock::WallTime,
+    record::{Class, Record},
+};
 
 /// Most messages handled per batch (one spool append, one flush of each output).
 const BATCH: usize = 4096;
@@ -23,21 +27,10 @@ pub const OVERFLOW_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Rule name of the spool-overflow alert.
 pub const OVERFLOW_RULE: &str = "agent.spool-overflow";
 
-/// What a record is, for routing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// A raw event (`exec`, `open`, ...).
-    Event,
-    /// `alert` and `alert_repeats`: spooled and forwarded to every network sink.
-    Alert,
-    /// `agent_stats`: local outputs only.
-    Stats,
-}
-
 /// A message to the output stage.
 pub enum Out {
-    /// A native JSON record, without a newline.
-    Record(Class, Vec<u8>),
+    /// A record, typed: the stage formats it for each output.
+    Record(Record),
     /// Sent about once a second: retry unwritable spools, report spool overflow.
     Tick,
 }
@@ -75,26 +68,6 @@ impl Local {
     }
 }
 
-/// The dedicated alert about alerts the spool dropped.
-#[derive(Serialize)]
-struct OverflowAlert<'a> {
-    kind: &'static str,
-    id: String,
-    time: String,
-    rule: &'static str,
-    severity: &'static str,
-    mitre: [&'static str; 1],
-    profile: Option<&'static str>,
-    message: String,
-    event: Option<()>,
-    ancestors: [(); 0],
-    /// Undelivered alerts dropped since the previous overflow alert.
-    dropped: u64,
-    /// Since the agent started.
-    dropped_total: u64,
-    spool_dir: &'a str,
-}
-
 /// Counts drops and decides when to report them.
 struct Overflow {
     spool_dir: String,
@@ -110,8 +83,8 @@ impl Overflow {
         self.total += dropped;
     }
 
-    /// The alert line when drops are pending and the last report is old enough (or `force`).
-    fn due(&mut self, now: Instant, force: bool) -> Option<Vec<u8>> {
+    /// The alert when drops are pending and the last report is old enough (or `force`).
+    fn due(&mut self, now: Instant, force: bool) -> Option<Alert> {
         if self.pending == 0 {
             return None;
         }
@@ -124,35 +97,38 @@ impl Overflow {
         }
         self.last = Some(now);
         let dropped = std::mem::take(&mut self.pending);
-        let time = crate::clock::now_rfc3339();
+        let time = WallTime::now();
         let id = crate::alert::stable_id(&[
             self.boot_id.as_bytes(),
             OVERFLOW_RULE.as_bytes(),
-            time.as_bytes(),
+            time.to_string().as_bytes(),
             &self.total.to_le_bytes(),
         ]);
-        let alert = OverflowAlert {
-            kind: "alert",
+        let mut about = serde_json::Map::new();
+        // Undelivered alerts dropped since the previous overflow alert, and since start.
+        about.insert("dropped".into(), dropped.into());
+        about.insert("dropped_total".into(), self.total.into());
+        about.insert("spool_dir".into(), self.spool_dir.as_str().into());
+        Some(Alert {
             id,
             time,
-            rule: OVERFLOW_RULE,
-            severity: "high",
+            rule: OVERFLOW_RULE.to_owned(),
+            severity: "high".to_owned(),
             // Impair Defenses: flooding alerts to push older ones out is a way to hide.
-            mitre: ["T1562"],
+            mitre: vec!["T1562".to_owned()],
             profile: None,
+            phase: None,
             message: format!(
                 "the delivery spool in {} was full: {dropped} undelivered alerts were dropped, \
                  oldest first ({} since start); a network sink is failing or --spool-max-bytes \
                  is too small",
                 self.spool_dir, self.total
             ),
+            action: None,
             event: None,
-            ancestors: [],
-            dropped,
-            dropped_total: self.total,
-            spool_dir: &self.spool_dir,
-        };
-        Some(super::json_line(&alert))
+            ancestors: Vec::new(),
+            about,
+        })
     }
 }
 
@@ -222,11 +198,14 @@ impl Stage {
 
     /// Spools, then writes one batch; `last`: the channel is closed, report what is pending.
     fn handle(&mut self, batch: &mut Vec<Out>, last: bool) -> u64 {
-        let mut records: Vec<(Class, Vec<u8>)> = Vec::with_capacity(batch.len());
+        let mut records: Vec<(Record, Vec<u8>)> = Vec::with_capacity(batch.len());
         let mut tick = last;
         for m in batch.drain(..) {
             match m {
-                Out::Record(class, line) => records.push((class, line)),
+                Out::Record(record) => {
+                    let native = record.native();
+                    records.push((record, native));
+                }
                 Out::Tick => tick = true,
             }
         }
@@ -245,15 +224,17 @@ impl Stage {
             && let Some((lane, overflow)) = &mut self.alerts
             && let Some(alert) = overflow.due(Instant::now(), last)
         {
-            let dropped = lane.append(&[alert.as_slice()]);
+            let record = Record::from(alert);
+            let native = record.native();
+            let dropped = lane.append(&[native.as_slice()]);
             overflow.add(dropped + lane.take_lost());
-            records.push((Class::Alert, alert));
+            records.push((record, native));
         }
         let mut written = 0;
-        for (class, line) in &records {
-            let mut rendered = Rendered::new(line);
+        for (record, native) in &records {
+            let mut rendered = Rendered::new(record, native);
             for local in &mut self.locals {
-                if *class == Class::Event && !local.events {
+                if record.class() == Class::Event && !local.events {
                     continue;
                 }
                 let Some(out) = rendered.get(local.format) else {
@@ -272,11 +253,11 @@ impl Stage {
     }
 }
 
-/// The lines of the records of one class, in order.
-fn lines_of(records: &[(Class, Vec<u8>)], want: Class) -> Vec<&[u8]> {
+/// The native lines of the records of one class, in order.
+fn lines_of(records: &[(Record, Vec<u8>)], want: Class) -> Vec<&[u8]> {
     records
         .iter()
-        .filter(|(c, _)| *c == want)
+        .filter(|(r, _)| r.class() == want)
         .map(|(_, l)| l.as_slice())
         .collect()
 }

@@ -27,6 +27,7 @@ use crate::{
         Alert, Ancestor, alert_id, boot_id,
         limit::{Candidate, RateLimiter, Repeats},
     },
+    clock::WallTime,
     process::table::{ProcessInfo, ProcessTable, start_key_from_ns, ticks_per_second},
     resolve::HostResolver,
     rules::{DetectionState, EvalContext, ExecInfo, HostAddrs, Kin, Phase, ProfileId, RuleSet},
@@ -445,7 +446,6 @@ impl Policy {
             );
             let action = self.action(f.enforceable, profile, ev);
             alerts.push(Alert {
-                kind: "alert",
                 action,
                 id,
                 time: ev.time,
@@ -455,8 +455,9 @@ impl Policy {
                 profile: f.profile,
                 phase: profile.map(|_| phase),
                 message: f.message,
-                event: ev.clone(),
+                event: Some(ev.clone()),
                 ancestors,
+                about: serde_json::Map::new(),
             });
         }
         alerts
@@ -466,14 +467,14 @@ impl Policy {
     /// closes rate-limit windows (returns the repeat counts to report); moves enforced
     /// workloads whose start-up has timed out to their serving tables; adds new addresses of
     /// enforced profiles' hosts.
-    pub fn tick(&mut self, time: &str, table: &ProcessTable) -> Vec<Repeats> {
+    pub fn tick(&mut self, time: WallTime, table: &ProcessTable) -> Vec<Repeats> {
         self.forget_gone(table);
         self.enforcement_tick();
         self.limiter.expire(Instant::now(), time)
     }
 
     /// Reports all pending repeat counts (shutdown).
-    pub fn flush(&mut self, time: &str) -> Vec<Repeats> {
+    pub fn flush(&mut self, time: WallTime) -> Vec<Repeats> {
         self.limiter.flush(time)
     }
 }

@@ -105,7 +105,7 @@ mod tests {
             policy.procs.insert(pid, a);
         }
         assert_eq!(policy.stats().processes, 4);
-        policy.tick("2026-12-02T00:00:00Z", &table);
+        policy.tick(crate::clock::WallTime::default(), &table);
         let s = policy.stats();
         assert_eq!((s.processes, s.processes_forgotten), (2, 2));
         assert!(policy.procs.contains_key(&me) && policy.procs.contains_key(&1));

@@ -111,26 +111,24 @@ impl EventBody {
             Self::Exec(_) => EventKind::Exec,
             Self::Fork(_) => EventKind::Fork,
             Self::Exit(_) => EventKind::Exit,
-            Self::File(f) => match f.op {
-                FileOp::Open => EventKind::Open,
-                FileOp::Unlink => EventKind::Unlink,
-                FileOp::Rename => EventKind::Rename,
-                FileOp::Chmod => EventKind::Chmod,
-                FileOp::Memfd => EventKind::Memfd,
-            },
-            Self::Net(n) => match n.op {
-                NetOp::Connect => EventKind::Connect,
-                NetOp::Accept => EventKind::Accept,
-                NetOp::Bind => EventKind::Bind,
-                NetOp::Listen => EventKind::Listen,
-                NetOp::Send => EventKind::Send,
-            },
+            Self::File(f) => f.op.kind(),
+            Self::Net(n) => n.op.kind(),
             Self::Dns(_) => EventKind::Dns,
         }
     }
 }
 
 impl FileOp {
+    pub fn kind(self) -> EventKind {
+        match self {
+            Self::Open => EventKind::Open,
+            Self::Unlink => EventKind::Unlink,
+            Self::Rename => EventKind::Rename,
+            Self::Chmod => EventKind::Chmod,
+            Self::Memfd => EventKind::Memfd,
+        }
+    }
+
     /// The file syscall of a kind; `None` for other families.
     pub fn of(kind: EventKind) -> Option<Self> {
         Some(match kind {
@@ -145,6 +143,16 @@ impl FileOp {
 }
 
 impl NetOp {
+    pub fn kind(self) -> EventKind {
+        match self {
+            Self::Connect => EventKind::Connect,
+            Self::Accept => EventKind::Accept,
+            Self::Bind => EventKind::Bind,
+            Self::Listen => EventKind::Listen,
+            Self::Send => EventKind::Send,
+        }
+    }
+
     /// The socket syscall of a kind; `None` for other families.
     pub fn of(kind: EventKind) -> Option<Self> {
         Some(match kind {
@@ -343,12 +351,44 @@ pub enum Family {
     Unix,
 }
 
+impl Family {
+    /// The JSON word: `inet`, `inet6`, `unix`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inet => "inet",
+            Self::Inet6 => "inet6",
+            Self::Unix => "unix",
+        }
+    }
+}
+
 /// Transport protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Tcp,
     Udp,
+}
+
+impl Protocol {
+    /// The JSON word: `tcp`, `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+impl Access {
+    /// The JSON word: `read`, `write`, `read_write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::ReadWrite => "read_write",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
