@@ -23,7 +23,9 @@ pub struct Alert {
     pub time: WallTime,
     pub rule: String,
     pub severity: String,
+    #[serde(default)]
     pub mitre: Vec<String>,
+    #[serde(default)]
     pub profile: Option<String>,
     /// The workload's phase (`startup` or `serving`) when the process has a profile.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,7 +36,9 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
     /// The triggering event; `None` for an alert the agent raises about itself.
+    #[serde(default)]
     pub event: Option<Event>,
+    #[serde(default)]
     pub ancestors: Vec<Ancestor>,
     /// Fields of an alert the agent raises about itself (`dropped`, `spool_dir`, ...).
     #[serde(flatten)]

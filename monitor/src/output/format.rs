@@ -13,20 +13,7 @@ pub static OCSF_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// A record that cannot be converted (an event without a value its class requires) is kept in
 /// its native form `native`, logged and counted in [`OCSF_ERRORS`], rather than lost.
 pub fn ocsf_line(record: &Record, native: &[u8]) -> Option<Vec<u8>> {
-    converted(ocsf::to_ocsf(record), native)
-}
-
-/// A stored native line (a spooled record) in OCSF form, as [`ocsf_line`].
-pub fn ocsf_line_of_native(native: &[u8]) -> Option<Vec<u8>> {
-    let record = serde_json::from_slice::<Record>(native).map_err(ocsf::OcsfError::from);
-    converted(record.and_then(|r| ocsf::to_ocsf(&r)), native)
-}
-
-fn converted(
-    result: Result<Option<serde_json::Value>, ocsf::OcsfError>,
-    native: &[u8],
-) -> Option<Vec<u8>> {
-    match result {
+    match ocsf::to_ocsf(record) {
         Ok(Some(v)) => serde_json::to_vec(&v).ok(),
         Ok(None) => None,
         Err(error) => {
@@ -71,7 +58,7 @@ impl<'a> Rendered<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Format, Rendered, ocsf_line_of_native};
+    use super::{Format, Rendered};
     use crate::record::Record;
 
     fn record(line: &[u8]) -> Record {
@@ -93,11 +80,5 @@ mod tests {
             serde_json::from_slice(r.get(Format::Ocsf).expect("converted")).expect("JSON");
         assert_eq!(ocsf["class_uid"], 2004);
         assert_eq!(ocsf["count"], 2);
-    }
-
-    #[test]
-    fn stored_lines_that_are_not_records_stay_native() {
-        let line = br#"{"kind":"mystery"}"#;
-        assert_eq!(ocsf_line_of_native(line), Some(line.to_vec()));
     }
 }

@@ -3,7 +3,7 @@
 //! subdirectory, each with its own bound so an event flood cannot push alerts out) and starts
 //! one delivery engine per spool.
 
-use std::{future::Future, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -11,12 +11,11 @@ use tokio::sync::watch;
 
 use super::{
     Format,
-    format::ocsf_line_of_native,
     lane::{Lane, LaneCounters, LaneStats},
     target::NetworkSpec,
 };
 use crate::deliver::{
-    Engine, EngineConfig, Sink, SinkError, SinkStats, Spool, SpoolOptions, SpoolStats, sinks,
+    Engine, EngineConfig, Sink, SinkStats, Spool, SpoolOptions, SpoolStats, sinks,
 };
 
 /// Settings of the network outputs from the command line.
@@ -187,14 +186,7 @@ async fn open_delivery(
     );
     let mut built: Vec<Box<dyn Sink>> = Vec::with_capacity(planned.len());
     for p in planned {
-        let sink = sinks::connect(&p.spec).await?;
-        built.push(match p.format {
-            Format::Native => sink,
-            Format::Ocsf => Box::new(OcsfSink {
-                inner: sink,
-                converted: Vec::new(),
-            }),
-        });
+        built.push(sinks::connect(&p.spec, p.format).await?);
     }
     let engine = Engine::start(&spool, built, stop.clone(), EngineConfig::default())?;
     let counters = Arc::new(LaneCounters::default());
@@ -262,38 +254,5 @@ impl Forwarding {
                 tracing::error!(what, error = %crate::deliver::error_chain(&e), "delivery task failed");
             }
         }
-    }
-}
-
-/// Converts native records to OCSF before the wrapped sink sends them (`format=ocsf`). Records
-/// without an OCSF form (none are spooled today) are acknowledged without being sent.
-struct OcsfSink {
-    inner: Box<dyn Sink>,
-    converted: Vec<Vec<u8>>,
-}
-
-impl Sink for OcsfSink {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn send<'a>(
-        &'a mut self,
-        batch: &'a [Vec<u8>],
-    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
-        self.converted.clear();
-        self.converted
-            .extend(batch.iter().filter_map(|line| ocsf_line_of_native(line)));
-        let Self { inner, converted } = self;
-        Box::pin(async move {
-            if converted.is_empty() {
-                return Ok(());
-            }
-            inner.send(converted).await
-        })
-    }
-
-    fn max_batch(&self) -> usize {
-        self.inner.max_batch()
     }
 }

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    record::{AlertLine, hostname, write_json_string},
-    spec::{HttpKind, HttpTarget, Secret, SinkSpec, SpecError},
+    record::{Outgoing, hostname, write_json_string},
+    spec::{Format, HttpKind, HttpTarget, Secret, SinkSpec, SpecError},
     tls::{self, TlsConfig},
 };
 use crate::deliver::{Sink, SinkError};
@@ -35,11 +35,13 @@ pub struct HttpSink {
     token: Option<Secret>,
     hostname: String,
     timeout: std::time::Duration,
+    /// What is sent: native records or their OCSF form.
+    format: Format,
 }
 
 impl HttpSink {
     /// Builds the client for `target`; nothing is connected until the first batch.
-    pub fn new(spec: &SinkSpec, target: &HttpTarget) -> Result<Self, SpecError> {
+    pub fn new(spec: &SinkSpec, target: &HttpTarget, format: Format) -> Result<Self, SpecError> {
         let client_error = |source| SpecError::HttpClient {
             spec: spec.name().to_owned(),
             source,
@@ -89,6 +91,7 @@ impl HttpSink {
             token: target.token.clone(),
             hostname: hostname().unwrap_or_else(|| "unknown".to_owned()),
             timeout: spec.timeout,
+            format,
         })
     }
 
@@ -96,7 +99,14 @@ impl HttpSink {
         if batch.is_empty() {
             return Ok(());
         }
-        let records: Vec<AlertLine<'_>> = batch.iter().map(|l| AlertLine::parse(l)).collect();
+        let records: Vec<Outgoing<'_>> = batch
+            .iter()
+            .map(|line| Outgoing::read(line, self.format))
+            .filter(Outgoing::has_body)
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
         let (body, content_type) = match self.kind {
             HttpKind::Webhook => (webhook_body(&records), "application/json"),
             HttpKind::Splunk => (hec_body(&records, &self.hostname), "application/json"),
@@ -194,7 +204,7 @@ impl Sink for HttpSink {
 }
 
 /// A webhook body: the alerts as one JSON array.
-pub fn webhook_body(records: &[AlertLine<'_>]) -> Vec<u8> {
+pub fn webhook_body(records: &[Outgoing<'_>]) -> Vec<u8> {
     let mut out = vec![b'['];
     for (i, record) in records.iter().enumerate() {
         if i > 0 {
@@ -208,7 +218,7 @@ pub fn webhook_body(records: &[AlertLine<'_>]) -> Vec<u8> {
 
 /// A Splunk HEC body: one event object per record, newline-separated; sourcetype
 /// `monitor:alert` for alerts, `monitor:event` for forwarded events.
-pub fn hec_body(records: &[AlertLine<'_>], host: &str) -> Vec<u8> {
+pub fn hec_body(records: &[Outgoing<'_>], host: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for record in records {
         let t = record.time_or_now();
@@ -228,15 +238,18 @@ pub fn hec_body(records: &[AlertLine<'_>], host: &str) -> Vec<u8> {
 
 /// An Elasticsearch bulk body: a `create` action per alert, keyed by the alert id (or, lacking
 /// one, by a hash of the line) so a resent batch cannot duplicate documents.
-pub fn bulk_body(records: &[AlertLine<'_>]) -> Vec<u8> {
+pub fn bulk_body(records: &[Outgoing<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for record in records {
-        let id = record.id().unwrap_or_else(|| {
-            Sha256::digest(record.raw())[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        });
+        let id = record.id().map_or_else(
+            || {
+                Sha256::digest(record.body())[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            },
+            str::to_owned,
+        );
         out.extend_from_slice(b"{\"create\":{\"_id\":");
         write_json_string(&mut out, &id);
         out.extend_from_slice(b"}}\n");

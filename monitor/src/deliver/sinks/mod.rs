@@ -14,17 +14,21 @@ mod tls;
 #[cfg(test)]
 mod tests;
 
-pub use spec::{SinkSpec, SpecError, is_network_spec, parse};
+pub use spec::{Format, SinkSpec, SpecError, is_network_spec, parse};
 
 use crate::deliver::Sink;
 
 /// Builds the sink for `spec`. No connection is made here: a receiver that is down at start-up
 /// shows up as transient errors from [`Sink::send`], not as a start-up failure.
-pub async fn connect(spec: &SinkSpec) -> Result<Box<dyn Sink>, SpecError> {
+/// `format`: what the sink sends (the spool holds native records).
+pub async fn connect(spec: &SinkSpec, format: Format) -> Result<Box<dyn Sink>, SpecError> {
     Ok(match &spec.target {
-        spec::Target::Syslog(target) => {
-            Box::new(syslog::SyslogSink::new(spec.name(), target, spec.timeout))
-        }
-        spec::Target::Http(target) => Box::new(http::HttpSink::new(spec, target)?),
+        spec::Target::Syslog(target) => Box::new(syslog::SyslogSink::new(
+            spec.name(),
+            target,
+            spec.timeout,
+            format,
+        )),
+        spec::Target::Http(target) => Box::new(http::HttpSink::new(spec, target, format)?),
     })
 }

@@ -1,121 +1,103 @@
-//! The few alert fields the network sinks read (severity, time, id), and JSON embedding of a raw
-//! alert line. Works on native alerts and on OCSF-shaped ones; a line that is not JSON is carried
-//! as a JSON string rather than dropped or allowed to corrupt a request body.
+//! One spooled record as the network sinks send it: read back from its spool line once, as the
+//! typed [`Record`], and put in the sink's format (the native line as stored, or OCSF mapped
+//! from the typed record). Severity, time and id come from the record, never from parsing the
+//! formatted body. A line that is not a record (another program's, a torn write) is still
+//! sent, as a JSON string, rather than dropped or allowed to corrupt a request body.
 
-use std::time::SystemTime;
+use std::{borrow::Cow, time::SystemTime};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
-/// One alert line, parsed once.
-pub struct AlertLine<'a> {
-    raw: &'a [u8],
-    value: Option<Value>,
+use crate::{
+    ocsf::Format,
+    output::format::ocsf_line,
+    record::{Class, Record},
+};
+
+/// One record to send.
+pub struct Outgoing<'a> {
+    /// The spool line (the native record).
+    line: &'a [u8],
+    record: Option<Record>,
+    /// The body in the sink's format; `None` when the record has no form in it.
+    body: Option<Cow<'a, [u8]>>,
 }
 
-impl<'a> AlertLine<'a> {
-    pub fn parse(raw: &'a [u8]) -> Self {
-        Self {
-            raw,
-            value: serde_json::from_slice(raw).ok(),
-        }
-    }
-
-    /// Whether this is an alert (native `alert`/`alert_repeats`, an OCSF Detection Finding, or
-    /// anything else unrecognised) rather than a forwarded event.
-    pub fn is_alert(&self) -> bool {
-        let Some(value) = &self.value else {
-            return true;
+impl<'a> Outgoing<'a> {
+    /// Reads `line` back and puts it in `format`.
+    pub fn read(line: &'a [u8], format: Format) -> Self {
+        let record = serde_json::from_slice::<Record>(line).ok();
+        let body = match (&record, format) {
+            (Some(r), Format::Ocsf) => ocsf_line(r, line).map(Cow::Owned),
+            _ => Some(Cow::Borrowed(line)),
         };
-        if let Some(kind) = value.get("kind").and_then(Value::as_str) {
-            return kind.starts_with("alert");
-        }
-        // OCSF: Detection Finding; anything unrecognised counts as an alert.
-        value
-            .get("class_uid")
-            .and_then(Value::as_u64)
-            .is_none_or(|class| class == 2004)
+        Self { line, record, body }
     }
 
-    /// The raw line as given.
-    pub fn raw(&self) -> &'a [u8] {
-        self.raw
+    /// Whether there is something to send (a record without an OCSF form is not sent to an
+    /// OCSF sink).
+    pub fn has_body(&self) -> bool {
+        self.body.is_some()
     }
 
-    /// Syslog severity (RFC 5424 table 2) for the alert's `severity` (native names or OCSF
-    /// labels, any case) or else OCSF `severity_id`; notice (5) when neither is usable.
+    /// Whether this is an alert (`alert`, `alert_repeats`, or a line that is not a record)
+    /// rather than a forwarded event.
+    pub fn is_alert(&self) -> bool {
+        self.record
+            .as_ref()
+            .is_none_or(|r| r.class() != Class::Event)
+    }
+
+    /// The body as sent (the native line, or its OCSF form).
+    pub fn body(&self) -> &[u8] {
+        self.body.as_deref().unwrap_or(self.line)
+    }
+
+    /// Syslog severity (RFC 5424 table 2) for the alert's severity; notice (5) when the record
+    /// has none the table knows.
     pub fn syslog_severity(&self) -> u8 {
-        let Some(value) = &self.value else { return 5 };
-        if let Some(name) = value.get("severity").and_then(Value::as_str) {
-            match name.to_ascii_lowercase().as_str() {
-                "fatal" | "critical" => return 2,
-                "high" => return 3,
-                "medium" => return 4,
-                "low" => return 5,
-                "informational" | "info" => return 6,
-                _ => {}
-            }
-        }
-        match value.get("severity_id").and_then(Value::as_u64) {
-            Some(5 | 6) => 2,
-            Some(4) => 3,
-            Some(3) => 4,
-            Some(1) => 6,
+        let severity = self.record.as_ref().and_then(Record::severity);
+        match severity.map(str::to_ascii_lowercase).as_deref() {
+            Some("critical") => 2,
+            Some("high") => 3,
+            Some("medium") => 4,
+            Some("low") => 5,
             _ => 5,
         }
     }
 
-    /// The alert's `time`: an RFC 3339 string (native) or epoch milliseconds (OCSF).
+    /// The record's time.
     pub fn time(&self) -> Option<DateTime<Utc>> {
-        match self.value.as_ref()?.get("time")? {
-            Value::String(s) => DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-            Value::Number(n) => DateTime::from_timestamp_millis(n.as_i64()?),
-            _ => None,
-        }
+        self.record.as_ref()?.time().map(|t| t.utc())
     }
 
-    /// The alert's `time`, or now when it has none.
+    /// The record's time, or now when it has none.
     pub fn time_or_now(&self) -> DateTime<Utc> {
         self.time()
             .unwrap_or_else(|| DateTime::<Utc>::from(SystemTime::now()))
     }
 
-    /// The alert's stable id: `id` (native) or `metadata.uid` / `finding_info.uid` (OCSF).
-    pub fn id(&self) -> Option<String> {
-        let value = self.value.as_ref()?;
-        [
-            value.get("id"),
-            value.pointer("/metadata/uid"),
-            value.pointer("/finding_info/uid"),
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|v| match v {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
+    /// The record's stable id (alerts and repeat reports).
+    pub fn id(&self) -> Option<&str> {
+        self.record.as_ref()?.id()
     }
 
-    /// Appends the alert as a JSON value: the line itself when it is JSON, else a JSON string.
+    /// Appends the record as a JSON value: its body, or (not a record) the line as a string.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        if self.value.is_some() {
-            out.extend_from_slice(self.raw);
+        if self.record.is_some() {
+            out.extend_from_slice(self.body());
         } else {
-            write_json_string(out, &String::from_utf8_lossy(self.raw));
+            write_json_string(out, &String::from_utf8_lossy(self.line));
         }
     }
 
-    /// Appends the alert as a JSON object: the line itself when it is one, else
-    /// `{"message": <line as a string>}`.
+    /// Appends the record as a JSON object: its body, or `{"message": <line as a string>}`.
     pub fn write_object(&self, out: &mut Vec<u8>) {
-        if matches!(self.value, Some(Value::Object(_))) {
-            out.extend_from_slice(self.raw);
+        if self.record.is_some() {
+            out.extend_from_slice(self.body());
         } else {
             out.extend_from_slice(b"{\"message\":");
-            write_json_string(out, &String::from_utf8_lossy(self.raw));
+            write_json_string(out, &String::from_utf8_lossy(self.line));
             out.push(b'}');
         }
     }
@@ -138,54 +120,57 @@ pub fn hostname() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::AlertLine;
+    use super::{Format, Outgoing};
 
-    #[test]
-    fn severity_maps_native_and_ocsf_values() {
-        let sev = |line: &str| AlertLine::parse(line.as_bytes()).syslog_severity();
-        assert_eq!(sev(r#"{"severity":"critical"}"#), 2);
-        assert_eq!(sev(r#"{"severity":"high"}"#), 3);
-        assert_eq!(sev(r#"{"severity":"medium"}"#), 4);
-        assert_eq!(sev(r#"{"severity":"low"}"#), 5);
-        assert_eq!(sev(r#"{"severity":"High","severity_id":4}"#), 3);
-        assert_eq!(sev(r#"{"severity_id":5}"#), 2);
-        assert_eq!(sev(r#"{"severity":"weird"}"#), 5);
-        assert_eq!(sev("not json"), 5);
+    fn alert(severity: &str) -> String {
+        format!(
+            r#"{{"kind":"alert","id":"abc","time":"2024-06-10T12:00:00.123456789Z","rule":"r","severity":"{severity}","mitre":[],"profile":null,"message":"m","event":null,"ancestors":[]}}"#
+        )
     }
 
     #[test]
-    fn time_and_id_come_from_native_or_ocsf_fields() {
-        let native = AlertLine::parse(br#"{"id":"abc","time":"2024-06-10T12:00:00.123456789Z"}"#);
-        assert_eq!(native.id().as_deref(), Some("abc"));
-        let t = native.time().expect("time");
-        assert_eq!(t.timestamp(), 1_718_020_800);
-        assert_eq!(t.timestamp_subsec_nanos(), 123_456_789);
-
-        let ocsf = AlertLine::parse(br#"{"time":1718020800123,"metadata":{"uid":"u1"}}"#);
-        assert_eq!(ocsf.id().as_deref(), Some("u1"));
+    fn severity_comes_from_the_typed_record_in_either_format() {
+        for format in [Format::Native, Format::Ocsf] {
+            let sev = |s: &str| Outgoing::read(alert(s).as_bytes(), format).syslog_severity();
+            assert_eq!(sev("critical"), 2);
+            assert_eq!(sev("high"), 3);
+            assert_eq!(sev("medium"), 4);
+            assert_eq!(sev("low"), 5);
+            assert_eq!(sev("weird"), 5);
+        }
         assert_eq!(
-            ocsf.time().expect("time").timestamp_millis(),
-            1_718_020_800_123
+            Outgoing::read(b"not json", Format::Native).syslog_severity(),
+            5
         );
+    }
 
-        assert!(AlertLine::parse(b"{}").id().is_none());
+    #[test]
+    fn time_and_id_come_from_the_record() {
+        let line = alert("high");
+        for format in [Format::Native, Format::Ocsf] {
+            let r = Outgoing::read(line.as_bytes(), format);
+            assert_eq!(r.id(), Some("abc"));
+            let t = r.time().expect("time");
+            assert_eq!(t.timestamp(), 1_718_020_800);
+            assert_eq!(t.timestamp_subsec_nanos(), 123_456_789);
+        }
+        let ocsf = Outgoing::read(line.as_bytes(), Format::Ocsf);
+        let body: serde_json::Value = serde_json::from_slice(ocsf.body()).expect("JSON");
+        assert_eq!(body["class_uid"], 2004);
+        assert!(Outgoing::read(b"{}", Format::Native).id().is_none());
     }
 
     #[test]
     fn alerts_are_told_from_events() {
-        let alert = |line: &str| AlertLine::parse(line.as_bytes()).is_alert();
-        assert!(alert(r#"{"kind":"alert"}"#));
-        assert!(alert(r#"{"kind":"alert_repeats"}"#));
-        assert!(alert(r#"{"class_uid":2004,"finding_info":{}}"#));
-        assert!(!alert(r#"{"kind":"open"}"#));
-        assert!(!alert(r#"{"class_uid":1001}"#));
-        assert!(alert(r#"{"id":"x"}"#));
-        assert!(alert("not json"));
+        let event = br#"{"kind":"fork","child_pid":2,"time":"2024-06-10T12:00:00Z","pid":1,"tid":1,"ppid":0,"uid":0}"#;
+        assert!(!Outgoing::read(event, Format::Native).is_alert());
+        assert!(Outgoing::read(alert("low").as_bytes(), Format::Native).is_alert());
+        assert!(Outgoing::read(b"not json", Format::Native).is_alert());
     }
 
     #[test]
-    fn non_json_lines_embed_as_strings() {
-        let r = AlertLine::parse(b"plain \"text\"");
+    fn non_record_lines_embed_as_strings() {
+        let r = Outgoing::read(b"plain \"text\"", Format::Ocsf);
         let mut out = Vec::new();
         r.write_json(&mut out);
         assert_eq!(out, br#""plain \"text\"""#);

@@ -29,8 +29,8 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 
 use super::{
-    record::{AlertLine, hostname},
-    spec::{Facility, SyslogTarget, SyslogTransport},
+    record::{Outgoing, hostname},
+    spec::{Facility, Format, SyslogTarget, SyslogTransport},
     tls,
 };
 use crate::deliver::{Sink, SinkError};
@@ -55,13 +55,16 @@ pub struct SyslogSink {
     hostname: String,
     procid: String,
     conn: Option<Conn>,
+    /// What is sent: native records or their OCSF form.
+    format: Format,
 }
 
 impl SyslogSink {
     /// A sink for `target`; nothing is connected until the first batch.
-    pub fn new(name: &str, target: &SyslogTarget, timeout: Duration) -> Self {
+    pub fn new(name: &str, target: &SyslogTarget, timeout: Duration, format: Format) -> Self {
         Self {
             name: name.to_owned(),
+            format,
             target: target.clone(),
             timeout,
             hostname: hostname().map_or_else(|| "-".to_owned(), |h| header_field(&h, 255)),
@@ -82,14 +85,13 @@ impl SyslogSink {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        let messages = batch.iter().map(|line| {
-            format_message(
-                &AlertLine::parse(line),
-                self.target.facility,
-                &self.hostname,
-                &self.procid,
-            )
-        });
+        let messages = batch
+            .iter()
+            .map(|line| Outgoing::read(line, self.format))
+            .filter(Outgoing::has_body)
+            .map(|record| {
+                format_message(&record, self.target.facility, &self.hostname, &self.procid)
+            });
         // On failure the connection is dropped here and the next batch reconnects.
         self.conn = Some(match conn {
             Conn::Stream(s) => self.write_stream(s, messages).await?,
@@ -264,7 +266,7 @@ fn peer_closed(stream: &mut dyn Stream) -> bool {
 
 /// Formats one RFC 5424 message for `record`.
 pub fn format_message(
-    record: &AlertLine<'_>,
+    record: &Outgoing<'_>,
     facility: Facility,
     hostname: &str,
     procid: &str,
@@ -278,7 +280,7 @@ pub fn format_message(
     let pri = u16::from(facility.code()) * 8 + u16::from(severity);
     let time = timestamp(record.time_or_now());
     let mut msg = format!("<{pri}>1 {time} {hostname} monitor {procid} {msgid} - ").into_bytes();
-    msg.extend_from_slice(record.raw());
+    msg.extend_from_slice(record.body());
     msg
 }
 

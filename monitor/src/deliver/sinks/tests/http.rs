@@ -13,7 +13,7 @@ use super::{
 };
 use crate::deliver::{
     Sink,
-    sinks::{connect, parse},
+    sinks::{Format, connect, parse},
 };
 
 const HEC_OK: &str = r#"{"text":"Success","code":0}"#;
@@ -30,7 +30,7 @@ fn ok(body: &str) -> Behavior {
 async fn sink_for(spec: &str) -> Box<dyn Sink> {
     let spec = parse(spec).expect("spec");
     assert_no_secret(&format!("{spec:?}"));
-    let sink = connect(&spec).await.expect("sink");
+    let sink = connect(&spec, Format::Native).await.expect("sink");
     assert_no_secret(sink.name());
     sink
 }

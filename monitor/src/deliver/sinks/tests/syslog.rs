@@ -8,7 +8,7 @@ use super::{
     receivers::{Syslog5424, SyslogReceiver, free_port},
     transient,
 };
-use crate::deliver::sinks::{connect, parse};
+use crate::deliver::sinks::{Format, connect, parse};
 
 fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -32,7 +32,7 @@ fn check_message(raw: &[u8], pri: u16, line: &[u8]) -> Syslog5424 {
 async fn tcp_sends_octet_counted_rfc5424_frames_in_order() {
     let mut rx = SyslogReceiver::stream(any_port(), None).await;
     let spec = parse(&format!("syslog+tcp://127.0.0.1:{}", rx.addr.port())).expect("spec");
-    let mut sink = connect(&spec).await.expect("sink");
+    let mut sink = connect(&spec, Format::Native).await.expect("sink");
     assert_eq!(
         sink.name(),
         format!("syslog+tcp://127.0.0.1:{}", rx.addr.port())
@@ -55,7 +55,7 @@ async fn tcp_sends_octet_counted_rfc5424_frames_in_order() {
     check_message(&rx.next().await, 133, &alert("a5", "low"));
 
     // A forwarded event: MSGID `event`, informational (local0 * 8 + 6).
-    let event = br#"{"kind":"open","time":"2024-06-10T12:00:00.123456789Z","path":"/x"}"#.to_vec();
+    let event = br#"{"kind":"open","path":"/x","flags":0,"result":3,"time":"2024-06-10T12:00:00.123456789Z","pid":7,"tid":7,"ppid":1,"uid":0}"#.to_vec();
     sink.send(std::slice::from_ref(&event))
         .await
         .expect("delivered");
@@ -69,7 +69,7 @@ async fn tcp_reconnects_when_the_receiver_comes_back() {
     let addr = free_port().await;
     let spec = parse(&format!("syslog+tcp://{addr}?timeout=2s")).expect("spec");
     // A receiver that is down at start is not a start-up error, only a transient one.
-    let mut sink = connect(&spec).await.expect("sink");
+    let mut sink = connect(&spec, Format::Native).await.expect("sink");
     let message = transient(sink.send(&[alert("r1", "high")]).await);
     assert!(
         message.contains(&format!("syslog+tcp://{addr}")),
@@ -99,7 +99,7 @@ async fn tcp_reconnects_when_the_receiver_comes_back() {
 async fn udp_sends_one_datagram_per_message_and_truncates_huge_ones() {
     let mut rx = SyslogReceiver::udp().await;
     let spec = parse(&format!("syslog+udp://{}?facility=user", rx.addr)).expect("spec");
-    let mut sink = connect(&spec).await.expect("sink");
+    let mut sink = connect(&spec, Format::Native).await.expect("sink");
     let batch = vec![alert("u1", "high"), alert("u2", "critical")];
     sink.send(&batch).await.expect("sent");
     // user (1) * 8 + 3 and + 2.
@@ -135,7 +135,7 @@ async fn tls_verifies_the_receiver_against_the_configured_ca() {
         ca_pem.display()
     ))
     .expect("spec");
-    let mut sink = connect(&spec).await.expect("sink");
+    let mut sink = connect(&spec, Format::Native).await.expect("sink");
     let batch = vec![alert("t1", "critical"), alert("t2", "medium")];
     sink.send(&batch).await.expect("delivered over TLS");
     check_message(&rx.next().await, 130, &batch[0]);
@@ -147,7 +147,7 @@ async fn tls_verifies_the_receiver_against_the_configured_ca() {
         other_pem.display()
     ))
     .expect("spec");
-    let mut sink = connect(&spec).await.expect("sink");
+    let mut sink = connect(&spec, Format::Native).await.expect("sink");
     let message = permanent(sink.send(&batch).await);
     assert!(message.contains("invalid peer certificate"), "{message}");
     assert!(message.contains("check ca="), "{message}");
@@ -173,7 +173,7 @@ async fn tls_presents_the_client_certificate() {
         key.display()
     ))
     .expect("spec");
-    let mut sink = connect(&spec).await.expect("sink");
+    let mut sink = connect(&spec, Format::Native).await.expect("sink");
     sink.send(&[alert("m1", "high")]).await.expect("delivered");
     check_message(&rx.next().await, 131, &alert("m1", "high"));
 }
