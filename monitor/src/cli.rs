@@ -98,7 +98,7 @@ pub struct LearnArgs {
     pub name: Option<String>,
     /// How long to learn, e.g. `90s`, `10m`, `1h` (default: until SIGINT or SIGTERM, which
     /// also end a window early; what was learned is written either way).
-    #[arg(long, value_name = "DURATION", value_parser = crate::learn::command::duration_arg)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub duration: Option<std::time::Duration>,
     /// Learn into this existing profile: its entries stay first (those not seen are marked,
     /// never removed), what they do not cover is added.
@@ -218,6 +218,29 @@ pub fn default_rules() -> Vec<PathBuf> {
         env!("CARGO_MANIFEST_DIR"),
         "/../rules"
     ))]
+}
+
+/// `90s`, `10m`, `1h`, `500ms`, or plain seconds.
+pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 90s, 10m, 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration {s:?}: units are ms, s, m, h")),
+    };
+    match std::time::Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "invalid duration {s:?}: it must be positive and finite"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ impl Record {
 
     /// The native JSON line, without its newline.
     pub fn native(&self) -> Vec<u8> {
-        crate::output::json_line(self)
+        json_line(self)
     }
 
     /// A record read back from its native JSON form (`kind` says which).
@@ -132,4 +132,13 @@ impl From<Repeats> for Record {
     fn from(r: Repeats) -> Self {
         Self::Repeats(r)
     }
+}
+
+/// Serialises a value as one JSON record (no newline: outputs end their lines).
+pub fn json_line<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_else(|e| {
+        let msg = serde_json::to_string(&format!("serialisation failed: {e}"))
+            .unwrap_or_else(|_| "\"serialisation failed\"".to_owned());
+        format!("{{\"kind\":\"agent_error\",\"error\":{msg}}}").into_bytes()
+    })
 }

@@ -27,8 +27,10 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::learning::Done;
 use crate::learn::{Finished, LearnRequest};
+
+/// Where a learning session's outcome goes.
+pub type Done = oneshot::Sender<Option<Finished>>;
 
 /// Where the agent listens by default, and where `monitor learn` looks for it.
 pub const DEFAULT_SOCKET: &str = "/run/monitor/control.sock";

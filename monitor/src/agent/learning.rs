@@ -9,10 +9,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::control::{Request, Started};
+use super::control::{Done, Request, Started};
 use crate::clock::{boot_ns, now_rfc3339};
 use crate::learn::Finished;
 use crate::policy::Policy;
@@ -27,9 +26,6 @@ const CHECK: Duration = Duration::from_millis(5);
 const IN_FLIGHT_NS: u64 = 5_000_000;
 /// Most learning sessions at once (each holds a footprint).
 pub const MAX_SESSIONS: usize = 8;
-
-/// Where a session's outcome goes.
-pub type Done = oneshot::Sender<Option<Finished>>;
 
 struct Live {
     /// The profile file the session refines.

@@ -235,7 +235,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
                 process_table: enricher.table().stats(),
                 duplicate_exits: enricher.duplicate_exits(),
                 policy,
-                ocsf_errors: output::format::OCSF_ERRORS.load(Ordering::Relaxed),
+                ocsf_errors: crate::ocsf::OCSF_ERRORS.load(Ordering::Relaxed),
                 delivery: forwarding.as_ref().map(forward::Forwarding::stats),
             });
             // Serialising plain counters cannot fail; should it, the line says so.

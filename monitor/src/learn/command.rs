@@ -24,29 +24,6 @@ use crate::agent::{Options, run_pipeline, runtime};
 use crate::cli::{Cli, Command, LearnArgs, default_rules};
 use crate::rules::RuleSet;
 
-/// `90s`, `10m`, `1h`, `500ms`, or plain seconds.
-pub fn duration_arg(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 90s, 10m, 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration {s:?}: units are ms, s, m, h")),
-    };
-    match Duration::try_from_secs_f64(secs) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!(
-            "invalid duration {s:?}: it must be positive and finite"
-        )),
-    }
-}
-
 fn rule_paths(args: &LearnArgs) -> Vec<PathBuf> {
     if args.rules.is_empty() {
         default_rules()

@@ -2,7 +2,17 @@
 //! took and which executables started the workload, which is what a profile is built from.
 //! Bounded, keeping what the profile needs.
 
-use super::session::InstanceSummary;
+use serde::{Deserialize, Serialize};
+
+/// One ended (or, at the end, still running) instance of the learned workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    pub root_pid: u32,
+    #[serde(default)]
+    pub root_exe: Option<String>,
+    pub first_listen_secs: Option<f64>,
+    pub preexisting: bool,
+}
 
 /// Summaries of ended instances a session keeps; past it, only those that add a longer
 /// start-up or a new executable (up to twice as many), the rest are counted.

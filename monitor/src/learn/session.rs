@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::ended::Ended;
+pub use super::ended::InstanceSummary;
 use super::footprint::{Destination, FileUse, Footprint};
 use crate::process::table::{ProcessTable, start_key_from_ns, ticks_per_second};
 use crate::rules::{ExecInfo, Selectors, canonical_ip, proc_self_path, program_of};
@@ -45,15 +46,6 @@ pub struct Summary {
     /// Instances in all, `instances` included (more when ended ones were only counted).
     #[serde(default)]
     pub instances_total: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InstanceSummary {
-    pub root_pid: u32,
-    #[serde(default)]
-    pub root_exe: Option<String>,
-    pub first_listen_secs: Option<f64>,
-    pub preexisting: bool,
 }
 
 /// A finished session.

@@ -9,9 +9,9 @@ use super::{
     OcsfError,
     dns::dns_parts,
     objects::{
-        Activity, Class, FILE_ACTIVITY, FILE_REGULAR, FILE_UNKNOWN, Host, NETWORK_ACTIVITY,
-        PROCESS_ACTIVITY, PROFILES, actor, cmd_line, connection_info, device, endpoint, file,
-        header, metadata, own_process, set_status,
+        Activity, FILE_ACTIVITY, FILE_REGULAR, FILE_UNKNOWN, Host, NETWORK_ACTIVITY,
+        PROCESS_ACTIVITY, PROFILES, Parts, actor, cmd_line, connection_info, device, endpoint,
+        file, header, metadata, own_process, set_status,
     },
 };
 use crate::{
@@ -41,31 +41,6 @@ const NET_OTHER: Activity = Activity::new(99, "Other");
 const EINPROGRESS: i64 = -115;
 /// `-ECONNREFUSED`.
 const ECONNREFUSED: i64 = -111;
-
-/// One event in OCSF terms: the class, activity and objects of its class object.
-pub(super) struct Parts {
-    pub kind: EventKind,
-    pub class: &'static Class,
-    pub activity: Activity,
-    /// `activity_name`: the caption, or the source's word for an Other activity.
-    pub activity_name: &'static str,
-    /// The process acted on (process activities only).
-    pub process: Option<Value>,
-    /// `actor`: the acting process.
-    pub actor: Value,
-    pub file: Option<Value>,
-    /// The rename destination.
-    pub file_result: Option<Value>,
-    /// The DNS question (DNS activities only).
-    pub query: Option<Value>,
-    pub src_endpoint: Option<Value>,
-    pub dst_endpoint: Option<Value>,
-    pub connection_info: Option<Value>,
-    /// Further attributes of the class object (status, launch type, exit code, ...).
-    pub attrs: Map<String, Value>,
-    /// Native fields OCSF has no attribute for.
-    pub unmapped: Map<String, Value>,
-}
 
 /// An event in OCSF terms; `lineage` (an alert's `ancestors`) enriches the acting process.
 ///

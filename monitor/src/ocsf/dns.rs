@@ -5,10 +5,7 @@ use serde_json::{Map, Value, json};
 
 use monitor_common::EventKind;
 
-use super::{
-    activity::Parts,
-    objects::{Activity, DNS_ACTIVITY, Host, actor, connection_info, endpoint},
-};
+use super::objects::{Activity, DNS_ACTIVITY, Host, Parts, actor, connection_info, endpoint};
 use crate::sensor::event::{DnsBody, Event};
 
 const RESPONSE: Activity = Activity::new(2, "Response");

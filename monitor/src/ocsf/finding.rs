@@ -4,9 +4,8 @@ use monitor_common::EventKind;
 use serde_json::{Map, Value, json};
 
 use super::{
-    OcsfError,
-    activity::{self, Parts},
-    objects::{Activity, DETECTION_FINDING, Host, PROFILES, device, header, metadata},
+    OcsfError, activity,
+    objects::{Activity, DETECTION_FINDING, Host, PROFILES, Parts, device, header, metadata},
     severity_id,
 };
 use crate::{

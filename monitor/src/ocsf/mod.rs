@@ -28,6 +28,8 @@ mod dns;
 mod finding;
 mod objects;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::Value;
 
 use self::objects::Host;
@@ -123,6 +125,26 @@ pub fn to_ocsf(record: &Record) -> Result<Option<Value>, OcsfError> {
 /// [`OcsfError::NotARecord`] when it is not a record the agent writes, else as [`to_ocsf`].
 pub fn native_to_ocsf(native: &Value) -> Result<Option<Value>, OcsfError> {
     to_ocsf(&Record::from_value(native.clone())?)
+}
+
+/// Records that could not be converted to OCSF (written in native form instead).
+pub static OCSF_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// A record in OCSF form, without a newline: `None` when it has no OCSF class (`agent_stats`).
+/// A record that cannot be converted (an event without a value its class requires) is kept in
+/// its native form `native`, logged and counted in [`OCSF_ERRORS`], rather than lost.
+pub fn to_ocsf_line(record: &Record, native: &[u8]) -> Option<Vec<u8>> {
+    match to_ocsf(record) {
+        Ok(Some(v)) => serde_json::to_vec(&v).ok(),
+        Ok(None) => None,
+        Err(error) => {
+            let n = OCSF_ERRORS.fetch_add(1, Ordering::Relaxed);
+            if n < 10 || n.is_power_of_two() {
+                tracing::warn!(%error, total = n + 1, "record not convertible to OCSF; written in native form");
+            }
+            Some(native.to_vec())
+        }
+    }
 }
 
 /// OCSF `severity_id` for a native alert severity: `low` 2, `medium` 3, `high` 4, `critical` 5;

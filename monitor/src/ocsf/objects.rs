@@ -3,6 +3,7 @@
 
 use std::{io, net::IpAddr, sync::OnceLock};
 
+use monitor_common::EventKind;
 use serde_json::{Map, Value, json};
 
 use super::{OCSF_VERSION, PRODUCT_NAME, VENDOR_NAME};
@@ -358,4 +359,29 @@ pub(super) fn connection_info(
         conn.insert("protocol_ver_id".into(), v.into());
     }
     conn
+}
+
+/// One event in OCSF terms: the class, activity and objects of its class object.
+pub(super) struct Parts {
+    pub kind: EventKind,
+    pub class: &'static Class,
+    pub activity: Activity,
+    /// `activity_name`: the caption, or the source's word for an Other activity.
+    pub activity_name: &'static str,
+    /// The process acted on (process activities only).
+    pub process: Option<Value>,
+    /// `actor`: the acting process.
+    pub actor: Value,
+    pub file: Option<Value>,
+    /// The rename destination.
+    pub file_result: Option<Value>,
+    /// The DNS question (DNS activities only).
+    pub query: Option<Value>,
+    pub src_endpoint: Option<Value>,
+    pub dst_endpoint: Option<Value>,
+    pub connection_info: Option<Value>,
+    /// Further attributes of the class object (status, launch type, exit code, ...).
+    pub attrs: Map<String, Value>,
+    /// Native fields OCSF has no attribute for.
+    pub unmapped: Map<String, Value>,
 }

@@ -1,30 +1,8 @@
-//! Output formats: the agent's native JSON lines, or OCSF objects converted from them.
+//! Output formats: the native JSON line of a record, or its OCSF form, each rendered once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::{ocsf, record::Record};
+use crate::{ocsf::to_ocsf_line, record::Record};
 
 pub use crate::ocsf::Format;
-
-/// Records that could not be converted to OCSF (written in native form instead).
-pub static OCSF_ERRORS: AtomicU64 = AtomicU64::new(0);
-
-/// A record in OCSF form, without a newline: `None` when it has no OCSF class (`agent_stats`).
-/// A record that cannot be converted (an event without a value its class requires) is kept in
-/// its native form `native`, logged and counted in [`OCSF_ERRORS`], rather than lost.
-pub fn ocsf_line(record: &Record, native: &[u8]) -> Option<Vec<u8>> {
-    match ocsf::to_ocsf(record) {
-        Ok(Some(v)) => serde_json::to_vec(&v).ok(),
-        Ok(None) => None,
-        Err(error) => {
-            let n = OCSF_ERRORS.fetch_add(1, Ordering::Relaxed);
-            if n < 10 || n.is_power_of_two() {
-                tracing::warn!(%error, total = n + 1, "record not convertible to OCSF; written in native form");
-            }
-            Some(native.to_vec())
-        }
-    }
-}
 
 /// A record rendered lazily in each format, each at most once (several outputs may share a
 /// format).
@@ -50,7 +28,7 @@ impl<'a> Rendered<'a> {
             Format::Native => Some(self.native),
             Format::Ocsf => self
                 .ocsf
-                .get_or_insert_with(|| ocsf_line(self.record, self.native))
+                .get_or_insert_with(|| to_ocsf_line(self.record, self.native))
                 .as_deref(),
         }
     }

@@ -10,7 +10,7 @@ pub mod stage;
 mod stdout;
 pub mod target;
 
-pub use crate::record::Class;
+pub use crate::record::{Class, json_line};
 pub use format::Format;
 pub use stage::{Local, Out, Stage};
 pub use target::OutputSpec;
@@ -83,13 +83,4 @@ pub fn open_local(
         out.push(Local::new(sink, spec.format().unwrap_or(format), events));
     }
     Ok(out)
-}
-
-/// Serialises a value as one JSON record (no newline: outputs end their lines).
-pub fn json_line<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_else(|e| {
-        let msg = serde_json::to_string(&format!("serialisation failed: {e}"))
-            .unwrap_or_else(|_| "\"serialisation failed\"".to_owned());
-        format!("{{\"kind\":\"agent_error\",\"error\":{msg}}}").into_bytes()
-    })
 }

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use super::{options, tls::TlsError};
+use super::tls::TlsError;
+
+/// Option names, for the unknown-option error.
+pub const KNOWN: &str = "ca, cert, key, format, events, token_file, token_env, timeout, facility";
 
 const SCHEME_LIST: &str = "syslog+udp, syslog+tcp, syslog+tls, http, https, splunk+http, \
                            splunk+https, elasticsearch+http, elasticsearch+https";
@@ -27,10 +30,7 @@ pub enum SpecError {
          use token_file=PATH or token_env=VAR"
     )]
     CredentialsInUrl { spec: String },
-    #[error(
-        "output `{spec}`: unknown option `{key}`; known options: {}",
-        options::KNOWN
-    )]
+    #[error("output `{spec}`: unknown option `{key}`; known options: {}", KNOWN)]
     UnknownOption { spec: String, key: String },
     #[error("output `{spec}`: option `{key}` is given twice")]
     DuplicateOption { spec: String, key: String },

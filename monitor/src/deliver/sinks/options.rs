@@ -2,16 +2,15 @@
 //! output, and the token they name, read once at start-up.
 
 use std::{
+    fmt,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use url::Url;
 
-use super::spec::{Facility, Format, Secret, SpecError};
-
-/// Option names, for the unknown-option error.
-pub const KNOWN: &str = "ca, cert, key, format, events, token_file, token_env, timeout, facility";
+use super::error::SpecError;
+use crate::ocsf::Format;
 const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The query options of a spec.
@@ -218,5 +217,80 @@ fn warn_if_shared(path: &Path) {
             path = %path.display(),
             "token file is readable by other users; restrict it with chmod 600"
         );
+    }
+}
+
+/// A credential read at start-up. Its `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub(super) fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A syslog facility code (0..=23); local0 unless `facility=` says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facility(u8);
+
+impl Facility {
+    pub const LOCAL0: Self = Self(16);
+    const NAMES: [&'static str; 24] = [
+        "kern",
+        "user",
+        "mail",
+        "daemon",
+        "auth",
+        "syslog",
+        "lpr",
+        "news",
+        "uucp",
+        "cron",
+        "authpriv",
+        "ftp",
+        "ntp",
+        "security",
+        "console",
+        "solaris-cron",
+        "local0",
+        "local1",
+        "local2",
+        "local3",
+        "local4",
+        "local5",
+        "local6",
+        "local7",
+    ];
+
+    /// The numeric facility code.
+    pub fn code(self) -> u8 {
+        self.0
+    }
+
+    /// A facility name (`local0`, `daemon`, ...) or code.
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        if let Ok(n) = s.parse::<u8>() {
+            return (n < 24).then_some(Self(n));
+        }
+        let pos = Self::NAMES.iter().position(|n| n.eq_ignore_ascii_case(s))?;
+        u8::try_from(pos).ok().map(Self)
     }
 }

@@ -9,8 +9,7 @@ use std::{borrow::Cow, time::SystemTime};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    ocsf::Format,
-    output::format::ocsf_line,
+    ocsf::{Format, to_ocsf_line},
     record::{Class, Record},
 };
 
@@ -28,7 +27,7 @@ impl<'a> Outgoing<'a> {
     pub fn read(line: &'a [u8], format: Format) -> Self {
         let record = serde_json::from_slice::<Record>(line).ok();
         let body = match (&record, format) {
-            (Some(r), Format::Ocsf) => ocsf_line(r, line).map(Cow::Owned),
+            (Some(r), Format::Ocsf) => to_ocsf_line(r, line).map(Cow::Owned),
             _ => Some(Cow::Borrowed(line)),
         };
         Self { line, record, body }

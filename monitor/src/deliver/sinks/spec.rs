@@ -21,87 +21,13 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 pub use super::error::SpecError;
+pub use super::options::{Facility, Secret};
 use super::{options::Options, tls::TlsConfig};
 
 /// Request and connect timeout when the spec sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A credential read at start-up. Its `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub(super) fn new(secret: String) -> Self {
-        Self(secret)
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 pub use crate::ocsf::Format;
-
-/// A syslog facility code (0..=23); local0 unless `facility=` says otherwise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Facility(u8);
-
-impl Facility {
-    pub const LOCAL0: Self = Self(16);
-    const NAMES: [&'static str; 24] = [
-        "kern",
-        "user",
-        "mail",
-        "daemon",
-        "auth",
-        "syslog",
-        "lpr",
-        "news",
-        "uucp",
-        "cron",
-        "authpriv",
-        "ftp",
-        "ntp",
-        "security",
-        "console",
-        "solaris-cron",
-        "local0",
-        "local1",
-        "local2",
-        "local3",
-        "local4",
-        "local5",
-        "local6",
-        "local7",
-    ];
-
-    /// The numeric facility code.
-    pub fn code(self) -> u8 {
-        self.0
-    }
-
-    /// A facility name (`local0`, `daemon`, ...) or code.
-    pub(super) fn parse(s: &str) -> Option<Self> {
-        if let Ok(n) = s.parse::<u8>() {
-            return (n < 24).then_some(Self(n));
-        }
-        let pos = Self::NAMES.iter().position(|n| n.eq_ignore_ascii_case(s))?;
-        u8::try_from(pos).ok().map(Self)
-    }
-}
 
 /// How syslog messages travel.
 #[derive(Clone, Debug)]
