@@ -121,6 +121,24 @@ impl Proc {
         }
     }
 
+    /// The child's status and output if it has exited, without waiting.
+    pub fn exited(&mut self) -> Option<Finished> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        let status = self.status?;
+        Some(Finished {
+            status,
+            stdout: self.read("stdout"),
+            stderr: self.read("stderr"),
+        })
+    }
+
+    /// What the child has written to its standard error so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.read("stderr")
+    }
+
     /// Waits for the child to exit and returns its status and output.
     #[track_caller]
     pub fn finish(&mut self, timeout: Duration) -> Finished {

@@ -85,7 +85,7 @@ impl Site {
     pub fn start(&self, marker: &str) -> StandIn {
         let ready = self.app.join("logs/ready");
         let _ = fs::remove_file(&ready);
-        let proc = Proc::spawn(
+        let mut proc = Proc::spawn(
             Command::new(PYTHON)
                 .args(["-I", "-S", "-B"])
                 .arg(self.app.join("standin.py"))
@@ -96,7 +96,19 @@ impl Site {
         );
         let deadline = Instant::now() + TIMEOUT;
         while !ready.exists() {
-            assert!(Instant::now() < deadline, "the stand-in never became ready");
+            // Say why: killed (by enforcement?), failed, or still starting.
+            if let Some(f) = proc.exited() {
+                panic!(
+                    "the stand-in exited before it was ready: {:?}\nstderr:\n{}",
+                    f.status, f.stderr
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stand-in (pid {}) was not ready within {TIMEOUT:?}\nstderr:\n{}",
+                proc.pid(),
+                proc.stderr_so_far()
+            );
             thread::sleep(Duration::from_millis(20));
         }
         StandIn {
