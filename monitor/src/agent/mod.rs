@@ -6,6 +6,7 @@
 //! sessions go on either way). Learning requests come from the control socket (`control`), or
 //! from `monitor learn` in the same process when no agent runs.
 
+mod analysis;
 mod commands;
 pub mod control;
 mod enforcing;
@@ -13,32 +14,22 @@ mod learning;
 
 pub use commands::{floor, rules_check};
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use serde::Serialize;
-use tokio::{signal::unix::SignalKind, sync::mpsc};
+use tokio::sync::mpsc;
 
+use analysis::Analysis;
 use control::Request;
-use learning::Learning;
 
 use crate::{
     cli::{RunArgs, default_rules},
-    clock::WallTime,
-    output::{
-        self, Out, OutputSpec, Stage,
-        forward::{self, ForwardStats},
-    },
-    policy::{Policy, PolicyStats},
+    output::{self, Out, OutputSpec, Stage, forward},
+    policy::Policy,
     process::stage::Enricher,
-    record::Record,
     resolve::HostResolver,
     rules::RuleSet,
-    sensor::{Event, Sensor, SensorConfig, load::KernelCounters, reader},
+    sensor::{Sensor, SensorConfig, reader},
 };
 
 /// Capacity of the channels between stages (events).
@@ -83,35 +74,6 @@ pub struct Options {
     pub quiet: bool,
 }
 
-/// The next request, or never when there is no channel.
-async fn next_request(rx: &mut Option<mpsc::Receiver<Request>>) -> Option<Request> {
-    match rx {
-        Some(r) => r.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-#[derive(Serialize)]
-struct Stats<'a> {
-    kind: &'static str,
-    time: String,
-    reason: &'a str,
-    kernel: KernelCounters,
-    received: u64,
-    decode_errors: u64,
-    lines_written: u64,
-    processes: usize,
-    /// The process table: size, bound, evictions, expiries, seeding errors.
-    process_table: crate::process::table::TableStats,
-    /// Second exit events of one process, dropped.
-    duplicate_exits: u64,
-    policy: PolicyStats,
-    /// Local records not convertible to OCSF (written in native form).
-    ocsf_errors: u64,
-    /// Network outputs: spools and sinks.
-    delivery: Option<ForwardStats>,
-}
-
 fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
     if args.rules.is_empty() {
         default_rules()
@@ -120,7 +82,10 @@ fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
     }
 }
 
-/// Runs the pipeline until a signal (with `opts.signals`) or a shutdown request.
+/// Runs the pipeline until a signal (with `opts.signals`) or a shutdown request. The stages:
+/// the sensor (its reader task) sends events to the analysis stage (enrichment and policy,
+/// `analysis.rs`), which sends typed records to the output stage (its own thread), which
+/// spools alerts for the network sinks (their delivery tasks) and writes the local outputs.
 pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let Options {
         mut requests,
@@ -130,6 +95,8 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     } = opts;
     let paths = rule_paths(&args);
     let rules = Arc::new(RuleSet::load(&paths).context("the rules are invalid; not starting")?);
+
+    // Output stage, and the network sinks behind their spools.
     let network: Vec<_> = args
         .outputs
         .iter()
@@ -155,25 +122,23 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let record_everything = want_events || args.watch_all;
     let config = sensor_config(&args, &rules, want_events);
 
+    // Host names of the profiles, resolved on their own task.
     let resolver = HostResolver::new();
     resolver.set_hosts(rules.hosts());
     let _ = tokio::time::timeout(FIRST_RESOLVE, resolver.resolve_now()).await;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let resolver_task = tokio::spawn(resolver.clone().run(shutdown_rx));
 
+    // Analysis stage: the process table seeded, the policy over it, the probes attached.
     let mut enricher = Enricher::new(args.process_table_size);
     let mut sensor = Sensor::load(&config)?;
     let seeded = enricher.seed();
     let fold = Duration::from_secs(args.alert_fold_secs);
-    let enforce = sensor.enforcer.is_some();
     enforcing::warn_uncompiled(&rules);
-    let seed = enforce.then_some(config.hash_seed);
+    let seed = sensor.enforcer.is_some().then_some(config.hash_seed);
     let mut policy = Policy::new(rules, resolver, record_everything, fold, seed);
     policy.seed(enricher.table(), sensor.watched());
     enforcing::apply(&mut policy, &mut sensor);
-    let mut marker = (enforce && policy.rules().has_enforce_profiles())
-        .then(|| enforcing::Marker::start(&args.spool_dir));
-    let mut learning = Learning::default();
     learning::switch(&policy, &mut sensor);
     tracing::info!(
         programs = sensor.program_count(),
@@ -183,10 +148,11 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         "probes attached"
     );
 
+    // Sensor stage: the ring buffer's reader.
     let ring = sensor.events.take().context("ring buffer already taken")?;
     let reader_stats = Arc::new(reader::ReaderStats::default());
-    let (ev_tx, mut ev_rx) = mpsc::channel(CHANNEL);
-    let (line_tx, line_rx) = mpsc::channel::<Out>(CHANNEL);
+    let (ev_tx, ev_rx) = mpsc::channel(CHANNEL);
+    let (out_tx, out_rx) = mpsc::channel::<Out>(CHANNEL);
     let (reader_stop_tx, reader_stop_rx) = tokio::sync::watch::channel(false);
     let reader = tokio::spawn(reader::run(
         ring,
@@ -197,7 +163,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let stage = Stage::new(locals, lanes, &args.spool_dir);
     let writer = std::thread::Builder::new()
         .name("output".into())
-        .spawn(move || stage.run(line_rx))
+        .spawn(move || stage.run(out_rx))
         .context("starting the output thread")?;
 
     let socket = match control {
@@ -212,170 +178,37 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         std::fs::write(path, b"ready\n")
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
-    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let mut sighup = tokio::signal::unix::signal(SignalKind::hangup())?;
-    let period = Duration::from_secs(args.stats_interval.max(1));
-    let mut stats_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut fold_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_drops = 0u64;
-    let mut written = 0u64;
 
-    let stats_line =
-        |reason: &str, sensor: &Sensor, enricher: &Enricher, written: u64, policy: PolicyStats| {
-            let stats = serde_json::to_value(Stats {
-                kind: "agent_stats",
-                time: crate::clock::now_rfc3339(),
-                reason,
-                kernel: sensor.counters(),
-                received: reader_stats.received.load(Ordering::Relaxed),
-                decode_errors: reader_stats.decode_errors.load(Ordering::Relaxed),
-                lines_written: written,
-                processes: enricher.len(),
-                process_table: enricher.table().stats(),
-                duplicate_exits: enricher.duplicate_exits(),
-                policy,
-                ocsf_errors: crate::ocsf::OCSF_ERRORS.load(Ordering::Relaxed),
-                delivery: forwarding.as_ref().map(forward::Forwarding::stats),
-            });
-            // Serialising plain counters cannot fail; should it, the line says so.
-            let stats = stats.unwrap_or_else(
-                |e| serde_json::json!({ "kind": "agent_stats", "error": e.to_string() }),
-            );
-            Out::Record(Record::Stats(stats))
-        };
-
-    let handle = |ev: Event, enricher: &mut Enricher, policy: &mut Policy, sensor: &mut Sensor| {
-        let mut ev = ev;
-        if !enricher.enrich(&mut ev) {
-            return Vec::new();
-        }
-        let alerts = policy.handle(&mut ev, enricher.table(), sensor.watched());
-        enforcing::apply(policy, sensor);
-        let serving = policy.take_serving_now();
-        if !serving.is_empty()
-            && let Err(e) = sensor.forget_opens(&serving)
-        {
-            tracing::warn!(error = %e, "could not reset the open dedupe of serving workloads");
-        }
-        let mut records = Vec::with_capacity(alerts.len() + 1);
-        if want_events {
-            records.push(Out::Record(Record::from(ev)));
-        }
-        records.extend(alerts.into_iter().map(|a| Out::Record(Record::from(a))));
-        records
+    let analysis = Analysis::new(
+        enricher,
+        policy,
+        sensor,
+        (args.spool_dir.clone(), args.no_enforce, want_events),
+    );
+    let io = analysis::Io {
+        events: ev_rx,
+        out: out_tx,
+        requests,
+        reader_stats,
+        reader_stop: reader_stop_tx,
+        reader,
+        shutdown: shutdown_tx,
+        signals,
+        rule_paths: paths,
+        stats_interval: args.stats_interval,
+        forwarding: forwarding.as_ref(),
     };
-
-    loop {
-        tokio::select! {
-            ev = ev_rx.recv() => {
-                let Some(ev) = ev else { break };
-                for line in handle(ev, &mut enricher, &mut policy, &mut sensor) {
-                    written += 1;
-                    to_output(&line_tx, line).await?;
-                }
-            }
-            _ = fold_tick.tick() => {
-                let repeats = policy.tick(WallTime::now(), enricher.table());
-                enforcing::apply(&mut policy, &mut sensor);
-                for r in repeats {
-                    written += 1;
-                    to_output(&line_tx, Out::Record(Record::from(r))).await?;
-                }
-                to_output(&line_tx, Out::Tick).await?;
-            }
-            _ = stats_tick.tick(), if args.stats_interval > 0 => {
-                let c = sensor.counters();
-                if c.ringbuf_drops > last_drops {
-                    tracing::warn!(dropped = c.ringbuf_drops - last_drops, total = c.ringbuf_drops,
-                        "kernel ring buffer full: events dropped (raise --ring-buffer-size)");
-                    last_drops = c.ringbuf_drops;
-                }
-                let line = stats_line("interval", &sensor, &enricher, written, policy.stats());
-                to_output(&line_tx, line).await?;
-            }
-            req = next_request(&mut requests) => {
-                let Some(req) = req else {
-                    requests = None;
-                    continue;
-                };
-                if !learning.handle(req, &mut policy, &enricher, &mut sensor) {
-                    break;
-                }
-            }
-            _ = sleep_until(learning.next_check()) => {
-                let progress = learning::Progress {
-                    drained_ns: reader_stats.drained_ns.load(Ordering::Acquire),
-                    queue_empty: ev_rx.is_empty(),
-                };
-                learning.finish_due(progress, &mut policy, &mut sensor);
-            }
-            _ = sighup.recv() => match RuleSet::load(&paths) {
-                Ok(new) if !args.no_enforce && sensor.enforcer.is_none()
-                    && new.has_enforce_profiles() => tracing::error!(
-                    "rules reload refused; keeping the previous rules: they have `mode: enforce` \
-                     profiles and enforcement is not loaded (it was not available at start)"
-                ),
-                Ok(new) => {
-                    enforcing::warn_uncompiled(&new);
-                    if marker.is_none() && enforce && new.has_enforce_profiles() {
-                        marker = Some(enforcing::Marker::start(&args.spool_dir));
-                    }
-                    policy.replace_rules(Arc::new(new), enricher.table(), sensor.watched());
-                    enforcing::apply(&mut policy, &mut sensor);
-                    learning::switch(&policy, &mut sensor);
-                    tracing::info!(detections = policy.rules().detection_count(), "rules reloaded");
-                }
-                Err(e) => tracing::error!("rules reload failed; keeping the previous rules:\n{e}"),
-            },
-            _ = sigint.recv(), if signals => break,
-            _ = sigterm.recv(), if signals => break,
-        }
-    }
-    tracing::info!("shutting down");
-    // The programs stop sending (and count what they no longer send); once those running now
-    // are done, the reader drains the ring buffer one last time: the last `agent_stats` then
-    // accounts for every record (emitted = received + drops).
-    if let Err(e) = sensor.stop_emitting() {
-        tracing::warn!(error = %e, "cannot stop the kernel programs' output; the last counts may differ");
-    }
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    // A watch send fails only when its task has already ended: nothing to stop then.
-    let _ = reader_stop_tx.send(true);
-    let _ = shutdown_tx.send(true);
-    while let Some(ev) = ev_rx.recv().await {
-        for line in handle(ev, &mut enricher, &mut policy, &mut sensor) {
-            written += 1;
-            to_output(&line_tx, line).await?;
-        }
-    }
-    // Sessions still running end with everything recorded: their clients get the outcome.
-    learning.finish_all(&mut policy, &mut sensor);
+    let analysis = analysis.run(io).await?;
     if let Some(socket) = socket {
         socket.close(CLIENT_GRACE).await;
     }
-    for r in policy.flush(WallTime::now()) {
-        to_output(&line_tx, Out::Record(Record::from(r))).await?;
-    }
-    let _ = reader.await;
-    let c = sensor.counters();
-    if c.ringbuf_drops > 0 {
-        tracing::warn!(
-            total = c.ringbuf_drops,
-            "kernel ring buffer drops during this run"
-        );
-    }
-    to_output(
-        &line_tx,
-        stats_line("shutdown", &sensor, &enricher, written, policy.stats()),
-    )
-    .await?;
-    drop(line_tx);
+    // The output stage ends once the analysis stage has dropped its sender (with `io`).
     let lines = tokio::task::spawn_blocking(move || writer.join())
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or(0);
+    let Analysis { sensor, marker, .. } = analysis;
     drop(sensor);
     if let Some(marker) = marker {
         marker.clear();
@@ -419,21 +252,5 @@ fn sensor_config(args: &RunArgs, rules: &RuleSet, want_events: bool) -> SensorCo
             ..config
         },
         None => config,
-    }
-}
-
-/// Hands `out` to the output stage. The stage having stopped is an error: what it no longer
-/// takes would be lost silently.
-async fn to_output(tx: &mpsc::Sender<Out>, out: Out) -> anyhow::Result<()> {
-    tx.send(out)
-        .await
-        .map_err(|_| anyhow::anyhow!("the output stage stopped: records can no longer be written"))
-}
-
-/// Sleeps until `due`, or forever.
-async fn sleep_until(due: Option<tokio::time::Instant>) {
-    match due {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
