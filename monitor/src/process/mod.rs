@@ -12,6 +12,7 @@
 
 pub mod cgroup;
 pub mod container;
+mod info;
 mod procfs;
 pub mod stage;
 pub mod table;

@@ -10,7 +10,7 @@ use procfs::process::Process;
 
 use super::container;
 use super::escape_bytes;
-use super::table::ProcessInfo;
+use super::info::ProcessInfo;
 
 const NSEC_PER_SEC: u64 = 1_000_000_000;
 /// `/proc/<pid>/cgroup` is a line per hierarchy; far larger than any real one.

@@ -10,7 +10,7 @@ use aya::{
 use monitor_common::config::names;
 
 use super::enforce::Enforcer;
-use super::load::{SensorError, typed_map};
+use super::error::{SensorError, typed_map};
 
 /// The DNS hooks: (program name, sock_addr or skb) on the cgroup v2 root.
 const DNS_SOCK_ADDR: [&str; 4] = [

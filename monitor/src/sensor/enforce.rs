@@ -8,7 +8,7 @@ use monitor_common::{
     enforce::{NET_KEY_FIXED_BITS, NetKey, PathKey, listen_key},
 };
 
-use super::load::{SensorError, map_error};
+use super::error::{SensorError, map_error};
 
 /// One change to the kernel's enforcement maps.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ pub mod btf;
 mod cgroup_hooks;
 pub mod decode;
 pub mod enforce;
+pub mod error;
 pub mod event;
 pub mod hz;
 pub mod load;
