@@ -17,7 +17,7 @@ use crate::{
     emit::Record,
     kernel::{Data, current_task, fd_file, new_fd_file, read, read_ptr, read_user},
     maps::{OPENS_RESET, OPENS_SEEN, count, count_err, dedupe_window_jiffies, offset, reset_gen},
-    syscall::Syscall,
+    regs::Syscall,
 };
 
 const O_WRONLY: u32 = 0o1;

@@ -26,6 +26,7 @@ mod kernel;
 mod maps;
 mod net;
 mod process;
+mod regs;
 mod syscall;
 
 #[cfg(not(test))]

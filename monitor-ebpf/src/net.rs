@@ -14,7 +14,7 @@ use crate::{
     emit::Record,
     kernel::{current_task, fd_file, read, read_ptr, read_user},
     maps::{count_err, offset},
-    syscall::Syscall,
+    regs::Syscall,
 };
 
 const IPPROTO_UDP: u16 = 17;

@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 
-use super::allow::{PathList, is_glob};
+use super::path_list::{PathList, is_glob};
 
 /// A pattern the kernel cannot enforce as written, and what that means.
 #[derive(Clone, Debug, PartialEq, Eq)]

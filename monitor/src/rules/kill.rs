@@ -28,10 +28,10 @@ use globset::GlobMatcher;
 use monitor_common::EventKind;
 use monitor_common::enforce::{ACCESS_READ, ACCESS_WRITE};
 
-use super::allow::is_glob;
 use super::detection::{DetKind, Detection, kind_bit};
 use super::kernel_paths::{KernelPaths, with_resolved};
 use super::load::{Sink, place};
+use super::path_list::is_glob;
 use super::pattern::{expand_home, path_glob};
 use super::schema::ResultSel;
 use crate::sensor::event::Access;

@@ -9,6 +9,7 @@ mod enforce;
 mod kernel_paths;
 mod kill;
 pub(crate) mod load;
+mod path_list;
 mod pattern;
 mod profile;
 mod program;
