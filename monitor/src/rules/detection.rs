@@ -5,7 +5,7 @@ use globset::GlobSet;
 use marked_yaml::Spanned;
 use monitor_common::EventKind;
 
-use super::kill::{Kill, KillAsk};
+use super::deny::{Kill, KillAsk};
 use super::load::Sink;
 use super::pattern::{
     CidrTable, glob_set, is_mitre_id, is_rule_name, line_of, parse_net, proc_other_entry,

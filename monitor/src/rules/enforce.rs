@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::kill::KernelDeny;
+use super::deny::KernelDeny;
 use super::load::place;
 use super::{KernelFiles, KernelNet, Phase, ProfileId, RuleSet, schema};
 

@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use monitor_common::enforce::{ACCESS_READ, ACCESS_WRITE};
 
 use super::*;

@@ -4,6 +4,7 @@
 //! matchers, then evaluated per event by [`RuleSet::check`].
 
 mod allow;
+mod deny;
 mod detection;
 mod enforce;
 mod kernel_paths;
@@ -38,7 +39,7 @@ use view::View;
 pub use crate::sensor::event::Phase;
 pub use allow::{KernelFiles, KernelNet};
 pub(crate) use allow::{PathList, is_glob};
-pub use kill::KernelDeny;
+pub use deny::KernelDeny;
 pub use load::RulesError;
 pub use pattern::canonical_ip;
 pub(crate) use pattern::{expand_home, parse_net, path_glob, proc_self_path};

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use monitor_common::EventKind;
 
 use super::allow::{AllowLists, KernelFiles, KernelNet, PathList};
+use super::deny::KernelDeny;
 use super::kernel_paths::Uncompiled;
-use super::kill::KernelDeny;
 use super::load::Sink;
 use super::pattern::{canonical_ip, is_rule_name, line_of};
 use super::schema::{Mode, ProfileDoc, Severity};
