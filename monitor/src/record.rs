@@ -142,3 +142,21 @@ pub fn json_line<T: serde::Serialize>(v: &T) -> Vec<u8> {
         format!("{{\"kind\":\"agent_error\",\"error\":{msg}}}").into_bytes()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Record;
+
+    /// A stored alert reads back as the same record, and writes the same line again (nothing
+    /// of the envelope leaks into an agent alert's own fields).
+    #[test]
+    fn an_alert_line_round_trips() {
+        let line = r#"{"kind":"alert","id":"a","time":"2026-01-01T00:00:00.000000001Z","rule":"agent.spool-overflow","severity":"high","mitre":["T1562"],"profile":null,"message":"m","event":null,"ancestors":[],"dropped":3,"spool_dir":"/s"}"#;
+        let record: Record = serde_json::from_str(line).expect("a record");
+        let Record::Alert(a) = &record else {
+            panic!("not an alert: {record:?}")
+        };
+        assert_eq!(a.about.keys().collect::<Vec<_>>(), ["dropped", "spool_dir"]);
+        assert_eq!(String::from_utf8(record.native()).expect("UTF-8"), line);
+    }
+}

@@ -41,8 +41,18 @@ pub struct Alert {
     #[serde(default)]
     pub ancestors: Vec<Ancestor>,
     /// Fields of an alert the agent raises about itself (`dropped`, `spool_dir`, ...).
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "own_fields")]
     pub about: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The fields left over when an alert is read back, but its `kind` tag: serde hands the tag to
+/// a flattened map too.
+fn own_fields<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    let mut fields = serde_json::Map::deserialize(d)?;
+    fields.remove("kind");
+    Ok(fields)
 }
 
 /// A process in the triggering process's lineage, nearest first.

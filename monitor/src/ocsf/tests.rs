@@ -1101,6 +1101,7 @@ fn repeats_and_agent_alerts_map_to_findings() {
     assert!(own.get("actor").is_none() && own.get("evidences").is_none());
     assert_eq!(own["unmapped"]["dropped"], 12);
     assert_eq!(own["unmapped"]["spool_dir"], "/var/lib/monitor/spool");
+    assert!(own["unmapped"].get("kind").is_none(), "{}", own["unmapped"]);
     assert_eq!(
         own["finding_info"]["attacks"][0]["technique"]["uid"],
         "T1562"
