@@ -62,10 +62,7 @@ pub(super) fn decode(ev: &Event, host: &Host, lineage: &[Ancestor]) -> Result<Pa
         unmapped.insert("profile".into(), profile.as_str().into());
     }
     if let Some(phase) = ev.phase {
-        unmapped.insert(
-            "phase".into(),
-            serde_json::to_value(phase).unwrap_or_default(),
-        );
+        unmapped.insert("phase".into(), phase.as_str().into());
     }
     Ok(match &ev.body {
         EventBody::Exec(x) => exec_parts(ev, x, own, unmapped),

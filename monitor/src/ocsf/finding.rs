@@ -11,7 +11,7 @@ use super::{
 use crate::{
     alert::{Alert, limit::Repeats},
     clock::WallTime,
-    rules::Action,
+    rules::{Action, Phase},
 };
 
 const CREATE: Activity = Activity::new(1, "Create");
@@ -56,10 +56,7 @@ impl<'a> Common<'a> {
             rule: &a.rule,
             severity: &a.severity,
             profile: a.profile.as_deref(),
-            phase: a.phase.map(|p| match p {
-                crate::rules::Phase::Startup => "startup",
-                crate::rules::Phase::Serving => "serving",
-            }),
+            phase: a.phase.map(Phase::as_str),
             action: a.action,
             time: a.time,
         }
@@ -119,11 +116,7 @@ impl<'a> Common<'a> {
     /// The workload profile, phase and the native action, into `unmapped` (OCSF has no
     /// attribute for them).
     fn unmap_profile(&self, unmapped: &mut Map<String, Value>) {
-        let action = self.action.map(|a| match a {
-            Action::WouldBlock => "would_block",
-            Action::Blocked => "blocked",
-            Action::Killed => "killed",
-        });
+        let action = self.action.map(Action::as_str);
         for (key, value) in [
             ("profile", self.profile),
             ("phase", self.phase),

@@ -172,6 +172,17 @@ pub enum Action {
     Killed,
 }
 
+impl Action {
+    /// The JSON word: `would_block`, `blocked`, `killed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WouldBlock => "would_block",
+            Self::Blocked => "blocked",
+            Self::Killed => "killed",
+        }
+    }
+}
+
 /// Loaded and compiled rules.
 #[derive(Debug, Default)]
 pub struct RuleSet {

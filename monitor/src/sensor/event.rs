@@ -17,6 +17,16 @@ pub enum Phase {
     Serving,
 }
 
+impl Phase {
+    /// The JSON word: `startup`, `serving`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Serving => "serving",
+        }
+    }
+}
+
 /// One event, decoded. In JSON, the body's fields come first, after `kind`, then the
 /// process's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
