@@ -107,9 +107,10 @@ impl Analysis {
         enricher: Enricher,
         policy: Policy,
         sensor: Sensor,
-        settings: (PathBuf, bool, bool),
+        spool_dir: PathBuf,
+        no_enforce: bool,
+        want_events: bool,
     ) -> Self {
-        let (spool_dir, no_enforce, want_events) = settings;
         let enforce = sensor.enforcer.is_some();
         let marker = (enforce && policy.rules().has_enforce_profiles())
             .then(|| enforcing::Marker::start(&spool_dir));

@@ -183,7 +183,9 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         enricher,
         policy,
         sensor,
-        (args.spool_dir.clone(), args.no_enforce, want_events),
+        args.spool_dir.clone(),
+        args.no_enforce,
+        want_events,
     );
     let io = analysis::Io {
         events: ev_rx,
