@@ -3,6 +3,7 @@
 //! Every command first installs what is missing (`install-prereqs`), so a fresh Debian machine
 //! with only rustup's stable and nightly toolchains can build, run and test the monitor.
 
+mod docker;
 mod prereqs;
 mod tasks;
 

@@ -16,7 +16,8 @@ use crate::{checked, find_in_path, is_root};
 
 /// Debian packages the tests need (bpftool to inspect loaded programs, ip for network
 /// namespaces, python3 for small test servers, rsyslog with its TLS driver and openssl for the
-/// syslog forwarding tests). Extend here.
+/// syslog forwarding tests, docker.io for the image and container tests, busybox-static for
+/// the containers' root file systems, prometheus to scrape the agent). Extend here.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "iproute2",
@@ -24,6 +25,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-openssl",
     "openssl",
+    "docker.io",
+    "busybox-static",
+    "prometheus",
 ];
 
 /// PyPI packages the tests need: the official OCSF schemas, and a JSON Schema validator for the
@@ -40,6 +44,7 @@ pub fn install() -> Result<()> {
     acted |= ensure_bpf_linker()?;
     acted |= ensure_debian_packages()?;
     acted |= ensure_python_packages()?;
+    acted |= crate::docker::ensure_daemon()?;
     if !acted {
         eprintln!("xtask: prerequisites present");
     }
