@@ -19,6 +19,7 @@
 mod agent;
 mod cgroup;
 pub mod deliver;
+pub mod docker;
 pub mod enforce;
 mod events;
 mod fs;
