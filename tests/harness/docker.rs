@@ -87,16 +87,21 @@ pub fn busybox_image() -> &'static str {
     for applet in APPLETS {
         symlink("busybox", bin.join(applet)).expect("applet link");
     }
-    let tar = Command::new("tar")
+    // Rootfs and tar file side by side, so the archive does not contain itself.
+    let tar_dir = TempDir::new("busybox-tar");
+    let tar = tar_dir.join("rootfs.tar");
+    let status = Command::new("tar")
         .arg("-C")
         .arg(root.path())
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
         .expect("tar");
+    assert!(status.success(), "tar of the busybox rootfs failed");
+    let tar = crate::path_str(&tar);
     let status = Command::new("docker")
-        .args(["import", "--change", "ENV PATH=/bin", "-", BUSYBOX_IMAGE])
-        .stdin(tar.stdout.expect("tar's stdout"))
+        .args(["import", "--change", "ENV PATH=/bin", &tar, BUSYBOX_IMAGE])
         .stdout(Stdio::null())
         .status()
         .expect("docker import");
