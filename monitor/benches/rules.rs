@@ -196,6 +196,8 @@ fn base(body: EventBody, i: usize) -> Event {
         cgroup_id: 1,
         container_id: None,
         pod_uid: None,
+        container: None,
+        pod: None,
         profile: None,
         phase: None,
         killed: false,
@@ -397,6 +399,8 @@ fn main() {
         parent_exe: None,
         container_id: None,
         pod_uid: None,
+        container: None,
+        pod: None,
         cwd: None,
     });
     assert!(profile.is_some(), "the bench profile matches");

@@ -11,6 +11,7 @@ pub mod alert;
 pub mod cli;
 pub mod clock;
 pub mod deliver;
+pub mod identity;
 pub mod learn;
 pub mod ocsf;
 pub mod output;

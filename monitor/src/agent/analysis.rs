@@ -34,7 +34,10 @@ use crate::{
         forward::{ForwardStats, Forwarding},
     },
     policy::{Policy, PolicyStats},
-    process::stage::Enricher,
+    process::{
+        runtime::{self, Answer, RuntimeStats},
+        stage::Enricher,
+    },
     record::Record,
     rules::RuleSet,
     sensor::{Event, Sensor, load::KernelCounters, reader::ReaderStats},
@@ -78,6 +81,8 @@ pub struct Io<'a> {
     pub stats_interval: u64,
     /// The network outputs, for their figures in the statistics.
     pub forwarding: Option<&'a Forwarding>,
+    /// The container runtime's answers (with a runtime to ask).
+    pub identities: Option<mpsc::Receiver<Answer>>,
 }
 
 /// One `agent_stats` line.
@@ -95,6 +100,8 @@ struct Stats<'a> {
     process_table: crate::process::table::TableStats,
     /// Second exit events of one process, dropped.
     duplicate_exits: u64,
+    /// Container runtime lookups (absent without a runtime).
+    runtime: Option<RuntimeStats>,
     policy: PolicyStats,
     /// Local records not convertible to OCSF (written in native form).
     ocsf_errors: u64,
@@ -155,6 +162,14 @@ impl Analysis {
                     let stats = self.stats("interval", &io);
                     to_output(&io.out, stats).await?;
                 }
+                answer = next_of(&mut io.identities) => {
+                    let Some(answer) = answer else {
+                        io.identities = None;
+                        continue;
+                    };
+                    let records = self.on_identity(answer);
+                    self.send(&io.out, records).await?;
+                }
                 req = next_request(&mut io.requests) => {
                     let Some(req) = req else {
                         io.requests = None;
@@ -180,10 +195,25 @@ impl Analysis {
     }
 
     /// Enrichment, then the policy: the event's records (the event when wanted, its alerts).
+    /// An event of a container the runtime has not named yet waits for the answer.
     fn on_event(&mut self, mut ev: Event) -> Vec<Record> {
         if !self.enricher.enrich(&mut ev) {
             return Vec::new();
         }
+        match self.enricher.identify(ev) {
+            Some(ev) => self.judge(ev),
+            None => Vec::new(),
+        }
+    }
+
+    /// The runtime named a container: the events that waited for it go on, in order.
+    fn on_identity(&mut self, answer: Answer) -> Vec<Record> {
+        let waiting = self.enricher.identity_answered(answer);
+        waiting.into_iter().flat_map(|ev| self.judge(ev)).collect()
+    }
+
+    /// The policy: the event's records (the event when wanted, its alerts).
+    fn judge(&mut self, mut ev: Event) -> Vec<Record> {
         let alerts = self
             .policy
             .handle(&mut ev, self.enricher.table(), self.sensor.watched());
@@ -255,6 +285,24 @@ impl Analysis {
             let records = self.on_event(ev);
             self.send(&io.out, records).await?;
         }
+        // Events waiting for the runtime: its answers (each comes within the lookup timeout),
+        // then whatever still waits goes on without names.
+        let deadline = tokio::time::Instant::now() + runtime::LOOKUP_TIMEOUT * 2;
+        while self.enricher.has_parked() {
+            let Some(rx) = io.identities.as_mut() else {
+                break;
+            };
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(answer)) => {
+                    let records = self.on_identity(answer);
+                    self.send(&io.out, records).await?;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let released = self.enricher.release_parked();
+        let records: Vec<Record> = released.into_iter().flat_map(|ev| self.judge(ev)).collect();
+        self.send(&io.out, records).await?;
         // Sessions still running end with everything recorded: their clients get the outcome.
         self.learning.finish_all(&mut self.policy, &mut self.sensor);
         let repeats: Vec<Record> = self
@@ -315,6 +363,7 @@ impl Analysis {
             processes: self.enricher.len(),
             process_table: self.enricher.table().stats(),
             duplicate_exits: self.enricher.duplicate_exits(),
+            runtime: self.enricher.runtime_stats(),
             policy: self.policy.stats(),
             ocsf_errors: crate::ocsf::OCSF_ERRORS.load(Ordering::Relaxed),
             delivery: io.forwarding.map(Forwarding::stats),
@@ -341,6 +390,14 @@ async fn to_output(tx: &mpsc::Sender<Out>, out: Out) -> anyhow::Result<()> {
 
 /// The next request, or never when there is no channel.
 async fn next_request(rx: &mut Option<mpsc::Receiver<Request>>) -> Option<Request> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next item of an optional channel, or never when there is none.
+async fn next_of<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,

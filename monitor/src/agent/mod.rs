@@ -26,7 +26,7 @@ use crate::{
     cli::{RunArgs, default_rules},
     output::{self, Out, OutputSpec, Stage, forward},
     policy::Policy,
-    process::stage::Enricher,
+    process::{runtime, stage::Enricher},
     resolve::HostResolver,
     rules::RuleSet,
     sensor::{Sensor, SensorConfig, reader},
@@ -36,6 +36,9 @@ use crate::{
 const CHANNEL: usize = 8192;
 /// How long start-up waits for the first DNS answers of profile hosts.
 const FIRST_RESOLVE: Duration = Duration::from_secs(3);
+/// Containers whose runtime names are cached, and events that may wait for a new container's.
+const IDENTITY_CACHE: usize = 4096;
+const IDENTITY_PARKED: usize = 65536;
 /// How long a stopping agent gives learning clients to receive their outcomes.
 const CLIENT_GRACE: Duration = Duration::from_secs(2);
 
@@ -72,6 +75,39 @@ pub struct Options {
     pub signals: bool,
     /// Write no records at all (`monitor learn` on its own).
     pub quiet: bool,
+}
+
+/// The container runtime, when there is one to ask: the containers of processes already
+/// running are named first (bounded by [`FIRST_RESOLVE`]: profiles that select on images or
+/// pods then apply to them from the start), then the lookup task answers for new ones.
+async fn start_runtime(
+    flag: Option<&std::path::Path>,
+    enricher: &mut Enricher,
+) -> Option<mpsc::Receiver<runtime::Answer>> {
+    let docker = runtime::choose(flag)?;
+    tracing::info!(socket = %docker.socket().display(), "naming containers through the Docker Engine API");
+    let (requests, answers) = runtime::spawn(docker.clone());
+    enricher.set_identities(runtime::Identities::new(
+        requests,
+        IDENTITY_CACHE,
+        IDENTITY_PARKED,
+    ));
+    let ids = enricher.table().container_ids();
+    let deadline = tokio::time::Instant::now() + FIRST_RESOLVE;
+    for id in ids {
+        let lookup = docker.lookup(&id, runtime::LOOKUP_TIMEOUT);
+        let outcome = match tokio::time::timeout_at(deadline, lookup).await {
+            Ok(Ok(Some(found))) => runtime::Outcome::Found(found),
+            Ok(Ok(None)) => runtime::Outcome::Unknown,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the container runtime does not answer at start");
+                break;
+            }
+            Err(_) => break,
+        };
+        enricher.prefill(runtime::Answer { id, outcome });
+    }
+    Some(answers)
 }
 
 fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
@@ -133,6 +169,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let mut enricher = Enricher::new(args.process_table_size);
     let mut sensor = Sensor::load(&config)?;
     let seeded = enricher.seed();
+    let identities = start_runtime(args.runtime_socket.as_deref(), &mut enricher).await;
     let fold = Duration::from_secs(args.alert_fold_secs);
     enforcing::warn_uncompiled(&rules);
     let seed = sensor.enforcer.is_some().then_some(config.hash_seed);
@@ -199,6 +236,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         rule_paths: paths,
         stats_interval: args.stats_interval,
         forwarding: forwarding.as_ref(),
+        identities,
     };
     let analysis = analysis.run(io).await?;
     if let Some(socket) = socket {

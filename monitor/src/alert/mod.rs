@@ -129,6 +129,8 @@ mod tests {
             cgroup_id: 1,
             container_id: None,
             pod_uid: None,
+            container: None,
+            pod: None,
             profile: None,
             phase: None,
             killed: false,

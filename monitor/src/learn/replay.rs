@@ -93,6 +93,8 @@ pub fn replay(path: &Path, request: &LearnRequest, rules: &RuleSet) -> anyhow::R
                     parent_exe: exes.get(&ev.ppid).map(String::as_str),
                     container_id: ev.container_id.as_deref(),
                     pod_uid: ev.pod_uid.as_deref(),
+                    container: ev.container.as_deref(),
+                    pod: ev.pod.as_deref(),
                     cwd: x.cwd.as_deref(),
                 };
                 s.observe(&ev, Some(&info));

@@ -298,6 +298,8 @@ impl Policy {
                     parent_exe: table.get(ev.ppid).and_then(|p| p.exe.as_deref()),
                     container_id: ev.container_id.as_deref(),
                     pod_uid: ev.pod_uid.as_deref(),
+                    container: ev.container.as_deref(),
+                    pod: ev.pod.as_deref(),
                     cwd: x.cwd.as_deref(),
                 };
                 self.learning.observe(ev, Some(&info));

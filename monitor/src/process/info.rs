@@ -22,6 +22,8 @@ pub struct ProcessInfo {
     /// Real user id.
     pub uid: u32,
     pub container: ContainerIdentity,
+    /// The container and pod as the runtime names them, once it answered.
+    pub workload: crate::identity::Workload,
     pub exited: bool,
 }
 
@@ -37,6 +39,8 @@ impl ProcessInfo {
             parent_exe,
             container_id: self.container.container_id.as_deref(),
             pod_uid: self.container.pod_uid.as_deref(),
+            container: self.workload.container.as_deref(),
+            pod: self.workload.pod.as_deref(),
             cwd: self.cwd.as_deref(),
         }
     }

@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod container;
 mod info;
 mod procfs;
+pub mod runtime;
 pub mod stage;
 pub mod table;
 

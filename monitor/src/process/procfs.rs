@@ -61,6 +61,7 @@ pub(super) fn read_process(p: &Process) -> Result<ProcessInfo, ProcError> {
         cwd: p.cwd().ok().map(link),
         uid,
         container,
+        workload: crate::identity::Workload::default(),
         exited: false,
     })
 }

@@ -1,17 +1,28 @@
 //! The process stage: keeps the process table current from fork/exec/exit events and enriches
-//! every event with the process's resolved executable and its container/pod identity.
+//! every event with the process's resolved executable and its container/pod identity: ids
+//! from cgroups ([`Enricher::enrich`]), names, image and pod from the container runtime
+//! ([`Enricher::identify`], which may hold a new container's events back until the runtime
+//! answered; see [`super::runtime`]).
+
+use std::{sync::Arc, time::Instant};
 
 use super::{
     cgroup::CgroupResolver,
     container::{self, ContainerIdentity},
+    runtime::{Answer, Identities, Lookup, RuntimeStats},
     table::{ExecImage, ProcessTable, start_key_from_ns},
 };
-use crate::sensor::{Event, EventBody};
+use crate::{
+    identity::{PodMeta, Workload},
+    sensor::{Event, EventBody},
+};
 
-/// Owner of the process table and the cgroup resolver.
+/// Owner of the process table, the cgroup resolver and the runtime identity cache.
 pub struct Enricher {
     table: ProcessTable,
     cgroups: Option<CgroupResolver>,
+    /// `None` without a container runtime to ask.
+    identities: Option<Identities>,
     duplicate_exits: u64,
 }
 
@@ -27,8 +38,92 @@ impl Enricher {
         Self {
             table: ProcessTable::new(capacity),
             cgroups,
+            identities: None,
             duplicate_exits: 0,
         }
+    }
+
+    /// Names containers through the runtime behind this cache.
+    pub fn set_identities(&mut self, identities: Identities) {
+        self.identities = Some(identities);
+    }
+
+    /// Adds the container, image and pod to an enriched event. Returns `None` when the event
+    /// waits for its container's answer (it comes back from [`Self::identity_answered`]).
+    pub fn identify(&mut self, mut ev: Event) -> Option<Event> {
+        let Some(id) = ev.container_id.clone() else {
+            attach(&mut ev, &Workload::default());
+            return Some(ev);
+        };
+        let Some(identities) = self.identities.as_mut() else {
+            attach(&mut ev, &Workload::ids_only(Some(&id), None));
+            return Some(ev);
+        };
+        match identities.get(&id, Instant::now()) {
+            Lookup::Known(w) => {
+                if matches!(ev.body, EventBody::Exec(_)) {
+                    let key = start_key_from_ns(ev.start_time_ns);
+                    self.table.set_process_workload(ev.pid, key, &w);
+                }
+                attach(&mut ev, &w);
+                Some(ev)
+            }
+            Lookup::Pending => match identities.park(&id, ev) {
+                Ok(()) => None,
+                Err(mut ev) => {
+                    attach(&mut ev, &Workload::ids_only(Some(&id), None));
+                    Some(ev)
+                }
+            },
+        }
+    }
+
+    /// Takes the runtime's answer about a container: its processes in the table learn it,
+    /// and the events that waited for it come back, identified, in their order.
+    pub fn identity_answered(&mut self, answer: Answer) -> Vec<Event> {
+        let Some(identities) = self.identities.as_mut() else {
+            return Vec::new();
+        };
+        let id = answer.id.clone();
+        let (workload, mut waiting) = identities.answer(answer, Instant::now());
+        self.table.set_workload(&id, &workload);
+        for ev in &mut waiting {
+            attach(ev, &workload);
+        }
+        waiting
+    }
+
+    /// An answer got before the pipeline runs (containers already running at start).
+    pub fn prefill(&mut self, answer: Answer) {
+        if let Some(identities) = self.identities.as_mut() {
+            identities.count_lookup();
+        }
+        self.identity_answered(answer);
+    }
+
+    /// Whether events wait for the runtime.
+    pub fn has_parked(&self) -> bool {
+        self.identities.as_ref().is_some_and(Identities::has_parked)
+    }
+
+    /// Every event still waiting (a stop), without the runtime's names.
+    pub fn release_parked(&mut self) -> Vec<Event> {
+        let Some(identities) = self.identities.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (workload, waiting) in identities.release_all(Instant::now()) {
+            for mut ev in waiting {
+                attach(&mut ev, &workload);
+                out.push(ev);
+            }
+        }
+        out
+    }
+
+    /// The runtime lookups' figures; `None` without a runtime.
+    pub fn runtime_stats(&self) -> Option<RuntimeStats> {
+        self.identities.as_ref().map(Identities::stats)
     }
 
     /// Seeds the table from /proc; returns the number of processes found.
@@ -149,6 +244,21 @@ impl Enricher {
     pub fn duplicate_exits(&self) -> u64 {
         self.duplicate_exits
     }
+}
+
+/// Sets `container` and `pod` from the runtime's answer and the event's own ids: the pod UID
+/// from the cgroup wins; a pod known only by its cgroup is a pod with a UID alone.
+fn attach(ev: &mut Event, w: &Workload) {
+    ev.container = w.container.clone();
+    ev.pod = match (&w.pod, ev.pod_uid.as_deref()) {
+        (Some(p), Some(uid)) if p.uid.as_deref() != Some(uid) => Some(Arc::new(PodMeta {
+            uid: Some(uid.to_owned()),
+            ..PodMeta::clone(p)
+        })),
+        (Some(p), _) => Some(Arc::clone(p)),
+        (None, Some(uid)) => Workload::ids_only(None, Some(uid)).pod,
+        (None, None) => None,
+    };
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use super::container::ContainerIdentity;
 pub use super::info::ProcessInfo;
 use super::procfs::read_process;
 pub use super::procfs::{start_key_from_ns, ticks_per_second};
+use crate::identity::Workload;
 
 /// How long an exited process stays in the table.
 pub const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -241,7 +242,13 @@ impl ProcessTable {
         }
         info.uid = uid;
         match container {
-            Some(c) => info.container = c,
+            Some(c) => {
+                // Another container: what the runtime said about the old one no longer holds.
+                if c.container_id != info.container.container_id {
+                    info.workload = Workload::default();
+                }
+                info.container = c;
+            }
             None if entry.origin == Origin::Partial => {
                 info.container = parent_container.unwrap_or_default();
             }
@@ -277,6 +284,35 @@ impl ProcessTable {
     /// Every live (not exited) process, in no particular order.
     pub fn live(&self) -> impl Iterator<Item = &ProcessInfo> {
         self.entries.values().map(|e| &e.info).filter(|p| !p.exited)
+    }
+
+    /// What the runtime said about container `id`, for every process in it.
+    pub fn set_workload(&mut self, id: &str, workload: &Workload) {
+        for e in self.entries.values_mut() {
+            if e.info.container.container_id.as_deref() == Some(id) {
+                e.info.workload = workload.clone();
+            }
+        }
+    }
+
+    /// What the runtime said about the container of one process (at its exec).
+    pub fn set_process_workload(&mut self, pid: u32, start_key: u64, workload: &Workload) {
+        if let Some(e) = self.entries.get_mut(&(pid, start_key))
+            && e.info.workload != *workload
+        {
+            e.info.workload = workload.clone();
+        }
+    }
+
+    /// Ids of the containers the live processes run in (each once).
+    pub fn container_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .live()
+            .filter_map(|p| p.container.container_id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// The newest process with this pid (the one started last), exited or not.
@@ -496,6 +532,7 @@ fn empty_info(pid: u32, start_key: u64, ppid: u32) -> ProcessInfo {
         cwd: None,
         uid: 0,
         container: ContainerIdentity::default(),
+        workload: Workload::default(),
         exited: false,
     }
 }
@@ -508,6 +545,7 @@ fn inherit_image(child: &mut ProcessInfo, parent: ProcessInfo) {
     child.cwd = parent.cwd;
     child.uid = parent.uid;
     child.container = parent.container;
+    child.workload = parent.workload;
 }
 
 #[cfg(test)]

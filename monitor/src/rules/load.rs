@@ -534,6 +534,8 @@ when:
             parent_exe: None,
             container_id: None,
             pod_uid: None,
+            container: None,
+            pod: None,
             cwd: None,
         };
         let id = rules.match_profile(&info).expect("matches");

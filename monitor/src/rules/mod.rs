@@ -67,6 +67,10 @@ pub struct ExecInfo<'a> {
     pub parent_exe: Option<&'a str>,
     pub container_id: Option<&'a str>,
     pub pod_uid: Option<&'a str>,
+    /// The container as the runtime names it (image, name), when known.
+    pub container: Option<&'a crate::identity::ContainerMeta>,
+    /// The pod (namespace, labels), when known.
+    pub pod: Option<&'a crate::identity::PodMeta>,
     /// Working directory, for script paths given relative to it (the `program` selector).
     pub cwd: Option<&'a str>,
 }

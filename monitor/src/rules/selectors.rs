@@ -164,6 +164,8 @@ match:
             parent_exe: None,
             container_id: None,
             pod_uid: None,
+            container: None,
+            pod: None,
             cwd: Some(cwd),
         })
     }

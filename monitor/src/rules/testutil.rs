@@ -29,6 +29,8 @@ fn event(body: EventBody) -> Event {
         cgroup_id: 0,
         container_id: None,
         pod_uid: None,
+        container: None,
+        pod: None,
         profile: None,
         phase: None,
         killed: false,

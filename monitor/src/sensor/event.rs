@@ -1,12 +1,15 @@
 //! Decoded events: what the kernel saw, in user-space types, plus the enrichment later stages
 //! add (resolved executable, container identity). Serialises to the JSON contract.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use monitor_common::EventKind;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::WallTime;
+use crate::{
+    clock::WallTime,
+    identity::{ContainerMeta, PodMeta},
+};
 
 /// Where a workload is in its life: starting (from the exec that started its profile until it
 /// first listens, or the profile's `startup_secs`), or serving.
@@ -53,6 +56,13 @@ pub struct Event {
     pub container_id: Option<String>,
     #[serde(default)]
     pub pod_uid: Option<String>,
+    /// The container as its runtime names it (`crate::process::runtime`); `null` outside
+    /// containers.
+    #[serde(default)]
+    pub container: Option<Arc<ContainerMeta>>,
+    /// The Kubernetes pod; `null` outside pods.
+    #[serde(default)]
+    pub pod: Option<Arc<PodMeta>>,
     /// The workload profile the process is under (set by the policy stage).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub profile: Option<String>,

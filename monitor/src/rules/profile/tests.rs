@@ -52,6 +52,8 @@ fn info<'a>(exe: Option<&'a str>, filename: &'a str, argv: &'a [String], uid: u3
         parent_exe: None,
         container_id: None,
         pod_uid: None,
+        container: None,
+        pod: None,
         cwd: None,
     }
 }

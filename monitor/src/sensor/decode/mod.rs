@@ -191,6 +191,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         cgroup_id: h.cgroup_id,
         container_id: None,
         pod_uid: None,
+        container: None,
+        pod: None,
         profile: None,
         phase: None,
         killed: h.flags & FLAG_KILLED != 0,
