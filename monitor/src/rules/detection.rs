@@ -16,7 +16,7 @@ use super::schema::{
     ResultSel, Scope, Severity,
 };
 use super::view::View;
-use super::workload::WorkloadSel;
+use super::workload::{WorkloadSel, Written};
 use super::{EvalContext, Finding};
 use crate::sensor::event::Access;
 
@@ -151,7 +151,7 @@ impl Cond {
                 .as_ref()
                 .map(|l| l.iter().map(|p| p.as_str()).collect()),
             exe_memfd: c.exe_memfd,
-            workload: WorkloadSel::compile(&c.workload(), key, sink),
+            workload: WorkloadSel::compile(&Written::of_conditions(c), key, sink),
             result: c.result.unwrap_or_default(),
             src_path: written(&c.path),
             src_exe: written(&c.exe),

@@ -321,27 +321,3 @@ impl ProcEntry {
         }
     }
 }
-
-impl Selectors {
-    /// The runtime keys, for `rules/workload.rs`.
-    pub fn workload(&self) -> super::workload::Written<'_> {
-        super::workload::Written {
-            image: &self.image,
-            container_name: &self.container_name,
-            namespace: &self.namespace,
-            pod_labels: &self.pod_labels,
-        }
-    }
-}
-
-impl Conditions {
-    /// The runtime keys, for `rules/workload.rs`.
-    pub fn workload(&self) -> super::workload::Written<'_> {
-        super::workload::Written {
-            image: &self.image,
-            container_name: &self.container_name,
-            namespace: &self.namespace,
-            pod_labels: &self.pod_labels,
-        }
-    }
-}

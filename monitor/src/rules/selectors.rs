@@ -9,7 +9,7 @@ use super::load::Sink;
 use super::pattern::{build_set, glob_set, line_of, path_glob};
 use super::program::{Program, program};
 use super::schema;
-use super::workload::WorkloadSel;
+use super::workload::{WorkloadSel, Written};
 
 /// `match:` selectors, compiled. Every given selector must hold.
 #[derive(Clone, Debug, Default)]
@@ -96,8 +96,7 @@ impl Selectors {
             }
         }
         if lists.iter().all(|(_, given)| given.is_none())
-            && sel
-                .workload()
+            && Written::of_match(sel)
                 .given()
                 .iter()
                 .all(|(_, given)| given.is_none())
@@ -123,7 +122,7 @@ impl Selectors {
             container_id: set(&sel.container_id, "match.container_id", sink),
             pod_uid: set(&sel.pod_uid, "match.pod_uid", sink),
             uid: sel.uid.clone(),
-            workload: WorkloadSel::compile(&sel.workload(), "match", sink),
+            workload: WorkloadSel::compile(&Written::of_match(sel), "match", sink),
         }
     }
 

@@ -11,6 +11,7 @@ use marked_yaml::Spanned;
 
 use super::load::Sink;
 use super::pattern::{build_set, line_of};
+use super::schema;
 use crate::identity::{ContainerMeta, PodMeta};
 
 /// The keys as written.
@@ -21,7 +22,27 @@ pub(crate) struct Written<'a> {
     pub pod_labels: &'a Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
-impl Written<'_> {
+impl<'a> Written<'a> {
+    /// The keys of a profile's `match:`.
+    pub fn of_match(s: &'a schema::Selectors) -> Self {
+        Self {
+            image: &s.image,
+            container_name: &s.container_name,
+            namespace: &s.namespace,
+            pod_labels: &s.pod_labels,
+        }
+    }
+
+    /// The keys of a detection's `when:` or `except:` block.
+    pub fn of_conditions(c: &'a schema::Conditions) -> Self {
+        Self {
+            image: &c.image,
+            container_name: &c.container_name,
+            namespace: &c.namespace,
+            pod_labels: &c.pod_labels,
+        }
+    }
+
     /// Which keys are given, by name (for "no selector" and empty-list checks).
     pub fn given(&self) -> [(&'static str, Option<bool>); 4] {
         [
