@@ -206,11 +206,13 @@ pub struct RunArgs {
     /// Kernel BTF file (default /sys/kernel/btf/vmlinux), for kernels that do not publish it.
     #[arg(long, value_name = "PATH")]
     pub btf: Option<PathBuf>,
-    /// The container runtime's API socket, asked for container names, images and pods
-    /// (Docker Engine API; kubelet's `io.kubernetes.*` labels name the pod). Default: the
-    /// first of /var/run/docker.sock, /run/docker.sock that exists; `none` asks no runtime.
+    /// A container runtime's API socket, asked for container names, images and pods:
+    /// the Docker Engine API on a `docker.sock`, the CRI (containerd, CRI-O) on any other.
+    /// Repeatable (asked in turn). Default: every one of /var/run/docker.sock (or
+    /// /run/docker.sock), /run/containerd/containerd.sock, /var/run/crio/crio.sock that
+    /// exists; `none` asks no runtime.
     #[arg(long, value_name = "PATH")]
-    pub runtime_socket: Option<PathBuf>,
+    pub runtime_socket: Vec<PathBuf>,
     /// Most processes kept in the process table.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub process_table_size: usize,

@@ -81,31 +81,28 @@ pub struct Options {
 /// running are named first (bounded by [`FIRST_RESOLVE`]: profiles that select on images or
 /// pods then apply to them from the start), then the lookup task answers for new ones.
 async fn start_runtime(
-    flag: Option<&std::path::Path>,
+    flags: &[PathBuf],
     enricher: &mut Enricher,
 ) -> Option<mpsc::Receiver<runtime::Answer>> {
-    let docker = runtime::choose(flag)?;
-    tracing::info!(socket = %docker.socket().display(), "naming containers through the Docker Engine API");
-    let (requests, answers) = runtime::spawn(docker.clone());
+    let clients = runtime::choose(flags);
+    if clients.is_empty() {
+        tracing::info!(
+            "no container runtime socket: containers are known by their cgroup ids only"
+        );
+        return None;
+    }
+    for c in &clients {
+        tracing::info!(socket = %c.socket().display(), api = c.api(), "naming containers through the runtime");
+    }
+    let (requests, answers) = runtime::spawn(clients.clone());
     enricher.set_identities(runtime::Identities::new(
         requests,
         IDENTITY_CACHE,
         IDENTITY_PARKED,
     ));
     let ids = enricher.table().container_ids();
-    let deadline = tokio::time::Instant::now() + FIRST_RESOLVE;
-    for id in ids {
-        let lookup = docker.lookup(&id, runtime::LOOKUP_TIMEOUT);
-        let outcome = match tokio::time::timeout_at(deadline, lookup).await {
-            Ok(Ok(Some(found))) => runtime::Outcome::Found(found),
-            Ok(Ok(None)) => runtime::Outcome::Unknown,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "no answer from the container runtime at start");
-                break;
-            }
-            Err(_) => break,
-        };
-        enricher.prefill(runtime::Answer { id, outcome });
+    for answer in runtime::ask_now(&clients, ids, FIRST_RESOLVE).await {
+        enricher.prefill(answer);
     }
     Some(answers)
 }
@@ -169,7 +166,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let mut enricher = Enricher::new(args.process_table_size);
     let mut sensor = Sensor::load(&config)?;
     let seeded = enricher.seed();
-    let identities = start_runtime(args.runtime_socket.as_deref(), &mut enricher).await;
+    let identities = start_runtime(&args.runtime_socket, &mut enricher).await;
     let fold = Duration::from_secs(args.alert_fold_secs);
     enforcing::warn_uncompiled(&rules);
     let seed = sensor.enforcer.is_some().then_some(config.hash_seed);

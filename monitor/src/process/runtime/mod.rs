@@ -14,12 +14,12 @@
 //! other processes go on meanwhile. A runtime that does not answer gets one warning and is
 //! retried with back-off; meanwhile identity fields stay null and every miss is counted.
 //!
-//! The runtime is chosen by which socket is present (`--runtime-socket` overrides). Only the
-//! Docker Engine API is spoken: on nodes where only containerd or CRI-O run, the agent says so
-//! once and reports container and pod ids from cgroups without names (the CRI's gRPC API is
-//! not implemented yet).
+//! The runtimes are chosen by which sockets are present (`--runtime-socket` overrides): the
+//! Docker Engine API on `docker.sock`, the CRI (containerd, CRI-O) on the others. With more
+//! than one, each is asked in turn until one knows the container.
 
 pub mod cache;
+pub mod cri;
 pub mod docker;
 
 use std::{
@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use crate::identity::{ContainerMeta, PodMeta};
 
 pub use cache::{Identities, Lookup};
+pub use cri::Cri;
 pub use docker::Docker;
 
 /// Longest wait for one answer of the runtime.
@@ -41,7 +42,7 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 const QUEUE: usize = 1024;
 /// Docker Engine API sockets, in the order they are looked for.
 pub const DOCKER_SOCKETS: [&str; 2] = ["/var/run/docker.sock", "/run/docker.sock"];
-/// CRI sockets of containerd and CRI-O: recognised, not spoken (yet).
+/// CRI sockets of containerd and CRI-O.
 const CRI_SOCKETS: [&str; 3] = [
     "/run/containerd/containerd.sock",
     "/var/run/crio/crio.sock",
@@ -104,56 +105,142 @@ pub fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// `--runtime-socket`: a path, `none`, or unset (auto).
-pub fn choose(flag: Option<&Path>) -> Option<Docker> {
-    match flag {
-        Some(p) if p == Path::new("none") => None,
-        Some(p) => Some(Docker::new(p.to_owned())),
-        None => {
-            if let Some(s) = DOCKER_SOCKETS.iter().find(|s| Path::new(s).exists()) {
-                return Some(Docker::new(PathBuf::from(s)));
-            }
-            if let Some(s) = CRI_SOCKETS.iter().find(|s| Path::new(s).exists()) {
-                tracing::warn!(
-                    socket = s,
-                    "only a CRI runtime socket is present: container names, images and pods are \
-                     not looked up (the CRI API is not implemented); ids from cgroups only"
-                );
-            }
-            None
+/// One runtime's API client.
+#[derive(Clone, Debug)]
+pub enum Client {
+    Docker(Docker),
+    Cri(Cri),
+}
+
+impl Client {
+    /// The client a socket speaks: the Docker Engine API on a `docker.sock`, else the CRI.
+    pub fn for_socket(path: &Path) -> Self {
+        if path.file_name().is_some_and(|n| n == "docker.sock") {
+            Self::Docker(Docker::new(path.to_owned()))
+        } else {
+            Self::Cri(Cri::new(path.to_owned()))
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        match self {
+            Self::Docker(d) => d.socket(),
+            Self::Cri(c) => c.socket(),
+        }
+    }
+
+    /// The API, for log lines.
+    pub fn api(&self) -> &'static str {
+        match self {
+            Self::Docker(_) => "Docker Engine API",
+            Self::Cri(_) => "CRI",
+        }
+    }
+
+    pub async fn lookup(&self, id: &str, timeout: Duration) -> Result<Option<Found>, LookupError> {
+        match self {
+            Self::Docker(d) => d.lookup(id, timeout).await,
+            Self::Cri(c) => c.lookup(id, timeout).await,
         }
     }
 }
 
+/// `--runtime-socket` (repeatable): the sockets given, none with `none`, or (none given)
+/// every known socket that exists.
+pub fn choose(flags: &[PathBuf]) -> Vec<Client> {
+    if flags.iter().any(|p| p == Path::new("none")) {
+        return Vec::new();
+    }
+    if !flags.is_empty() {
+        return flags.iter().map(|p| Client::for_socket(p)).collect();
+    }
+    let docker = DOCKER_SOCKETS.iter().find(|s| Path::new(s).exists());
+    docker
+        .into_iter()
+        .chain(CRI_SOCKETS.iter().filter(|s| Path::new(s).exists()))
+        .map(|s| Client::for_socket(Path::new(s)))
+        .collect()
+}
+
+/// Asks the runtimes in turn until one knows the id; `Ok(None)` when every one that answered
+/// does not (an error only when none answered).
+async fn lookup_any(
+    clients: &mut [(Client, Health)],
+    id: &str,
+    now: Instant,
+) -> Result<Option<Found>, ()> {
+    let mut answered = false;
+    for (client, health) in clients.iter_mut() {
+        if health.backing_off(now) {
+            continue;
+        }
+        match client.lookup(id, LOOKUP_TIMEOUT).await {
+            Ok(Some(found)) => {
+                health.answered(client);
+                return Ok(Some(found));
+            }
+            Ok(None) => {
+                health.answered(client);
+                answered = true;
+            }
+            Err(e) => health.failed(client, &e, Instant::now()),
+        }
+    }
+    if answered { Ok(None) } else { Err(()) }
+}
+
+/// Answers for `ids` now, within `budget` in all (containers running at start): a runtime
+/// that fails once is not asked again here (it gets one warning); what is not answered in
+/// time is left to the lookup task.
+pub async fn ask_now(clients: &[Client], ids: Vec<String>, budget: Duration) -> Vec<Answer> {
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut failed = vec![false; clients.len()];
+    let mut answers = Vec::new();
+    'ids: for id in ids {
+        let mut outcome = Outcome::Unknown;
+        for (client, failed) in clients.iter().zip(failed.iter_mut()) {
+            if *failed {
+                continue;
+            }
+            let lookup = client.lookup(&id, LOOKUP_TIMEOUT);
+            match tokio::time::timeout_at(deadline, lookup).await {
+                Ok(Ok(Some(found))) => {
+                    outcome = Outcome::Found(found);
+                    break;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(socket = %client.socket().display(), error = %e,
+                        "no answer from the container runtime at start");
+                    *failed = true;
+                }
+                Err(_) => break 'ids,
+            }
+        }
+        answers.push(Answer { id, outcome });
+    }
+    answers
+}
+
 /// Starts the lookup task: container ids in, answers out.
-pub fn spawn(docker: Docker) -> (mpsc::Sender<String>, mpsc::Receiver<Answer>) {
+pub fn spawn(clients: Vec<Client>) -> (mpsc::Sender<String>, mpsc::Receiver<Answer>) {
     let (req_tx, req_rx) = mpsc::channel(QUEUE);
     let (ans_tx, ans_rx) = mpsc::channel(QUEUE);
-    tokio::spawn(work(docker, req_rx, ans_tx));
+    tokio::spawn(work(clients, req_rx, ans_tx));
     (req_tx, ans_rx)
 }
 
 /// Answers requests in order until the requests or the answers channel closes.
-async fn work(docker: Docker, mut rx: mpsc::Receiver<String>, tx: mpsc::Sender<Answer>) {
-    let mut health = Health::default();
+async fn work(clients: Vec<Client>, mut rx: mpsc::Receiver<String>, tx: mpsc::Sender<Answer>) {
+    let mut clients: Vec<(Client, Health)> = clients
+        .into_iter()
+        .map(|c| (c, Health::default()))
+        .collect();
     while let Some(id) = rx.recv().await {
-        let outcome = if health.backing_off(Instant::now()) {
-            Outcome::Failed
-        } else {
-            match docker.lookup(&id, LOOKUP_TIMEOUT).await {
-                Ok(Some(found)) => {
-                    health.answered(&docker);
-                    Outcome::Found(found)
-                }
-                Ok(None) => {
-                    health.answered(&docker);
-                    Outcome::Unknown
-                }
-                Err(e) => {
-                    health.failed(&docker, &e, Instant::now());
-                    Outcome::Failed
-                }
-            }
+        let outcome = match lookup_any(&mut clients, &id, Instant::now()).await {
+            Ok(Some(found)) => Outcome::Found(found),
+            Ok(None) => Outcome::Unknown,
+            Err(()) => Outcome::Failed,
         };
         if tx.send(Answer { id, outcome }).await.is_err() {
             break;
@@ -174,18 +261,19 @@ impl Health {
         self.down_until.is_some_and(|t| now < t)
     }
 
-    fn answered(&mut self, docker: &Docker) {
+    fn answered(&mut self, client: &Client) {
         if self.backoff.take().is_some() {
-            tracing::info!(socket = %docker.socket().display(), "the container runtime answers again");
+            tracing::info!(socket = %client.socket().display(), "the container runtime answers again");
         }
         self.down_until = None;
     }
 
-    fn failed(&mut self, docker: &Docker, e: &LookupError, now: Instant) {
+    fn failed(&mut self, client: &Client, e: &LookupError, now: Instant) {
         let next = match self.backoff {
             None => {
                 tracing::warn!(
-                    socket = %docker.socket().display(),
+                    socket = %client.socket().display(),
+                    api = client.api(),
                     error = %e,
                     "the container runtime does not answer: container names, images and pods \
                      are null until it does; retrying with back-off"
@@ -209,7 +297,7 @@ impl Health {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{Docker, Health, LookupError, is_container_id};
+    use super::{Client, Health, LookupError, is_container_id};
 
     #[test]
     fn container_ids_are_64_lowercase_hex() {
@@ -221,7 +309,7 @@ mod tests {
 
     #[test]
     fn back_off_doubles_to_a_minute_and_ends_at_the_first_answer() {
-        let d = Docker::new("/nonexistent".into());
+        let d = Client::for_socket(std::path::Path::new("/nonexistent/docker.sock"));
         let mut h = Health::default();
         let now = Instant::now();
         let e = LookupError::Timeout(Duration::from_secs(2));
