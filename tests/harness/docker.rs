@@ -66,14 +66,28 @@ pub fn docker_output(args: &[&str]) -> Output {
 /// stays for later runs: it is the cache). Returns its name.
 pub fn busybox_image() -> &'static str {
     static BUILT: Mutex<bool> = Mutex::new(false);
-    let mut built = crate::launch::lock(&BUILT);
-    if *built
-        || docker_output(&["image", "inspect", BUSYBOX_IMAGE])
-            .status
-            .success()
-    {
+    import_busybox(&BUILT, BUSYBOX_IMAGE, &["ENV PATH=/bin"])
+}
+
+/// A pod sandbox image for the CRI: the same root file system, sleeping as its command (what a
+/// `pause` image does).
+pub fn pause_image() -> &'static str {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    import_busybox(
+        &BUILT,
+        PAUSE_IMAGE,
+        &["ENV PATH=/bin", r#"CMD ["/bin/sleep", "86400"]"#],
+    )
+}
+
+/// The pod sandbox image (see [`pause_image`]).
+pub const PAUSE_IMAGE: &str = "monitor-test-pause:1";
+
+fn import_busybox(built: &Mutex<bool>, name: &'static str, changes: &[&str]) -> &'static str {
+    let mut built = crate::launch::lock(built);
+    if *built || docker_output(&["image", "inspect", name]).status.success() {
         *built = true;
-        return BUSYBOX_IMAGE;
+        return name;
     }
     assert!(
         Path::new(BUSYBOX).is_file(),
@@ -99,9 +113,15 @@ pub fn busybox_image() -> &'static str {
         .status()
         .expect("tar");
     assert!(status.success(), "tar of the busybox rootfs failed");
-    let tar = crate::path_str(&tar);
+    let mut args = vec!["import".to_owned()];
+    for c in changes {
+        args.push("--change".to_owned());
+        args.push((*c).to_owned());
+    }
+    args.push(crate::path_str(&tar));
+    args.push(name.to_owned());
     let status = Command::new("docker")
-        .args(["import", "--change", "ENV PATH=/bin", &tar, BUSYBOX_IMAGE])
+        .args(&args)
         .stdout(Stdio::null())
         .status()
         .expect("docker import");
@@ -110,7 +130,7 @@ pub fn busybox_image() -> &'static str {
         "docker import of the busybox rootfs failed"
     );
     *built = true;
-    BUSYBOX_IMAGE
+    name
 }
 
 /// A running container, removed (`docker rm -f ID`) when dropped, even when the test panicked.

@@ -18,6 +18,7 @@
 
 mod agent;
 mod cgroup;
+pub mod cri;
 pub mod deliver;
 pub mod docker;
 pub mod enforce;

@@ -59,7 +59,7 @@ impl Enricher {
             attach(&mut ev, &Workload::ids_only(Some(&id), None));
             return Some(ev);
         };
-        match identities.get(&id, Instant::now()) {
+        match identities.get(&id, ev.pod_uid.is_some(), Instant::now()) {
             Lookup::Known(w) => {
                 if matches!(ev.body, EventBody::Exec(_)) {
                     let key = start_key_from_ns(ev.start_time_ns);

@@ -14,7 +14,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::{Answer, Outcome, RuntimeStats};
+use super::{Answer, Outcome, Request, RuntimeStats};
 use crate::{
     identity::{ContainerMeta, Workload},
     sensor::Event,
@@ -47,7 +47,7 @@ pub enum Lookup {
 /// Container id -> workload, fed by the lookup task.
 #[derive(Debug)]
 pub struct Identities {
-    requests: mpsc::Sender<String>,
+    requests: mpsc::Sender<Request>,
     entries: HashMap<String, Entry>,
     /// Ids in insertion order, for eviction.
     order: VecDeque<String>,
@@ -58,7 +58,7 @@ pub struct Identities {
 }
 
 impl Identities {
-    pub fn new(requests: mpsc::Sender<String>, capacity: usize, max_parked: usize) -> Self {
+    pub fn new(requests: mpsc::Sender<Request>, capacity: usize, max_parked: usize) -> Self {
         Self {
             requests,
             entries: HashMap::new(),
@@ -71,7 +71,8 @@ impl Identities {
     }
 
     /// The workload of container `id`; asks the runtime when it is new (or its miss expired).
-    pub fn get(&mut self, id: &str, now: Instant) -> Lookup {
+    /// `in_pod`: its cgroup names a Kubernetes pod (see [`Request::in_pod`]).
+    pub fn get(&mut self, id: &str, in_pod: bool, now: Instant) -> Lookup {
         match self.entries.get(id) {
             Some(Entry::Pending(_)) => return Lookup::Pending,
             Some(Entry::Done { workload, until }) if until.is_none_or(|t| now < t) => {
@@ -80,7 +81,11 @@ impl Identities {
             _ => {}
         }
         self.stats.lookups += 1;
-        if self.requests.try_send(id.to_owned()).is_err() {
+        let request = Request {
+            id: id.to_owned(),
+            in_pod,
+        };
+        if self.requests.try_send(request).is_err() {
             // The lookup task is behind (or gone): a miss, asked again later.
             self.stats.misses += 1;
             let workload = miss(id);
@@ -271,9 +276,9 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         let mut ids = Identities::new(tx, 16, 16);
         let now = Instant::now();
-        assert!(matches!(ids.get(&id('a'), now), Lookup::Pending));
-        assert!(matches!(ids.get(&id('a'), now), Lookup::Pending));
-        assert_eq!(rx.try_recv().ok(), Some(id('a')));
+        assert!(matches!(ids.get(&id('a'), false, now), Lookup::Pending));
+        assert!(matches!(ids.get(&id('a'), false, now), Lookup::Pending));
+        assert_eq!(rx.try_recv().ok().map(|r| r.id), Some(id('a')));
         assert!(rx.try_recv().is_err(), "asked twice");
         for n in 0..3 {
             let mut ev = exec("/bin/sh", &["sh"]);
@@ -289,7 +294,7 @@ mod tests {
         let pids: Vec<u32> = waiting.iter().map(|e| e.pid).collect();
         assert_eq!(pids, [0, 1, 2]);
         assert!(!ids.has_parked());
-        assert!(matches!(ids.get(&id('a'), now), Lookup::Known(w) if w.is_known()));
+        assert!(matches!(ids.get(&id('a'), false, now), Lookup::Known(w) if w.is_known()));
         let s = ids.stats();
         assert_eq!((s.lookups, s.misses, s.unparked), (1, 0, 0));
     }
@@ -299,7 +304,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         let mut ids = Identities::new(tx, 16, 16);
         let now = Instant::now();
-        ids.get(&id('b'), now);
+        ids.get(&id('b'), false, now);
         let (w, _) = ids.answer(
             Answer {
                 id: id('b'),
@@ -310,12 +315,15 @@ mod tests {
         assert!(!w.is_known());
         assert_eq!(w.container.expect("id").id, id('b'));
         assert!(matches!(
-            ids.get(&id('b'), now + Duration::from_secs(1)),
+            ids.get(&id('b'), false, now + Duration::from_secs(1)),
             Lookup::Known(_)
         ));
-        assert!(matches!(ids.get(&id('b'), now + MISS_TTL), Lookup::Pending));
-        assert_eq!(rx.try_recv().ok(), Some(id('b')));
-        assert_eq!(rx.try_recv().ok(), Some(id('b')));
+        assert!(matches!(
+            ids.get(&id('b'), false, now + MISS_TTL),
+            Lookup::Pending
+        ));
+        assert_eq!(rx.try_recv().ok().map(|r| r.id), Some(id('b')));
+        assert_eq!(rx.try_recv().ok().map(|r| r.id), Some(id('b')));
         assert_eq!(ids.stats().misses, 1);
     }
 
@@ -324,19 +332,19 @@ mod tests {
         let (tx, _rx) = mpsc::channel(64);
         let mut ids = Identities::new(tx, 2, 1);
         let now = Instant::now();
-        ids.get(&id('a'), now);
+        ids.get(&id('a'), false, now);
         assert!(ids.park(&id('a'), exec("/bin/a", &["a"])).is_none());
         assert!(ids.park(&id('a'), exec("/bin/a", &["a"])).is_some());
         assert_eq!(ids.stats().unparked, 1);
         for c in ['b', 'c', 'd'] {
-            ids.get(&id(c), now);
+            ids.get(&id(c), false, now);
             ids.answer(found(c), now);
         }
         // The pending one stays; answered ones went oldest first.
         let s = ids.stats();
         assert_eq!(s.cached, 2, "{s:?}");
-        assert!(matches!(ids.get(&id('a'), now), Lookup::Pending));
-        assert!(matches!(ids.get(&id('d'), now), Lookup::Known(_)));
+        assert!(matches!(ids.get(&id('a'), false, now), Lookup::Pending));
+        assert!(matches!(ids.get(&id('d'), false, now), Lookup::Known(_)));
     }
 
     #[test]
@@ -344,8 +352,8 @@ mod tests {
         let (tx, _rx) = mpsc::channel(1);
         let mut ids = Identities::new(tx, 16, 16);
         let now = Instant::now();
-        assert!(matches!(ids.get(&id('a'), now), Lookup::Pending));
-        assert!(matches!(ids.get(&id('b'), now), Lookup::Known(_)));
+        assert!(matches!(ids.get(&id('a'), false, now), Lookup::Pending));
+        assert!(matches!(ids.get(&id('b'), false, now), Lookup::Known(_)));
         assert_eq!(ids.stats().misses, 1);
         let released = ids.release_all(now);
         assert_eq!(released.len(), 1);

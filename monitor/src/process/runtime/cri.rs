@@ -102,6 +102,9 @@ pub struct PodSandboxMetadata {
     pub namespace: String,
 }
 
+/// Pause between asking again about an unknown id in a pod.
+const SANDBOX_RETRY: Duration = Duration::from_millis(100);
+
 const LIST_CONTAINERS: &str = "/runtime.v1.RuntimeService/ListContainers";
 const POD_SANDBOX_STATUS: &str = "/runtime.v1.RuntimeService/PodSandboxStatus";
 
@@ -134,8 +137,25 @@ impl Cri {
     }
 
     /// The container (or pod sandbox) and its pod; `Ok(None)` when the runtime does not know
-    /// the id.
-    pub async fn lookup(&self, id: &str, timeout: Duration) -> Result<Option<Found>, LookupError> {
+    /// the id. `in_pod`: an unknown id is asked again until `timeout` (a starting sandbox).
+    pub async fn lookup(
+        &self,
+        id: &str,
+        in_pod: bool,
+        timeout: Duration,
+    ) -> Result<Option<Found>, LookupError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = self.lookup_once(id, timeout).await?;
+            let again = tokio::time::Instant::now() + SANDBOX_RETRY;
+            if found.is_some() || !in_pod || again >= deadline {
+                return Ok(found);
+            }
+            tokio::time::sleep_until(again).await;
+        }
+    }
+
+    async fn lookup_once(&self, id: &str, timeout: Duration) -> Result<Option<Found>, LookupError> {
         if !is_container_id(id) {
             return Ok(None);
         }

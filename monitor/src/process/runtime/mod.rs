@@ -70,6 +70,16 @@ pub enum LookupError {
     Answer(String),
 }
 
+/// One question to the lookup task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub id: String,
+    /// The container's cgroup names a Kubernetes pod: a CRI that does not know the id yet may
+    /// be starting its pod sandbox (the sandbox's first process runs before the runtime
+    /// registers the sandbox), so it is asked again for a moment.
+    pub in_pod: bool,
+}
+
 /// One answer of the lookup task.
 #[derive(Debug)]
 pub struct Answer {
@@ -137,10 +147,14 @@ impl Client {
         }
     }
 
-    pub async fn lookup(&self, id: &str, timeout: Duration) -> Result<Option<Found>, LookupError> {
+    pub async fn lookup(
+        &self,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Option<Found>, LookupError> {
         match self {
-            Self::Docker(d) => d.lookup(id, timeout).await,
-            Self::Cri(c) => c.lookup(id, timeout).await,
+            Self::Docker(d) => d.lookup(&req.id, timeout).await,
+            Self::Cri(c) => c.lookup(&req.id, req.in_pod, timeout).await,
         }
     }
 }
@@ -166,7 +180,7 @@ pub fn choose(flags: &[PathBuf]) -> Vec<Client> {
 /// does not (an error only when none answered).
 async fn lookup_any(
     clients: &mut [(Client, Health)],
-    id: &str,
+    req: &Request,
     now: Instant,
 ) -> Result<Option<Found>, ()> {
     let mut answered = false;
@@ -174,7 +188,7 @@ async fn lookup_any(
         if health.backing_off(now) {
             continue;
         }
-        match client.lookup(id, LOOKUP_TIMEOUT).await {
+        match client.lookup(req, LOOKUP_TIMEOUT).await {
             Ok(Some(found)) => {
                 health.answered(client);
                 return Ok(Some(found));
@@ -198,11 +212,13 @@ pub async fn ask_now(clients: &[Client], ids: Vec<String>, budget: Duration) -> 
     let mut answers = Vec::new();
     'ids: for id in ids {
         let mut outcome = Outcome::Unknown;
+        // Running already: a sandbox is registered by now.
+        let req = Request { id, in_pod: false };
         for (client, failed) in clients.iter().zip(failed.iter_mut()) {
             if *failed {
                 continue;
             }
-            let lookup = client.lookup(&id, LOOKUP_TIMEOUT);
+            let lookup = client.lookup(&req, LOOKUP_TIMEOUT);
             match tokio::time::timeout_at(deadline, lookup).await {
                 Ok(Ok(Some(found))) => {
                     outcome = Outcome::Found(found);
@@ -217,13 +233,16 @@ pub async fn ask_now(clients: &[Client], ids: Vec<String>, budget: Duration) -> 
                 Err(_) => break 'ids,
             }
         }
-        answers.push(Answer { id, outcome });
+        answers.push(Answer {
+            id: req.id,
+            outcome,
+        });
     }
     answers
 }
 
 /// Starts the lookup task: container ids in, answers out.
-pub fn spawn(clients: Vec<Client>) -> (mpsc::Sender<String>, mpsc::Receiver<Answer>) {
+pub fn spawn(clients: Vec<Client>) -> (mpsc::Sender<Request>, mpsc::Receiver<Answer>) {
     let (req_tx, req_rx) = mpsc::channel(QUEUE);
     let (ans_tx, ans_rx) = mpsc::channel(QUEUE);
     tokio::spawn(work(clients, req_rx, ans_tx));
@@ -231,18 +250,25 @@ pub fn spawn(clients: Vec<Client>) -> (mpsc::Sender<String>, mpsc::Receiver<Answ
 }
 
 /// Answers requests in order until the requests or the answers channel closes.
-async fn work(clients: Vec<Client>, mut rx: mpsc::Receiver<String>, tx: mpsc::Sender<Answer>) {
+async fn work(clients: Vec<Client>, mut rx: mpsc::Receiver<Request>, tx: mpsc::Sender<Answer>) {
     let mut clients: Vec<(Client, Health)> = clients
         .into_iter()
         .map(|c| (c, Health::default()))
         .collect();
-    while let Some(id) = rx.recv().await {
-        let outcome = match lookup_any(&mut clients, &id, Instant::now()).await {
+    while let Some(req) = rx.recv().await {
+        let outcome = match lookup_any(&mut clients, &req, Instant::now()).await {
             Ok(Some(found)) => Outcome::Found(found),
             Ok(None) => Outcome::Unknown,
             Err(()) => Outcome::Failed,
         };
-        if tx.send(Answer { id, outcome }).await.is_err() {
+        if tx
+            .send(Answer {
+                id: req.id,
+                outcome,
+            })
+            .await
+            .is_err()
+        {
             break;
         }
     }
