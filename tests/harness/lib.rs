@@ -25,6 +25,7 @@ mod events;
 mod fs;
 pub mod http;
 pub mod inference;
+pub mod kube;
 mod launch;
 pub mod learn;
 mod port;
