@@ -159,14 +159,15 @@ fn pod_spec_fields_the_translation_does_not_know_fail_it() {
 }
 
 /// The profile the test adds to the rules ConfigMap: the container's shell (found by a token
-/// in its argv) may run sleep, nothing else.
+/// in its argv) and what it runs, in enforce mode: busybox's applets may run (the kernel sees
+/// them all as /bin/busybox), and read nothing beyond the baseline.
 fn profile(token: &str) -> String {
     format!(
         "profile: e2e-busybox-{token}\n\
          description: the deploy test's container workload\n\
          match:\n  argv_contains: [\"monitor-e2e-{token}\"]\n\
-         mode: alert\n\
-         allow:\n  exec: [\"/bin/sh\", \"/bin/sleep\"]\n"
+         mode: enforce\n\
+         allow:\n  exec: [\"/bin/sh\", \"/bin/sleep\", \"/bin/cat\", \"/bin/busybox\"]\n"
     )
 }
 
@@ -285,6 +286,21 @@ fn the_daemonset_runs_in_docker_and_alerts_on_a_container_workload() {
             readiness.port
         );
     }
+    // The workload starts before the agent (as on a node where the agent is upgraded): the agent
+    // finds its shell through /proc. It reads /etc/hostname once /dev/shm/go exists.
+    let marker = format!("monitor-e2e-{token}");
+    let workload = Container::run(&[
+        "--label",
+        "monitor-test=deploy",
+        busybox_image(),
+        "/bin/sh",
+        "-c",
+        "while [ ! -e /dev/shm/go ]; do /bin/sleep 0.1; done; /bin/cat /etc/hostname; \
+         exec /bin/sleep 600",
+        &marker,
+    ]);
+    let init = workload.pid();
+
     let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
     let agent = AgentContainer {
         container: Container::run(&args),
@@ -303,49 +319,44 @@ fn the_daemonset_runs_in_docker_and_alerts_on_a_container_workload() {
         thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(http_status(liveness.port, &liveness.path), Ok(200));
+    // CAP_DAC_READ_SEARCH: cgroups are opened by id, not found by rate-limited walks.
+    let logs = agent.logs();
+    assert!(
+        !logs.contains("cannot be opened by id"),
+        "the agent cannot open cgroups by id:\n{logs}"
+    );
 
-    // A host process: the node's pid, no container.
-    let host_exe = canonical("/bin/true");
+    // A host process: the node's pid and executable, no container.
+    let host_marker = format!("monitor-e2e-host-{token}");
     let status = Command::new("/bin/true")
-        .arg(format!("monitor-e2e-host-{token}"))
+        .arg(&host_marker)
         .status()
         .expect("run /bin/true");
     assert!(status.success());
-    let host_marker = format!("monitor-e2e-host-{token}");
     let host = agent.wait_for("exec event of the host process", |e| {
         e["kind"] == "exec" && e["argv"][1] == host_marker.as_str()
     });
-    assert_eq!(host["exe"], host_exe.as_str(), "{host}");
+    assert_eq!(host["exe"], canonical("/bin/true").as_str(), "{host}");
     assert_eq!(host["container_id"], Value::Null, "{host}");
 
-    // A container under the profile: its processes carry the container id and host pids, and
-    // the exec the profile does not allow raises an alert that reaches the webhook.
-    let marker = format!("monitor-e2e-{token}");
-    let workload = Container::run(&[
-        "--label",
-        "monitor-test=deploy",
-        busybox_image(),
-        "/bin/sh",
-        "-c",
-        "/bin/sleep 1; /bin/cat /proc/version; exec /bin/sleep 600",
-        &marker,
-    ]);
-    let init = workload.pid();
-    let started = agent.wait_for("exec event of the container's shell", |e| {
-        e["kind"] == "exec" && e["pid"] == init && e["filename"] == "/bin/sh"
+    // The container's read outside its enforce-mode profile: the kernel kills cat (no
+    // capability needed: bpf_send_signal), the alert names the container, the pre-existing
+    // shell's executable (read from /proc: CAP_SYS_PTRACE), and reaches the webhook.
+    workload.exec(&["/bin/sh", "-c", ": > /dev/shm/go"]);
+    let exec = agent.wait_for("exec event of the container's cat", |e| {
+        e["kind"] == "exec" && e["ppid"] == init && e["filename"] == "/bin/cat"
     });
-    assert_eq!(started["container_id"], workload.id(), "{started}");
-    assert_eq!(
-        started["profile"],
-        format!("e2e-busybox-{token}"),
-        "{started}"
-    );
-    let alert = agent.wait_for("profile.exec alert for the container's cat", |e| {
-        e["kind"] == "alert" && e["rule"] == "profile.exec" && e["event"]["filename"] == "/bin/cat"
+    assert_eq!(exec["container_id"], workload.id(), "{exec}");
+    assert_eq!(exec["profile"], format!("e2e-busybox-{token}"), "{exec}");
+    let alert = agent.wait_for("profile.read alert for /etc/hostname", |e| {
+        e["kind"] == "alert" && e["rule"] == "profile.read" && e["event"]["path"] == "/etc/hostname"
     });
     assert_eq!(alert["profile"], format!("e2e-busybox-{token}"), "{alert}");
+    assert_eq!(alert["action"], "killed", "{alert}");
     assert_eq!(alert["event"]["container_id"], workload.id(), "{alert}");
-    assert_eq!(alert["event"]["ppid"], init, "{alert}");
+    assert_eq!(alert["event"]["pid"], exec["pid"], "{alert}");
+    assert_eq!(alert["ancestors"][0]["pid"], init, "{alert}");
+    assert_eq!(alert["ancestors"][0]["exe"], "/bin/busybox", "{alert}");
     let id = alert["id"].as_str().expect("alert id").to_owned();
     let deadline = Instant::now() + EVENT_TIMEOUT;
     loop {
