@@ -16,7 +16,7 @@ use std::{
 };
 
 use monitor_tests::{
-    TempDir, canonical,
+    TempDir, agent_binary, canonical,
     docker::{Container, busybox_image, docker_or_skip, docker_output},
     http::HttpReceiver,
     kube::{
@@ -130,6 +130,32 @@ fn the_example_overlay_translates_to_docker_run() {
     );
     let token = fs::read_to_string(&host_file).expect("the materialised token");
     assert_eq!(token, "00000000-0000-0000-0000-000000000000");
+
+    // The agent knows every argument (clap refuses an unknown option before --help).
+    let bin = agent_binary();
+    if !bin.is_file() {
+        skip_or_fail(&format!(
+            "the agent binary {} does not exist",
+            bin.display()
+        ));
+        return;
+    }
+    let at = run
+        .args
+        .iter()
+        .position(|a| *a == run.image)
+        .expect("image");
+    let out = Command::new(&bin)
+        .args(&run.args[at + 1..])
+        .arg("--help")
+        .output()
+        .expect("run the agent");
+    assert!(
+        out.status.success(),
+        "the agent refuses the DaemonSet's arguments {:?}: {}",
+        &run.args[at + 1..],
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
