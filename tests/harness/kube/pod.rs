@@ -5,6 +5,7 @@
 //! or named in a list of fields that only matter to the scheduler or the API server
 //! ([`SCHEDULING_ONLY`]); anything else fails the translation, naming the field. How fields map:
 //!
+//! - Every pod gets a private cgroup namespace (`--cgroupns private`), as on cgroup v2 nodes.
 //! - `hostPID: true` -> `--pid host`; `hostNetwork: true` -> `--network host` (required: the
 //!   test's traffic stays on loopback); `status.podIP` in env is 127.0.0.1 (the pod's address
 //!   on a host-network pod is the node's; on this test node the loopback one).
@@ -95,7 +96,14 @@ pub fn translate(daemonset: &Value, objects: &[Value]) -> Result<PodRun, String>
     let root = TempDir::try_new("pod").map_err(|e| format!("temporary directory: {e}"))?;
     let mut t = Translation {
         errors: Vec::new(),
-        args: vec!["--label".into(), "monitor-test=deploy".into()],
+        args: vec![
+            "--label".into(),
+            "monitor-test=deploy".into(),
+            // As containerd runs pods on cgroup v2 nodes: the agent must not rely on seeing the
+            // node's cgroup paths in /proc/PID/cgroup.
+            "--cgroupns".into(),
+            "private".into(),
+        ],
         data_dirs: BTreeMap::new(),
         redirected: BTreeMap::new(),
         root: root.path().to_path_buf(),
