@@ -5,6 +5,7 @@
 
 pub mod pod;
 pub mod validate;
+mod volumes;
 
 use std::{
     path::{Component, Path, PathBuf},
