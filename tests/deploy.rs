@@ -33,6 +33,8 @@ use serde_json::{Value, json};
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long an event or an alert may take.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a ConfigMap change may take to reach the agent (`--watch-rules` polls).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn manifests_validate_against_the_supported_kubernetes_versions() {
@@ -232,13 +234,10 @@ struct AgentContainer {
 }
 
 impl AgentContainer {
-    fn logs(&self) -> String {
-        let out = docker_output(&["logs", "--tail", "60", self.container.id()]);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+    /// The agent's own log (its stderr; stdout carries the records).
+    fn log(&self) -> String {
+        let out = docker_output(&["logs", self.container.id()]);
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     fn running(&self) -> bool {
@@ -275,7 +274,10 @@ impl AgentContainer {
 impl Drop for AgentContainer {
     fn drop(&mut self) {
         if thread::panicking() {
-            eprintln!("the agent container's log (last lines):\n{}", self.logs());
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            eprintln!("the agent container's log (last lines):\n{tail}");
         }
     }
 }
@@ -346,7 +348,7 @@ fn the_daemonset_runs_in_docker_and_alerts_on_a_container_workload() {
     }
     assert_eq!(http_status(liveness.port, &liveness.path), Ok(200));
     // CAP_DAC_READ_SEARCH: cgroups are opened by id, not found by rate-limited walks.
-    let logs = agent.logs();
+    let logs = agent.log();
     assert!(
         !logs.contains("cannot be opened by id"),
         "the agent cannot open cgroups by id:\n{logs}"
@@ -400,5 +402,88 @@ fn the_daemonset_runs_in_docker_and_alerts_on_a_container_workload() {
         thread::sleep(Duration::from_millis(50));
     }
     drop(workload);
+
+    rules_reload_from_the_config_map(&agent, &token);
     drop(agent);
+}
+
+/// Rules changed in the ConfigMap reach the running agent (`--watch-rules` through the
+/// kubelet's symlink swap): a set with an invalid file is refused, the old rules stay and the
+/// agent stays ready; the corrected set is loaded and its new profile alerts.
+fn rules_reload_from_the_config_map(agent: &AgentContainer, token: &str) {
+    let readiness = agent.run.readiness.clone().expect("a readiness probe");
+    let second = random_hex(6);
+    let kept = ("e2e-busybox.yaml".to_owned(), profile(token).into_bytes());
+    let added = ("e2e-reload.yaml".to_owned(), profile(&second).into_bytes());
+    let broken = ("e2e-broken.yaml".to_owned(), b"profile: [\n".to_vec());
+    agent
+        .run
+        .update_config_map("monitor-rules", &[kept.clone(), added.clone(), broken]);
+    let deadline = Instant::now() + RELOAD_TIMEOUT;
+    while !agent.log().contains("e2e-broken.yaml") {
+        assert!(agent.running(), "the agent's container stopped");
+        assert!(
+            Instant::now() < deadline,
+            "the agent never reported the invalid rule file e2e-broken.yaml"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        http_status(readiness.port, &readiness.path),
+        Ok(200),
+        "not ready after an invalid rules update"
+    );
+    // The refused set's new profile is not in force.
+    let marker = format!("monitor-e2e-{second}");
+    let early = Container::run(&[
+        "--label",
+        "monitor-test=deploy",
+        busybox_image(),
+        "/bin/sh",
+        "-c",
+        "/bin/cat /etc/hostname; exec /bin/sleep 600",
+        &marker,
+    ]);
+    let init = early.pid();
+    let exec = agent.wait_for("exec event of the second container's cat", |e| {
+        e["kind"] == "exec" && e["ppid"] == init && e["filename"] == "/bin/cat"
+    });
+    assert!(
+        exec["profile"].is_null(),
+        "a refused profile applies: {exec}"
+    );
+    drop(early);
+
+    // Corrected: the new profile alerts (containers are started until the reload landed).
+    agent.run.update_config_map("monitor-rules", &[kept, added]);
+    let profile_name = format!("e2e-busybox-{second}");
+    let deadline = Instant::now() + RELOAD_TIMEOUT;
+    loop {
+        let attempt = Container::run(&[
+            "--label",
+            "monitor-test=deploy",
+            busybox_image(),
+            "/bin/sh",
+            "-c",
+            "/bin/cat /etc/hostname; exec /bin/sleep 600",
+            &marker,
+        ]);
+        let init = attempt.pid();
+        let exec = agent.wait_for("exec event of the reload container's cat", |e| {
+            e["kind"] == "exec" && e["ppid"] == init && e["filename"] == "/bin/cat"
+        });
+        if exec["profile"] == profile_name.as_str() {
+            agent.wait_for("the new profile's alert", |e| {
+                e["kind"] == "alert"
+                    && e["profile"] == profile_name.as_str()
+                    && e["event"]["pid"] == exec["pid"]
+            });
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the corrected rules were not loaded within {RELOAD_TIMEOUT:?}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -177,6 +177,13 @@ pub(super) fn atomic_write(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) {
             symlink(Path::new("..data").join(key), &link).expect("key symlink");
         }
     }
+    // Keys gone from the new data lose their links, as the kubelet removes them.
+    for entry in fs::read_dir(dir).expect("list the volume").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("..") && !files.iter().any(|(key, _)| *key == name) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
     if let Some(old) = old {
         let _ = fs::remove_dir_all(dir.join(old));
     }
