@@ -20,7 +20,7 @@ use monitor_tests::{
     docker::{Container, busybox_image, docker_or_skip, docker_output},
     http::HttpReceiver,
     kube::{
-        Layer, agent_image, find, http_status, kubectl_or_skip, manifests,
+        Layer, agent_image, agent_version, find, http_status, kubectl_or_skip, manifests,
         pod::{PodRun, translate},
         render, render_yaml,
         validate::Validator,
@@ -48,6 +48,14 @@ fn manifests_validate_against_the_supported_kubernetes_versions() {
             return;
         }
     };
+    // The base runs the image `cargo xtask image` builds for this version.
+    let objects = render(&manifests("base"));
+    let ds = find(&objects, "DaemonSet", "monitor");
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("monitor:{}", agent_version()).as_str(),
+        "the base's image tag (deploy/kubernetes/base/kustomization.yaml) is not the agent's version"
+    );
     let versions = validator.supported_versions();
     eprintln!("validating against Kubernetes {}", versions.join(", "));
     let dir = TempDir::new("rendered");

@@ -29,18 +29,25 @@ pub fn manifests(relative: &str) -> PathBuf {
 }
 
 /// The agent's image: `MONITOR_IMAGE` (`cargo xtask test` builds it and sets it), else
-/// `monitor:VERSION` with the version of monitor/Cargo.toml (`cargo xtask image`).
+/// `monitor:VERSION` ([`agent_version`], what `cargo xtask image` builds).
 pub fn agent_image() -> String {
     if let Some(image) = std::env::var_os("MONITOR_IMAGE").filter(|i| !i.is_empty()) {
         return image.to_string_lossy().into_owned();
     }
+    format!("monitor:{}", agent_version())
+}
+
+/// The `[package]` version of monitor/Cargo.toml.
+#[track_caller]
+pub fn agent_version() -> String {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitor/Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap_or_default();
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", manifest.display()));
     let version = text
         .lines()
         .find_map(|l| l.strip_prefix("version = "))
-        .map_or("0.0.0", |v| v.trim_matches('"'));
-    format!("monitor:{version}")
+        .expect("monitor/Cargo.toml has a version");
+    version.trim_matches('"').to_owned()
 }
 
 /// Whether `kubectl kustomize` can run; otherwise says so loudly (failing under CI).
