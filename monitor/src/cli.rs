@@ -90,6 +90,15 @@ pub struct LearnArgs {
     /// User id.
     #[arg(long, value_name = "UID")]
     pub uid: Vec<u32>,
+    /// The container's image as the runtime names it (glob; `*` crosses `/`).
+    #[arg(long, value_name = "GLOB")]
+    pub image: Vec<String>,
+    /// The container's name (Kubernetes container name under kubelet; glob).
+    #[arg(long, value_name = "GLOB")]
+    pub container_name: Vec<String>,
+    /// The pod's Kubernetes namespace (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub namespace: Vec<String>,
     /// Where to write the profile (checked before learning starts; written atomically).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,

@@ -100,7 +100,7 @@ async fn start_runtime(
             Ok(Ok(Some(found))) => runtime::Outcome::Found(found),
             Ok(Ok(None)) => runtime::Outcome::Unknown,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the container runtime does not answer at start");
+                tracing::warn!(error = %e, "no answer from the container runtime at start");
                 break;
             }
             Err(_) => break,

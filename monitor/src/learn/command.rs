@@ -42,6 +42,9 @@ fn selectors(args: &LearnArgs) -> SelectorArgs {
         container_id: args.container_id.clone(),
         pod_uid: args.pod_uid.clone(),
         uid: args.uid.clone(),
+        image: args.image.clone(),
+        container_name: args.container_name.clone(),
+        namespace: args.namespace.clone(),
     }
 }
 

@@ -30,6 +30,12 @@ pub struct SelectorArgs {
     pub pod_uid: Vec<String>,
     #[serde(default)]
     pub uid: Vec<u32>,
+    #[serde(default)]
+    pub image: Vec<String>,
+    #[serde(default)]
+    pub container_name: Vec<String>,
+    #[serde(default)]
+    pub namespace: Vec<String>,
 }
 
 impl SelectorArgs {
@@ -46,6 +52,9 @@ impl SelectorArgs {
             ("parent_exe", &self.parent_exe),
             ("container_id", &self.container_id),
             ("pod_uid", &self.pod_uid),
+            ("image", &self.image),
+            ("container_name", &self.container_name),
+            ("namespace", &self.namespace),
         ];
         let mut out: Vec<(String, Vec<Scalar>)> = lists
             .into_iter()
@@ -81,6 +90,10 @@ impl SelectorArgs {
             container_id: spanned(&self.container_id),
             pod_uid: spanned(&self.pod_uid),
             uid: (!self.uid.is_empty()).then(|| self.uid.clone()),
+            image: spanned(&self.image),
+            container_name: spanned(&self.container_name),
+            namespace: spanned(&self.namespace),
+            pod_labels: None,
         };
         let mut errors = Vec::new();
         let sel = Selectors::compile(

@@ -57,6 +57,22 @@ pub(super) fn decode(ev: &Event, host: &Host, lineage: &[Ancestor]) -> Result<Pa
     {
         unmapped.insert("pod_uid".into(), pod.as_str().into());
     }
+    // OCSF's container has no pod name, namespace or labels: `unmapped.pod` carries them.
+    if let Some(pod) = &ev.pod
+        && (pod.name.is_some() || pod.namespace.is_some() || pod.labels.is_some())
+    {
+        let mut p = Map::new();
+        p.insert("name".into(), pod.name.clone().into());
+        p.insert("namespace".into(), pod.namespace.clone().into());
+        let labels: Map<String, Value> = pod
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().into()))
+            .collect();
+        p.insert("labels".into(), labels.into());
+        unmapped.insert("pod".into(), p.into());
+    }
     // The workload profile the process is under and its phase (`startup`, `serving`).
     if let Some(profile) = &ev.profile {
         unmapped.insert("profile".into(), profile.as_str().into());

@@ -273,6 +273,21 @@ pub(super) fn own_process(ev: &Event, lineage: &[Ancestor]) -> Map<String, Value
 pub(super) fn container(ev: &Event) -> Option<Value> {
     let id = ev.container_id.as_deref()?;
     let mut c = json!({ "uid": id });
+    if let Some(meta) = &ev.container {
+        if let Some(name) = &meta.name {
+            c["name"] = name.as_str().into();
+        }
+        let mut image = Map::new();
+        if let Some(i) = &meta.image {
+            image.insert("name".into(), i.as_str().into());
+        }
+        if let Some(i) = &meta.image_id {
+            image.insert("uid".into(), i.as_str().into());
+        }
+        if !image.is_empty() {
+            c["image"] = image.into();
+        }
+    }
     if let Some(pod) = &ev.pod_uid {
         c["pod_uuid"] = pod.as_str().into();
         c["orchestrator"] = "Kubernetes".into();

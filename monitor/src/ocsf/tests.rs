@@ -83,6 +83,10 @@ fn event(kind: &str, body: Value) -> Value {
 fn in_pod(mut ev: Value) -> Value {
     ev["container_id"] = CONTAINER.into();
     ev["pod_uid"] = POD.into();
+    ev["container"] = json!({"id": CONTAINER, "name": "server",
+        "image": "ghcr.io/berriai/litellm:main", "image_id": "sha256:0123"});
+    ev["pod"] = json!({"uid": POD, "name": "litellm-0", "namespace": "ai",
+        "labels": {"app": "litellm"}});
     ev
 }
 
@@ -684,6 +688,15 @@ fn process_activity_mapping() {
     assert_eq!(p["parent_process"]["pid"], 4000);
     assert_eq!(p["container"]["uid"], CONTAINER);
     assert_eq!(p["container"]["pod_uuid"], POD);
+    assert_eq!(p["container"]["name"], "server");
+    assert_eq!(
+        p["container"]["image"],
+        json!({"name": "ghcr.io/berriai/litellm:main", "uid": "sha256:0123"})
+    );
+    assert_eq!(
+        exec["unmapped"]["pod"],
+        json!({"name": "litellm-0", "namespace": "ai", "labels": {"app": "litellm"}})
+    );
     assert_eq!(exec["actor"]["process"]["pid"], 4242);
     assert!(
         exec["actor"]["process"].get("file").is_none(),

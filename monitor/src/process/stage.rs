@@ -68,13 +68,11 @@ impl Enricher {
                 attach(&mut ev, &w);
                 Some(ev)
             }
-            Lookup::Pending => match identities.park(&id, ev) {
-                Ok(()) => None,
-                Err(mut ev) => {
-                    attach(&mut ev, &Workload::ids_only(Some(&id), None));
-                    Some(ev)
-                }
-            },
+            Lookup::Pending => {
+                let mut back = identities.park(&id, ev)?;
+                attach(&mut back, &Workload::ids_only(Some(&id), None));
+                Some(back)
+            }
         }
     }
 

@@ -16,6 +16,7 @@ use super::schema::{
     ResultSel, Scope, Severity,
 };
 use super::view::View;
+use super::workload::{WorkloadSel, Written};
 use super::{EvalContext, Finding};
 use crate::sensor::event::Access;
 
@@ -80,6 +81,8 @@ pub(crate) struct Cond {
     remote_port: Option<Vec<u16>>,
     proc_other: Option<Vec<&'static str>>,
     exe_memfd: Option<bool>,
+    /// `image`, `container_name`, `namespace`, `pod_labels`.
+    workload: WorkloadSel,
     pub(super) result: ResultSel,
     /// `path` and `exe` as written (for `action: kill`).
     pub(super) src_path: Vec<String>,
@@ -148,6 +151,7 @@ impl Cond {
                 .as_ref()
                 .map(|l| l.iter().map(|p| p.as_str()).collect()),
             exe_memfd: c.exe_memfd,
+            workload: WorkloadSel::compile(&Written::of_conditions(c), key, sink),
             result: c.result.unwrap_or_default(),
             src_path: written(&c.path),
             src_exe: written(&c.exe),
@@ -168,6 +172,10 @@ impl Cond {
             ("remote_port", self.remote_port.is_some()),
             ("proc_other", self.proc_other.is_some()),
             ("exe_memfd", self.exe_memfd.is_some()),
+            ("image", self.workload.has_image()),
+            ("container_name", self.workload.has_container_name()),
+            ("namespace", self.workload.has_namespace()),
+            ("pod_labels", self.workload.has_pod_labels()),
             ("result", self.result != ResultSel::Any),
         ]
         .into_iter()
@@ -190,6 +198,9 @@ impl Cond {
             ResultSel::Failure => v.failed(),
         };
         result_ok
+            && self
+                .workload
+                .matches(ev.container.as_deref(), ev.pod.as_deref())
             && self
                 .access
                 .as_ref()

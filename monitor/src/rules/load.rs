@@ -683,7 +683,7 @@ when:
         assert_eq!(
             e,
             vec![
-                "x.yaml:2: key `match`: no selector: give at least one of exe, argv_contains, program, parent_exe, container_id, pod_uid, uid"
+                "x.yaml:2: key `match`: no selector: give at least one of exe, argv_contains, program, parent_exe, container_id, pod_uid, uid, image, container_name, namespace, pod_labels"
             ]
         );
     }

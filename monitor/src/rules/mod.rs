@@ -22,6 +22,7 @@ mod state;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod view;
+mod workload;
 mod write_exec;
 
 use std::collections::{HashMap, HashSet};

@@ -2,6 +2,8 @@
 //! kind. Unknown keys are rejected everywhere; values that need checking beyond their type
 //! (globs, CIDRs, ids) keep their position ([`Spanned`]) so errors can name the line.
 
+use std::collections::BTreeMap;
+
 use marked_yaml::Spanned;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +56,15 @@ pub(crate) struct Selectors {
     pub pod_uid: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub uid: Option<Vec<u32>>,
+    /// What the container runtime says (`rules/workload.rs`).
+    #[serde(default)]
+    pub image: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub container_name: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub namespace: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub pod_labels: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// A profile's `allow:` lists.
@@ -159,6 +170,15 @@ pub(crate) struct Conditions {
     pub exe_memfd: Option<bool>,
     #[serde(default)]
     pub result: Option<ResultSel>,
+    /// What the container runtime says (`rules/workload.rs`).
+    #[serde(default)]
+    pub image: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub container_name: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub namespace: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub pod_labels: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// `override:` document.

@@ -9,6 +9,7 @@ use super::load::Sink;
 use super::pattern::{build_set, glob_set, line_of, path_glob};
 use super::program::{Program, program};
 use super::schema;
+use super::workload::{WorkloadSel, Written};
 
 /// `match:` selectors, compiled. Every given selector must hold.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +21,7 @@ pub(crate) struct Selectors {
     container_id: Option<GlobSet>,
     pod_uid: Option<GlobSet>,
     uid: Option<Vec<u32>>,
+    workload: WorkloadSel,
 }
 
 /// `program:` patterns: those with a `/` match the program's full path, the others its short
@@ -93,12 +95,17 @@ impl Selectors {
                 );
             }
         }
-        if lists.iter().all(|(_, given)| given.is_none()) {
+        if lists.iter().all(|(_, given)| given.is_none())
+            && Written::of_match(sel)
+                .given()
+                .iter()
+                .all(|(_, given)| given.is_none())
+        {
             sink.error(
                 line,
                 "match",
                 "no selector: give at least one of exe, argv_contains, program, parent_exe, \
-                 container_id, pod_uid, uid",
+                 container_id, pod_uid, uid, image, container_name, namespace, pod_labels",
             );
         }
         let set = |l: &Option<Vec<Spanned<String>>>, key: &str, sink: &mut Sink<'_>| {
@@ -115,6 +122,7 @@ impl Selectors {
             container_id: set(&sel.container_id, "match.container_id", sink),
             pod_uid: set(&sel.pod_uid, "match.pod_uid", sink),
             uid: sel.uid.clone(),
+            workload: WorkloadSel::compile(&Written::of_match(sel), "match", sink),
         }
     }
 
@@ -135,6 +143,7 @@ impl Selectors {
             && opt(&self.parent_exe, x.parent_exe)
             && opt(&self.container_id, x.container_id)
             && opt(&self.pod_uid, x.pod_uid)
+            && self.workload.matches(x.container, x.pod)
             && self.program.as_ref().is_none_or(|m| {
                 program(x.exe, x.filename, x.argv, x.cwd).is_some_and(|p| m.is_match(&p))
             })
@@ -221,6 +230,77 @@ match:
         assert!(
             errs[0].starts_with("p.yaml:3: key `match.program[0]`: invalid glob \"a[\""),
             "{errs:?}"
+        );
+    }
+
+    const SERVER: &str = r#"
+profile: server
+match:
+  image: ["*/berriai/litellm:*"]
+  namespace: ["ai-*"]
+  pod_labels: {app: litellm, tier: "infer*"}
+"#;
+
+    fn in_container(image: &str, ns: &str, labels: &[(&str, &str)]) -> Option<ProfileId> {
+        use crate::identity::{ContainerMeta, PodMeta};
+        let rules = load_ok(&[("p.yaml", SERVER)]);
+        let argv = vec!["litellm".to_owned()];
+        let container = ContainerMeta {
+            id: "a".repeat(64),
+            image: Some(image.to_owned()),
+            ..ContainerMeta::default()
+        };
+        let pod = PodMeta {
+            namespace: Some(ns.to_owned()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            ..PodMeta::default()
+        };
+        rules.match_profile(&ExecInfo {
+            exe: Some("/usr/bin/python3"),
+            filename: "/usr/local/bin/litellm",
+            argv: &argv,
+            uid: 0,
+            parent_exe: None,
+            container_id: Some(&container.id),
+            pod_uid: None,
+            container: Some(&container),
+            pod: Some(&pod),
+            cwd: None,
+        })
+    }
+
+    #[test]
+    fn runtime_selectors_need_the_image_namespace_and_every_label() {
+        let yes = Some(ProfileId(0));
+        let labels = [("app", "litellm"), ("tier", "inference"), ("x", "y")];
+        let image = "ghcr.io/berriai/litellm:main-stable";
+        assert_eq!(in_container(image, "ai-prod", &labels), yes);
+        assert_eq!(
+            in_container("ghcr.io/other/litellm:1", "ai-prod", &labels),
+            None
+        );
+        assert_eq!(in_container(image, "default", &labels), None);
+        assert_eq!(in_container(image, "ai-prod", &labels[..1]), None);
+        assert_eq!(
+            in_container(image, "ai-prod", &[("app", "litellm"), ("tier", "db")]),
+            None
+        );
+    }
+
+    #[test]
+    fn runtime_selectors_alone_select_and_empty_ones_are_errors() {
+        load_ok(&[("p.yaml", "profile: p\nmatch:\n  container_name: [server]\n")]);
+        let errs = load_errs(&[("p.yaml", "profile: p\nmatch:\n  pod_labels: {}\n")]);
+        assert_eq!(
+            errs,
+            vec![
+                "p.yaml:3: key `match.pod_labels`: empty: it would match nothing; remove the key or add entries"
+            ]
         );
     }
 }

@@ -97,18 +97,18 @@ impl Identities {
         Lookup::Pending
     }
 
-    /// Holds `ev` back until container `id` is answered; gives it back when the bound is
-    /// reached (or the id is not pending), for the caller to go on without identity.
-    pub fn park(&mut self, id: &str, ev: Event) -> Result<(), Event> {
+    /// Holds `ev` back until container `id` is answered; gives it back (`Some`) when the
+    /// bound is reached (or the id is not pending), for the caller to go on without identity.
+    pub fn park(&mut self, id: &str, ev: Event) -> Option<Event> {
         match self.entries.get_mut(id) {
             Some(Entry::Pending(waiting)) if self.parked < self.max_parked => {
                 waiting.push(ev);
                 self.parked += 1;
-                Ok(())
+                None
             }
             _ => {
                 self.stats.unparked += 1;
-                Err(ev)
+                Some(ev)
             }
         }
     }
@@ -278,7 +278,7 @@ mod tests {
         for n in 0..3 {
             let mut ev = exec("/bin/sh", &["sh"]);
             ev.pid = n;
-            ids.park(&id('a'), ev).expect("parked");
+            assert!(ids.park(&id('a'), ev).is_none(), "parked");
         }
         assert!(ids.has_parked());
         let (w, waiting) = ids.answer(found('a'), now);
@@ -325,8 +325,8 @@ mod tests {
         let mut ids = Identities::new(tx, 2, 1);
         let now = Instant::now();
         ids.get(&id('a'), now);
-        ids.park(&id('a'), exec("/bin/a", &["a"])).expect("first");
-        assert!(ids.park(&id('a'), exec("/bin/a", &["a"])).is_err());
+        assert!(ids.park(&id('a'), exec("/bin/a", &["a"])).is_none());
+        assert!(ids.park(&id('a'), exec("/bin/a", &["a"])).is_some());
         assert_eq!(ids.stats().unparked, 1);
         for c in ['b', 'c', 'd'] {
             ids.get(&id(c), now);
