@@ -355,6 +355,16 @@ fn the_daemonset_runs_in_docker_and_alerts_on_a_container_workload() {
         thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(http_status(liveness.port, &liveness.path), Ok(200));
+    // Prometheus scrapes where the annotations say.
+    let annotations = &ds["spec"]["template"]["metadata"]["annotations"];
+    let scrape_port: u16 = annotations["prometheus.io/port"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("a prometheus.io/port annotation");
+    let scrape_path = annotations["prometheus.io/path"]
+        .as_str()
+        .expect("a prometheus.io/path annotation");
+    assert_eq!(http_status(scrape_port, scrape_path), Ok(200));
     // CAP_DAC_READ_SEARCH: cgroups are opened by id, not found by rate-limited walks.
     let logs = agent.log();
     assert!(
