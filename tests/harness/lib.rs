@@ -26,6 +26,7 @@ mod events;
 mod fs;
 pub mod http;
 pub mod inference;
+pub mod kube;
 mod launch;
 pub mod learn;
 mod port;

@@ -4,6 +4,7 @@
 //! with only rustup's stable and nightly toolchains can build, run and test the monitor.
 
 mod docker;
+mod image;
 mod prereqs;
 mod tasks;
 
@@ -39,7 +40,11 @@ enum Command {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Build, then run all tests, clippy and rustfmt; fails if any of them fails.
+    /// Build the agent's container image `monitor:VERSION` with the local Docker engine (nothing
+    /// is pulled) and print its size.
+    Image,
+    /// Build the agent and its image, then run all tests, clippy and rustfmt; fails if any of
+    /// them fails.
     Test {
         /// Extra arguments for the test binaries (after cargo test's `--`), e.g. a name filter.
         #[arg(last = true)]
@@ -72,6 +77,12 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Build { debug } => {
             prereqs::install()?;
             ws.build(!debug)?;
+            Ok(())
+        }
+        Command::Image => {
+            prereqs::install()?;
+            let image = image::build(&ws)?;
+            println!("{} {}", image.tag, image.size);
             Ok(())
         }
         Command::Run { args } => ws.run(&args),

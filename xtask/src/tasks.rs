@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::{checked, find_in_path, is_root, prereqs};
+use crate::{checked, find_in_path, image, is_root, prereqs};
 
 /// The crate of kernel programs: built for the BPF target by monitor/build.rs, not for the host.
 const KERNEL_CRATE: &str = "monitor-ebpf";
@@ -30,6 +30,11 @@ impl Workspace {
         Ok(Self {
             root: root.to_path_buf(),
         })
+    }
+
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn cargo(&self) -> Command {
@@ -85,7 +90,9 @@ impl Workspace {
         Err(err).with_context(|| format!("could not run {}", bin.display()))
     }
 
-    /// Builds, then runs every test, clippy and rustfmt; runs them all and fails if any failed.
+    /// Builds the agent and its image (`cargo xtask image`), then runs every test, clippy and
+    /// rustfmt; runs them all and fails if any failed. The test binaries get the agent's path in
+    /// `MONITOR_BIN` and the image's tag in `MONITOR_IMAGE`.
     ///
     /// The kernel crate is left out of the workspace-wide test and clippy runs and linted on its
     /// own, as aya's project template does: it is a `no_std`, `no_main` binary for the BPF
@@ -95,11 +102,13 @@ impl Workspace {
     pub fn test(&self, extra: &[OsString]) -> Result<()> {
         prereqs::install()?;
         let bin = self.build(true)?;
+        let image = image::build_from(self, &bin)?;
 
         let mut test = self.cargo();
         test.args(["test", "--workspace", "--exclude", KERNEL_CRATE])
             .args(["--release", "--no-fail-fast"])
-            .env("MONITOR_BIN", &bin);
+            .env("MONITOR_BIN", &bin)
+            .env("MONITOR_IMAGE", &image.tag);
         if !extra.is_empty() {
             test.arg("--").args(extra);
         }

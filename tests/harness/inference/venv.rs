@@ -44,6 +44,13 @@ const LITELLM: Recipe = Recipe {
     size: "about 70 s and 750 MB",
 };
 
+const KUBERNETES_VALIDATE: Recipe = Recipe {
+    name: "venv-kubernetes-validate-1.37.0",
+    requirements: &["kubernetes-validate==1.37.0"],
+    check: "import kubernetes_validate",
+    size: "about 20 s and 60 MB",
+};
+
 /// A virtualenv made by Debian's `/usr/bin/python3 -m venv`, with its packages installed.
 #[derive(Clone, Debug)]
 pub struct Venv {
@@ -62,6 +69,16 @@ impl Venv {
     pub fn litellm() -> Result<Self, String> {
         static LITELLM_VENV: OnceLock<Result<Venv, String>> = OnceLock::new();
         LITELLM_VENV.get_or_init(|| ensure(&LITELLM)).clone()
+    }
+
+    /// The venv with `kubernetes-validate==1.37.0` (Kubernetes JSON schemas up to 1.37), at
+    /// `/var/cache/monitor-tests/venv-kubernetes-validate-1.37.0/`, built on first use like
+    /// [`Venv::litellm`].
+    pub fn kubernetes_validate() -> Result<Self, String> {
+        static VALIDATE_VENV: OnceLock<Result<Venv, String>> = OnceLock::new();
+        VALIDATE_VENV
+            .get_or_init(|| ensure(&KUBERNETES_VALIDATE))
+            .clone()
     }
 
     /// The venv's directory.
