@@ -169,6 +169,15 @@ pub struct RunArgs {
     /// agent exits (the rest stays in the spool for the next start).
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub drain_timeout_secs: u64,
+    /// Serve Prometheus metrics (`/metrics`), liveness (`/healthz`) and readiness
+    /// (`/readyz`: probes attached, rules loaded, spool writable) on this address, e.g.
+    /// `0.0.0.0:9464`. Bound at start: an address in use stops the agent.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Reload the rules when the files under `--rules` change (checked every 2 s; follows
+    /// Kubernetes ConfigMap updates, which swap a symlink). SIGHUP reloads too.
+    #[arg(long)]
+    pub watch_rules: bool,
     /// Created once every probe is attached and the pipeline is running.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod deliver;
 pub mod identity;
 pub mod learn;
+pub mod metrics;
 pub mod ocsf;
 pub mod output;
 pub mod policy;

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::{
     clock::WallTime,
+    metrics::{Metrics, Snapshot},
     output::{
         Out,
         forward::{ForwardStats, Forwarding},
@@ -57,6 +58,8 @@ pub struct Analysis {
     pub spool_dir: PathBuf,
     /// Whether raw events are written (`--events`, or a sink that forwards them).
     pub want_events: bool,
+    /// `--metrics-addr`: what is counted and published there.
+    pub metrics: Option<Arc<Metrics>>,
     /// Records handed to the output stage.
     written: u64,
     last_drops: u64,
@@ -83,6 +86,8 @@ pub struct Io<'a> {
     pub forwarding: Option<&'a Forwarding>,
     /// The container runtime's answers (with a runtime to ask).
     pub identities: Option<mpsc::Receiver<Answer>>,
+    /// `--watch-rules`: reload when the rule files change.
+    pub watch_rules: bool,
 }
 
 /// One `agent_stats` line.
@@ -131,6 +136,7 @@ impl Analysis {
             no_enforce,
             spool_dir,
             want_events,
+            metrics: None,
             written: 0,
             last_drops: 0,
         }
@@ -145,6 +151,8 @@ impl Analysis {
         let period = Duration::from_secs(io.stats_interval.max(1));
         let mut stats_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut fold_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut rules_tick = tokio::time::interval(RULES_POLL);
+        let mut rule_files = RuleFiles::read(&io.rule_paths);
         loop {
             tokio::select! {
                 ev = io.events.recv() => {
@@ -156,6 +164,16 @@ impl Analysis {
                     let records = self.on_tick();
                     self.send(&io.out, records).await?;
                     to_output(&io.out, Out::Tick).await?;
+                    self.publish(&io);
+                }
+                _ = rules_tick.tick(), if io.watch_rules => {
+                    let now = RuleFiles::read(&io.rule_paths);
+                    if now != rule_files {
+                        tracing::info!("rule files changed: reloading");
+                        rule_files = now;
+                        self.reload(&io.rule_paths);
+                        self.publish(&io);
+                    }
                 }
                 _ = stats_tick.tick(), if io.stats_interval > 0 => {
                     self.warn_drops();
@@ -186,7 +204,10 @@ impl Analysis {
                     };
                     self.learning.finish_due(progress, &mut self.policy, &mut self.sensor);
                 }
-                _ = sighup.recv() => self.reload(&io.rule_paths),
+                _ = sighup.recv() => {
+                    self.reload(&io.rule_paths);
+                    self.publish(&io);
+                }
                 _ = sigint.recv(), if io.signals => break,
                 _ = sigterm.recv(), if io.signals => break,
             }
@@ -197,6 +218,9 @@ impl Analysis {
     /// Enrichment, then the policy: the event's records (the event when wanted, its alerts).
     /// An event of a container the runtime has not named yet waits for the answer.
     fn on_event(&mut self, mut ev: Event) -> Vec<Record> {
+        if let Some(m) = &self.metrics {
+            m.event(ev.kind());
+        }
         if !self.enricher.enrich(&mut ev) {
             return Vec::new();
         }
@@ -224,6 +248,11 @@ impl Analysis {
         {
             tracing::warn!(error = %e, "could not reset the open dedupe of serving workloads");
         }
+        if let Some(m) = &self.metrics {
+            for a in &alerts {
+                m.alert(&a.rule, severity_word(&a.severity));
+            }
+        }
         let mut records = Vec::with_capacity(alerts.len() + 1);
         if self.want_events {
             records.push(Record::from(ev));
@@ -243,6 +272,7 @@ impl Analysis {
     fn reload(&mut self, paths: &[PathBuf]) {
         match RuleSet::load(paths) {
             Ok(new) if !self.no_enforce && !self.enforce && new.has_enforce_profiles() => {
+                self.reloaded(false);
                 tracing::error!(
                     "rules reload refused; keeping the previous rules: they have `mode: enforce` \
                      profiles and enforcement is not loaded (it was not available at start)"
@@ -264,8 +294,12 @@ impl Analysis {
                     detections = self.policy.rules().detection_count(),
                     "rules reloaded"
                 );
+                self.reloaded(true);
             }
-            Err(e) => tracing::error!("rules reload failed; keeping the previous rules:\n{e}"),
+            Err(e) => {
+                self.reloaded(false);
+                tracing::error!("rules reload failed; keeping the previous rules:\n{e}");
+            }
         }
     }
 
@@ -338,6 +372,32 @@ impl Analysis {
         Ok(())
     }
 
+    fn reloaded(&self, ok: bool) {
+        if let Some(m) = &self.metrics {
+            m.reloaded(ok);
+        }
+    }
+
+    /// The stages' counters, for `--metrics-addr`.
+    fn publish(&self, io: &Io<'_>) {
+        let Some(m) = &self.metrics else { return };
+        let rules = self.policy.rules();
+        let mut s = Snapshot {
+            kernel: self.sensor.counters(),
+            received: io.reader_stats.received.load(Ordering::Relaxed),
+            decode_errors: io.reader_stats.decode_errors.load(Ordering::Relaxed),
+            table: self.enricher.table().stats(),
+            policy: self.policy.stats(),
+            runtime: self.enricher.runtime_stats(),
+            ocsf_errors: crate::ocsf::OCSF_ERRORS.load(Ordering::Relaxed),
+            profiles: rules.profile_count() as u64,
+            detections: rules.detection_count() as u64,
+            ..Snapshot::default()
+        };
+        s.set_forwarding(io.forwarding.map(Forwarding::stats).as_ref());
+        m.publish(s);
+    }
+
     fn warn_drops(&mut self) {
         let c = self.sensor.counters();
         if c.ringbuf_drops > self.last_drops {
@@ -373,6 +433,48 @@ impl Analysis {
             |e| serde_json::json!({ "kind": "agent_stats", "error": e.to_string() }),
         );
         Out::Record(Record::Stats(stats))
+    }
+}
+
+/// How often `--watch-rules` looks at the rule files.
+const RULES_POLL: Duration = Duration::from_secs(2);
+
+/// What the rule files are, as far as a change goes: each file's resolved identity, size and
+/// modification time. A Kubernetes ConfigMap update writes a new directory and swaps the
+/// `..data` symlink the files point through: the resolved files change (new inodes) although
+/// their names do not. Polling, not inotify: a watch on the files would follow the old
+/// inodes and miss the swap, and a watch on the right directories depends on the layout;
+/// a stat of a few files every two seconds costs nothing.
+#[derive(Debug, PartialEq, Eq)]
+struct RuleFiles(Vec<(PathBuf, Option<(u64, u64, u64, i64, i64)>)>);
+
+impl RuleFiles {
+    fn read(paths: &[PathBuf]) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        let mut errors = Vec::new();
+        let files = crate::rules::load::discover(paths, &mut errors);
+        Self(
+            files
+                .into_iter()
+                .map(|f| {
+                    let m = std::fs::metadata(&f)
+                        .ok()
+                        .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+                    (f, m)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A severity's word as a `'static` label.
+fn severity_word(s: &str) -> &'static str {
+    match s {
+        "low" => "low",
+        "medium" => "medium",
+        "high" => "high",
+        "critical" => "critical",
+        _ => "other",
     }
 }
 

@@ -24,6 +24,7 @@ use control::Request;
 
 use crate::{
     cli::{RunArgs, default_rules},
+    metrics::{self, Metrics},
     output::{self, Out, OutputSpec, Stage, forward},
     policy::Policy,
     process::{runtime, stage::Enricher},
@@ -126,8 +127,29 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         signals,
         quiet,
     } = opts;
+    // The metrics port first: one in use stops the start before anything is loaded, and
+    // /healthz answers while the rest starts.
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let resolver = HostResolver::new();
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let listener = metrics::server::bind(addr)?;
+            let m = Arc::new(Metrics::new(Some(resolver.clone())));
+            tokio::spawn(metrics::server::serve(
+                listener,
+                m.clone(),
+                shutdown_rx.clone(),
+            ));
+            tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+            Some(m)
+        }
+        None => None,
+    };
     let paths = rule_paths(&args);
     let rules = Arc::new(RuleSet::load(&paths).context("the rules are invalid; not starting")?);
+    if let Some(m) = &metrics {
+        m.ready.set_rules();
+    }
 
     // Output stage, and the network sinks behind their spools.
     let network: Vec<_> = args
@@ -156,10 +178,8 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let config = sensor_config(&args, &rules, want_events);
 
     // Host names of the profiles, resolved on their own task.
-    let resolver = HostResolver::new();
     resolver.set_hosts(rules.hosts());
     let _ = tokio::time::timeout(FIRST_RESOLVE, resolver.resolve_now()).await;
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let resolver_task = tokio::spawn(resolver.clone().run(shutdown_rx));
 
     // Analysis stage: the process table seeded, the policy over it, the probes attached.
@@ -181,6 +201,12 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         detections = policy.rules().detection_count(),
         "probes attached"
     );
+    if let Some(m) = &metrics {
+        if forwarding.is_some() {
+            m.ready.set_spool(args.spool_dir.clone());
+        }
+        m.ready.set_probes();
+    }
 
     // Sensor stage: the ring buffer's reader.
     let ring = sensor.events.take().context("ring buffer already taken")?;
@@ -213,7 +239,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
 
-    let analysis = Analysis::new(
+    let mut analysis = Analysis::new(
         enricher,
         policy,
         sensor,
@@ -221,6 +247,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         args.no_enforce,
         want_events,
     );
+    analysis.metrics = metrics;
     let io = analysis::Io {
         events: ev_rx,
         out: out_tx,
@@ -234,6 +261,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         stats_interval: args.stats_interval,
         forwarding: forwarding.as_ref(),
         identities,
+        watch_rules: args.watch_rules,
     };
     let analysis = analysis.run(io).await?;
     if let Some(socket) = socket {

@@ -47,6 +47,8 @@ struct Shared {
     options: ResolverOptions,
     /// Wakes [`HostResolver::run`] when the tracked set changes.
     changed: Notify,
+    /// Failed resolutions since start (for the metrics).
+    failures: std::sync::atomic::AtomicU64,
 }
 
 /// Keeps the current addresses of a set of host names. Cloning is cheap (one `Arc`); all
@@ -88,6 +90,7 @@ impl HostResolver {
                 dns,
                 options,
                 changed: Notify::new(),
+                failures: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -236,13 +239,25 @@ impl HostResolver {
                         ended_streak,
                     }
                 }
-                Err(error) => Event::Failed {
-                    streak: entry.record_failure(now),
-                    error,
-                },
+                Err(error) => {
+                    self.shared
+                        .failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Event::Failed {
+                        streak: entry.record_failure(now),
+                        error,
+                    }
+                }
             }
         };
         event.log(host);
+    }
+
+    /// Failed resolutions since start.
+    pub fn failures(&self) -> u64 {
+        self.shared
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Read access to the table; a panic elsewhere while holding the lock does not disable it.
