@@ -26,6 +26,7 @@ use super::{
     control::Request,
     enforcing,
     learning::{self, Learning},
+    rule_files::RuleFiles,
 };
 use crate::{
     clock::WallTime,
@@ -438,34 +439,6 @@ impl Analysis {
 
 /// How often `--watch-rules` looks at the rule files.
 const RULES_POLL: Duration = Duration::from_secs(2);
-
-/// What the rule files are, as far as a change goes: each file's resolved identity, size and
-/// modification time. A Kubernetes ConfigMap update writes a new directory and swaps the
-/// `..data` symlink the files point through: the resolved files change (new inodes) although
-/// their names do not. Polling, not inotify: a watch on the files would follow the old
-/// inodes and miss the swap, and a watch on the right directories depends on the layout;
-/// a stat of a few files every two seconds costs nothing.
-#[derive(Debug, PartialEq, Eq)]
-struct RuleFiles(Vec<(PathBuf, Option<(u64, u64, u64, i64, i64)>)>);
-
-impl RuleFiles {
-    fn read(paths: &[PathBuf]) -> Self {
-        use std::os::unix::fs::MetadataExt as _;
-        let mut errors = Vec::new();
-        let files = crate::rules::load::discover(paths, &mut errors);
-        Self(
-            files
-                .into_iter()
-                .map(|f| {
-                    let m = std::fs::metadata(&f)
-                        .ok()
-                        .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
-                    (f, m)
-                })
-                .collect(),
-        )
-    }
-}
 
 /// A severity's word as a `'static` label.
 fn severity_word(s: &str) -> &'static str {

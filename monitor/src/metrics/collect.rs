@@ -28,6 +28,14 @@ pub(super) fn render(m: &Arc<Metrics>) -> String {
 #[derive(Debug)]
 struct Collect(Arc<Metrics>);
 
+/// A per-sink metric: name, help, type, and its figure.
+type SinkMetric = (
+    &'static str,
+    &'static str,
+    MetricType,
+    fn(&super::SinkFigures) -> u64,
+);
+
 /// A counter or gauge without labels.
 fn one(
     enc: &mut DescriptorEncoder<'_>,
@@ -223,7 +231,7 @@ impl Collector for Collect {
             Counter,
             rt.unparked,
         )?;
-        let sinks: [(&str, &str, MetricType, fn(&super::SinkFigures) -> u64); 4] = [
+        let sinks: [SinkMetric; 4] = [
             (
                 "monitor_sink_delivered",
                 "Records a network sink acknowledged",
