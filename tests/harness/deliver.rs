@@ -90,6 +90,11 @@ impl ForwardAgent {
         self.process.kill();
     }
 
+    /// SIGHUP: reload the rules.
+    pub fn hangup(&self) {
+        self.process.signal(libc::SIGHUP);
+    }
+
     /// SIGTERM and wait (what dropping does too).
     pub fn stop(mut self) {
         self.process.stop();
