@@ -20,11 +20,14 @@ use monitor_tests::{
 };
 use serde_json::{Value, json};
 
-/// Launches an agent recording every event, with `rules` and extra arguments.
-fn launch(dir: &TempDir, rules: &str, extra: &[&str]) -> Option<ForwardAgent> {
+/// Launches an agent recording every event, with rule documents (one file each) and extra
+/// arguments.
+fn launch(dir: &TempDir, rules: &[&str], extra: &[&str]) -> Option<ForwardAgent> {
     let rules_dir = dir.join("rules");
     fs::create_dir_all(&rules_dir).expect("rules dir");
-    fs::write(rules_dir.join("test.yaml"), rules).expect("rules");
+    for (i, doc) in rules.iter().enumerate() {
+        fs::write(rules_dir.join(format!("test-{i}.yaml")), doc).expect("rules");
+    }
     let mut args = vec![
         "--events".to_owned(),
         "--spool-dir".to_owned(),
@@ -80,7 +83,7 @@ fn containers_and_pods_are_named_exactly_and_host_processes_are_not() {
     }
     let image = busybox_image();
     let dir = TempDir::new("runtime-identity");
-    let Some(agent) = launch(&dir, QUIET_RULES, &[]) else {
+    let Some(agent) = launch(&dir, &[QUIET_RULES], &[]) else {
         return;
     };
     let uid = random_uuid();
@@ -179,14 +182,16 @@ fn profiles_and_detections_select_on_image_container_name_and_namespace() {
     }
     let image = busybox_image();
     let dir = TempDir::new("runtime-select");
-    let rules = format!(
+    let profile = format!(
         "profile: boxed\nmatch:\n  image: [\"{image}\"]\n  container_name: [worker]\n\
-         allow:\n  exec: [\"/bin/sh\", \"/bin/sleep\"]\n  read: [\"/**\"]\n---\n\
-         detection: version-in-ai\ndescription: reads the kernel version in the ai namespace\n\
+         allow:\n  exec: [\"/bin/sh\", \"/bin/sleep\"]\n  read: [\"/**\"]\n"
+    );
+    let detection = format!(
+        "detection: version-in-ai\ndescription: reads the kernel version in the ai namespace\n\
          severity: medium\nmitre: [T1082]\non: [open]\nwhen:\n  path: [/proc/version]\n\
          \x20 namespace: [\"a?\"]\n"
     );
-    let Some(agent) = launch(&dir, &rules, &[]) else {
+    let Some(agent) = launch(&dir, &[&profile, &detection], &[]) else {
         return;
     };
     let uid = random_uuid();
@@ -270,7 +275,7 @@ fn a_runtime_that_does_not_answer_leaves_names_null_and_events_flowing() {
     let image = busybox_image();
     let dir = TempDir::new("runtime-hung");
     let hung = HungRuntime::start(&dir);
-    let Some(agent) = launch(&dir, QUIET_RULES, &["--runtime-socket", &hung.path]) else {
+    let Some(agent) = launch(&dir, &[QUIET_RULES], &["--runtime-socket", &hung.path]) else {
         return;
     };
     let a = Container::run(&[image, "sh", "-c", "cat /proc/self/cgroup; exec sleep 60"]);
