@@ -186,12 +186,10 @@ fn profiles_and_detections_select_on_image_container_name_and_namespace() {
         "profile: boxed\nmatch:\n  image: [\"{image}\"]\n  container_name: [worker]\n\
          allow:\n  exec: [\"/bin/sh\", \"/bin/sleep\"]\n  read: [\"/**\"]\n"
     );
-    let detection = format!(
-        "detection: version-in-ai\ndescription: reads the kernel version in the ai namespace\n\
-         severity: medium\nmitre: [T1082]\non: [open]\nwhen:\n  path: [/proc/version]\n\
-         \x20 namespace: [\"a?\"]\n"
-    );
-    let Some(agent) = launch(&dir, &[&profile, &detection], &[]) else {
+    let detection = "detection: version-in-ai\ndescription: reads the kernel version in the ai \
+                     namespace\nseverity: medium\nmitre: [T1082]\non: [open]\nwhen:\n  \
+                     path: [/proc/version]\n  namespace: [\"a?\"]\n";
+    let Some(agent) = launch(&dir, &[&profile, detection], &[]) else {
         return;
     };
     let uid = random_uuid();
