@@ -36,6 +36,15 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a ConfigMap change may take to reach the agent (`--watch-rules` polls).
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// deploy/kubernetes/components: each mounts one runtime's socket where the agent looks.
+const RUNTIME_COMPONENTS: [&str; 3] = ["runtime-containerd", "runtime-crio", "runtime-docker"];
+
+/// The base with one component.
+fn component_layer(component: &str) -> Layer {
+    let path = manifests(&format!("components/{component}"));
+    Layer::with_components(&manifests("base"), &[path], "", &[])
+}
+
 #[test]
 fn manifests_validate_against_the_supported_kubernetes_versions() {
     if !kubectl_or_skip() {
@@ -59,9 +68,23 @@ fn manifests_validate_against_the_supported_kubernetes_versions() {
     let versions = validator.supported_versions();
     eprintln!("validating against Kubernetes {}", versions.join(", "));
     let dir = TempDir::new("rendered");
-    for overlay in ["base", "overlays/example"] {
-        let file = dir.join(format!("{}.yaml", overlay.replace('/', "-")));
-        fs::write(&file, render_yaml(&manifests(overlay))).expect("write the rendered manifest");
+    // The base, the example, and the base with each runtime component.
+    let components: Vec<(String, Layer)> = RUNTIME_COMPONENTS
+        .iter()
+        .map(|c| (format!("base+{c}"), component_layer(c)))
+        .collect();
+    let mut rendered = vec![
+        ("base".to_owned(), manifests("base")),
+        ("overlays/example".to_owned(), manifests("overlays/example")),
+    ];
+    rendered.extend(
+        components
+            .iter()
+            .map(|(n, l)| (n.clone(), l.path().to_path_buf())),
+    );
+    for (overlay, path) in &rendered {
+        let file = dir.join(format!("{}.yaml", overlay.replace(['/', '+'], "-")));
+        fs::write(&file, render_yaml(path)).expect("write the rendered manifest");
         for version in &versions {
             let outcome = validator.run(version, &file);
             assert!(
@@ -108,6 +131,9 @@ fn the_example_overlay_translates_to_docker_run() {
         "--user 0:0",
         "--memory 1073741824",
         "--metrics-addr=127.0.0.1:9464",
+        // The runtime-containerd component: containerd's socket directory where the agent
+        // looks for it.
+        "--volume /run/containerd:/run/containerd:ro",
     ] {
         assert!(args.contains(expected), "no `{expected}` in: {args}");
     }
@@ -194,14 +220,15 @@ fn pod_spec_fields_the_translation_does_not_know_fail_it() {
     }
 }
 
-/// The profile the test adds to the rules ConfigMap: the container's shell (found by a token
-/// in its argv) and what it runs, in enforce mode: busybox's applets may run (the kernel sees
+/// The profile the test adds to the rules ConfigMap: the container's shell (found by its image,
+/// which the runtime names, and a token in its argv) and what it runs, in enforce mode: busybox's applets may run (the kernel sees
 /// them all as /bin/busybox), and read nothing beyond the baseline.
 fn profile(token: &str) -> String {
+    let image = busybox_image();
     format!(
         "profile: e2e-busybox-{token}\n\
          description: the deploy test's container workload\n\
-         match:\n  argv_contains: [\"monitor-e2e-{token}\"]\n\
+         match:\n  image: [\"{image}\"]\n  argv_contains: [\"monitor-e2e-{token}\"]\n\
          mode: enforce\n\
          allow:\n  exec: [\"/bin/sh\", \"/bin/sleep\", \"/bin/cat\", \"/bin/busybox\"]\n"
     )
@@ -228,8 +255,10 @@ fn test_layer(image: &str, token: &str, webhook_port: u16) -> Layer {
             "--output=http://127.0.0.1:{webhook_port}/alerts?events=false"
         )),
     );
-    Layer::new(
+    // Docker names the containers here (the runtime-docker component).
+    Layer::with_components(
         &manifests("base"),
+        &[manifests("components/runtime-docker")],
         &body,
         &[("e2e-busybox.yaml", &profile(token))],
     )
@@ -400,6 +429,18 @@ fn the_daemonset_runs_in_docker_and_alerts_on_a_container_workload() {
     assert_eq!(alert["profile"], format!("e2e-busybox-{token}"), "{alert}");
     assert_eq!(alert["action"], "killed", "{alert}");
     assert_eq!(alert["event"]["container_id"], workload.id(), "{alert}");
+    // The runtime's names, through the runtime-docker component's socket.
+    let name = workload.inspect("{{.Name}}");
+    assert_eq!(
+        alert["event"]["container"],
+        json!({
+            "id": workload.id(),
+            "name": name.trim_start_matches('/'),
+            "image": busybox_image(),
+            "image_id": workload.inspect("{{.Image}}"),
+        }),
+        "{alert}"
+    );
     assert_eq!(alert["event"]["pid"], exec["pid"], "{alert}");
     assert_eq!(alert["ancestors"][0]["pid"], init, "{alert}");
     assert_eq!(alert["ancestors"][0]["exe"], "/bin/busybox", "{alert}");

@@ -106,13 +106,31 @@ pub struct Layer {
 impl Layer {
     #[track_caller]
     pub fn new(base: &Path, body: &str, files: &[(&str, &str)]) -> Self {
+        Self::with_components(base, &[], body, files)
+    }
+
+    /// A layer that also takes kustomize components (directories under deploy/kubernetes).
+    #[track_caller]
+    pub fn with_components(
+        base: &Path,
+        components: &[PathBuf],
+        body: &str,
+        files: &[(&str, &str)],
+    ) -> Self {
         let dir = TempDir::new("kustomize");
         let relative = relative_to(dir.path(), base);
-        let text = format!(
+        let mut text = format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-             resources:\n  - {}\n{body}",
+             resources:\n  - {}\n",
             relative.display()
         );
+        if !components.is_empty() {
+            text.push_str("components:\n");
+            for c in components {
+                text.push_str(&format!("  - {}\n", relative_to(dir.path(), c).display()));
+            }
+        }
+        text.push_str(body);
         std::fs::write(dir.join("kustomization.yaml"), text).expect("write the kustomization");
         for (name, contents) in files {
             std::fs::write(dir.join(name), contents).expect("write a kustomization file");

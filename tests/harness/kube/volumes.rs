@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     fs,
-    os::unix::fs::{PermissionsExt as _, symlink},
+    os::unix::fs::{FileTypeExt as _, PermissionsExt as _, symlink},
     path::Path,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -91,7 +91,10 @@ impl Translation {
                 "Directory" if !Path::new(&path).is_dir() => {
                     self.fail(at, &format!("{path} is not a directory on this host"));
                 }
-                "" | "Directory" | "DirectoryOrCreate" if exists => {}
+                "Socket" if !fs::metadata(&path).is_ok_and(|m| m.file_type().is_socket()) => {
+                    self.fail(at, &format!("{path} is not a socket on this host"));
+                }
+                "" | "Directory" | "DirectoryOrCreate" | "Socket" if exists => {}
                 _ => self.fail(at, &format!("hostPath type {kind:?} at {path}")),
             }
             return Some(path);
