@@ -422,6 +422,8 @@ fn main() {
         phase: Phase::Serving,
         entry_point: false,
         nameservers: &nameservers,
+        parent_argv: None,
+        host_wide: true,
     };
     let evs = events(20_000);
     let quiet: Vec<Event> = {

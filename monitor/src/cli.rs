@@ -42,7 +42,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Validate rule files (profiles, detections, overrides); prints every error with its file,
+    /// Validate rule files (profiles, detections, overrides, Sigma rules and filters); prints every error with its file,
     /// line and key; exits non-zero when there is any.
     Check {
         /// Files or directories (every `*.yaml` below them).

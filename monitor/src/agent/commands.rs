@@ -23,9 +23,10 @@ pub fn rules_check(paths: &[PathBuf]) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     println!(
-        "rules OK: {} profiles, {} detections",
+        "rules OK: {} profiles, {} detections, {} Sigma rules",
         rules.profile_count(),
-        rules.detection_count()
+        rules.detection_count(),
+        rules.sigma_count()
     );
     Ok(())
 }

@@ -200,6 +200,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         processes = seeded,
         profiled = policy.stats().profiled_processes,
         detections = policy.rules().detection_count(),
+        sigma = policy.rules().sigma_count(),
         "probes attached"
     );
     if let Some(m) = &metrics {

@@ -40,6 +40,9 @@ pub struct Alert {
     pub event: Option<Event>,
     #[serde(default)]
     pub ancestors: Vec<Ancestor>,
+    /// The Sigma rule of a `sigma:<id>` alert: id, title, level, status, references.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<std::sync::Arc<crate::rules::sigma::SigmaInfo>>,
     /// Fields of an alert the agent raises about itself (`dropped`, `spool_dir`, ...).
     #[serde(flatten, deserialize_with = "own_fields")]
     pub about: serde_json::Map<String, serde_json::Value>,

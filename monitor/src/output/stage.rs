@@ -118,6 +118,7 @@ impl Overflow {
             mitre: vec!["T1562".to_owned()],
             profile: None,
             phase: None,
+            sigma: None,
             message: format!(
                 "the delivery spool in {} was full: {dropped} undelivered alerts were dropped, \
                  oldest first ({} since start); a network sink is failing or --spool-max-bytes \

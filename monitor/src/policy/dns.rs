@@ -123,6 +123,13 @@ impl ResolvedNames for WorkloadNames<'_> {
             .iter()
             .any(|n| n == host)
     }
+
+    fn name_of(&self, ip: IpAddr) -> Option<&str> {
+        self.seen
+            .names(self.workload, ip, self.now_ns)
+            .last()
+            .map(String::as_str)
+    }
 }
 
 #[cfg(test)]

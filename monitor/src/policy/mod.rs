@@ -374,7 +374,8 @@ impl Policy {
             ev.profile = Some(self.rules.profile_name(id).to_owned());
             ev.phase = Some(phase);
         }
-        let parent_exe = table.get(ev.ppid).and_then(|p| p.exe.as_deref());
+        let parent = table.get(ev.ppid);
+        let parent_exe = parent.and_then(|p| p.exe.as_deref());
         let resolved = self.dns.of(workload, ev.ktime_ns);
         let kin = match (profile, ev.container_id.as_deref()) {
             (Some(_), _) => Kin::Workload(workload),
@@ -394,6 +395,8 @@ impl Policy {
             phase,
             entry_point,
             nameservers: &self.nameservers,
+            parent_argv: parent.map(|p| p.argv.as_slice()),
+            host_wide: self.record_everything,
         };
         let findings = self.rules.check(ev, &ctx, &mut self.state);
         match &ev.body {
@@ -459,6 +462,7 @@ impl Policy {
                 message: f.message,
                 event: Some(ev.clone()),
                 ancestors,
+                sigma: f.sigma,
                 about: serde_json::Map::new(),
             });
         }

@@ -419,6 +419,7 @@ impl Detection {
             message: format!("{} {what}: {}: {}", v.who(), self.id, self.description),
             key: format!("{}|{object}", self.id),
             enforceable: false,
+            sigma: None,
         }
     }
 }

@@ -78,6 +78,15 @@ pub(crate) enum Doc {
     Profile(Box<ProfileDoc>),
     Detection(Box<DetectionDoc>),
     Override(Box<OverrideDoc>),
+    /// A Sigma rule or filter: its text (for rsigma), its tree (for lines) and which block
+    /// (`detection` or `filter`) holds its selections.
+    Sigma(Box<SigmaDoc>),
+}
+
+pub(crate) struct SigmaDoc {
+    pub text: String,
+    pub map: marked_yaml::types::MarkedMappingNode,
+    pub block: &'static str,
 }
 
 /// Deepest directory nesting followed.
@@ -182,6 +191,13 @@ pub(crate) fn parse_doc(text: &str, sink: &mut Sink<'_>) -> Option<Doc> {
         }
     };
     let map = node.as_mapping()?;
+    if let Some(block) = super::sigma::kind_of(map) {
+        return Some(Doc::Sigma(Box::new(SigmaDoc {
+            text: text.to_owned(),
+            map: map.clone(),
+            block,
+        })));
+    }
     let first = map.keys().next()?;
     let kinds: Vec<(&str, Option<usize>)> = map
         .keys()
@@ -194,7 +210,7 @@ pub(crate) fn parse_doc(text: &str, sink: &mut Sink<'_>) -> Option<Doc> {
                 first.span().start().map(|m| m.line()),
                 first.as_str(),
                 "not a rule document: the file must have a top-level `profile:`, `detection:` or \
-                 `override:` key",
+                 `override:` key, or be a Sigma rule (`logsource:` and a `detection:` mapping)",
             );
             None
         }
@@ -754,7 +770,7 @@ when:
         assert_eq!(
             errs("description: x\nseverity: low\n"),
             vec![
-                "x.yaml:1: key `description`: not a rule document: the file must have a top-level `profile:`, `detection:` or `override:` key"
+                "x.yaml:1: key `description`: not a rule document: the file must have a top-level `profile:`, `detection:` or `override:` key, or be a Sigma rule (`logsource:` and a `detection:` mapping)"
             ]
         );
         assert_eq!(

@@ -16,6 +16,7 @@ mod profile;
 mod program;
 pub(crate) mod schema;
 mod selectors;
+pub(crate) mod sigma;
 #[cfg(test)]
 mod startup_tests;
 mod state;
@@ -93,6 +94,11 @@ impl HostAddrs for HashMap<String, Vec<IpAddr>> {
 pub trait ResolvedNames {
     /// Whether the event's workload received a DNS answer giving `ip` for `host`.
     fn resolved(&self, ip: IpAddr, host: &str) -> bool;
+
+    /// The name the event's workload last resolved to `ip`, when it received such an answer.
+    fn name_of(&self, _ip: IpAddr) -> Option<&str> {
+        None
+    }
 }
 
 /// What `check` needs to know about the event's process beyond the event.
@@ -119,6 +125,11 @@ pub struct EvalContext<'a> {
     pub entry_point: bool,
     /// Nameservers of /etc/resolv.conf, for the baseline DNS allowance.
     pub nameservers: &'a [IpAddr],
+    /// The parent's argv (Sigma's `ParentCommandLine`).
+    pub parent_argv: Option<&'a [String]>,
+    /// The agent watches every process (`--watch-all`, `--events`): the Sigma rules apply to
+    /// processes without a profile too.
+    pub host_wide: bool,
 }
 
 /// Whom `write_then_exec` counts as the process's workload: its profile instance, else its
@@ -163,6 +174,9 @@ pub struct Finding {
     /// A profile violation the kernel stops in enforce mode (see [`Action`]).
     #[serde(skip)]
     pub enforceable: bool,
+    /// The Sigma rule that fired (`rule` is `sigma:<id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<std::sync::Arc<sigma::SigmaInfo>>,
 }
 
 /// What enforcement did about a profile violation, or would have done in alert mode.
@@ -199,6 +213,7 @@ pub struct RuleSet {
     wte: Vec<usize>,
     /// Enabled `burst` detections per event kind.
     bursts: [Vec<usize>; KINDS],
+    sigma: sigma::SigmaRules,
 }
 
 /// The shipped credential detections, built in for [`RuleSet::credential_patterns_or_shipped`].
@@ -228,6 +243,7 @@ impl RuleSet {
         let mut names: HashMap<String, String> = HashMap::new();
         let mut ids: HashMap<String, (usize, String)> = HashMap::new();
         let mut overrides = Vec::new();
+        let mut sigma = sigma::SigmaRules::default();
         for file in &files {
             let Some(doc) = load::read_doc(file, &mut errors) else {
                 continue;
@@ -265,8 +281,10 @@ impl RuleSet {
                     detections.push(Detection::compile(*d, &mut sink));
                 }
                 Doc::Override(o) => overrides.push((file, o)),
+                Doc::Sigma(s) => sigma.add(&s.text, &s.map, s.block, &mut sink),
             }
         }
+        sigma.apply_filters(&mut errors);
         for (file, o) in overrides {
             let mut sink = Sink {
                 file,
@@ -300,12 +318,17 @@ impl RuleSet {
             errors.sort_by_key(|e| (order.get(&e.file).copied().unwrap_or(0), e.line));
             return Err(RulesError { errors });
         }
-        Ok(RuleSet::new(profiles, detections))
+        Ok(RuleSet::new(profiles, detections, sigma))
     }
 
-    fn new(profiles: Vec<Profile>, detections: Vec<Detection>) -> RuleSet {
+    fn new(
+        profiles: Vec<Profile>,
+        detections: Vec<Detection>,
+        sigma: sigma::SigmaRules,
+    ) -> RuleSet {
         let mut set = RuleSet {
             profiles,
+            sigma,
             ..RuleSet::default()
         };
         for (i, d) in detections.iter().enumerate().filter(|(_, d)| d.enabled) {
@@ -453,6 +476,11 @@ impl RuleSet {
         self.detections.iter().filter(|d| d.enabled).count()
     }
 
+    /// Number of Sigma rules.
+    pub fn sigma_count(&self) -> usize {
+        self.sigma.len()
+    }
+
     /// Checks one event: the process's profile allowlists, then every detection on its kind.
     /// Allocates only when something fires.
     pub fn check(
@@ -507,6 +535,7 @@ impl RuleSet {
                 out.push(d.finding(&v, pname, Some(what), format!("workload {}", ctx.workload)));
             }
         }
+        out.extend(self.sigma.check(&v, ctx, pname));
         if let Some(p) = profile.filter(|_| ev.killed && !out.iter().any(|f| f.enforceable)) {
             out.push(p.kernel_only(&v, ctx.phase));
         }

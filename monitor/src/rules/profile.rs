@@ -423,6 +423,7 @@ impl Profile {
         };
         Finding {
             enforceable: self.kernel_stops(cat, v, object, phase),
+            sigma: None,
             rule: rule.to_owned(),
             severity: self.severity,
             mitre: cat.mitre().iter().map(|m| (*m).to_owned()).collect(),

@@ -207,6 +207,8 @@ pub fn ctx(profile: Option<ProfileId>) -> EvalContext<'static> {
         phase: Phase::Serving,
         entry_point: false,
         nameservers: &[NAMESERVER],
+        parent_argv: None,
+        host_wide: false,
     }
 }
 
