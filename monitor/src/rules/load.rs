@@ -192,9 +192,12 @@ pub(crate) fn parse_doc(text: &str, sink: &mut Sink<'_>) -> Option<Doc> {
     };
     let map = node.as_mapping()?;
     if let Some(block) = super::sigma::kind_of(map) {
+        let Node::Mapping(map) = node else {
+            return None;
+        };
         return Some(Doc::Sigma(Box::new(SigmaDoc {
             text: text.to_owned(),
-            map: map.clone(),
+            map,
             block,
         })));
     }

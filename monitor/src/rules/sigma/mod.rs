@@ -59,7 +59,7 @@ struct PendingFilter {
 /// The loaded Sigma rules.
 #[derive(Default)]
 pub(crate) struct SigmaRules {
-    engines: [Engine; 3],
+    engines: [Engine; CATEGORIES.len()],
     by_id: HashMap<String, Compiled>,
     /// Titles, for filters that name rules by title.
     titles: HashMap<String, String>,
@@ -105,11 +105,9 @@ impl SigmaRules {
         };
         for e in &collection.errors {
             let (line, key) = if e.contains("ondition") {
-                let k = map.get_mapping(block).and_then(|d| {
-                    d.keys()
-                        .find(|k| k.as_str() == "condition")
-                        .and_then(validate::line)
-                });
+                let k = map
+                    .get_mapping(block)
+                    .and_then(|d| validate::key_line(d, "condition"));
                 (k, format!("{block}.condition"))
             } else {
                 (doc_line, String::new())
@@ -118,10 +116,7 @@ impl SigmaRules {
         }
         if let Some(mut filter) = collection.filters.into_iter().next() {
             filter.detection.named.values_mut().for_each(anchor::fix);
-            let line = map
-                .keys()
-                .find(|k| k.as_str() == "filter")
-                .and_then(validate::line);
+            let line = validate::key_line(map, "filter");
             self.pending.push(PendingFilter {
                 filter,
                 category,
@@ -135,10 +130,7 @@ impl SigmaRules {
         };
         rule.detection.named.values_mut().for_each(anchor::fix);
         let id = rule.id.clone().unwrap_or_default();
-        let id_line = map
-            .keys()
-            .find(|k| k.as_str() == "id")
-            .and_then(validate::line);
+        let id_line = validate::key_line(map, "id");
         if self.by_id.contains_key(&id) {
             return sink.error(id_line, "id", format!("duplicate Sigma rule id `{id}`"));
         }
@@ -298,6 +290,3 @@ fn mitre(tags: &[String]) -> Vec<String> {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
-
-// The categories' engines are indexed by `Category::index`.
-const _: () = assert!(CATEGORIES.len() == 3);

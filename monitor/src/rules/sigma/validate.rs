@@ -35,7 +35,7 @@ pub const MODIFIERS: [&str; 19] = [
 /// Keys of a `detection` (or a filter's `filter`) block that are not selections.
 const NOT_SELECTIONS: [&str; 2] = ["condition", "rules"];
 
-pub fn line(n: &MarkedScalarNode) -> Option<usize> {
+fn line(n: &MarkedScalarNode) -> Option<usize> {
     n.span().start().map(|m| m.line())
 }
 
@@ -43,30 +43,36 @@ fn node_line(n: &Node) -> Option<usize> {
     n.span().start().map(|m| m.line())
 }
 
+/// The line of `key` in `map`.
+pub fn key_line(map: &MarkedMappingNode, key: &str) -> Option<usize> {
+    map.keys().find(|k| k.as_str() == key).and_then(line)
+}
+
 /// Checks one Sigma rule or filter document; returns its category when it is usable.
 /// `block` is `detection` for a rule, `filter` for a filter.
 pub fn check(map: &MarkedMappingNode, block: &str, sink: &mut Sink<'_>) -> Option<Category> {
     let category = logsource(map, sink);
     if block == "detection" && map.get_scalar("id").is_none() {
-        let at = map.keys().find(|k| k.as_str() == "title");
         sink.error(
-            at.and_then(line),
+            key_line(map, "title"),
             "id",
             "a Sigma rule needs an `id`: its alerts are named `sigma:<id>`",
         );
     }
     let Some(detection) = map.get_mapping(block) else {
-        let at = map.keys().find(|k| k.as_str() == block);
-        sink.error(at.and_then(line), block, "must be a mapping of selections");
+        sink.error(
+            key_line(map, block),
+            block,
+            "must be a mapping of selections",
+        );
         return None;
     };
     if detection.get_node("condition").is_none() && block == "detection" {
-        let at = map.keys().find(|k| k.as_str() == block);
-        sink.error(at.and_then(line), block, "has no `condition`");
+        sink.error(key_line(map, block), block, "has no `condition`");
     }
-    if let Some(k) = detection.keys().find(|k| k.as_str() == "timeframe") {
+    if detection.get_node("timeframe").is_some() {
         sink.error(
-            line(k),
+            key_line(detection, "timeframe"),
             &format!("{block}.timeframe"),
             "`timeframe` (aggregations) is not supported: write a correlation-free rule",
         );
@@ -86,12 +92,11 @@ pub fn check(map: &MarkedMappingNode, block: &str, sink: &mut Sink<'_>) -> Optio
 /// `logsource`: product linux, a supported category, no service.
 fn logsource(map: &MarkedMappingNode, sink: &mut Sink<'_>) -> Option<Category> {
     let Some(ls) = map.get_mapping("logsource") else {
-        let at = map.keys().find(|k| k.as_str() == "logsource");
-        sink.error(at.and_then(line), "logsource", "must be a mapping");
+        sink.error(key_line(map, "logsource"), "logsource", "must be a mapping");
         return None;
     };
-    let at = |k: &str| ls.keys().find(|n| n.as_str() == k).and_then(line);
-    let here = node_line(&Node::Mapping(ls.clone()));
+    let at = |k: &str| key_line(ls, k);
+    let here = ls.span().start().map(|m| m.line());
     match ls.get_scalar("product").map(MarkedScalarNode::as_str) {
         Some("linux") => {}
         Some(other) => sink.error(
