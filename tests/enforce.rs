@@ -5,10 +5,10 @@
 //! `--no-enforce`, a reload during traffic, an agent killed with SIGKILL; and bad input.
 //! Real kernel hooks, real processes and sockets on loopback.
 
-use std::{fs, thread, time::Duration};
+use std::{fs, os::unix::process::ExitStatusExt, thread, time::Duration};
 
 use monitor_tests::{
-    TempDir, agent_binary,
+    TIMEOUT, TempDir, agent_binary,
     enforce::{OwnAgent, Receivers, Site, StandIn, exists},
     path_str, random_hex,
 };
@@ -163,6 +163,44 @@ fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_ef
         .expect("connect");
     assert_eq!(connect["event"]["blocked"], true);
     drop(s);
+    agent.stop();
+}
+
+#[test]
+fn the_start_up_allowance_ends_at_the_listen_itself() {
+    // The stand-in reads startup.txt again right after it listens: microseconds later, long
+    // before the agent can have seen the listen. The kernel switched it to serving at the
+    // listen, so the read kills it.
+    let site = Site::new("standin-relisten");
+    let marker = format!("standin-relisten-{}", random_hex(4));
+    fs::write(site.startup_file(), "warm-up data\n").expect("startup file");
+    fs::write(site.dir.join("reread-after-listen"), "").expect("flag");
+    let agent = agent_for(
+        &site,
+        &site.profile_with_startup("standin-relisten", &marker, "enforce"),
+        &[],
+    );
+    let mut server = site.spawn(&marker);
+    let status = server.wait(TIMEOUT);
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "killed at the read after the listen"
+    );
+    assert!(!exists(&site.app.join("logs/ready")));
+    let alerts = agent.wait_alerts("standin-relisten", 1);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (&a["rule"], &a["action"], &a["phase"], &a["event"]["path"]),
+        (
+            &Value::from("profile.read"),
+            &Value::from("killed"),
+            &Value::from("serving"),
+            &Value::from(path_str(site.startup_file()))
+        ),
+        "{alerts:#?}"
+    );
     agent.stop();
 }
 

@@ -217,5 +217,6 @@ pub mod names {
     pub const PROG_BIND6: &str = "enforce_bind6";
     pub const PATH_RULES: &str = "PATH_RULES";
     pub const POLICY_SLOT: &str = "POLICY_SLOT";
+    pub const SERVING_POLICY: &str = "SERVING_POLICY";
     pub const HASH_SEED: &str = "HASH_SEED";
 }

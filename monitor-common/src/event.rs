@@ -289,7 +289,11 @@ pub struct DnsEvent {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenKey {
     pub tgid: u32,
-    pub fmode: u32,
+    /// The read/write bits of `f_mode` (bits 0-1) and, above them, the enforcement slot the
+    /// process was under (0: none): under a new slot (a reload, the end of start-up) every
+    /// open is new, so enforcement judges it again. (Packed: a larger key overflows the
+    /// `sys_exit` stack; slots 2^30 apart share a key, which only folds a report.)
+    pub fmode_slot: u32,
     pub dentry: u64,
     pub mnt: u64,
 }

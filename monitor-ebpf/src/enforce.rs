@@ -42,6 +42,17 @@ pub static ENFORCED: HashMap<u32, u32> = HashMap::with_max_entries(ENFORCED_MAX,
 #[map(name = "POLICY_SLOT")]
 pub static POLICY_SLOT: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
 
+/// The serving policy of each start-up policy (filled by user space at load).
+#[map(name = "SERVING_POLICY")]
+pub static SERVING_POLICY: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Enforced processes that listened, or whose parent had when they were forked (tgid -> 1):
+/// their instance serves, so its start-up allowance is over for them from that syscall on,
+/// not only once user space has seen the listen (user space may even write the start-up
+/// policy back meanwhile: this map wins).
+#[map(name = "LISTENED")]
+pub static LISTENED: HashMap<u32, u32> = HashMap::with_max_entries(ENFORCED_MAX, 0);
+
 /// Destinations each slot may connect or send to: (slot, port or 0 for any, network).
 #[map(name = "NET_ALLOW")]
 pub static NET_ALLOW: LpmTrie<NetKey, u32> = LpmTrie::with_max_entries(NET_ALLOW_MAX, 0);
@@ -79,18 +90,36 @@ fn enforced(tgid: u32) -> Option<u32> {
 /// The slot of thread group `tgid`, when it is under enforcement.
 #[inline(always)]
 pub fn slot_of(tgid: u32) -> Option<u32> {
-    let policy = enforced(tgid)? & !INHERIT;
-    // SAFETY: as in `enforced`.
+    let mut policy = enforced(tgid)? & !INHERIT;
+    // SAFETY: as in `enforced` (all three lookups).
+    if let Some(serving) = unsafe { SERVING_POLICY.get(policy) }
+        && unsafe { LISTENED.get(tgid) }.is_some()
+    {
+        policy = *serving;
+    }
     unsafe { POLICY_SLOT.get(policy) }.copied()
+}
+
+/// Enforced process `tgid` listened: it serves from now on.
+#[inline(always)]
+pub fn listened(tgid: u32) {
+    if enforced(tgid).is_some() && LISTENED.insert(tgid, 1, 0).is_err() {
+        count(counter::ENFORCE_LOST);
+    }
 }
 
 /// A new process `child` of `parent`: it inherits the parent's enforcement when the profile
 /// says so.
 #[inline(always)]
 pub fn inherit(parent: u32, child: u32) {
-    if let Some(value) = enforced(parent).filter(|v| v & INHERIT != 0)
-        && ENFORCED.insert(child, value, 0).is_err()
-    {
+    let Some(value) = enforced(parent).filter(|v| v & INHERIT != 0) else {
+        return;
+    };
+    if ENFORCED.insert(child, value, 0).is_err() {
+        count(counter::ENFORCE_LOST);
+    }
+    // SAFETY: as in `enforced`.
+    if unsafe { LISTENED.get(parent) }.is_some() && LISTENED.insert(child, 1, 0).is_err() {
         count(counter::ENFORCE_LOST);
     }
 }
@@ -99,6 +128,7 @@ pub fn inherit(parent: u32, child: u32) {
 #[inline(always)]
 pub fn forget(tgid: u32) {
     let _ = ENFORCED.remove(tgid);
+    let _ = LISTENED.remove(tgid);
 }
 
 /// Whether `slot` may reach `addr` (IPv6 or IPv4-mapped) port `port`.

@@ -185,9 +185,11 @@ fn dedupe(file: *const u8) -> Option<u32> {
         return Some(0);
     }
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    // The slot is part of the key: an open repeated under a new slot is judged again.
+    let slot = crate::enforce::slot_of(tgid).unwrap_or(0);
     let key = OpenKey {
         tgid,
-        fmode: fmode & (FMODE_READ | FMODE_WRITE),
+        fmode_slot: (fmode & (FMODE_READ | FMODE_WRITE)) | (slot << 2),
         dentry: head.dentry,
         mnt: head.mnt,
     };

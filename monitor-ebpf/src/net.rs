@@ -151,6 +151,9 @@ fn try_net(ctx: &RawTracePointContext) -> Result<(), i64> {
         SENDTO | SENDMSG | SENDMMSG => (EventKind::Send, fd),
         _ => return Ok(()),
     };
+    if sc.nr == LISTEN && sc.ret == 0 {
+        crate::enforce::listened((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32);
+    }
     let sk = sock_of(task, sk_fd)?;
     // Only a refused syscall can have been refused by a hook: one map lookup less per event.
     let blocked = sc.ret == EPERM && crate::enforce::take_denied();

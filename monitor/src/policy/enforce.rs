@@ -72,16 +72,18 @@ impl Enforcement {
         }
         let mut live = HashMap::new();
         for id in rules.enforce_profiles() {
+            let name = rules.profile_name(id);
+            let (startup, serving) = (
+                self.policy(name, Phase::Startup),
+                self.policy(name, Phase::Serving),
+            );
+            self.ops.push(KernelOp::Serving { startup, serving });
             for phase in [Phase::Startup, Phase::Serving] {
                 let slot = self.next_slot;
                 // Slots stay below the inherit bit; a wrap after 2^31 reloads reuses numbers
                 // long retired.
                 self.next_slot = (self.next_slot % (INHERIT - 1)) + 1;
-                let next = self.policies.len() as u32 + 1;
-                let policy = *self
-                    .policies
-                    .entry((rules.profile_name(id).to_owned(), phase))
-                    .or_insert(next);
+                let policy = self.policy(rules.profile_name(id), phase);
                 self.current.insert((id, phase), policy);
                 live.insert(policy, slot);
                 let net = rules.kernel_net(id, phase, nameservers);
@@ -107,6 +109,15 @@ impl Enforcement {
             self.ops.push(KernelOp::Policy { policy, slot: None });
         }
         self.policy_slot = live;
+    }
+
+    /// The policy of profile `name` in `phase`: the same number across reloads.
+    fn policy(&mut self, name: &str, phase: Phase) -> u32 {
+        let next = self.policies.len() as u32 + 1;
+        *self
+            .policies
+            .entry((name.to_owned(), phase))
+            .or_insert(next)
     }
 
     fn fill(&mut self, slot: u32, net: KernelNet, agent: &dyn HostAddrs) {

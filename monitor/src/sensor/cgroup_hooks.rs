@@ -40,6 +40,7 @@ pub(super) fn load_enforcement(
     Ok(Enforcer::new(
         typed_map(ebpf, names::ENFORCED)?,
         typed_map(ebpf, names::POLICY_SLOT)?,
+        typed_map(ebpf, names::SERVING_POLICY)?,
         typed_map(ebpf, names::NET_ALLOW)?,
         typed_map(ebpf, names::LISTEN_ALLOW)?,
         typed_map(ebpf, names::PATH_RULES)?,

@@ -28,6 +28,9 @@ pub enum KernelOp {
     Process { pid: u32, policy: Option<u32> },
     /// `policy` enforces with `slot` from now on (or nothing: its profile is gone).
     Policy { policy: u32, slot: Option<u32> },
+    /// A process under start-up policy `startup` that listened (or whose parent had) is under
+    /// `serving`: the kernel switches it at the listen, before user space hears of it.
+    Serving { startup: u32, serving: u32 },
     /// The entries of these slots are no longer used.
     Retire { slots: Vec<u32> },
 }
@@ -36,6 +39,7 @@ pub enum KernelOp {
 pub struct Enforcer {
     enforced: HashMap<MapData, u32, u32>,
     policy_slot: HashMap<MapData, u32, u32>,
+    serving_policy: HashMap<MapData, u32, u32>,
     net: LpmTrie<MapData, NetKey, u32>,
     listen: HashMap<MapData, u64, u32>,
     paths: HashMap<MapData, PathKey, u32>,
@@ -50,6 +54,7 @@ impl Enforcer {
     pub(super) fn new(
         enforced: HashMap<MapData, u32, u32>,
         policy_slot: HashMap<MapData, u32, u32>,
+        serving_policy: HashMap<MapData, u32, u32>,
         net: LpmTrie<MapData, NetKey, u32>,
         listen: HashMap<MapData, u64, u32>,
         paths: HashMap<MapData, PathKey, u32>,
@@ -57,6 +62,7 @@ impl Enforcer {
         Self {
             enforced,
             policy_slot,
+            serving_policy,
             net,
             listen,
             paths,
@@ -114,6 +120,10 @@ impl Enforcer {
                         let _ = self.policy_slot.remove(&policy);
                     }
                 },
+                KernelOp::Serving { startup, serving } => self
+                    .serving_policy
+                    .insert(startup, serving, 0)
+                    .map_err(map_error(names::SERVING_POLICY))?,
                 KernelOp::Process { pid, policy } => match policy {
                     Some(p) => self
                         .enforced

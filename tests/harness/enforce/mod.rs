@@ -85,15 +85,7 @@ impl Site {
     pub fn start(&self, marker: &str) -> StandIn {
         let ready = self.app.join("logs/ready");
         let _ = fs::remove_file(&ready);
-        let mut proc = Proc::spawn(
-            Command::new(PYTHON)
-                .args(["-I", "-S", "-B"])
-                .arg(self.app.join("standin.py"))
-                .arg(marker)
-                .arg(&self.app)
-                .arg(self.port.to_string())
-                .arg(self.provider.port.to_string()),
-        );
+        let mut proc = self.spawn(marker);
         let deadline = Instant::now() + TIMEOUT;
         while !ready.exists() {
             // Say why: killed (by enforcement?), failed, or still starting.
@@ -115,6 +107,19 @@ impl Site {
             proc,
             port: self.port,
         }
+    }
+
+    /// Starts the stand-in with `marker` in its argv, without waiting for anything.
+    pub fn spawn(&self, marker: &str) -> Proc {
+        Proc::spawn(
+            Command::new(PYTHON)
+                .args(["-I", "-S", "-B"])
+                .arg(self.app.join("standin.py"))
+                .arg(marker)
+                .arg(&self.app)
+                .arg(self.port.to_string())
+                .arg(self.provider.port.to_string()),
+        )
     }
 
     /// The file the stand-in reads while it starts, when it exists (beside the app: outside

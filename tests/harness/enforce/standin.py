@@ -4,7 +4,8 @@ standin.py MARKER APP PORT PROVIDER_PORT
   GET /infer?n=N   reads APP/model.txt, appends to APP/logs/requests.log, asks the provider
                    (127.0.0.1:PROVIDER_PORT) over TCP, runs /usr/bin/uname -s; replies
                    "<model> <provider reply> <uname>".
-  With startup.txt present beside APP, reads it before listening (start-up work).
+  With startup.txt present beside APP, reads it before listening (start-up work); with
+  reread-after-listen there too, reads it again right after listening (serving already).
   GET /attack?step=S&arg=A&arg=B
                    runs this file as a payload child (`payload S A B`), as a compromised
                    dependency would; replies "<exit status> <stdout>".
@@ -120,5 +121,8 @@ else:
         with open(startup) as f:
             f.read()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+    if os.path.exists(os.path.join(os.path.dirname(APP), "reread-after-listen")):
+        with open(startup) as f:
+            f.read()
     open(os.path.join(APP, "logs", "ready"), "w").close()
     server.serve_forever()
