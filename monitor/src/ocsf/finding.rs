@@ -171,6 +171,19 @@ pub(super) fn convert(alert: &Alert, host: &Host) -> Result<Value, OcsfError> {
         info["attacks"] = attacks.clone().into();
         o.insert("attacks".into(), attacks.into());
     }
+    if let Some(sigma) = &alert.sigma {
+        // The Sigma rule is the analytic: its title names the finding, its id is the uid a
+        // SIEM correlates on, its first reference is where to read about it.
+        info["title"] = sigma.title.as_str().into();
+        info["analytic"] = json!({
+            "name": sigma.title, "uid": sigma.id, "type_id": 1, "type": "Rule",
+            "category": "Sigma",
+        });
+        info["types"] = json!(["Detection", "Sigma"]);
+        if let Some(url) = sigma.references.first() {
+            info["src_url"] = url.as_str().into();
+        }
+    }
     o.insert("finding_info".into(), info);
     o.insert("device".into(), device(host));
     let mut unmapped = Map::new();
@@ -181,6 +194,9 @@ pub(super) fn convert(alert: &Alert, host: &Host) -> Result<Value, OcsfError> {
         o.insert("evidences".into(), evidences(parts).into());
     }
     common.unmap_profile(&mut unmapped);
+    if let Some(sigma) = &alert.sigma {
+        unmapped.insert("sigma".into(), json!(sigma));
+    }
     // Fields of agent-raised alerts without an OCSF attribute (`dropped`, `spool_dir`, ...).
     for (key, value) in &alert.about {
         if !value.is_null() {

@@ -371,6 +371,22 @@ fn native_alerts() -> Vec<(&'static str, Value)> {
             a["action"] = "would_block".into();
             a
         }),
+        ("alert sigma", {
+            let mut a = alert(
+                pick("exec"),
+                "sigma:f4bbd493-b796-416e-bbf2-121235348529",
+                "high",
+                &["T1059.004"],
+            );
+            a["sigma"] = json!({
+                "id": "f4bbd493-b796-416e-bbf2-121235348529",
+                "title": "Linux Base64 Encoded Pipe to Shell",
+                "level": "high",
+                "status": "test",
+                "references": ["https://github.com/arget13/DDexec"],
+            });
+            a
+        }),
         ("alert dns", {
             let mut ev = pick("dns");
             ev["profile"] = "litellm-proxy".into();
@@ -1136,3 +1152,6 @@ fn command_lines_split_back_into_argv() {
     assert_eq!(cmd_line(&["echo", ""]), "echo ''");
     assert_eq!(cmd_line(&["x", "it's"]), r"x 'it'\''s'");
 }
+
+#[path = "sigma_tests.rs"]
+mod sigma;
