@@ -32,6 +32,7 @@ pub mod learn;
 mod port;
 mod process;
 pub mod rules;
+pub mod sigma;
 
 use std::{
     env,

@@ -17,7 +17,8 @@ use crate::{checked, find_in_path, is_root};
 /// Debian packages the tests need (bpftool to inspect loaded programs, ip for network
 /// namespaces, python3 for small test servers, rsyslog with its TLS driver and openssl for the
 /// syslog forwarding tests, docker.io for the image and container tests, busybox-static for
-/// the containers' root file systems, prometheus to scrape the agent). Extend here.
+/// the containers' root file systems, prometheus to scrape the agent, ncat and perl for the
+/// Sigma rules' reverse shells). Extend here.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "iproute2",
@@ -28,6 +29,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "docker.io",
     "busybox-static",
     "prometheus",
+    "ncat",
+    "perl",
 ];
 
 /// PyPI packages the tests need: the official OCSF schemas, and a JSON Schema validator for the

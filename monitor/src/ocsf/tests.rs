@@ -384,6 +384,7 @@ fn native_alerts() -> Vec<(&'static str, Value)> {
                 "level": "high",
                 "status": "test",
                 "references": ["https://github.com/arget13/DDexec"],
+                "author": "pH-T (Nextron Systems)",
             });
             a
         }),

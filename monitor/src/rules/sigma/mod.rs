@@ -37,6 +37,9 @@ pub struct SigmaInfo {
     pub status: Option<String>,
     #[serde(default)]
     pub references: Vec<String>,
+    /// The rule's authors: the Detection Rule License asks that alerts of a rule keep them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// A loaded Sigma rule's alert fields.
@@ -144,6 +147,7 @@ impl SigmaRules {
             level: level.as_str().to_owned(),
             status: rule.status.map(|s| format!("{s:?}").to_lowercase()),
             references: rule.references.clone(),
+            author: rule.author.clone(),
         };
         self.titles.insert(rule.title.clone(), id.clone());
         self.by_id.insert(
