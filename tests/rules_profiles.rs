@@ -562,10 +562,14 @@ fn writing_a_pth_file_raises_interpreter_startup_hook_and_profile_write() {
     let event = json!({"kind": "open", "pid": run.runner, "path": pth, "access": "write",
                        "created": true, "result": 0});
     run.expect(&agent, case, "interpreter-startup-hook", event.clone());
-    run.expect(&agent, case, "profile.write", event);
+    run.expect(&agent, case, "profile.write", event.clone());
+    // The shipped Sigma rule on .pth files in site-packages applies to profiled processes.
+    let sigma = "sigma:fb96c26c-9f85-4ae7-af0d-ed1ed1f1f5ce";
+    run.expect(&agent, case, sigma, event);
     run.expect_only(&[
         ("interpreter-startup-hook", run.runner),
         ("profile.write", run.runner),
+        (sigma, run.runner),
     ]);
 }
 
