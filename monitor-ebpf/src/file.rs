@@ -23,6 +23,7 @@ use crate::{
 const O_WRONLY: u32 = 0o1;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
+const O_EXCL: u32 = 0o200;
 
 /// Writes the user path argument; when relative, also the directory it is relative to
 /// (`dirfd`'s file, or the cwd for `AT_FDCWD`). Returns (path, base).
@@ -102,7 +103,10 @@ pub fn try_open(sc: Syscall) -> Result<(), i64> {
                 .push_path(file.wrapping_add(offset(off::FILE_F_PATH)));
             trunc |= w.truncated;
             (*p).path = w.s;
-            (*p).flags = read(file, offset(off::FILE_F_FLAGS)).unwrap_or(flags);
+            // The file's flags, with the open-time ones the kernel does not keep there
+            // (O_CREAT, O_EXCL, O_TRUNC: what the open asked for).
+            (*p).flags = read(file, offset(off::FILE_F_FLAGS)).unwrap_or(flags)
+                | (flags & (O_CREAT | O_EXCL | O_TRUNC));
             let fmode: u32 = read(file, offset(off::FILE_F_MODE)).unwrap_or(0);
             (*p).mode = fmode;
             (*p).file_flags = FILE_PATH_RESOLVED;

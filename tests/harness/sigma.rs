@@ -110,19 +110,32 @@ pub fn expect_sigma(agent: &Agent, id: &str, pid: u32) -> Value {
     alert
 }
 
-/// Waits for the sentinel of `case` run after the near miss `pid`, then asserts no `id`
-/// alert concerns `pid` or its descendants.
+/// Waits for the sentinel of `case` run after the near miss `pid`, then asserts no
+/// `sigma:<id>` alert concerns `pid` or its descendants.
 #[track_caller]
 pub fn expect_none(agent: &Agent, case: &Case, id: &str, pid: u32) {
+    expect_no_alert(agent, case, &format!("sigma:{id}"), pid);
+}
+
+/// [`expect_none`] for any rule (`credential-read.system`, `sigma:<id>`, ...).
+#[track_caller]
+pub fn expect_no_alert(agent: &Agent, case: &Case, rule: &str, pid: u32) {
     let sentinel = run(
         agent,
         &["cat", &case.path(".bash_history")],
         case.dir.path(),
     );
     expect_sigma(agent, HISTORY_RECON, sentinel);
-    let rule = format!("sigma:{id}");
-    let unexpected = agent.alerts(|a| a["rule"] == rule.as_str() && in_tree(a, pid));
+    let unexpected = agent.alerts(|a| a["rule"] == rule && in_tree(a, pid));
     assert!(unexpected.is_empty(), "near miss alerted: {unexpected:#?}");
+}
+
+/// Waits for the `rule` alert of `pid` (or a descendant).
+#[track_caller]
+pub fn expect_rule(agent: &Agent, rule: &str, pid: u32) -> Value {
+    agent.wait_alert(TIMEOUT, &format!("{rule} of pid {pid}"), |a| {
+        a["rule"] == rule && in_tree(a, pid)
+    })
 }
 
 /// The title, level and author of the shipped rule `id`, read from its file.

@@ -81,6 +81,8 @@ pub(crate) struct Cond {
     remote_port: Option<Vec<u16>>,
     proc_other: Option<Vec<&'static str>>,
     exe_memfd: Option<bool>,
+    truncate: Option<bool>,
+    interactive_shell: Option<bool>,
     /// `image`, `container_name`, `namespace`, `pod_labels`.
     workload: WorkloadSel,
     pub(super) result: ResultSel,
@@ -151,6 +153,8 @@ impl Cond {
                 .as_ref()
                 .map(|l| l.iter().map(|p| p.as_str()).collect()),
             exe_memfd: c.exe_memfd,
+            truncate: c.truncate,
+            interactive_shell: c.interactive_shell,
             workload: WorkloadSel::compile(&Written::of_conditions(c), key, sink),
             result: c.result.unwrap_or_default(),
             src_path: written(&c.path),
@@ -172,6 +176,8 @@ impl Cond {
             ("remote_port", self.remote_port.is_some()),
             ("proc_other", self.proc_other.is_some()),
             ("exe_memfd", self.exe_memfd.is_some()),
+            ("truncate", self.truncate.is_some()),
+            ("interactive_shell", self.interactive_shell.is_some()),
             ("image", self.workload.has_image()),
             ("container_name", self.workload.has_container_name()),
             ("namespace", self.workload.has_namespace()),
@@ -217,6 +223,12 @@ impl Cond {
                 .exe_memfd
                 .is_none_or(|m| v.exec.is_some() && is_memfd(v.exe) == m)
             && self
+                .truncate
+                .is_none_or(|t| ev.kind() == EventKind::Open && v.truncates() == t)
+            && self
+                .interactive_shell
+                .is_none_or(|i| v.exec.is_some_and(|x| interactive_shell(&x.argv) == i))
+            && self
                 .remote
                 .as_ref()
                 .is_none_or(|t| v.remote.is_some_and(|ip| t.contains(ip, None)))
@@ -253,6 +265,38 @@ fn written(l: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
     l.as_ref()
         .map(|l| l.iter().map(|p| p.to_string()).collect())
         .unwrap_or_default()
+}
+
+/// A shell's argv that reads commands from its terminal: `-i`, or no `-c` and no script
+/// (`bash`, `sh -l`, `/bin/bash -p`; not `sh -c CMD` nor `bash script.sh`). Option words the
+/// shells take an argument after (`-o opt`, `-O opt`, `+O opt`) do not make a script.
+pub(super) fn interactive_shell(argv: &[String]) -> bool {
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-i" | "--interactive" => return true,
+            "-s" => return true,
+            "-c" => return false,
+            // What follows is a script, if anything.
+            "--" => return args.next().is_none(),
+            "-o" | "+o" | "-O" | "+O" | "--rcfile" | "--init-file" => {
+                args.next();
+            }
+            // Clustered single-letter options: `-ic`, `-li`.
+            s if s.starts_with('-') && !s.starts_with("--") && s.len() > 1 => {
+                if s.contains('i') {
+                    return true;
+                }
+                if s.contains('c') {
+                    return false;
+                }
+            }
+            s if s.starts_with("--") || s.starts_with('+') => {}
+            // A script (or a command name for `sh -c`, handled above).
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn is_memfd(exe: Option<&str>) -> bool {

@@ -252,3 +252,56 @@ fn except_blocks_need_all_their_keys() {
     }
     assert!(fired(&r, &e, &c).is_empty());
 }
+
+#[test]
+fn truncate_and_interactive_shell() {
+    let c = ctx(None);
+    let r = one("on: [open]\nwhen:\n  path: [\"~/.bash_history\"]\n  truncate: true\n");
+    let mut trunc = file_body("/root/.bash_history");
+    trunc.access = Some(Access::Write);
+    trunc.flags = 0o1000 | 0o1;
+    assert_eq!(
+        fired(&r, &file_event(EventKind::Open, trunc.clone()), &c),
+        vec!["d"]
+    );
+    let mut append = trunc.clone();
+    append.flags = 0o2000 | 0o1;
+    assert!(fired(&r, &file_event(EventKind::Open, append), &c).is_empty());
+    let mut read = trunc;
+    read.access = Some(Access::Read);
+    read.flags = 0o1000;
+    assert!(
+        fired(&r, &file_event(EventKind::Open, read), &c).is_empty(),
+        "O_TRUNC on a read-only open truncates nothing"
+    );
+
+    let r = one("on: [exec]\nwhen:\n  interactive_shell: true\n");
+    for argv in [
+        &["bash"][..],
+        &["/bin/sh", "-i"],
+        &["bash", "-li"],
+        &["sh", "-s"],
+        &["bash", "-o", "vi"],
+        &["bash", "--norc"],
+        &["bash", "--"],
+    ] {
+        assert_eq!(
+            fired(&r, &exec("/usr/bin/bash", argv), &c),
+            vec!["d"],
+            "{argv:?}"
+        );
+    }
+    for argv in [
+        &["sh", "-c", "ls"][..],
+        &["bash", "-ec", "ls"],
+        &["bash", "script.sh"],
+        &["bash", "-x", "script.sh"],
+        &["bash", "--", "script.sh"],
+        &["bash", "-o", "vi", "script.sh"],
+    ] {
+        assert!(
+            fired(&r, &exec("/usr/bin/bash", argv), &c).is_empty(),
+            "{argv:?}"
+        );
+    }
+}

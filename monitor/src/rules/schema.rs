@@ -169,6 +169,10 @@ pub(crate) struct Conditions {
     #[serde(default)]
     pub exe_memfd: Option<bool>,
     #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub interactive_shell: Option<bool>,
+    #[serde(default)]
     pub result: Option<ResultSel>,
     /// What the container runtime says (`rules/workload.rs`).
     #[serde(default)]

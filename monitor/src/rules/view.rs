@@ -103,6 +103,13 @@ impl<'a> View<'a> {
         self.file.and_then(|f| f.created).unwrap_or(false)
     }
 
+    /// An open for writing with `O_TRUNC`: whatever the file held is gone.
+    pub fn truncates(&self) -> bool {
+        const O_TRUNC: u32 = 0o1000;
+        self.file.is_some_and(|f| f.flags & O_TRUNC != 0)
+            && matches!(self.access(), Some(Access::Write | Access::ReadWrite))
+    }
+
     pub fn remote_port(&self) -> Option<u16> {
         match self.dns {
             Some(d) => d.remote_port,
