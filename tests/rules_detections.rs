@@ -243,12 +243,18 @@ fn every_shipped_detection_is_covered_here() {
     }
 }
 
-/// Every detection this file has a positive and a negative test for.
+/// Every detection this file (or, where named, another) has a positive and a negative test for.
 const COVERED: &[&str] = &[
+    // tests/detections_host.rs
+    "credential-read.system",
+    "history-tamper",
+    "history-tamper.truncate",
+    "interactive-shell.interpreter",
     "credential-read",
     "credential-read.history",
     "credential-read.wallet",
     "interpreter-startup-hook",
+    "interpreter-startup-hook.code",
     "persistence.systemd",
     "persistence.cron",
     "persistence.shell-rc",
@@ -256,6 +262,7 @@ const COVERED: &[&str] = &[
     "persistence.ssh-authorized-keys",
     "persistence.init-scripts",
     "write-then-exec",
+    "write-then-exec.tmp",
     "fileless-exec",
     "proc-access",
     "cloud-metadata",
@@ -540,41 +547,44 @@ fn interpreter_startup_hook_alerts_for_pth_and_customize_writes() {
     let usercustomize = path_str(dir.join("usercustomize.py"));
     let (child, _) = run(
         &agent,
-        &mut unprofiled(&[
-            "write",
-            &created,
-            "rename",
-            &staged,
-            &renamed,
-            "chmod",
-            &renamed,
-            "write",
-            &dist_pth,
-            "write",
-            &sitecustomize,
-            "write",
-            &usercustomize,
-        ]),
+        &mut profiled(
+            &agent,
+            &[
+                "write",
+                &created,
+                "rename",
+                &staged,
+                &renamed,
+                "chmod",
+                &renamed,
+                "write",
+                &dist_pth,
+                "write",
+                &sitecustomize,
+                "write",
+                &usercustomize,
+            ],
+        ),
     );
     let pid = child.pid();
     for path in [&created, &dist_pth, &sitecustomize, &usercustomize] {
         expect_alert(
             &agent,
             "interpreter-startup-hook",
-            None,
+            Some(PROFILE),
             json!({"kind": "open", "pid": pid, "path": path, "access": "write", "created": true}),
         );
     }
     expect_alert(
         &agent,
         "interpreter-startup-hook",
-        None,
+        Some(PROFILE),
         json!({"kind": "rename", "pid": pid, "path": staged, "new_path": renamed}),
     );
     expect_alert(
         &agent,
         "interpreter-startup-hook",
-        None,
+        Some(PROFILE),
         json!({"kind": "chmod", "pid": pid, "path": renamed}),
     );
 }
@@ -592,8 +602,82 @@ fn interpreter_startup_hook_ignores_reading_pth_and_writing_modules() {
     let elsewhere = path_str(dir.join("notes.pth"));
     run_benign(
         &agent,
-        unprofiled(&["read", &existing, "write", &module, "write", &elsewhere]),
+        profiled(
+            &agent,
+            &["read", &existing, "write", &module, "write", &elsewhere],
+        ),
         &["interpreter-startup-hook"],
+    );
+}
+
+/// What the LiteLLM payload's `.pth` ran (decoding to `pass`).
+const PAYLOAD_PTH: &str = "import os, subprocess, sys; subprocess.Popen([sys.executable, \"-c\", \
+                           \"import base64; exec(base64.b64decode('cGFzcw=='))\"])\n";
+
+#[test]
+fn a_startup_hook_with_code_alerts_host_wide_when_written_and_when_loaded() {
+    let Some(agent) = agent() else { return };
+    let dir = TempDir::new("startup-hook-code");
+    let site = dir.join("venv/lib/python3.11/site-packages");
+    fs::create_dir_all(&site).expect("creating site-packages");
+    // Renamed into place (content complete), by a host process outside every profile.
+    let staged = path_str(write_file(site.join("staged.tmp"), PAYLOAD_PTH));
+    let hook = path_str(site.join("litellm_init.pth"));
+    let (writer, _) = run(&agent, &mut unprofiled(&["rename", &staged, &hook]));
+    expect_alert(
+        &agent,
+        "interpreter-startup-hook.code",
+        None,
+        json!({"kind": "rename", "pid": writer.pid(), "path": staged, "new_path": hook}),
+    );
+    // Loaded: an interpreter reading it (here the hook came before the agent, say).
+    let (loader, _) = run(&agent, &mut unprofiled(&["read", &hook]));
+    expect_alert(
+        &agent,
+        "interpreter-startup-hook.code",
+        None,
+        json!({"kind": "open", "pid": loader.pid(), "path": hook, "access": "read"}),
+    );
+}
+
+#[test]
+fn startup_hooks_packages_ship_are_quiet_host_wide() {
+    let Some(agent) = agent() else { return };
+    let dir = TempDir::new("startup-hook-shipped");
+    let site = dir.join("venv/lib/python3.11/site-packages");
+    // What setuptools, virtualenv and an editable install write.
+    let hooks = [
+        (
+            "distutils-precedence.pth",
+            "import os; var = 'SETUPTOOLS_USE_DISTUTILS'; enabled = \
+          os.environ.get(var, 'local') == 'local'; enabled and \
+          __import__('_distutils_hack').add_shim(); \n",
+        ),
+        ("_virtualenv.pth", "import _virtualenv"),
+        (
+            "__editable__.app-1.0.pth",
+            "import __editable___app_1_0_finder; \
+          __editable___app_1_0_finder.install()\n",
+        ),
+    ];
+    // Each renamed into place, then loaded.
+    let mut args: Vec<String> = Vec::new();
+    for (name, text) in hooks {
+        let staged = path_str(write_file(site.join(format!("{name}.tmp")), text));
+        let hook = path_str(site.join(name));
+        args.extend([
+            "rename".to_owned(),
+            staged,
+            hook.clone(),
+            "read".to_owned(),
+            hook,
+        ]);
+    }
+    let flat: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_benign(
+        &agent,
+        unprofiled(&flat),
+        &["interpreter-startup-hook", "interpreter-startup-hook.code"],
     );
 }
 
@@ -845,20 +929,26 @@ fn write_then_exec_alerts_for_a_dropped_binary_and_script_in_tmp() {
             .arg(canonical("/bin/true"))
             .arg(&payload),
     );
+    // A host process outside every profile: the host-wide drop-location rule.
     expect_alert(
         &agent,
-        "write-then-exec",
+        "write-then-exec.tmp",
         None,
         json!({"kind": "exec", "pid": binary.pid(), "filename": payload}),
     );
 
     let source = path_str(write_file(dir.join("source.py"), "pass\n"));
     let script = path_str(dir.join("payload.py"));
-    let (interpreted, _) = run(&agent, python(DROP_AND_EXEC).arg(&source).arg(&script));
+    // Under a profile: the drift rule (the profile's marker rides as an extra argument).
+    let marker = &agent.fixture().marker;
+    let (interpreted, _) = run(
+        &agent,
+        python(DROP_AND_EXEC).arg(&source).arg(&script).arg(marker),
+    );
     let alert = expect_alert(
         &agent,
         "write-then-exec",
-        None,
+        Some(PROFILE),
         json!({"kind": "exec", "pid": interpreted.pid()}),
     );
     assert!(
@@ -884,7 +974,7 @@ fn write_then_exec_alerts_when_one_shell_fetches_marks_and_runs_a_file() {
     let (shell, _) = run(&agent, &mut cmd);
     let alert = expect_alert(
         &agent,
-        "write-then-exec",
+        "write-then-exec.tmp",
         None,
         json!({"kind": "exec", "filename": payload}),
     );
@@ -913,7 +1003,12 @@ fn write_then_exec_ignores_a_file_written_and_run_by_unrelated_host_processes() 
         .arg(&payload)
         .arg(&sentinel.path);
     let (runner, _) = run(&agent, &mut cmd);
-    expect_none(&agent, runner.pid(), &sentinel, &["write-then-exec"]);
+    expect_none(
+        &agent,
+        runner.pid(),
+        &sentinel,
+        &["write-then-exec", "write-then-exec.tmp"],
+    );
 }
 
 #[test]
@@ -937,7 +1032,12 @@ fn write_then_exec_ignores_files_outside_scratch_and_home_directories() {
     let sentinel = Sentinel::new();
     cmd.env("MONITOR_TEST_SENTINEL", &sentinel.path);
     let (child, _) = run(&agent, &mut cmd);
-    expect_none(&agent, child.pid(), &sentinel, &["write-then-exec"]);
+    expect_none(
+        &agent,
+        child.pid(),
+        &sentinel,
+        &["write-then-exec", "write-then-exec.tmp"],
+    );
 }
 
 const MEMFD_EXEC: &str = "

@@ -83,6 +83,8 @@ pub(crate) struct Cond {
     exe_memfd: Option<bool>,
     truncate: Option<bool>,
     interactive_shell: Option<bool>,
+    /// Substrings of the file's content (read when every other key holds).
+    content: Option<Vec<String>>,
     /// `image`, `container_name`, `namespace`, `pod_labels`.
     workload: WorkloadSel,
     pub(super) result: ResultSel,
@@ -113,6 +115,7 @@ impl Cond {
         check_empty(&c.remote, key, "remote", sink);
         check_empty(&c.remote_port, key, "remote_port", sink);
         check_empty(&c.proc_other, key, "proc_other", sink);
+        check_empty(&c.content, key, "content", sink);
         let mut globs = |l: &Option<Spanned<Vec<Spanned<String>>>>, name: &str| {
             l.as_ref()
                 .map(|l| glob_set(l, &format!("{key}.{name}"), sink))
@@ -155,6 +158,7 @@ impl Cond {
             exe_memfd: c.exe_memfd,
             truncate: c.truncate,
             interactive_shell: c.interactive_shell,
+            content: c.content.as_ref().map(|l| l.to_vec()),
             workload: WorkloadSel::compile(&Written::of_conditions(c), key, sink),
             result: c.result.unwrap_or_default(),
             src_path: written(&c.path),
@@ -178,6 +182,7 @@ impl Cond {
             ("exe_memfd", self.exe_memfd.is_some()),
             ("truncate", self.truncate.is_some()),
             ("interactive_shell", self.interactive_shell.is_some()),
+            ("content", self.content.is_some()),
             ("image", self.workload.has_image()),
             ("container_name", self.workload.has_container_name()),
             ("namespace", self.workload.has_namespace()),
@@ -256,6 +261,14 @@ impl Cond {
                         .any(|n| x.argv.iter().any(|a| a.contains(n.as_str())))
                 })
             })
+            // Last: it reads the file.
+            && self.content.as_ref().is_none_or(|needles| {
+                let path = match target {
+                    Some(t) => Some(t),
+                    None => v.new_path.as_deref().or(v.path.as_deref()),
+                };
+                path.is_some_and(|p| super::content::contains_any(ev.pid, p, needles))
+            })
     }
 }
 
@@ -318,7 +331,9 @@ pub(crate) struct Detection {
     pub severity: Severity,
     pub mitre: Vec<String>,
     pub enabled: bool,
+    /// `scope: profiled`.
     pub profiled_only: bool,
+    pub scope: Scope,
     pub kind: DetKind,
     /// Event kinds looked at, as [`kind_bit`]s.
     pub on: u16,
@@ -408,6 +423,7 @@ impl Detection {
             mitre: doc.mitre.iter().map(|m| m.to_string()).collect(),
             enabled: doc.enabled.unwrap_or(true),
             profiled_only: doc.scope == Some(Scope::Profiled),
+            scope: doc.scope.unwrap_or_default(),
             kind,
             on,
             when,
@@ -441,7 +457,14 @@ impl Detection {
 
     /// Whether the detection fires on this event: scope, `when`, and no `except` block.
     pub fn fires(&self, v: &View<'_>, ctx: &EvalContext<'_>, target: Option<&str>) -> bool {
-        (!self.profiled_only || ctx.profile.is_some())
+        let contained = ctx.profile.is_some() || v.ev.container_id.is_some();
+        let in_scope = match self.scope {
+            Scope::All => true,
+            Scope::Profiled => ctx.profile.is_some(),
+            Scope::Contained => contained,
+            Scope::Host => !contained,
+        };
+        in_scope
             && self.when.matches(v, ctx, target)
             && !self.except.iter().any(|e| e.matches(v, ctx, target))
     }

@@ -4,6 +4,7 @@
 //! matchers, then evaluated per event by [`RuleSet::check`].
 
 mod allow;
+mod content;
 mod deny;
 mod detection;
 mod enforce;
@@ -217,7 +218,7 @@ pub struct RuleSet {
 }
 
 /// The shipped credential detections, built in for [`RuleSet::credential_patterns_or_shipped`].
-const SHIPPED_CREDENTIAL_DETECTIONS: [(&str, &str); 3] = [
+const SHIPPED_CREDENTIAL_DETECTIONS: [(&str, &str); 4] = [
     (
         "credential-read.yaml",
         include_str!("../../../rules/detections/credential-read.yaml"),
@@ -229,6 +230,10 @@ const SHIPPED_CREDENTIAL_DETECTIONS: [(&str, &str); 3] = [
     (
         "credential-read-wallet.yaml",
         include_str!("../../../rules/detections/credential-read-wallet.yaml"),
+    ),
+    (
+        "credential-read-system.yaml",
+        include_str!("../../../rules/detections/credential-read-system.yaml"),
     ),
 ];
 

@@ -173,6 +173,8 @@ pub(crate) struct Conditions {
     #[serde(default)]
     pub interactive_shell: Option<bool>,
     #[serde(default)]
+    pub content: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
     pub result: Option<ResultSel>,
     /// What the container runtime says (`rules/workload.rs`).
     #[serde(default)]
@@ -231,11 +233,18 @@ pub(crate) enum Mode {
 }
 
 /// Which processes a detection looks at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Scope {
+    #[default]
     All,
     Profiled,
+    /// Processes under a profile or in a container: where the ground is meant to be
+    /// immutable (drift rules such as `write_then_exec`).
+    Contained,
+    /// The others: host processes outside every profile (the host-wide part of a rule whose
+    /// `contained` part is broader).
+    Host,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
