@@ -7,9 +7,13 @@
 //! A second line reports the same for only the events that produce no finding (the path most
 //! events take in production, where nothing is allocated).
 //!
+//! A third line reports the same mix with Sigma rules loaded beside them: the shipped
+//! `rules/sigma/`, or the directories in `BENCH_SIGMA` (colon-separated; e.g. SigmaHQ's
+//! `rules/linux/process_creation:rules/linux/file_event:rules/linux/network_connection`).
+//!
 //! Environment: `BENCH_EVENTS` (events checked per round, default 2,000,000), `BENCH_ROUNDS`
 //! (default 5; the best round is reported), `BENCH_GENERATED=1` (use the generated detections
-//! even when `rules/` exists).
+//! even when `rules/` exists), `BENCH_SIGMA` (above).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -388,8 +392,14 @@ fn main() {
     };
     paths.push(dir.clone());
     let loaded = RuleSet::load(&paths);
+    let sigma_dirs: Vec<PathBuf> = match std::env::var("BENCH_SIGMA") {
+        Ok(v) if !v.is_empty() => v.split(':').map(PathBuf::from).collect(),
+        _ => vec![shipped.join("sigma")],
+    };
+    let with_sigma = RuleSet::load(&[paths.clone(), sigma_dirs.clone()].concat());
     let _ = std::fs::remove_dir_all(&dir);
     let rules = loaded.unwrap_or_else(|e| panic!("rules failed to load:\n{e}"));
+    let with_sigma = with_sigma.unwrap_or_else(|e| panic!("Sigma rules failed to load:\n{e}"));
     let argv = vec!["python3".to_owned(), MARKER.to_owned()];
     let profile = rules.match_profile(&ExecInfo {
         exe: Some("/usr/bin/python3.11"),
@@ -433,7 +443,7 @@ fn main() {
             .cloned()
             .collect()
     };
-    let run = |evs: &[Event]| {
+    let run_with = |rules: &RuleSet, evs: &[Event]| {
         let (mut best, mut findings, mut alerting) = (0.0f64, 0usize, 0usize);
         for _ in 0..rounds {
             let mut state = DetectionState::new();
@@ -448,6 +458,7 @@ fn main() {
         }
         (best, findings, alerting)
     };
+    let run = |evs: &[Event]| run_with(&rules, evs);
     let (rate, findings, alerting) = run(&evs);
     println!(
         "rules: 1000 profile entries, {} detections ({source}): {rate:.0} events/s \
@@ -461,5 +472,17 @@ fn main() {
         "rules: no-finding events only ({} of {} distinct events): {rate:.0} events/s",
         quiet.len(),
         evs.len()
+    );
+    let (rate, findings, alerting) = run_with(&with_sigma, &evs);
+    println!(
+        "rules: the same with {} Sigma rules ({}): {rate:.0} events/s ({:.1}% of events had \
+         findings, {findings} findings per round)",
+        with_sigma.sigma_count(),
+        sigma_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        100.0 * alerting as f64 / total as f64,
     );
 }
