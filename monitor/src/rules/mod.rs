@@ -17,6 +17,7 @@ mod profile;
 mod program;
 pub(crate) mod schema;
 mod selectors;
+mod shell;
 pub(crate) mod sigma;
 #[cfg(test)]
 mod startup_tests;
