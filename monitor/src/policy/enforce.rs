@@ -78,12 +78,11 @@ impl Enforcement {
                 self.policy(name, Phase::Serving),
             );
             self.ops.push(KernelOp::Serving { startup, serving });
-            for phase in [Phase::Startup, Phase::Serving] {
+            for (phase, policy) in [(Phase::Startup, startup), (Phase::Serving, serving)] {
                 let slot = self.next_slot;
                 // Slots stay below the inherit bit; a wrap after 2^31 reloads reuses numbers
                 // long retired.
                 self.next_slot = (self.next_slot % (INHERIT - 1)) + 1;
-                let policy = self.policy(rules.profile_name(id), phase);
                 self.current.insert((id, phase), policy);
                 live.insert(policy, slot);
                 let net = rules.kernel_net(id, phase, nameservers);

@@ -263,10 +263,7 @@ impl Cond {
             })
             // Last: it reads the file.
             && self.content.as_ref().is_none_or(|needles| {
-                let path = match target {
-                    Some(t) => Some(t),
-                    None => v.new_path.as_deref().or(v.path.as_deref()),
-                };
+                let path = target.or_else(|| v.new_path.as_deref().or(v.path.as_deref()));
                 path.is_some_and(|p| super::content::contains_any(ev.pid, p, needles))
             })
     }
@@ -299,8 +296,6 @@ pub(crate) struct Detection {
     pub severity: Severity,
     pub mitre: Vec<String>,
     pub enabled: bool,
-    /// `scope: profiled`.
-    pub profiled_only: bool,
     pub scope: Scope,
     pub kind: DetKind,
     /// Event kinds looked at, as [`kind_bit`]s.
@@ -390,7 +385,6 @@ impl Detection {
             severity: doc.severity,
             mitre: doc.mitre.iter().map(|m| m.to_string()).collect(),
             enabled: doc.enabled.unwrap_or(true),
-            profiled_only: doc.scope == Some(Scope::Profiled),
             scope: doc.scope.unwrap_or_default(),
             kind,
             on,

@@ -509,7 +509,7 @@ impl RuleSet {
         let k = kind_index(ev.kind());
         for &i in &self.by_kind[k] {
             let d = &self.detections[i];
-            if listed && d.profiled_only {
+            if listed && d.scope == schema::Scope::Profiled {
                 continue;
             }
             if d.fires(&v, ctx, None) {

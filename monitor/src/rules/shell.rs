@@ -7,8 +7,7 @@ pub(super) fn interactive(argv: &[String]) -> bool {
     let mut args = argv.iter().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "-i" | "--interactive" => return true,
-            "-s" => return true,
+            "-i" | "--interactive" | "-s" => return true,
             "-c" => return false,
             // What follows is a script, if anything.
             "--" => return args.next().is_none(),

@@ -11,7 +11,7 @@ use rsigma_eval::event::{Event as SigmaEventTrait, EventValue};
 use serde_json::{Map, Value};
 
 use crate::rules::view::View;
-use crate::sensor::event::{Access, EventBody, FileOp, NetOp};
+use crate::sensor::event::{EventBody, FileOp, NetOp};
 
 /// The Sigma log source categories the agent produces (product `linux`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,17 +89,10 @@ impl Category {
     }
 }
 
-/// `O_TRUNC`.
-const O_TRUNC: u32 = 0o1000;
-
 /// The file an event creates: a new or truncated file, or a rename's new name.
 fn target_filename<'v>(v: &'v View<'_>) -> Option<&'v str> {
-    let f = v.file?;
-    let writes = matches!(v.access(), Some(Access::Write | Access::ReadWrite));
-    match f.op {
-        FileOp::Open if f.created == Some(true) || (f.flags & O_TRUNC != 0 && writes) => {
-            v.path.as_deref()
-        }
+    match v.file?.op {
+        FileOp::Open if v.created() || v.truncates() => v.path.as_deref(),
         FileOp::Rename => v.new_path.as_deref(),
         _ => None,
     }
