@@ -11,12 +11,11 @@ use std::process::Command;
 use monitor_tests::{
     TIMEOUT, path_str,
     rules::{DirGuard, write_file},
-    sigma::{Agent, Case, agent, expect_no_alert, expect_rule, run},
+    sigma::{Case, agent, expect_no_alert, expect_rule, run},
 };
 
 /// A fake home with a history file, and a case directory for the sentinel.
-fn home(agent: &Agent, label: &str) -> (DirGuard, Case) {
-    let _ = agent;
+fn home(label: &str) -> (DirGuard, Case) {
     let home = DirGuard::fake_home().expect("a fake home under /home (CI=true)");
     home.write(".bash_history", "ls\nwhoami\n");
     home.write(".zsh_history", ": 1700000000:0;ls\n");
@@ -43,7 +42,7 @@ fn reading_etc_shadow_is_a_system_credential_read() {
 #[test]
 fn deleting_moving_or_emptying_a_history_file_is_tampering() {
     let agent = agent();
-    let (home, case) = home(&agent, "history");
+    let (home, case) = home("history");
     let dir = home.path();
     let bash = path_str(home.join(".bash_history"));
     let zsh = path_str(home.join(".zsh_history"));

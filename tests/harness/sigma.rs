@@ -1,7 +1,8 @@
-//! The Sigma tests' harness: one agent per test binary with the shipped rules (and a filter
-//! document on the sentinel's rule) and `--watch-all`; a working directory per case; a
-//! positive waits for `sigma:<id>` and checks what the alert says of the rule against the
-//! rule's file; a negative runs a sentinel after the near miss and finds no alert of the rule.
+//! The harness of the Sigma and host-wide detection tests: one agent per test binary with the
+//! shipped rules (and a filter document on the sentinel's rule) and `--watch-all`; a working
+//! directory per case; a positive waits for `sigma:<id>` and checks what the alert says of the rule
+//! against the rule's file; a negative runs a sentinel after the near miss and finds no alert of
+//! the rule.
 
 use std::{
     fs,
@@ -120,14 +121,21 @@ pub fn expect_none(agent: &Agent, case: &Case, id: &str, pid: u32) {
 /// [`expect_none`] for any rule (`credential-read.system`, `sigma:<id>`, ...).
 #[track_caller]
 pub fn expect_no_alert(agent: &Agent, case: &Case, rule: &str, pid: u32) {
-    let sentinel = run(
+    sentinel(agent, case);
+    let unexpected = agent.alerts(|a| a["rule"] == rule && in_tree(a, pid));
+    assert!(unexpected.is_empty(), "near miss alerted: {unexpected:#?}");
+}
+
+/// Runs the sentinel in `case` and waits for its alert: every event of a process that ended
+/// before it has been judged by then.
+#[track_caller]
+pub fn sentinel(agent: &Agent, case: &Case) {
+    let pid = run(
         agent,
         &["cat", &case.path(".bash_history")],
         case.dir.path(),
     );
-    expect_sigma(agent, HISTORY_RECON, sentinel);
-    let unexpected = agent.alerts(|a| a["rule"] == rule && in_tree(a, pid));
-    assert!(unexpected.is_empty(), "near miss alerted: {unexpected:#?}");
+    expect_sigma(agent, HISTORY_RECON, pid);
 }
 
 /// Waits for the `rule` alert of `pid` (or a descendant).
