@@ -126,3 +126,84 @@ fn an_interpreter_starting_an_interactive_shell() {
     );
     expect_no_alert(&agent, &case, "interactive-shell.interpreter", pid);
 }
+
+#[test]
+fn truncating_a_history_file_to_nothing_is_tampering() {
+    let agent = agent();
+    let (home, case) = home("history-truncate");
+    let dir = home.path();
+    // truncate(2) itself, no open: the sensor's `truncate` event.
+    let zsh = path_str(home.join(".zsh_history"));
+    let pid = run(
+        &agent,
+        &[
+            "python3",
+            "-c",
+            "import os, sys; os.truncate(sys.argv[1], 0)",
+            &zsh,
+        ],
+        dir,
+    );
+    let alert = expect_rule(&agent, "history-tamper.truncate", pid);
+    assert_eq!(alert["event"]["kind"], "truncate", "{alert}");
+    assert_eq!(alert["event"]["path"], zsh.as_str(), "{alert}");
+    assert_eq!(alert["event"]["length"], 0, "{alert}");
+    // Another file truncated: nothing.
+    let notes = path_str(home.join("notes.txt"));
+    let pid = run(
+        &agent,
+        &[
+            "python3",
+            "-c",
+            "import os, sys; os.truncate(sys.argv[1], 0)",
+            &notes,
+        ],
+        dir,
+    );
+    expect_no_alert(&agent, &case, "history-tamper.truncate", pid);
+}
+
+/// Writes a copy of /bin/true at `$1`, gives it the name `$2` by `$3` (`ln` or `mv`) and runs
+/// it under that name.
+const DROP_RENAME_RUN: &str =
+    "cp /bin/true \"$1\" && chmod +x \"$1\" && $3 \"$1\" \"$2\" && \"$2\"";
+
+#[test]
+fn write_then_exec_follows_a_dropped_file_to_its_new_name() {
+    let agent = agent();
+    let case = Case::new("wte-link");
+    // Dropped in /tmp (the host-wide drop locations), run from a home directory on the same
+    // file system: the name run matches none of the rule's paths, the file does.
+    let home = DirGuard::fake_home().expect("a fake home under /home (CI=true)");
+    for (how, name) in [("ln", "linked"), ("mv", "moved")] {
+        let dropped = case.path(&format!("drop-{name}"));
+        let run_as = path_str(home.join(name));
+        let pid = run(
+            &agent,
+            &["sh", "-c", DROP_RENAME_RUN, "sh", &dropped, &run_as, how],
+            case.dir.path(),
+        );
+        let alert = expect_rule(&agent, "write-then-exec.tmp", pid);
+        assert_eq!(alert["event"]["kind"], "exec", "{alert}");
+        assert_eq!(alert["event"]["filename"], run_as.as_str(), "{alert}");
+        let message = alert["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("wrote earlier as {dropped}")),
+            "{how}: {alert}"
+        );
+    }
+    // A hard link to a file nobody in the family wrote, run from the home: nothing.
+    let sentinel = path_str(home.join("true-link"));
+    let pid = run(
+        &agent,
+        &[
+            "sh",
+            "-c",
+            "ln /usr/bin/true \"$1\" && \"$1\"",
+            "sh",
+            &sentinel,
+        ],
+        case.dir.path(),
+    );
+    expect_no_alert(&agent, &case, "write-then-exec.tmp", pid);
+}

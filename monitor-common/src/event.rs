@@ -16,6 +16,12 @@ pub enum EventKind {
     Rename = 102,
     Chmod = 103,
     Memfd = 104,
+    /// A hard link: `link`, `linkat`.
+    Link = 105,
+    /// A symbolic link: `symlink`, `symlinkat`.
+    Symlink = 106,
+    /// `truncate`, `ftruncate`.
+    Truncate = 107,
     // Network family: 200..=299.
     Connect = 200,
     Accept = 201,
@@ -38,6 +44,9 @@ impl EventKind {
             102 => Self::Rename,
             103 => Self::Chmod,
             104 => Self::Memfd,
+            105 => Self::Link,
+            106 => Self::Symlink,
+            107 => Self::Truncate,
             200 => Self::Connect,
             201 => Self::Accept,
             202 => Self::Bind,
@@ -59,6 +68,9 @@ impl EventKind {
             b"rename" => Self::Rename,
             b"chmod" => Self::Chmod,
             b"memfd" => Self::Memfd,
+            b"link" => Self::Link,
+            b"symlink" => Self::Symlink,
+            b"truncate" => Self::Truncate,
             b"connect" => Self::Connect,
             b"accept" => Self::Accept,
             b"bind" => Self::Bind,
@@ -80,6 +92,9 @@ impl EventKind {
             Self::Rename => "rename",
             Self::Chmod => "chmod",
             Self::Memfd => "memfd",
+            Self::Link => "link",
+            Self::Symlink => "symlink",
+            Self::Truncate => "truncate",
             Self::Connect => "connect",
             Self::Accept => "accept",
             Self::Bind => "bind",
@@ -182,8 +197,9 @@ pub struct ExitEvent {
 /// Paths come in two shapes. `path` is a dentry path when [`FILE_PATH_RESOLVED`] is set (the
 /// object the kernel actually used, walked through the dentry/mount chain), otherwise the user's
 /// string; when that string is relative, `path_base` holds the dentry path of the directory it
-/// is relative to (the dirfd's file or the cwd). `path2`/`path2_base` are the same for a
-/// rename's new name.
+/// is relative to (the dirfd's file or the cwd). `path2`/`path2_base` are the same for the new
+/// name of a rename, link or symlink. A symlink's `path` is its target as written (no base:
+/// a relative target is relative to the link, not to the caller).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FileEvent {
@@ -209,6 +225,8 @@ pub struct FileEvent {
     /// and the inode number of the nameless object opened.
     pub fs_magic: u32,
     pub ino: u64,
+    /// The length `truncate` and `ftruncate` asked for.
+    pub length: u64,
 }
 
 /// `path` is a dentry path resolved by the kernel.
@@ -328,7 +346,7 @@ const _: () = assert!(size_of::<EventHeader>() == 72);
 const _: () = assert!(size_of::<ExecEvent>() == 32);
 const _: () = assert!(size_of::<ForkEvent>() == 16);
 const _: () = assert!(size_of::<ExitEvent>() == 8);
-const _: () = assert!(size_of::<FileEvent>() == 56);
+const _: () = assert!(size_of::<FileEvent>() == 64);
 const _: () = assert!(size_of::<NetEvent>() == 64);
 const _: () = assert!(size_of::<DnsEvent>() == 40);
 const _: () = assert!(size_of::<OpenKey>() == 24);

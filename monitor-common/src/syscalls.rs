@@ -15,6 +15,12 @@ pub const FCHMOD: u64 = 91;
 pub const FCHMODAT: u64 = 268;
 pub const FCHMODAT2: u64 = 452;
 pub const MEMFD_CREATE: u64 = 319;
+pub const TRUNCATE: u64 = 76;
+pub const FTRUNCATE: u64 = 77;
+pub const LINK: u64 = 86;
+pub const SYMLINK: u64 = 88;
+pub const LINKAT: u64 = 265;
+pub const SYMLINKAT: u64 = 266;
 pub const CONNECT: u64 = 42;
 pub const ACCEPT: u64 = 43;
 pub const SENDTO: u64 = 44;
@@ -34,7 +40,9 @@ pub const fn handler_for(nr: u64) -> Option<u32> {
     match nr {
         OPEN | CREAT | OPENAT | OPENAT2 => Some(handler::FILE_OPEN),
         UNLINK | UNLINKAT | RENAME | RENAMEAT | RENAMEAT2 | CHMOD | FCHMOD | FCHMODAT
-        | FCHMODAT2 | MEMFD_CREATE => Some(handler::FILE_OTHER),
+        | FCHMODAT2 | MEMFD_CREATE | LINK | LINKAT | SYMLINK | SYMLINKAT | TRUNCATE | FTRUNCATE => {
+            Some(handler::FILE_OTHER)
+        }
         CONNECT | ACCEPT | ACCEPT4 | SENDTO | SENDMSG | SENDMMSG | BIND | LISTEN => {
             Some(handler::NET)
         }

@@ -1,5 +1,6 @@
 //! File activity, from the `sys_exit` dispatcher: opens (with the path the kernel actually
-//! opened, walked from the new fd), unlink, rename, chmod and memfd_create.
+//! opened, walked from the new fd), unlink, rename, chmod, memfd_create, link, symlink and
+//! truncate.
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
@@ -8,8 +9,9 @@ use monitor_common::{
     config::{counter, off},
     enforce::{ACCESS_READ, ACCESS_WRITE},
     syscalls::{
-        AT_FDCWD, CHMOD, CREAT, FCHMOD, FCHMODAT, FCHMODAT2, MEMFD_CREATE, OPEN, OPENAT, OPENAT2,
-        RENAME, RENAMEAT, RENAMEAT2, UNLINK, UNLINKAT,
+        AT_FDCWD, CHMOD, CREAT, FCHMOD, FCHMODAT, FCHMODAT2, FTRUNCATE, LINK, LINKAT, MEMFD_CREATE,
+        OPEN, OPENAT, OPENAT2, RENAME, RENAMEAT, RENAMEAT2, SYMLINK, SYMLINKAT, TRUNCATE, UNLINK,
+        UNLINKAT,
     },
 };
 
@@ -233,7 +235,8 @@ fn dedupe(file: *const u8) -> Option<u32> {
     Some(0)
 }
 
-/// Handler for unlink, rename, chmod and memfd_create families (slot `FILE_OTHER`).
+/// Handler for the unlink, rename, chmod, memfd_create, link, symlink and truncate families
+/// (slot `FILE_OTHER`).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit_file(ctx: RawTracePointContext) -> i32 {
     count_err(try_file(&ctx));
@@ -248,6 +251,9 @@ fn try_file(ctx: &RawTracePointContext) -> Result<(), i64> {
         RENAME | RENAMEAT | RENAMEAT2 => EventKind::Rename,
         CHMOD | FCHMOD | FCHMODAT | FCHMODAT2 => EventKind::Chmod,
         MEMFD_CREATE => EventKind::Memfd,
+        LINK | LINKAT => EventKind::Link,
+        SYMLINK | SYMLINKAT => EventKind::Symlink,
+        TRUNCATE | FTRUNCATE => EventKind::Truncate,
         _ => return Ok(()),
     };
     let Some(mut rec) = Record::new(kind, task) else {
@@ -298,6 +304,39 @@ fn try_file(ctx: &RawTracePointContext) -> Result<(), i64> {
                 let dfd = sc.arg(0) as i32;
                 ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, dfd, sc.arg(1));
                 (*p).mode = sc.arg(2) as u32;
+            }
+            LINK => {
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, AT_FDCWD, sc.arg(0));
+                ((*p).path2, (*p).path2_base) = user_path(d, &mut trunc, task, AT_FDCWD, sc.arg(1));
+            }
+            LINKAT => {
+                let (odfd, ndfd) = (sc.arg(0) as i32, sc.arg(2) as i32);
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, odfd, sc.arg(1));
+                ((*p).path2, (*p).path2_base) = user_path(d, &mut trunc, task, ndfd, sc.arg(3));
+                (*p).flags = sc.arg(4) as u32;
+            }
+            // The target is a string stored in the link, relative to the link's directory.
+            SYMLINK => {
+                (*p).path = d.push_user_str(sc.arg(0) as *const u8);
+                ((*p).path2, (*p).path2_base) = user_path(d, &mut trunc, task, AT_FDCWD, sc.arg(1));
+            }
+            SYMLINKAT => {
+                (*p).path = d.push_user_str(sc.arg(0) as *const u8);
+                let ndfd = sc.arg(1) as i32;
+                ((*p).path2, (*p).path2_base) = user_path(d, &mut trunc, task, ndfd, sc.arg(2));
+            }
+            TRUNCATE => {
+                ((*p).path, (*p).path_base) = user_path(d, &mut trunc, task, AT_FDCWD, sc.arg(0));
+                (*p).length = sc.arg(1);
+            }
+            FTRUNCATE => {
+                if let Ok(file) = fd_file(task, sc.arg(0) as i32 as i64) {
+                    let w = d.push_path(file.wrapping_add(offset(off::FILE_F_PATH)));
+                    trunc |= w.truncated;
+                    (*p).path = w.s;
+                    (*p).file_flags = FILE_PATH_RESOLVED;
+                }
+                (*p).length = sc.arg(1);
             }
             _ => {
                 (*p).path = d.push_user_str(sc.arg(0) as *const u8);

@@ -221,6 +221,7 @@ fn file(kind: EventKind, path: &str, access: Option<Access>, i: usize) -> Event 
         created: Some(false),
         mode: None,
         name: None,
+        length: None,
         flags: 0,
         result: 3,
         fd: Some(3),

@@ -311,14 +311,33 @@ impl Session {
                             created,
                         }
                     }
-                    FileOp::Unlink | FileOp::Rename | FileOp::Chmod => FileUse {
+                    FileOp::Unlink | FileOp::Rename | FileOp::Chmod | FileOp::Truncate => FileUse {
                         write: true,
                         ..FileUse::default()
                     },
+                    // A link makes a new name (a write) for a file it only names (a read);
+                    // a symlink's target is a string, not a file it uses.
+                    FileOp::Link | FileOp::Symlink => {
+                        let write = FileUse {
+                            write: true,
+                            ..FileUse::default()
+                        };
+                        if let Some(p) = path(&f.new_path) {
+                            self.footprint.file(&p, write, secs, serving, exe);
+                        }
+                        if f.op == FileOp::Symlink {
+                            return;
+                        }
+                        FileUse {
+                            read: true,
+                            ..FileUse::default()
+                        }
+                    }
                     // A memfd has no path to allow.
                     FileOp::Memfd => return,
                 };
-                for p in [path(&f.path), path(&f.new_path)].into_iter().flatten() {
+                let new_path = (!matches!(f.op, FileOp::Link)).then(|| path(&f.new_path));
+                for p in [path(&f.path), new_path.flatten()].into_iter().flatten() {
                     self.footprint.file(&p, use_, secs, serving, exe);
                 }
             }

@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// Every event kind, in the order of the per-kind counters.
-const KINDS: [EventKind; 14] = [
+const KINDS: [EventKind; 17] = [
     EventKind::Exec,
     EventKind::Fork,
     EventKind::Exit,
@@ -44,6 +44,9 @@ const KINDS: [EventKind; 14] = [
     EventKind::Listen,
     EventKind::Send,
     EventKind::Dns,
+    EventKind::Link,
+    EventKind::Symlink,
+    EventKind::Truncate,
 ];
 
 fn kind_index(k: EventKind) -> usize {
@@ -62,6 +65,9 @@ fn kind_index(k: EventKind) -> usize {
         EventKind::Listen => 11,
         EventKind::Send => 12,
         EventKind::Dns => 13,
+        EventKind::Link => 14,
+        EventKind::Symlink => 15,
+        EventKind::Truncate => 16,
     }
 }
 

@@ -9,7 +9,7 @@ use super::{
     OcsfError,
     dns::dns_parts,
     objects::{
-        Activity, FILE_ACTIVITY, FILE_REGULAR, FILE_UNKNOWN, Host, NETWORK_ACTIVITY,
+        Activity, FILE_ACTIVITY, FILE_REGULAR, FILE_SYMLINK, FILE_UNKNOWN, Host, NETWORK_ACTIVITY,
         PROCESS_ACTIVITY, PROFILES, Parts, actor, cmd_line, connection_info, device, endpoint,
         file, header, metadata, own_process, set_status,
     },
@@ -25,6 +25,7 @@ const LAUNCH: Activity = Activity::new(1, "Launch");
 const TERMINATE: Activity = Activity::new(2, "Terminate");
 
 const FILE_CREATE: Activity = Activity::new(1, "Create");
+const FILE_UPDATE: Activity = Activity::new(3, "Update");
 const FILE_DELETE: Activity = Activity::new(4, "Delete");
 const FILE_RENAME: Activity = Activity::new(5, "Rename");
 const FILE_SET_ATTRIBUTES: Activity = Activity::new(6, "Set Attributes");
@@ -231,7 +232,9 @@ fn exit_parts(x: &ExitBody, own: Map<String, Value>, mut unmapped: Map<String, V
 
 /// `open`: Create when it created the file, else Open (open flags as `access_mask`); `unlink`:
 /// Delete; `rename`: Rename (`file_result` is the destination); `chmod`: Set Attributes (mode
-/// in `unmapped.mode`); `memfd`: Create of the anonymous `memfd:NAME` file.
+/// in `unmapped.mode`); `memfd`: Create of the anonymous `memfd:NAME` file; `link` and
+/// `symlink`: Create of the new name (the linked file or the symlink's target in
+/// `unmapped.target`); `truncate`: Update (`unmapped.length`).
 fn file_parts(
     f: &FileBody,
     own: Map<String, Value>,
@@ -271,6 +274,23 @@ fn file_parts(
                 FILE_SET_ATTRIBUTES,
                 file(&path("path", &f.path)?, FILE_UNKNOWN),
             )
+        }
+        FileOp::Link | FileOp::Symlink => {
+            if let Some(target) = &f.path {
+                unmapped.insert("target".into(), target.as_str().into());
+            }
+            let type_id = if f.op == FileOp::Symlink {
+                FILE_SYMLINK
+            } else {
+                FILE_UNKNOWN
+            };
+            (FILE_CREATE, file(&path("new_path", &f.new_path)?, type_id))
+        }
+        FileOp::Truncate => {
+            if let Some(length) = f.length {
+                unmapped.insert("length".into(), length.into());
+            }
+            (FILE_UPDATE, file(&path("path", &f.path)?, FILE_UNKNOWN))
         }
         FileOp::Memfd => {
             let name = format!("memfd:{}", f.name.as_deref().unwrap_or_default());

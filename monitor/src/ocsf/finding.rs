@@ -320,7 +320,10 @@ fn resources(parts: &Parts) -> Vec<Value> {
         | EventKind::Unlink
         | EventKind::Rename
         | EventKind::Chmod
-        | EventKind::Memfd => None,
+        | EventKind::Memfd
+        | EventKind::Link
+        | EventKind::Symlink
+        | EventKind::Truncate => None,
     };
     if let Some(f) = &parts.file {
         let name = f.get("path").or_else(|| f.get("name")).cloned();

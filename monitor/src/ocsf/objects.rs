@@ -20,6 +20,8 @@ pub(super) const PROFILES: [&str; 3] = ["host", "container", "linux/linux_users"
 pub(super) const FILE_UNKNOWN: u8 = 0;
 /// OCSF `file.type_id` Regular File.
 pub(super) const FILE_REGULAR: u8 = 1;
+/// `type_id` Symbolic Link.
+pub(super) const FILE_SYMLINK: u8 = 7;
 
 /// The machine the agent runs on, reported as `device`.
 pub(super) struct Host {
@@ -176,13 +178,17 @@ pub(super) fn basename(path: &str) -> &str {
     path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path)
 }
 
-/// A `file` object; `type_id` is [`FILE_UNKNOWN`] or [`FILE_REGULAR`].
+/// A `file` object; `type_id` is [`FILE_UNKNOWN`], [`FILE_REGULAR`] or [`FILE_SYMLINK`].
 pub(super) fn file(path: &str, type_id: u8) -> Value {
     let mut f = json!({
         "name": basename(path),
         "path": path,
         "type_id": type_id,
-        "type": if type_id == FILE_REGULAR { "Regular File" } else { "Unknown" },
+        "type": match type_id {
+            FILE_REGULAR => "Regular File",
+            FILE_SYMLINK => "Symbolic Link",
+            _ => "Unknown",
+        },
     });
     if let Some((dir, _)) = path.rsplit_once('/') {
         f["parent_folder"] = (if dir.is_empty() { "/" } else { dir }).into();

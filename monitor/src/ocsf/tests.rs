@@ -33,9 +33,9 @@ fn to_ocsf(native: &Value) -> Result<Option<Value>, OcsfError> {
 }
 
 /// Every event kind the agent writes.
-const KINDS: [&str; 14] = [
+const KINDS: [&str; 17] = [
     "exec", "fork", "exit", "open", "unlink", "rename", "chmod", "memfd", "connect", "send",
-    "accept", "bind", "listen", "dns",
+    "accept", "bind", "listen", "dns", "link", "symlink", "truncate",
 ];
 
 /// How to install the schema package the validation needs.
@@ -160,6 +160,28 @@ fn native_events() -> Vec<(&'static str, Value)> {
             event(
                 "rename",
                 json!({ "path": "/tmp/a", "new_path": "/usr/local/bin/a", "flags": 0, "result": 0 }),
+            ),
+        ),
+        (
+            "link",
+            event(
+                "link",
+                json!({ "path": "/tmp/payload", "new_path": "/home/u/.local/bin/tool", "flags": 0,
+                        "result": 0 }),
+            ),
+        ),
+        (
+            "symlink",
+            event(
+                "symlink",
+                json!({ "path": "../payload", "new_path": "/tmp/x/run", "flags": 0, "result": 0 }),
+            ),
+        ),
+        (
+            "truncate",
+            event(
+                "truncate",
+                json!({ "path": "/root/.bash_history", "length": 0, "flags": 0, "result": 0 }),
             ),
         ),
         (
@@ -659,7 +681,7 @@ fn records_that_are_not_the_agent_s_are_clear_errors() {
         "`open` record lacks `path`, which OCSF requires"
     );
 
-    let mut bad_port = native_events()[10].1.clone();
+    let mut bad_port = sample("connect");
     bad_port["remote_port"] = 70000.into();
     let msg = not_a_record(event_to_ocsf(&bad_port), "port out of range");
     assert!(msg.contains("70000"), "{msg}");
@@ -750,6 +772,9 @@ fn file_activity_mapping() {
         ("rename", 5),
         ("chmod", 6),
         ("memfd", 1),
+        ("link", 1),
+        ("symlink", 1),
+        ("truncate", 3),
     ];
     for (name, activity) in cases {
         let o = converted_event(name);
@@ -781,6 +806,21 @@ fn file_activity_mapping() {
     let memfd = converted_event("memfd");
     assert_eq!(memfd["file"]["name"], "memfd:jit");
     assert!(memfd["file"].get("path").is_none());
+    let link = converted_event("link");
+    assert_eq!(link["file"]["path"], "/home/u/.local/bin/tool");
+    assert_eq!(link["unmapped"]["target"], "/tmp/payload");
+    let symlink = converted_event("symlink");
+    assert_eq!(
+        (
+            symlink["file"]["path"].clone(),
+            symlink["file"]["type_id"].clone()
+        ),
+        (json!("/tmp/x/run"), json!(7))
+    );
+    assert_eq!(symlink["unmapped"]["target"], "../payload");
+    let truncate = converted_event("truncate");
+    assert_eq!(truncate["file"]["path"], "/root/.bash_history");
+    assert_eq!(truncate["unmapped"]["length"], 0);
 }
 
 #[test]

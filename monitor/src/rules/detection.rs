@@ -21,7 +21,7 @@ use super::{EvalContext, Finding};
 use crate::sensor::event::Access;
 
 /// Bit of an event kind in a detection's `on` mask.
-pub(crate) fn kind_bit(k: EventKind) -> u16 {
+pub(crate) fn kind_bit(k: EventKind) -> u32 {
     1 << kind_index(k)
 }
 
@@ -42,11 +42,14 @@ pub(crate) fn kind_index(k: EventKind) -> usize {
         EventKind::Listen => 11,
         EventKind::Send => 12,
         EventKind::Dns => 13,
+        EventKind::Link => 14,
+        EventKind::Symlink => 15,
+        EventKind::Truncate => 16,
     }
 }
 
 /// Number of event kinds.
-pub(crate) const KINDS: usize = 14;
+pub(crate) const KINDS: usize = 17;
 
 fn on_kind(k: OnKind) -> EventKind {
     match k {
@@ -64,6 +67,9 @@ fn on_kind(k: OnKind) -> EventKind {
         OnKind::Accept => EventKind::Accept,
         OnKind::Bind => EventKind::Bind,
         OnKind::Listen => EventKind::Listen,
+        OnKind::Link => EventKind::Link,
+        OnKind::Symlink => EventKind::Symlink,
+        OnKind::Truncate => EventKind::Truncate,
     }
 }
 
@@ -299,7 +305,7 @@ pub(crate) struct Detection {
     pub scope: Scope,
     pub kind: DetKind,
     /// Event kinds looked at, as [`kind_bit`]s.
-    pub on: u16,
+    pub on: u32,
     pub when: Cond,
     pub except: Vec<Cond>,
     /// `when.path` as written, with lines (for `monitor learn`, which keeps its globs off
@@ -353,7 +359,7 @@ impl Detection {
         };
         if let Some(l) = &doc.on {
             let allowed = match kind {
-                DetKind::Match => u16::MAX,
+                DetKind::Match => u32::MAX,
                 DetKind::WriteThenExec => kind_bit(EventKind::Exec),
                 DetKind::Burst { .. } => kind_bit(EventKind::Exec) | kind_bit(EventKind::Fork),
             };

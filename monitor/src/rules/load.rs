@@ -683,7 +683,7 @@ when:
         assert_eq!(
             e,
             vec![
-                "x.yaml:5: key `on[0]`: unknown value `opne` (expected one of: exec, fork, exit, open, unlink, rename, chmod, memfd, connect, send, accept, bind, listen, dns)",
+                "x.yaml:5: key `on[0]`: unknown value `opne` (expected one of: exec, fork, exit, open, unlink, rename, chmod, memfd, connect, send, accept, bind, listen, dns, link, symlink, truncate)",
                 "x.yaml:6: key `enabled`: invalid value \"maybe\": expected true or false",
             ]
         );

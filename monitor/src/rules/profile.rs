@@ -293,7 +293,9 @@ impl Profile {
                     out.push(self.violation(Category::Write, v, path, phase));
                 }
             }
-            EventKind::Unlink | EventKind::Chmod | EventKind::Rename if ok => {
+            EventKind::Unlink | EventKind::Chmod | EventKind::Rename | EventKind::Truncate
+                if ok =>
+            {
                 for path in [v.path.as_deref(), v.new_path.as_deref()]
                     .into_iter()
                     .flatten()
@@ -303,7 +305,28 @@ impl Profile {
                     }
                 }
             }
-            EventKind::Open | EventKind::Unlink | EventKind::Chmod | EventKind::Rename => {}
+            // A new name is a write; a hard link's file is named (read), a symlink's target is
+            // only a string.
+            EventKind::Link | EventKind::Symlink if ok => {
+                if let Some(path) = v.new_path.as_deref()
+                    && !self.allows_path(phase, |l| &l.write, path)
+                {
+                    out.push(self.violation(Category::Write, v, path, phase));
+                }
+                if v.ev.kind() == EventKind::Link
+                    && let Some(path) = v.path.as_deref()
+                    && !self.allows_path(phase, |l| &l.read, path)
+                {
+                    out.push(self.violation(Category::Read, v, path, phase));
+                }
+            }
+            EventKind::Open
+            | EventKind::Unlink
+            | EventKind::Chmod
+            | EventKind::Rename
+            | EventKind::Truncate
+            | EventKind::Link
+            | EventKind::Symlink => {}
             EventKind::Connect | EventKind::Send => self.check_connect(v, ctx, out),
             EventKind::Listen if ok => self.check_port(Category::Listen, v, phase, out),
             // A bind to a port outside the list: enforce mode refuses it (a TCP server then never

@@ -273,6 +273,9 @@ pub(crate) enum OnKind {
     Bind,
     Listen,
     Dns,
+    Link,
+    Symlink,
+    Truncate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

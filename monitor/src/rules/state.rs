@@ -2,7 +2,7 @@
 //! which files each workload wrote (`write_then_exec`) and how fast each workload creates
 //! processes (`burst`). Both are bounded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 /// Most written files remembered (over all workloads).
@@ -15,9 +15,11 @@ const BURST_MAX: usize = 16 * 1024;
 pub struct DetectionState {
     hasher: RandomState,
     /// Hashes of (workload, path) written: two generations, the older dropped when the newer
-    /// fills, so recently seen entries survive (an approximate LRU at two hash sets' cost).
-    written: HashSet<u64>,
-    written_old: HashSet<u64>,
+    /// fills, so recently seen entries survive (an approximate LRU at two hash maps' cost).
+    /// The value is the name a file was written under when it got this one by a hard link or
+    /// a rename (`write_then_exec` follows the file, not its name).
+    written: HashMap<u64, Option<Box<str>>>,
+    written_old: HashMap<u64, Option<Box<str>>>,
     bursts: HashMap<(usize, u64), Window>,
 }
 
@@ -31,8 +33,8 @@ impl DetectionState {
     pub fn new() -> Self {
         DetectionState {
             hasher: RandomState::new(),
-            written: HashSet::new(),
-            written_old: HashSet::new(),
+            written: HashMap::new(),
+            written_old: HashMap::new(),
             bursts: HashMap::new(),
         }
     }
@@ -44,22 +46,49 @@ impl DetectionState {
     /// Remembers that `workload` wrote `path`.
     pub(crate) fn record_write(&mut self, workload: u64, path: &str) {
         let k = self.key(workload, path);
-        if self.written.insert(k) && self.written.len() >= WRITTEN_MAX / 2 {
+        if !self.written.contains_key(&k) {
+            let origin = self.written_old.remove(&k).flatten();
+            self.insert(k, origin);
+        }
+    }
+
+    /// A file got the name `to` (a hard link or a rename of `from`): when `workload` wrote
+    /// `from`, it wrote `to` too, under the name it first wrote it as. Returns whether it did.
+    pub(crate) fn record_alias(&mut self, workload: u64, from: &str, to: &str) -> bool {
+        let Some(origin) = self.written(workload, from) else {
+            return false;
+        };
+        let origin = origin.unwrap_or_else(|| from.into());
+        let k = self.key(workload, to);
+        self.written_old.remove(&k);
+        self.insert(k, Some(origin));
+        true
+    }
+
+    fn insert(&mut self, k: u64, origin: Option<Box<str>>) {
+        self.written.insert(k, origin);
+        if self.written.len() >= WRITTEN_MAX / 2 {
             self.written_old = std::mem::take(&mut self.written);
         }
     }
 
-    /// Whether `workload` wrote `path` (and is still remembered).
-    pub(crate) fn was_written(&mut self, workload: u64, path: &str) -> bool {
+    /// Whether `workload` wrote `path` (and is still remembered): `Some(None)` when it wrote
+    /// it under this name, `Some(Some(name))` when it wrote it as `name` and gave it this name
+    /// by a link or rename.
+    pub(crate) fn written(&mut self, workload: u64, path: &str) -> Option<Option<Box<str>>> {
         let k = self.key(workload, path);
-        if self.written.contains(&k) {
-            return true;
+        if let Some(origin) = self.written.get(&k) {
+            return Some(origin.clone());
         }
-        if self.written_old.remove(&k) {
-            self.written.insert(k);
-            return true;
-        }
-        false
+        let origin = self.written_old.remove(&k)?;
+        self.insert(k, origin.clone());
+        Some(origin)
+    }
+
+    /// Whether `workload` wrote `path`, under any name.
+    #[cfg(test)]
+    pub(crate) fn was_written(&mut self, workload: u64, path: &str) -> bool {
+        self.written(workload, path).is_some()
     }
 
     /// Counts one process creation of `workload` for burst detection `det`; returns the
@@ -285,6 +314,82 @@ mod tests {
         assert!(
             rules_of(&r, &mut st, &exec("/usr/bin/git", &["git", "/tmp/s.py"]), 1).is_empty(),
             "not an interpreter"
+        );
+    }
+
+    fn renamed(kind: EventKind, from: &str, to: &str) -> Event {
+        let mut b = file_body(from);
+        b.new_path = Some(to.to_owned());
+        file_event(kind, b)
+    }
+
+    #[test]
+    fn a_written_file_is_followed_through_links_and_renames() {
+        let r = rules();
+        let mut st = DetectionState::new();
+        rules_of(&r, &mut st, &open("/tmp/drop", Access::Write), 1);
+        // Linked out of the rule's paths, then renamed again: the second name still counts,
+        // and the message names where it was written.
+        rules_of(
+            &r,
+            &mut st,
+            &renamed(EventKind::Link, "/tmp/drop", "/home/u/a"),
+            1,
+        );
+        rules_of(
+            &r,
+            &mut st,
+            &renamed(EventKind::Rename, "/home/u/a", "/home/u/b"),
+            1,
+        );
+        let f = r.check(&exec("/home/u/b", &["b"]), &in_workload(1), &mut st);
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message
+                .contains("executed /home/u/b, a file the same workload wrote earlier as /tmp/drop and linked or renamed"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(f[0].key, "write-exec|/home/u/b");
+        // A symlink is a new file pointing at a name: not followed; another workload's link
+        // of the same file is not this workload's write.
+        rules_of(
+            &r,
+            &mut st,
+            &renamed(EventKind::Symlink, "/tmp/drop", "/home/u/s"),
+            1,
+        );
+        assert!(rules_of(&r, &mut st, &exec("/home/u/s", &["s"]), 1).is_empty());
+        rules_of(
+            &r,
+            &mut st,
+            &renamed(EventKind::Link, "/tmp/drop", "/home/u/c"),
+            2,
+        );
+        assert!(rules_of(&r, &mut st, &exec("/home/u/c", &["c"]), 2).is_empty());
+        // A link of a file nobody wrote, and a failed link: nothing.
+        rules_of(
+            &r,
+            &mut st,
+            &renamed(EventKind::Link, "/tmp/clean", "/home/u/d"),
+            1,
+        );
+        assert!(rules_of(&r, &mut st, &exec("/home/u/d", &["d"]), 1).is_empty());
+        let mut failed = file_body("/tmp/drop");
+        failed.new_path = Some("/home/u/e".to_owned());
+        failed.result = -17;
+        rules_of(&r, &mut st, &file_event(EventKind::Link, failed), 1);
+        assert!(rules_of(&r, &mut st, &exec("/home/u/e", &["e"]), 1).is_empty());
+        // A truncate is a write.
+        rules_of(
+            &r,
+            &mut st,
+            &file_event(EventKind::Truncate, file_body("/tmp/t")),
+            1,
+        );
+        assert_eq!(
+            rules_of(&r, &mut st, &exec("/tmp/t", &["t"]), 1),
+            vec!["write-exec"]
         );
     }
 

@@ -50,6 +50,7 @@ pub fn file_body(path: &str) -> FileBody {
         created: None,
         mode: None,
         name: None,
+        length: None,
         flags: 0,
         result: 3,
         fd: Some(3),

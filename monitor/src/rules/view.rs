@@ -95,19 +95,31 @@ impl<'a> View<'a> {
         }
     }
 
+    /// An open's access; a truncate writes.
     pub fn access(&self) -> Option<Access> {
-        self.file.and_then(|f| f.access)
+        let f = self.file?;
+        match f.op {
+            FileOp::Truncate => Some(Access::Write),
+            _ => f.access,
+        }
     }
 
     pub fn created(&self) -> bool {
         self.file.and_then(|f| f.created).unwrap_or(false)
     }
 
-    /// An open for writing with `O_TRUNC`: whatever the file held is gone.
+    /// An open for writing with `O_TRUNC`, or a truncate to length 0: whatever the file held
+    /// is gone.
     pub fn truncates(&self) -> bool {
         const O_TRUNC: u32 = 0o1000;
-        self.file.is_some_and(|f| f.flags & O_TRUNC != 0)
-            && matches!(self.access(), Some(Access::Write | Access::ReadWrite))
+        let Some(f) = self.file else { return false };
+        match f.op {
+            FileOp::Truncate => f.length == Some(0),
+            _ => {
+                f.flags & O_TRUNC != 0
+                    && matches!(self.access(), Some(Access::Write | Access::ReadWrite))
+            }
+        }
     }
 
     pub fn remote_port(&self) -> Option<u16> {
@@ -179,6 +191,16 @@ impl<'a> View<'a> {
                     FileOp::Memfd => {
                         format!("created memfd {}", f.name.as_deref().unwrap_or("(unnamed)"))
                     }
+                    FileOp::Link => {
+                        format!("linked {path} as {}", f.new_path.as_deref().unwrap_or("?"))
+                    }
+                    FileOp::Symlink => format!(
+                        "made symlink {} to {path}",
+                        f.new_path.as_deref().unwrap_or("?")
+                    ),
+                    FileOp::Truncate => {
+                        format!("truncated {path} to {} bytes", f.length.unwrap_or(0))
+                    }
                 }
             }
             EventBody::Net(n) => match n.op {
@@ -227,10 +249,10 @@ impl<'a> View<'a> {
         match self.ev.kind() {
             EventKind::Exec => self.exe.unwrap_or("?").to_owned(),
             EventKind::Fork | EventKind::Exit => self.ev.comm.clone(),
-            EventKind::Open | EventKind::Unlink | EventKind::Chmod => {
+            EventKind::Open | EventKind::Unlink | EventKind::Chmod | EventKind::Truncate => {
                 f.and_then(|f| f.path.clone()).unwrap_or_default()
             }
-            EventKind::Rename => format!(
+            EventKind::Rename | EventKind::Link | EventKind::Symlink => format!(
                 "{} -> {}",
                 f.and_then(|f| f.path.as_deref()).unwrap_or("?"),
                 f.and_then(|f| f.new_path.as_deref()).unwrap_or("?")

@@ -29,18 +29,29 @@ impl RuleSet {
         if v.failed() {
             return;
         }
+        // A written file given a new name (a hard link, a rename) stays written: the rule
+        // follows the file.
+        if let (EventKind::Rename | EventKind::Link, Some(from), Some(to)) =
+            (v.ev.kind(), file.path.as_deref(), file.new_path.as_deref())
+        {
+            for k in ctx.kin.keys() {
+                state.record_alias(k, from, to);
+            }
+        }
         let written = match v.ev.kind() {
             EventKind::Open => {
                 let w = matches!(file.access, Some(Access::Write | Access::ReadWrite));
                 (w || v.created()).then_some(file.path.as_deref()).flatten()
             }
             EventKind::Rename => file.new_path.as_deref(),
-            EventKind::Chmod => file.path.as_deref(),
+            EventKind::Chmod | EventKind::Truncate => file.path.as_deref(),
             EventKind::Exec
             | EventKind::Fork
             | EventKind::Exit
             | EventKind::Unlink
             | EventKind::Memfd
+            | EventKind::Link
+            | EventKind::Symlink
             | EventKind::Connect
             | EventKind::Accept
             | EventKind::Bind
@@ -69,21 +80,34 @@ impl RuleSet {
         target: &str,
         out: &mut Vec<Finding>,
     ) {
+        let Some(origin) = ctx.kin.keys().find_map(|k| state.written(k, target)) else {
+            return;
+        };
+        // Either name of the file can make a detection fire: the one run, or the one it was
+        // written under before a link or rename.
+        let names = [Some(target), origin.as_deref()];
         for &i in &self.wte {
             let d = &self.detections[i];
-            if out.iter().any(|f| f.rule == d.id) || !d.when.path_matches(target) {
+            if out.iter().any(|f| f.rule == d.id) {
                 continue;
             }
-            let written = ctx.kin.keys().any(|k| state.was_written(k, target));
-            if written && d.fires(v, ctx, Some(target)) {
-                let what = format!(
-                    "executed {target}, a file written earlier by the same workload{}",
-                    if v.exe == Some(target) {
-                        ""
-                    } else {
-                        " (as script)"
+            if names.iter().flatten().any(|&p| d.fires(v, ctx, Some(p))) {
+                let how = if v.exe == Some(target) {
+                    ""
+                } else {
+                    " (as script)"
+                };
+                let what = match origin.as_deref() {
+                    Some(o) => format!(
+                        "executed {target}{how}, a file the same workload wrote earlier as {o} \
+                         and linked or renamed"
+                    ),
+                    None => {
+                        format!(
+                            "executed {target}, a file written earlier by the same workload{how}"
+                        )
                     }
-                );
+                };
                 out.push(d.finding(v, pname, Some(what), target.to_owned()));
             }
         }

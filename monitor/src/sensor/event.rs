@@ -101,6 +101,9 @@ pub enum FileOp {
     Rename,
     Chmod,
     Memfd,
+    Link,
+    Symlink,
+    Truncate,
 }
 
 /// A socket syscall: the kind of a [`NetBody`].
@@ -146,6 +149,9 @@ impl FileOp {
             Self::Rename => EventKind::Rename,
             Self::Chmod => EventKind::Chmod,
             Self::Memfd => EventKind::Memfd,
+            Self::Link => EventKind::Link,
+            Self::Symlink => EventKind::Symlink,
+            Self::Truncate => EventKind::Truncate,
         }
     }
 
@@ -157,6 +163,9 @@ impl FileOp {
             EventKind::Rename => Self::Rename,
             EventKind::Chmod => Self::Chmod,
             EventKind::Memfd => Self::Memfd,
+            EventKind::Link => Self::Link,
+            EventKind::Symlink => Self::Symlink,
+            EventKind::Truncate => Self::Truncate,
             _ => return None,
         })
     }
@@ -199,6 +208,9 @@ enum TaggedRef<'a> {
     Rename(&'a FileBody),
     Chmod(&'a FileBody),
     Memfd(&'a FileBody),
+    Link(&'a FileBody),
+    Symlink(&'a FileBody),
+    Truncate(&'a FileBody),
     Connect(&'a NetBody),
     Accept(&'a NetBody),
     Bind(&'a NetBody),
@@ -219,6 +231,9 @@ enum Tagged {
     Rename(FileBody),
     Chmod(FileBody),
     Memfd(FileBody),
+    Link(FileBody),
+    Symlink(FileBody),
+    Truncate(FileBody),
     Connect(NetBody),
     Accept(NetBody),
     Bind(NetBody),
@@ -239,6 +254,9 @@ impl Serialize for EventBody {
                 FileOp::Rename => TaggedRef::Rename(f),
                 FileOp::Chmod => TaggedRef::Chmod(f),
                 FileOp::Memfd => TaggedRef::Memfd(f),
+                FileOp::Link => TaggedRef::Link(f),
+                FileOp::Symlink => TaggedRef::Symlink(f),
+                FileOp::Truncate => TaggedRef::Truncate(f),
             },
             Self::Net(n) => match n.op {
                 NetOp::Connect => TaggedRef::Connect(n),
@@ -266,6 +284,9 @@ impl<'de> Deserialize<'de> for EventBody {
             Tagged::Rename(b) => file(FileOp::Rename, b),
             Tagged::Chmod(b) => file(FileOp::Chmod, b),
             Tagged::Memfd(b) => file(FileOp::Memfd, b),
+            Tagged::Link(b) => file(FileOp::Link, b),
+            Tagged::Symlink(b) => file(FileOp::Symlink, b),
+            Tagged::Truncate(b) => file(FileOp::Truncate, b),
             Tagged::Connect(b) => net(NetOp::Connect, b),
             Tagged::Accept(b) => net(NetOp::Accept, b),
             Tagged::Bind(b) => net(NetOp::Bind, b),
@@ -322,10 +343,11 @@ pub struct FileBody {
     /// Which file syscall (the event's `kind`).
     #[serde(skip)]
     pub op: FileOp,
-    /// Absolute path (open/unlink/rename source/chmod); absent for memfd.
+    /// Absolute path (open, unlink, rename and link source, chmod, truncate); a symlink's
+    /// target as written (relative to the link's directory when relative); absent for memfd.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Rename destination.
+    /// The new name of a rename, link or symlink.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -338,6 +360,9 @@ pub struct FileBody {
     /// memfd name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The length a truncate asked for.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub length: Option<u64>,
     /// Raw flags of the syscall (open flags, rename flags, memfd flags).
     pub flags: u32,
     /// 0 on success, else -errno.

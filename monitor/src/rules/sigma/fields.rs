@@ -89,11 +89,12 @@ impl Category {
     }
 }
 
-/// The file an event creates: a new or truncated file, or a rename's new name.
+/// The file an event creates: a new or truncated file, or the new name of a rename, hard link
+/// or symlink.
 fn target_filename<'v>(v: &'v View<'_>) -> Option<&'v str> {
     match v.file?.op {
-        FileOp::Open if v.created() || v.truncates() => v.path.as_deref(),
-        FileOp::Rename => v.new_path.as_deref(),
+        FileOp::Open | FileOp::Truncate if v.created() || v.truncates() => v.path.as_deref(),
+        FileOp::Rename | FileOp::Link | FileOp::Symlink => v.new_path.as_deref(),
         _ => None,
     }
 }

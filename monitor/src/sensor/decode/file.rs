@@ -1,4 +1,4 @@
-//! File-family payloads: open, unlink, rename, chmod, memfd.
+//! File-family payloads: open, unlink, rename, chmod, memfd, link, symlink, truncate.
 
 use monitor_common::{
     FILE_PATH_PSEUDO, FILE_PATH_RESOLVED, FLAG_PATH_TRUNCATED, FMODE_CREATED, FMODE_READ,
@@ -34,6 +34,7 @@ pub fn decode(rec: &RawRecord<'_>, op: FileOp) -> Result<FileBody, DecodeError> 
         created: None,
         mode: None,
         name: None,
+        length: None,
         flags: p.flags,
         result: if ok { 0 } else { p.result },
         fd: None,
@@ -61,9 +62,18 @@ pub fn decode(rec: &RawRecord<'_>, op: FileOp) -> Result<FileBody, DecodeError> 
             body.created = Some(created);
         }
         FileOp::Unlink => body.path = path("path", p.path, p.path_base, false)?,
-        FileOp::Rename => {
+        FileOp::Rename | FileOp::Link => {
             body.path = path("path", p.path, p.path_base, false)?;
             body.new_path = path("new_path", p.path2, p.path2_base, false)?;
+        }
+        FileOp::Symlink => {
+            body.path = rec.string("path", p.path)?;
+            body.new_path = path("new_path", p.path2, p.path2_base, false)?;
+        }
+        FileOp::Truncate => {
+            let resolved = p.file_flags & FILE_PATH_RESOLVED != 0;
+            body.path = path("path", p.path, p.path_base, resolved)?;
+            body.length = Some(p.length);
         }
         FileOp::Chmod => {
             body.path = path(
