@@ -35,7 +35,7 @@ struct Known {
 
 #[derive(Debug)]
 enum Matcher {
-    Path(PathList),
+    Path(Box<PathList>),
     Host(String, Option<u16>),
     Net(ipnet::IpNet, Option<u16>),
     Port(u16),
@@ -299,13 +299,13 @@ fn block(allow: Option<&Allow>) -> Block {
                 },
                 None => Known {
                     entry: kept(Value::Path(p.clone())),
-                    matcher: Matcher::Path(PathList::compile(
+                    matcher: Matcher::Path(Box::new(PathList::compile(
                         &[spanned(p)],
                         key.as_str(),
                         &[],
                         dir_too,
                         &mut sink,
-                    )),
+                    ))),
                 },
             })
             .collect();

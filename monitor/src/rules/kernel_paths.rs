@@ -167,13 +167,12 @@ impl KernelPaths {
         if self.excluded.contains(name) {
             return false;
         }
-        let under = |dir: &String| {
-            dir == "/"
-                || path
-                    .strip_prefix(dir.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
-        self.trees.iter().any(under) || self.open.iter().any(under)
+        // The directories `path` is under: `/`, then each prefix ending before one of its `/`.
+        let listed = |dir: &str| self.trees.contains(dir) || self.open.contains(dir);
+        listed("/")
+            || path
+                .match_indices('/')
+                .any(|(i, _)| i > 0 && listed(&path[..i]))
     }
 
     /// Adds `other` (the start-up lists to the serving ones).

@@ -11,8 +11,10 @@ mod enforce;
 mod kernel_paths;
 mod kill;
 pub(crate) mod load;
+mod path_index;
 mod path_list;
 mod pattern;
+mod prefilter;
 mod profile;
 mod program;
 pub(crate) mod schema;
@@ -215,6 +217,8 @@ pub struct RuleSet {
     wte: Vec<usize>,
     /// Enabled `burst` detections per event kind.
     bursts: [Vec<usize>; KINDS],
+    /// The `when.path` of the `match` detections, per kind.
+    prefilter: prefilter::PathPrefilter,
     sigma: sigma::SigmaRules,
 }
 
@@ -354,6 +358,7 @@ impl RuleSet {
                 }
             }
         }
+        set.prefilter = prefilter::PathPrefilter::build(&detections, &set.by_kind);
         set.detections = detections;
         set.place_kills();
         set
@@ -507,9 +512,12 @@ impl RuleSet {
         // profiled processes (tool spawns) leave it to the profile.
         let listed = profile.is_some_and(|p| p.lists_exec(&v, ctx.phase));
         let k = kind_index(ev.kind());
+        let hits = self.prefilter.hits(k, &v);
         for &i in &self.by_kind[k] {
             let d = &self.detections[i];
-            if listed && d.scope == schema::Scope::Profiled {
+            if !self.prefilter.may_fire(d, i, hits.as_deref())
+                || (listed && d.scope == schema::Scope::Profiled)
+            {
                 continue;
             }
             if d.fires(&v, ctx, None) {

@@ -3,11 +3,11 @@
 
 use std::collections::HashSet;
 
-use globset::{GlobSet, GlobSetBuilder};
 use marked_yaml::Spanned;
 
 use super::load::Sink;
-use super::pattern::{build_set, expand_home, line_of, path_glob};
+use super::path_index::{PathIndex, PathIndexBuilder};
+use super::pattern::{expand_home, line_of, path_glob};
 
 /// Reads every process may do when `baseline: true`.
 pub(crate) const BASELINE_READ: &[&str] = &[
@@ -48,11 +48,11 @@ pub(crate) fn is_glob(pattern: &str) -> bool {
 }
 
 /// A compiled path list.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct PathList {
     exact: HashSet<String>,
-    globs: GlobSet,
-    exclude: GlobSet,
+    globs: PathIndex,
+    exclude: PathIndex,
     /// Every pattern as compiled (`~/` expanded), for the kernel's form of the list.
     pub sources: Vec<Source>,
 }
@@ -67,17 +67,6 @@ pub(crate) struct Source {
     pub key: String,
 }
 
-impl Default for PathList {
-    fn default() -> Self {
-        Self {
-            exact: HashSet::new(),
-            globs: GlobSet::empty(),
-            exclude: GlobSet::empty(),
-            sources: Vec::new(),
-        }
-    }
-}
-
 impl PathList {
     /// Compiles `patterns` (errors keyed `key[i]`), plus built-in `base` patterns. With
     /// `dir_too`, `dir/**` also allows `dir` itself (opening a directory to list it).
@@ -90,7 +79,7 @@ impl PathList {
     ) -> Self {
         let mut exact = HashSet::new();
         let mut sources = Vec::new();
-        let (mut globs, mut exclude) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        let (mut globs, mut exclude) = (PathIndexBuilder::default(), PathIndexBuilder::default());
         for (i, written) in patterns.iter().enumerate() {
             let (negated, p) = match written.strip_prefix('!') {
                 Some(rest) => (true, rest),
@@ -140,9 +129,7 @@ impl PathList {
                     &mut globs
                 };
                 match path_glob(&one) {
-                    Ok(g) => {
-                        target.add(g);
-                    }
+                    Ok(g) => target.add(g, 0),
                     Err(e) => {
                         sink.error(
                             line_of(written),
@@ -163,7 +150,7 @@ impl PathList {
             });
             if is_glob(p) {
                 if let Ok(g) = path_glob(p) {
-                    globs.add(g);
+                    globs.add(g, 0);
                 }
             } else {
                 exact.insert((*p).to_owned());
@@ -171,8 +158,8 @@ impl PathList {
         }
         Self {
             exact,
-            globs: build_set(globs, key, sink),
-            exclude: build_set(exclude, key, sink),
+            globs: build_index(globs, key, sink),
+            exclude: build_index(exclude, key, sink),
             sources,
         }
     }
@@ -197,4 +184,16 @@ impl PathList {
     pub fn is_match(&self, path: &str) -> bool {
         self.exact.contains(path) || (self.globs.is_match(path) && !self.exclude.is_match(path))
     }
+}
+
+/// Builds an index whose individual globs all compiled; see [`super::pattern::build_set`].
+pub(crate) fn build_index(b: PathIndexBuilder, key: &str, sink: &mut Sink<'_>) -> PathIndex {
+    b.build().unwrap_or_else(|e| {
+        sink.error(
+            None,
+            key,
+            format!("the patterns do not compile together ({e}): split or simplify them"),
+        );
+        PathIndex::default()
+    })
 }

@@ -161,7 +161,8 @@ impl SigmaRules {
         );
     }
 
-    /// Applies the filters once every rule is loaded: each must name loaded rules.
+    /// Applies the filters once every rule is loaded (each must name loaded rules), then builds
+    /// the cross-rule index.
     pub fn apply_filters(&mut self, errors: &mut Vec<super::load::RuleFileError>) {
         for p in std::mem::take(&mut self.pending) {
             let mut sink = Sink {
@@ -184,6 +185,14 @@ impl SigmaRules {
             if let Err(e) = self.engines[p.category.index()].apply_filter(&p.filter) {
                 sink.error(p.line, "filter", format!("cannot apply: {e}"));
             }
+        }
+        // One Aho-Corasick automaton (daachorse) over every rule's substrings per category: an
+        // event is evaluated only by the rules whose literals it contains (and the rules no
+        // literal can rule out). Built once here, since each later change rebuilds it whole.
+        // Measured with `cargo bench -p monitor --bench rules` and SigmaHQ's Linux rules: it
+        // made the Sigma engine several times cheaper per event.
+        for engine in &mut self.engines {
+            engine.set_cross_rule_ac(true);
         }
     }
 

@@ -309,3 +309,46 @@ level: high
     assert!(hit(&["echo", "lit*star"], "/usr/bin/echo"));
     assert!(!hit(&["echo", "litXstar"], "/usr/bin/echo"));
 }
+
+/// The cross-rule prefilter (one automaton over every rule's literals) keeps Sigma's
+/// case-insensitive default: field values in any case still reach the rule.
+#[test]
+fn the_cross_rule_prefilter_keeps_matching_case_insensitive() {
+    let rule = "title: Curl to a webhook
+id: 00000000-0000-4000-8000-00000000000b
+logsource:
+    product: linux
+    category: process_creation
+detection:
+    selection:
+        Image|endswith: '/curl'
+        CommandLine|contains: 'webhook.site'
+    condition: selection
+level: high
+";
+    let other = rule
+        .replace("00000000000b", "00000000000c")
+        .replace("/curl", "/wget")
+        .replace("Curl to", "Wget to");
+    let rules = load_ok(&[("c.yml", rule), ("w.yml", &other)]);
+    let fired = |argv: &[&str], exe: &str| {
+        check(&rules, &exec(exe, argv), &host_wide())
+            .into_iter()
+            .map(|f| f.rule)
+            .collect::<Vec<_>>()
+    };
+    let curl = "sigma:00000000-0000-4000-8000-00000000000b";
+    assert_eq!(
+        fired(&["curl", "https://WEBHOOK.SITE/x"], "/usr/bin/CURL"),
+        [curl]
+    );
+    assert_eq!(
+        fired(&["curl", "https://webhook.site/x"], "/usr/bin/curl"),
+        [curl]
+    );
+    assert!(fired(&["curl", "https://example.com/x"], "/usr/bin/curl").is_empty());
+    assert_eq!(
+        fired(&["wget", "https://Webhook.Site/x"], "/usr/bin/wget"),
+        ["sigma:00000000-0000-4000-8000-00000000000c"]
+    );
+}
