@@ -19,6 +19,7 @@
 use std::collections::HashSet;
 
 use super::path_list::{PathList, is_glob};
+use super::pattern::literal_start;
 
 /// A pattern the kernel cannot enforce as written, and what that means.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,10 +44,9 @@ pub struct KernelPaths {
 
 /// The literal directory before the first wildcard of `pattern` (`/` at least).
 fn literal_dir(pattern: &str) -> String {
-    let first = pattern
-        .find(['*', '?', '[', '{', '\\'])
-        .unwrap_or(pattern.len());
-    let dir = pattern[..first].rsplit_once('/').map_or("", |(d, _)| d);
+    let dir = literal_start(pattern)
+        .rsplit_once('/')
+        .map_or("", |(d, _)| d);
     if dir.is_empty() {
         "/".to_owned()
     } else {

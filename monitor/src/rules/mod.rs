@@ -515,7 +515,7 @@ impl RuleSet {
         let hits = self.prefilter.hits(k, &v);
         for &i in &self.by_kind[k] {
             let d = &self.detections[i];
-            if !self.prefilter.may_fire(d, i, hits.as_deref())
+            if !prefilter::PathPrefilter::may_fire(d, i, hits.as_deref())
                 || (listed && d.scope == schema::Scope::Profiled)
             {
                 continue;

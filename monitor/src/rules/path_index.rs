@@ -13,6 +13,8 @@ use std::collections::HashMap;
 
 use globset::{Candidate, Glob, GlobSet, GlobSetBuilder};
 
+use super::pattern::literal_start;
+
 /// Globs with ids, indexed by literal directory prefix.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PathIndex {
@@ -40,9 +42,7 @@ pub(crate) struct PathIndexBuilder {
 /// The directory prefix (ending in `/`) every path a glob matches starts with; empty when it
 /// has none.
 fn dir_key(pattern: &str) -> &str {
-    let literal = pattern
-        .find(['*', '?', '[', '{', '\\'])
-        .map_or(pattern, |i| &pattern[..i]);
+    let literal = literal_start(pattern);
     literal.rfind('/').map_or("", |i| &literal[..=i])
 }
 

@@ -7,7 +7,7 @@ use marked_yaml::Spanned;
 
 use super::load::Sink;
 use super::path_index::{PathIndex, PathIndexBuilder};
-use super::pattern::{expand_home, line_of, path_glob};
+use super::pattern::{GLOB_CHARS, expand_home, line_of, path_glob};
 
 /// Reads every process may do when `baseline: true`.
 pub(crate) const BASELINE_READ: &[&str] = &[
@@ -44,7 +44,7 @@ pub(crate) const BASELINE_WRITE: &[&str] = &["/dev/null"];
 /// Whether a pattern has glob syntax (else it names one path exactly). A backslash escapes
 /// the character after it (`/app/data\[1\].json`), so it makes a glob too.
 pub(crate) fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '[', '{', '\\'])
+    pattern.contains(GLOB_CHARS)
 }
 
 /// A compiled path list.

@@ -22,6 +22,14 @@ pub(crate) fn expand_home(pattern: &str) -> Vec<String> {
     }
 }
 
+/// The characters that make a path pattern a glob (a backslash escapes the one after it).
+pub(crate) const GLOB_CHARS: [char; 5] = ['*', '?', '[', '{', '\\'];
+
+/// The literal start of a path pattern: everything before its first [`GLOB_CHARS`] character.
+pub(crate) fn literal_start(pattern: &str) -> &str {
+    pattern.find(GLOB_CHARS).map_or(pattern, |i| &pattern[..i])
+}
+
 /// A path glob as rules mean it: `*`, `?` and classes stay within a component, `**` crosses.
 pub(crate) fn path_glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).build()

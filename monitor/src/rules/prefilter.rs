@@ -36,9 +36,9 @@ impl PathPrefilter {
         out
     }
 
-    /// Whether detection `i` (of kind `k`, with hits `hits` from [`Self::hits`]) can fire: it
-    /// has no `when.path`, or its `when.path` matched.
-    pub fn may_fire(&self, d: &Detection, i: usize, hits: Option<&[u32]>) -> bool {
+    /// Whether detection `i`, given the event's `hits` from [`Self::hits`], can fire: it has
+    /// no `when.path`, or its `when.path` matched.
+    pub fn may_fire(d: &Detection, i: usize, hits: Option<&[u32]>) -> bool {
         d.when.path.is_none() || hits.is_none_or(|h| h.contains(&(i as u32)))
     }
 
