@@ -7,6 +7,7 @@ mod docker;
 mod image;
 mod prereqs;
 mod tasks;
+mod vm;
 
 use std::{ffi::OsString, process::ExitCode};
 
@@ -50,6 +51,26 @@ enum Command {
         #[arg(last = true)]
         extra: Vec<OsString>,
     },
+    /// Boot other kernels under QEMU (Debian's packages, fetched and cached) and run the
+    /// privileged integration tests inside each as root; one summary line per kernel.
+    VmTest {
+        /// A kernel to boot (repeatable); `--list` prints the names.
+        #[arg(long = "kernel", value_name = "NAME")]
+        kernels: Vec<String>,
+        /// Print the kernel names, one per line, and exit.
+        #[arg(long)]
+        list: bool,
+        /// A test binary of tests/ to run in the guest (repeatable; default: the sensor and
+        /// enforcement tests).
+        #[arg(long = "test", value_name = "NAME")]
+        tests: Vec<String>,
+        /// Stop a guest that runs longer than this.
+        #[arg(long, default_value_t = 40)]
+        timeout_minutes: u64,
+        /// Extra arguments for the test binaries, e.g. a name filter.
+        #[arg(last = true)]
+        extra: Vec<OsString>,
+    },
     /// Build, then run the benchmarks (as root; they load the real probes).
     Bench {
         /// Extra arguments for the bench binaries.
@@ -87,6 +108,25 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Run { args } => ws.run(&args),
         Command::Test { extra } => ws.test(&extra),
+        Command::VmTest { list: true, .. } => {
+            vm::list();
+            Ok(())
+        }
+        Command::VmTest {
+            kernels,
+            tests,
+            timeout_minutes,
+            extra,
+            ..
+        } => vm::run(
+            &ws,
+            &vm::Options {
+                kernels,
+                tests,
+                extra,
+                timeout_minutes,
+            },
+        ),
         Command::Bench { extra } => {
             prereqs::install()?;
             ws.bench(&extra)

@@ -31,6 +31,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
     "ncat",
     "perl",
+    "qemu-system-x86",
+    "curl",
+    "xz-utils",
 ];
 
 /// PyPI packages the tests need: the official OCSF schemas, and a JSON Schema validator for the

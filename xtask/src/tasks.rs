@@ -45,7 +45,7 @@ impl Workspace {
 
     /// Cargo's target directory; a relative CARGO_TARGET_DIR is relative to the root, where
     /// every cargo command here runs.
-    fn target_dir(&self) -> PathBuf {
+    pub fn target_dir(&self) -> PathBuf {
         match env::var_os("CARGO_TARGET_DIR") {
             Some(dir) => self.root.join(dir),
             None => self.root.join("target"),
@@ -147,6 +147,46 @@ impl Workspace {
         }
         println!("xtask test: OK (cargo test, clippy -D warnings, rustfmt --check all passed)");
         Ok(())
+    }
+
+    /// Builds the named integration test binaries of `monitor-tests` (release) and returns each
+    /// name with its executable, from cargo's JSON messages.
+    pub fn test_binaries(&self, names: &[String]) -> Result<Vec<(String, PathBuf)>> {
+        let mut cmd = self.cargo();
+        cmd.args(["test", "-p", "monitor-tests", "--release", "--no-run"])
+            .args(["--message-format", "json-render-diagnostics"]);
+        for name in names {
+            cmd.args(["--test", name]);
+        }
+        let out = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("could not run cargo test --no-run")?;
+        ensure!(out.status.success(), "building the test binaries failed");
+        let mut found = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let kind_is_test = msg["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"));
+            if let (true, Some(name), Some(exe)) = (
+                kind_is_test,
+                msg["target"]["name"].as_str(),
+                msg["executable"].as_str(),
+            ) {
+                found.push((name.to_owned(), PathBuf::from(exe)));
+            }
+        }
+        for name in names {
+            ensure!(
+                found.iter().any(|(n, _)| n == name),
+                "no test binary `{name}` in monitor-tests (tests/Cargo.toml lists them)"
+            );
+        }
+        found.sort_by_key(|(n, _)| names.iter().position(|m| m == n));
+        Ok(found)
     }
 
     /// Builds the agent, then runs the benchmarks (`monitor/benches/*.rs`, run as root: they
