@@ -221,12 +221,7 @@ fn try_ingress(ctx: &SkBuffContext) -> Result<(), i64> {
         return Ok(());
     };
     let base = scratch as *mut u8;
-    let n = payload_len.min(DNS_CAPTURE_MAX) as i64;
-    // Always true (`payload_len > 0`), but stated in a form LLVM cannot fold away: the verifier
-    // needs `1 <= n <= DNS_CAPTURE_MAX` on the register it passes to `bpf_skb_load_bytes`.
-    if !aya_ebpf::check_bounds_signed(n, 1, DNS_CAPTURE_MAX as i64) {
-        return Ok(());
-    }
+    let n = capture_len(payload_len);
     // SAFETY: `base` is this CPU's scratch record, large enough for the header, the payload
     // slot and `DNS_CAPTURE_MAX` data bytes.
     unsafe {
@@ -246,7 +241,7 @@ fn try_ingress(ctx: &SkBuffContext) -> Result<(), i64> {
             ctx.as_ptr(),
             payload as u32,
             base.add(DATA_OFFSET) as *mut c_void,
-            n as u32,
+            n,
         );
         let copied = if loaded == 0 { n as usize } else { 0 };
         (*ev).data = StrRef {
@@ -258,4 +253,20 @@ fn try_ingress(ctx: &SkBuffContext) -> Result<(), i64> {
         output(base, size);
     }
     Ok(())
+}
+
+const _: () = assert!(DNS_CAPTURE_MAX.is_power_of_two());
+
+/// How many payload bytes to copy: `min(payload_len, DNS_CAPTURE_MAX)` for `payload_len >= 1`,
+/// in a form every verifier from 5.10 on bounds to `1..=DNS_CAPTURE_MAX` on the very register
+/// passed to `bpf_skb_load_bytes`. A comparison is not enough there: LLVM may spill the value
+/// before the comparison and pass the reloaded copy, and verifiers before 6.x do not carry the
+/// comparison's bounds to the spilled copy. The volatile read keeps LLVM from folding the mask
+/// (it knows the range; the verifier does not), and mask-then-add bounds the result itself.
+#[inline(always)]
+fn capture_len(payload_len: usize) -> u32 {
+    let n = payload_len.min(DNS_CAPTURE_MAX) as u32;
+    // SAFETY: a read of a local.
+    let opaque = unsafe { core::ptr::read_volatile(&n) };
+    (opaque.wrapping_sub(1) & (DNS_CAPTURE_MAX as u32 - 1)) + 1
 }

@@ -1,9 +1,11 @@
 //! Reading kernel memory: typed reads at BTF-resolved offsets, the current task's fd table,
 //! and the dentry/mount walk that turns a `struct path` into the path the kernel used.
 
+#[cfg(not(feature = "bounded-loops"))]
+use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::helpers::generated::{
-    bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
-    bpf_probe_read_user, bpf_probe_read_user_str,
+    bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+    bpf_probe_read_user_str,
 };
 use core::ffi::c_void;
 use monitor_common::{
@@ -240,6 +242,7 @@ impl Data {
             state: WALKING,
         };
         // SAFETY: `walk_step` has the callback signature bpf_loop expects; `st` outlives the call.
+        #[cfg(not(feature = "bounded-loops"))]
         unsafe {
             bpf_loop(
                 PATH_MAX_COMPONENTS as u32,
@@ -247,6 +250,14 @@ impl Data {
                 &mut st as *mut WalkState as *mut c_void,
                 0,
             );
+        }
+        // Kernels without bpf_loop (before 5.17): the same steps as a bounded loop, which
+        // the verifier follows iteration by iteration.
+        #[cfg(feature = "bounded-loops")]
+        for i in 0..PATH_MAX_COMPONENTS as u64 {
+            if walk_step(i, &mut st as *mut WalkState as *mut c_void) != 0 {
+                break;
+            }
         }
         // SAFETY: as above.
         self.used = (unsafe { (*cursor).size } as usize) & (DATA_SIZE * 2 - 1);

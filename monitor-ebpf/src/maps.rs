@@ -4,7 +4,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use core::intrinsics::{AtomicOrdering, atomic_and, atomic_or, atomic_xadd};
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+#[cfg(not(feature = "bounded-loops"))]
+use core::intrinsics::{atomic_and, atomic_or};
 
 use monitor_common::{
     MAX_RECORD, OpenKey, OpenSeen,
@@ -142,7 +144,62 @@ pub fn set_watched(tgid: u32) {
     if let Some(w) = WATCHED.get_ptr_mut(word) {
         // SAFETY: map value pointer from a successful lookup, 8-byte aligned; shared with
         // other CPUs and user space, hence atomic read-modify-write (BPF_ATOMIC).
-        unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(w, watch::WATCHED << shift) };
+        unsafe { set_bits(w, watch::WATCHED << shift) };
+    }
+}
+
+/// Sets `bits` in `*w` atomically (BPF_ATOMIC `or`, Linux 5.12).
+///
+/// SAFETY: `w` is a valid, 8-byte aligned map value pointer.
+#[cfg(not(feature = "bounded-loops"))]
+#[inline(always)]
+unsafe fn set_bits(w: *mut u64, bits: u64) {
+    // SAFETY: as the caller promises.
+    unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(w, bits) };
+}
+
+/// Kernels before 5.12 have only atomic add (BPF_XADD): add the bits not set yet. Only this
+/// thread group's own fork and exec set its bits (never both at once) and user space only
+/// clears them, so bits read as clear stay clear until the add.
+///
+/// SAFETY: as above.
+#[cfg(feature = "bounded-loops")]
+#[inline(always)]
+unsafe fn set_bits(w: *mut u64, bits: u64) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        let missing = bits & !core::ptr::read_volatile(w);
+        if missing != 0 {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(w, missing);
+        }
+    }
+}
+
+/// Clears `mask` in `*w` atomically (BPF_ATOMIC `and`, Linux 5.12).
+///
+/// SAFETY: as for `set_bits`.
+#[cfg(not(feature = "bounded-loops"))]
+#[inline(always)]
+unsafe fn clear_bits(w: *mut u64, mask: u64) {
+    // SAFETY: as the caller promises.
+    unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(w, !mask) };
+}
+
+/// Kernels before 5.12: subtract the bits that are set (atomic add of their negation). Exact
+/// unless user space clears one of them between the read and the add (it decides about an
+/// exec of a process at the moment that process exits): then the field borrows from the next
+/// pid's. The `loop` build, for 5.17 and later, has no such window.
+///
+/// SAFETY: as for `set_bits`.
+#[cfg(feature = "bounded-loops")]
+#[inline(always)]
+unsafe fn clear_bits(w: *mut u64, mask: u64) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        let set = mask & core::ptr::read_volatile(w);
+        if set != 0 {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(w, set.wrapping_neg());
+        }
     }
 }
 
@@ -169,7 +226,7 @@ pub fn exec_seen(tgid: u32, watch: bool) {
             );
         }
         if watch {
-            atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(w, watch::WATCHED << shift);
+            set_bits(w, watch::WATCHED << shift);
         }
     }
 }
@@ -180,7 +237,7 @@ pub fn forget_watched(tgid: u32) {
     let (word, shift) = watch::slot(tgid);
     if let Some(w) = WATCHED.get_ptr_mut(word) {
         // SAFETY: as in `set_watched`.
-        unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(w, !(watch::FIELD << shift)) };
+        unsafe { clear_bits(w, watch::FIELD << shift) };
     }
 }
 

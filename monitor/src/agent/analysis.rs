@@ -280,7 +280,7 @@ impl Analysis {
                 );
             }
             Ok(new) => {
-                enforcing::warn_uncompiled(&new);
+                enforcing::warn_uncompiled(&new, &self.sensor);
                 if self.marker.is_none() && self.enforce && new.has_enforce_profiles() {
                     self.marker = Some(enforcing::Marker::start(&self.spool_dir));
                 }

@@ -8,7 +8,7 @@ use crate::{
     alert::boot_id,
     policy::Policy,
     rules::RuleSet,
-    sensor::{Sensor, load::EnforceHooks},
+    sensor::{Sensor, features::Variant, load::EnforceHooks},
 };
 
 /// Whether the sensor loads the enforcement hooks: required when profiles enforce, else
@@ -40,9 +40,16 @@ pub fn seed() -> u64 {
 }
 
 /// Logs what the kernel cannot enforce as written in the enforce-mode profiles.
-pub fn warn_uncompiled(rules: &RuleSet) {
+pub fn warn_uncompiled(rules: &RuleSet, sensor: &Sensor) {
     for w in rules.enforcement_warnings() {
         tracing::warn!("not enforced in the kernel as written: {w}");
+    }
+    if rules.has_enforce_profiles() && sensor.features.variant() == Variant::Bounded {
+        tracing::warn!(
+            "this kernel has no bpf_loop helper (Linux 5.17): `mode: enforce` profiles refuse \
+             connects, sends and binds in the kernel, but opens and execs outside them are \
+             alerted, not stopped"
+        );
     }
 }
 

@@ -189,7 +189,7 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     let seeded = enricher.seed();
     let identities = start_runtime(&args.runtime_socket, &mut enricher).await;
     let fold = Duration::from_secs(args.alert_fold_secs);
-    enforcing::warn_uncompiled(&rules);
+    enforcing::warn_uncompiled(&rules, &sensor);
     let seed = sensor.enforcer.is_some().then_some(config.hash_seed);
     let mut policy = Policy::new(rules, resolver, record_everything, fold, seed);
     policy.seed(enricher.table(), sensor.watched());

@@ -14,8 +14,15 @@ pub enum SensorError {
     NotRoot,
     #[error(transparent)]
     Btf(#[from] BtfError),
-    #[error("loading the kernel programs failed (is this kernel >= 5.17 with BTF?)")]
+    #[error("loading the kernel programs failed")]
     Load(#[source] EbpfError),
+    #[error(
+        "this kernel ({release}) lacks {what}, which the monitor needs; it supports Linux 5.8 \
+         and later with BTF (see the README's kernel table)"
+    )]
+    KernelTooOld { what: String, release: String },
+    #[error("could not probe the kernel for {what}: {reason}")]
+    KernelProbe { what: String, reason: String },
     #[error("kernel program `{name}` is missing from the object file (build mismatch)")]
     MissingProgram { name: &'static str },
     #[error("kernel map `{name}` is missing from the object file (build mismatch)")]

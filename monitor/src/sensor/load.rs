@@ -14,12 +14,17 @@ pub use super::error::SensorError;
 use super::{
     btf::Btf,
     error::{map_error, take_map, typed_map},
+    features::{self, KernelFeatures, Variant},
     hz, offsets,
     watch::WatchMap,
 };
 
-/// The compiled kernel programs (built by `build.rs` through aya-build).
+/// The compiled kernel programs (built by `build.rs` through aya-build), for kernels with
+/// `bpf_loop`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+/// The same programs built with bounded loops, for kernels without `bpf_loop`.
+static OBJECT_BOUNDED: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bounded/monitor"));
 
 /// Where the kernel publishes its own BTF.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -88,6 +93,8 @@ pub struct Sensor {
     _handlers: ProgramArray<MapData>,
     /// The enforcement maps, when enforcing.
     pub enforcer: Option<super::enforce::Enforcer>,
+    /// What the kernel offers, probed at load.
+    pub features: KernelFeatures,
 }
 
 /// Tail-called handlers of the `sys_exit` dispatcher: (slot, program name).
@@ -118,6 +125,18 @@ impl Sensor {
         }
         raise_memlock_limit();
         let btf = Btf::from_file(Path::new(&config.btf_path))?;
+        let features = features::probe()?;
+        let variant = features.variant();
+        tracing::info!(
+            programs = variant.name(),
+            bpf_loop = features.bpf_loop,
+            bpf_lsm = features.bpf_lsm,
+            "kernel features probed"
+        );
+        let object = match variant {
+            Variant::Loop => OBJECT,
+            Variant::Bounded => OBJECT_BOUNDED,
+        };
         let offsets = offsets::resolve(&btf)?;
         let record_all: u8 = config.record_all.into();
         let agent_tgid: u32 = std::process::id();
@@ -129,7 +148,7 @@ impl Sensor {
             .override_global(names::DEDUPE_WINDOW_JIFFIES, &dedupe_jiffies, true)
             .override_global(names::HASH_SEED, &config.hash_seed, true)
             .map_max_entries(names::EVENTS, size)
-            .load(OBJECT)
+            .load(object)
             .map_err(SensorError::Load)?;
 
         let mut handlers: ProgramArray<_> = typed_map(&mut ebpf, names::SYSCALL_HANDLERS)?;
@@ -200,6 +219,7 @@ impl Sensor {
             reset_gen: 0,
             _handlers: handlers,
             enforcer,
+            features,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod enforce;
 pub mod error;
 pub mod event;
+pub mod features;
 pub mod hz;
 pub mod load;
 pub mod offsets;

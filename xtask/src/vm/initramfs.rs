@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 /// Host programs the privileged tests run, looked up under /usr/bin and /usr/sbin.
 const HOST_PROGRAMS: &[&str] = &[
     "sh", "dash", "bash", "true", "false", "cat", "sleep", "env", "ls", "ln", "rm", "mkdir", "id",
-    "kill", "ip", "python3",
+    "kill", "ip", "python3", "uname", "touch",
 ];
 
 /// Parts of Python's standard library no test imports: left out to keep the archive small.
@@ -79,10 +79,10 @@ impl Staging {
         if !self.added.insert(path.to_path_buf()) {
             return Ok(());
         }
-        if let Some(parent) = path.parent() {
-            if parent != Path::new("/") {
-                self.add_dir_chain(parent)?;
-            }
+        if let Some(parent) = path.parent()
+            && parent != Path::new("/")
+        {
+            self.add_dir_chain(parent)?;
         }
         let dest = self.dest(path);
         let meta = fs::symlink_metadata(path)
@@ -99,7 +99,16 @@ impl Staging {
         }
         fs::copy(path, &dest)
             .with_context(|| format!("cannot copy {} to {}", path.display(), dest.display()))?;
-        Ok(())
+        // Keep the modification time: Python checks its cached bytecode against the source's,
+        // and would otherwise rewrite every `.pyc` (writes an enforce-mode profile forbids).
+        let modified = meta
+            .modified()
+            .with_context(|| format!("no modification time on {}", path.display()))?;
+        fs::File::options()
+            .write(true)
+            .open(&dest)
+            .and_then(|f| f.set_modified(modified))
+            .with_context(|| format!("cannot set the time of {}", dest.display()))
     }
 
     /// Adds an executable or shared object and every library `ldd` says it loads.
