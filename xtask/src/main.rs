@@ -44,8 +44,8 @@ enum Command {
     /// Build the agent's container image `monitor:VERSION` with the local Docker engine (nothing
     /// is pulled) and print its size.
     Image,
-    /// Build the agent and its image, then run all tests, clippy and rustfmt; fails if any of
-    /// them fails.
+    /// Build the agent and its image, then run all tests, clippy and rustfmt, and the sensor
+    /// and enforcement tests on one other kernel under QEMU (`vm-test`); fails if any fails.
     Test {
         /// Extra arguments for the test binaries (after cargo test's `--`), e.g. a name filter.
         #[arg(last = true)]
@@ -67,6 +67,10 @@ enum Command {
         /// Stop a guest that runs longer than this.
         #[arg(long, default_value_t = 40)]
         timeout_minutes: u64,
+        /// Also run the sensor benchmark (`--bench sensor`: the open/close loop's floor and
+        /// the agent's ratios) in each guest, after the tests; ratios within one guest only.
+        #[arg(long)]
+        bench: bool,
         /// Extra arguments for the test binaries, e.g. a name filter.
         #[arg(last = true)]
         extra: Vec<OsString>,
@@ -116,6 +120,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             kernels,
             tests,
             timeout_minutes,
+            bench,
             extra,
             ..
         } => vm::run(
@@ -125,6 +130,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 tests,
                 extra,
                 timeout_minutes,
+                bench,
             },
         ),
         Command::Bench { extra } => {

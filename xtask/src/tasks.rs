@@ -12,7 +12,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::{checked, find_in_path, image, is_root, prereqs};
+use crate::{checked, find_in_path, image, is_root, prereqs, vm};
+
+/// The kernel `cargo xtask test` also runs the sensor and enforcement tests on, under QEMU.
+const CI_KERNEL: &str = "debian-5.10";
 
 /// The crate of kernel programs: built for the BPF target by monitor/build.rs, not for the host.
 const KERNEL_CRATE: &str = "monitor-ebpf";
@@ -139,24 +142,59 @@ impl Workspace {
                 failed.push(name);
             }
         }
+        // One kernel besides the host's: the oldest, the only one that runs the programs built
+        // for kernels without bpf_loop. `MONITOR_CI_KERNEL` picks another (`--list`), or `none`.
+        let kernel = env::var("MONITOR_CI_KERNEL").unwrap_or_else(|_| CI_KERNEL.to_owned());
+        if kernel != "none" {
+            eprintln!("xtask: running vm-test --kernel {kernel}");
+            let opts = vm::Options {
+                kernels: vec![kernel],
+                tests: Vec::new(),
+                extra: extra.to_vec(),
+                timeout_minutes: 20,
+                bench: false,
+            };
+            if let Err(e) = vm::run(self, &opts) {
+                eprintln!("xtask: vm-test failed: {e:#}");
+                failed.push("vm-test");
+            }
+        }
         if !failed.is_empty() {
             bail!(
                 "xtask test FAILED: {} (see the output above)",
                 failed.join(", ")
             );
         }
-        println!("xtask test: OK (cargo test, clippy -D warnings, rustfmt --check all passed)");
+        println!(
+            "xtask test: OK (cargo test, clippy -D warnings, rustfmt --check, vm-test all passed)"
+        );
         Ok(())
     }
 
     /// Builds the named integration test binaries of `monitor-tests` (release) and returns each
     /// name with its executable, from cargo's JSON messages.
     pub fn test_binaries(&self, names: &[String]) -> Result<Vec<(String, PathBuf)>> {
+        self.built_targets(["test", "-p", "monitor-tests"], "test", names)
+    }
+
+    /// Builds the named benchmarks of `monitor` (release) and returns each with its executable.
+    pub fn bench_binaries(&self, names: &[String]) -> Result<Vec<(String, PathBuf)>> {
+        self.built_targets(["bench", "-p", "monitor"], "bench", names)
+    }
+
+    /// `cargo <command> --release --no-run --<kind> NAME...`, and the executables cargo reports.
+    fn built_targets(
+        &self,
+        command: [&str; 3],
+        kind: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, PathBuf)>> {
         let mut cmd = self.cargo();
-        cmd.args(["test", "-p", "monitor-tests", "--release", "--no-run"])
+        cmd.args(command)
+            .args(["--release", "--no-run"])
             .args(["--message-format", "json-render-diagnostics"]);
         for name in names {
-            cmd.args(["--test", name]);
+            cmd.arg(format!("--{kind}")).arg(name);
         }
         let out = cmd
             .stderr(std::process::Stdio::inherit())
@@ -170,7 +208,7 @@ impl Workspace {
             };
             let kind_is_test = msg["target"]["kind"]
                 .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "test"));
+                .is_some_and(|k| k.iter().any(|k| k == kind));
             if let (true, Some(name), Some(exe)) = (
                 kind_is_test,
                 msg["target"]["name"].as_str(),
@@ -182,7 +220,8 @@ impl Workspace {
         for name in names {
             ensure!(
                 found.iter().any(|(n, _)| n == name),
-                "no test binary `{name}` in monitor-tests (tests/Cargo.toml lists them)"
+                "no {kind} target `{name}` (`cargo {} --no-run` built none)",
+                command.join(" ")
             );
         }
         found.sort_by_key(|(n, _)| names.iter().position(|m| m == n));

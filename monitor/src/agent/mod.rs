@@ -236,11 +236,6 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if let Some(path) = &args.ready_file {
-        std::fs::write(path, b"ready\n")
-            .with_context(|| format!("writing ready file {}", path.display()))?;
-    }
-
     let mut analysis = Analysis::new(
         enricher,
         policy,
@@ -250,6 +245,12 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
         want_events,
     );
     analysis.metrics = metrics;
+    // Ready only now: the analysis stage exists, and with it the enforcement marker, so an
+    // agent killed the moment it said ready still tells the next start it was enforcing.
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, b"ready\n")
+            .with_context(|| format!("writing ready file {}", path.display()))?;
+    }
     let io = analysis::Io {
         events: ev_rx,
         out: out_tx,

@@ -19,7 +19,8 @@ use crate::{prereqs, tasks::Workspace};
 pub use kernels::KERNELS;
 
 /// The test binaries run in the guest when `--test` is not given: the sensor's (the kernel
-/// programs' exact fields: paths, argv, network) and enforcement's (in-kernel denial).
+/// programs' exact fields: paths, argv, network), enforcement's (in-kernel denial) and the
+/// kernel probe's (which programs the kernel gets, refusals).
 pub const DEFAULT_TESTS: &[&str] = &[
     "sensor_process",
     "sensor_file",
@@ -27,6 +28,7 @@ pub const DEFAULT_TESTS: &[&str] = &[
     "sensor_net",
     "sensor_dns",
     "enforce",
+    "kernel_support",
 ];
 
 /// What one `vm-test` run does.
@@ -36,6 +38,8 @@ pub struct Options {
     pub extra: Vec<OsString>,
     /// Give up on a guest after this many minutes.
     pub timeout_minutes: u64,
+    /// Also run the sensor benchmark in each guest (after the tests).
+    pub bench: bool,
 }
 
 /// Where fetched kernels are kept, outside the workspace so a fresh clone on the same machine
@@ -78,9 +82,14 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     prereqs::install()?;
     let agent = ws.build(true)?;
     let binaries = ws.test_binaries(&tests)?;
+    let benches = if opts.bench {
+        ws.bench_binaries(&["sensor".to_owned()])?
+    } else {
+        Vec::new()
+    };
     let work = ws.target_dir().join("vm");
     let initrd = work.join("initramfs.cpio");
-    stage(ws, &agent, &binaries, &opts.extra, &work, &initrd)?;
+    stage(ws, &agent, &binaries, &benches, &opts.extra, &work, &initrd)?;
 
     let cache = cache_dir()?;
     let mut failed = Vec::new();
@@ -89,7 +98,7 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         let fetched = kernel.fetch(&cache)?;
         let log = work.join(format!("{}.log", kernel.name));
         let outcome = qemu::boot(kernel, &fetched, &initrd, &log, opts.timeout_minutes)?;
-        let line = outcome.summary(kernel.name, &tests);
+        let line = outcome.summary(kernel, &tests);
         println!("{line}");
         if !outcome.passed(&tests) {
             failed.push(kernel.name);
@@ -116,6 +125,7 @@ fn stage(
     ws: &Workspace,
     agent: &Path,
     binaries: &[(String, PathBuf)],
+    benches: &[(String, PathBuf)],
     extra: &[OsString],
     work: &Path,
     initrd: &Path,
@@ -124,9 +134,14 @@ fn stage(
     root.add_elf(agent)?;
     let tests_dir = ws.root().join("tests");
     let mut run_list = String::new();
-    for (name, bin) in binaries {
+    let benches_dir = ws.root().join("monitor");
+    let runs = binaries
+        .iter()
+        .map(|b| (b, "test", &tests_dir))
+        .chain(benches.iter().map(|b| (b, "bench", &benches_dir)));
+    for ((name, bin), kind, dir) in runs {
         root.add_elf(bin)?;
-        run_list.push_str(&format!("{name}\t{}\t{}\n", utf8(bin)?, utf8(&tests_dir)?));
+        run_list.push_str(&format!("{name}\t{}\t{}\t{kind}\n", utf8(bin)?, utf8(dir)?));
     }
     // The agent finds its shipped rules as `<workspace>/monitor/../rules`.
     root.add(&ws.root().join("monitor"))?;
@@ -148,7 +163,8 @@ fn stage(
         }
     }
     let env = format!(
-        "export CI=true MONITOR_BIN={} MONITOR_TEST_PYTHON={} RUST_BACKTRACE=1\n",
+        "export CI=true MONITOR_BIN={} MONITOR_TEST_PYTHON={} RUST_BACKTRACE=1 \
+         BENCH_ITERS=50000 BENCH_ROUNDS=3\n",
         shell_word(utf8(agent)?)?,
         shell_word(utf8(&python)?)?
     );

@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::kernels::{Fetched, Kernel, LSM_WITH_BPF, LSM_WITHOUT_BPF};
+use super::kernels::{Fetched, Kernel, LSM_WITH_BPF, LSM_WITHOUT_BPF, NO_BPF_LOOP};
 
 /// How each test binary ended in one guest.
 #[derive(Default)]
@@ -40,7 +40,8 @@ impl Outcome {
     }
 
     /// One line: the kernel, then cargo's counts summed over the binaries, and what went wrong.
-    pub fn summary(&self, name: &str, tests: &[String]) -> String {
+    pub fn summary(&self, kernel: &Kernel, tests: &[String]) -> String {
+        let name = kernel.name;
         let (mut passed, mut failed, mut ignored) = (0, 0, 0);
         for (_, _, result) in &self.ran {
             passed += count(result, " passed");
@@ -58,6 +59,12 @@ impl Outcome {
             if *rc != 0 {
                 line.push_str(&format!("; {test} exited {rc}"));
             }
+        }
+        if !kernel.skip.is_empty() {
+            line.push_str(&format!(
+                "; {} tests not run ({NO_BPF_LOOP})",
+                kernel.skip.len()
+            ));
         }
         if let Some(trouble) = &self.trouble {
             line.push_str(&format!("; {trouble}"));
@@ -91,7 +98,11 @@ pub fn boot(
     } else {
         LSM_WITHOUT_BPF
     };
-    let append = format!("console=ttyS0 quiet panic=-1 oops=panic {lsm}");
+    let mut append = format!("console=ttyS0 quiet panic=-1 oops=panic {lsm}");
+    if !kernel.skip.is_empty() {
+        // Read by the init script: each becomes a `--skip` for the test binaries.
+        append.push_str(&format!(" vmtest.skip={}", kernel.skip.join(",")));
+    }
     eprintln!("xtask: booting {} ({})", kernel.name, fetched.release);
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "3072"])
@@ -184,7 +195,7 @@ fn read_marker(line: &str, outcome: &mut Outcome, last_result: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::kernels::KERNELS, *};
 
     #[test]
     fn markers_and_result_lines_make_the_summary() {
@@ -205,7 +216,7 @@ mod tests {
         let tests = vec!["sensor_file".to_owned(), "enforce".to_owned()];
         assert!(!o.passed(&tests));
         assert_eq!(
-            o.summary("debian-6.1", &tests),
+            o.summary(&KERNELS[1], &tests),
             "debian-6.1 (6.1.0-50-cloud-amd64 lsm=lockdown,capability,bpf): test result: FAILED. \
              15 passed; 2 failed; 1 ignored; 2 of 2 test binaries ran; enforce exited 101"
         );
