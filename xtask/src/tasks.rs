@@ -191,8 +191,12 @@ impl Workspace {
     ) -> Result<Vec<(String, PathBuf)>> {
         let mut cmd = self.cargo();
         cmd.args(command)
-            .args(["--release", "--no-run"])
+            .arg("--no-run")
             .args(["--message-format", "json-render-diagnostics"]);
+        // `cargo bench` has no --release: it builds with the bench profile (release's).
+        if kind == "test" {
+            cmd.arg("--release");
+        }
         for name in names {
             cmd.arg(format!("--{kind}")).arg(name);
         }
@@ -200,7 +204,7 @@ impl Workspace {
             .stderr(std::process::Stdio::inherit())
             .output()
             .context("could not run cargo test --no-run")?;
-        ensure!(out.status.success(), "building the test binaries failed");
+        ensure!(out.status.success(), "building the {kind} binaries failed");
         let mut found = Vec::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {

@@ -43,7 +43,12 @@ impl Outcome {
     pub fn summary(&self, kernel: &Kernel, tests: &[String]) -> String {
         let name = kernel.name;
         let (mut passed, mut failed, mut ignored) = (0, 0, 0);
-        for (_, _, result) in &self.ran {
+        let tests_ran: Vec<_> = self
+            .ran
+            .iter()
+            .filter(|(n, ..)| tests.contains(n))
+            .collect();
+        for (_, _, result) in &tests_ran {
             passed += count(result, " passed");
             failed += count(result, " failed");
             ignored += count(result, " ignored");
@@ -52,7 +57,7 @@ impl Outcome {
         let mut line = format!(
             "{name} ({}): test result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; {} of {} test binaries ran",
             self.banner,
-            self.ran.len(),
+            tests_ran.len(),
             tests.len()
         );
         for (test, rc, _) in &self.ran {
