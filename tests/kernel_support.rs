@@ -5,29 +5,13 @@
 use std::{
     fs,
     process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
 };
 
-use monitor_tests::{TempDir, agent_binary, skip_or_fail};
+use monitor_tests::{TempDir, enforce::OwnAgent, preflight, rules::shipped_rules, skip_or_fail};
 
-/// Verifying every program takes a while under QEMU's software emulation.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn root_with_binary_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip_or_fail("needs root to load eBPF programs");
-        return false;
-    }
-    if !agent_binary().is_file() {
-        skip_or_fail(&format!(
-            "agent binary {} not built",
-            agent_binary().display()
-        ));
-        return false;
-    }
-    true
+/// The agent's binary, or `None` (said loudly; a failure under CI) when it cannot run here.
+fn binary_or_skip() -> Option<std::path::PathBuf> {
+    preflight().map_err(|why| skip_or_fail(&why)).ok()
 }
 
 /// The running kernel's (major, minor).
@@ -42,12 +26,12 @@ fn kernel_version() -> (u32, u32) {
 
 #[test]
 fn a_kernel_without_btf_is_refused_with_what_is_missing() {
-    if !root_with_binary_or_skip() {
+    let Some(bin) = binary_or_skip() else {
         return;
-    }
+    };
     let dir = TempDir::new("no-btf");
     let missing = dir.join("vmlinux");
-    let out = Command::new(agent_binary())
+    let out = Command::new(bin)
         .args(["run", "--output", "file:/dev/null", "--btf"])
         .arg(&missing)
         .stdin(Stdio::null())
@@ -67,32 +51,13 @@ fn a_kernel_without_btf_is_refused_with_what_is_missing() {
 
 #[test]
 fn the_agent_says_which_programs_this_kernel_gets() {
-    if !root_with_binary_or_skip() {
+    if binary_or_skip().is_none() {
         return;
     }
-    let dir = TempDir::new("features");
-    let ready = dir.join("ready");
-    let stderr = fs::File::create(dir.join("stderr")).expect("stderr file");
-    let mut agent = Command::new(agent_binary())
-        .args(["run", "--output", "file:/dev/null", "--ready-file"])
-        .arg(&ready)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start monitor");
-    let deadline = Instant::now() + START_TIMEOUT;
-    while !ready.exists() && Instant::now() < deadline && agent.try_wait().ok().flatten().is_none()
-    {
-        thread::sleep(Duration::from_millis(50));
-    }
-    let started = ready.exists();
-    // SAFETY: a signal to the child this test started.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let _ = agent.wait();
-    let err = fs::read_to_string(dir.join("stderr")).unwrap_or_default();
-    assert!(started, "the agent did not get ready:\n{err}");
+    let spool = TempDir::new("features");
+    let agent = OwnAgent::start(&shipped_rules(), &[], spool.path())
+        .unwrap_or_else(|why| panic!("the agent did not get ready: {why}"));
+    let err = agent.stop();
     let line = err
         .lines()
         .find(|l| l.contains("kernel features probed"))

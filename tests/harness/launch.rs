@@ -46,7 +46,7 @@ pub(crate) struct Launch {
 }
 
 /// Checks that the agent can run at all (root, a built binary) and returns its binary.
-pub(crate) fn preflight() -> Result<PathBuf, String> {
+pub fn preflight() -> Result<PathBuf, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(

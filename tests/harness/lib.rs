@@ -49,7 +49,7 @@ pub use cgroup::{
 };
 pub use events::{matches, parse_time};
 pub use fs::{FileGuard, TempDir, TmpfsMount};
-pub use launch::agent_binary;
+pub use launch::{agent_binary, preflight};
 pub use port::ReservedPort;
 pub use process::{Finished, Proc, python};
 
