@@ -1,7 +1,8 @@
 //! `mode: enforce`: a stand-in inference server under an enforce-mode profile serves normally,
 //! and every step of a payload that leaves its footprint is stopped before it has an effect
 //! (the receivers get 0 bytes, the dropped binary never runs, the credential read never
-//! returns, the bind fails); the same in alert mode stops nothing and says `would_block`;
+//! returns data, the bind fails; the exec and the read fail with EPERM where BPF LSM is active,
+//! else their process is killed); the same in alert mode stops nothing and says `would_block`;
 //! `--no-enforce`, a reload during traffic, an agent killed with SIGKILL; and bad input.
 //! Real kernel hooks, real processes and sockets on loopback.
 
@@ -9,7 +10,7 @@ use std::{fs, os::unix::process::ExitStatusExt, thread, time::Duration};
 
 use monitor_tests::{
     TIMEOUT, TempDir, agent_binary,
-    enforce::{OwnAgent, Receivers, Site, StandIn, exists},
+    enforce::{OwnAgent, Receivers, Site, StandIn, Stop, exists},
     path_str, random_hex,
 };
 use serde_json::Value;
@@ -123,16 +124,23 @@ fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_ef
         s.infer(n);
     }
     let steps = attack(&s, &site, &rx);
-    // The syscalls fail with EPERM (errno 1); the killed children exit on SIGKILL (-9).
+    // The network syscalls fail with EPERM (errno 1); the exec and the read too with BPF LSM,
+    // else the children are killed there (SIGKILL, -9).
+    let stop = Stop::here();
     assert_eq!(steps.exfil4, "0 err 1");
     assert_eq!(steps.exfil6, "0 err 1");
     assert_eq!(steps.tfo, "0 err 1", "TCP Fast Open is a connect too");
     assert_eq!(steps.udp, "0 err 1");
     assert_eq!(
-        steps.drop, "0 exit -9",
-        "the dropped binary was killed at exec"
+        steps.drop,
+        stop.drop(),
+        "the dropped binary was stopped at exec"
     );
-    assert_eq!(steps.cred, "-9 ", "the payload died in the credential read");
+    assert_eq!(
+        steps.cred,
+        stop.cred(),
+        "the payload was stopped at the credential read"
+    );
     assert_eq!(steps.bind, "0 err 1");
     assert_eq!(rx.bytes(), 0, "nothing reached the receivers");
     assert!(!exists(&site.tmp("marker")), "the dropped binary never ran");
@@ -141,7 +149,7 @@ fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_ef
     let alerts = agent.wait_alerts("standin-enforced", 7);
     assert_eq!(
         actions(&alerts),
-        expected("blocked", "killed"),
+        expected("blocked", stop.action()),
         "{alerts:#?}"
     );
     for a in &alerts {
@@ -156,7 +164,16 @@ fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_ef
         .find(|a| a["rule"] == "profile.read")
         .expect("read");
     assert_eq!(read["event"]["path"], path_str(&site.key));
-    assert_eq!(read["event"]["killed"], true);
+    assert_eq!(read["event"][stop.event_flag()], true, "{read}");
+    let exec = alerts
+        .iter()
+        .find(|a| a["rule"] == "profile.exec")
+        .expect("exec");
+    assert_eq!(
+        exec["event"]["exe"],
+        path_str(site.app.join("tmp/dropped")),
+        "{exec}"
+    );
     let connect = alerts
         .iter()
         .find(|a| a["rule"] == "profile.connect")
@@ -182,10 +199,16 @@ fn the_start_up_allowance_ends_at_the_listen_itself() {
     );
     let mut server = site.spawn(&marker);
     let status = server.wait(TIMEOUT);
+    let stop = Stop::here();
+    // Refused, the read raises PermissionError and the server exits with status 1.
+    let (signal, code) = match stop {
+        Stop::Kill => (Some(9), None),
+        Stop::Refuse => (None, Some(1)),
+    };
     assert_eq!(
-        status.signal(),
-        Some(9),
-        "killed at the read after the listen"
+        (status.signal(), status.code()),
+        (signal, code),
+        "stopped at the read after the listen"
     );
     assert!(!exists(&site.app.join("logs/ready")));
     let alerts = agent.wait_alerts("standin-relisten", 1);
@@ -195,7 +218,7 @@ fn the_start_up_allowance_ends_at_the_listen_itself() {
         (&a["rule"], &a["action"], &a["phase"], &a["event"]["path"]),
         (
             &Value::from("profile.read"),
-            &Value::from("killed"),
+            &Value::from(stop.action()),
             &Value::from("serving"),
             &Value::from(path_str(site.startup_file()))
         ),
@@ -211,9 +234,10 @@ fn start_up_may_do_what_startup_allows_and_serving_may_not() {
     // It read startup.txt half a second after its exec, enforced by then, before it listened.
     s.infer(1);
     let after = site.tmp("after-serving");
+    let stop = Stop::here();
     assert_eq!(
         s.attack("cred", &[&path_str(&startup), &path_str(&after)]),
-        "-9 ",
+        stop.cred(),
         "serving: the start-up allowance is over"
     );
     assert!(!exists(&after));
@@ -227,7 +251,7 @@ fn start_up_may_do_what_startup_allows_and_serving_may_not() {
         ),
         (
             &Value::from("profile.read"),
-            &Value::from("killed"),
+            &Value::from(stop.action()),
             &Value::from("serving")
         ),
         "{alerts:#?}"
@@ -385,8 +409,13 @@ fn a_kill_detection_kills_a_read_the_profile_allows_and_spares_its_exceptions() 
             &[&format!("{app}/{file}"), &path_str(site.tmp(after))],
         )
     };
-    assert_eq!(read("secrets/token", "after-token"), "-9 ", "a tree");
-    assert_eq!(read("config/.env", "after-env"), "-9 ", "a name anywhere");
+    let stop = Stop::here();
+    assert_eq!(read("secrets/token", "after-token"), stop.cred(), "a tree");
+    assert_eq!(
+        read("config/.env", "after-env"),
+        stop.cred(),
+        "a name anywhere"
+    );
     assert_eq!(
         read("config/.env.example", "after-example"),
         "0 ok",
@@ -411,12 +440,12 @@ fn a_kill_detection_kills_a_read_the_profile_allows_and_spares_its_exceptions() 
         [
             (
                 "secrets-read",
-                "killed",
+                stop.action(),
                 format!("{app}/secrets/token").as_str()
             ),
             (
                 "secrets-read",
-                "killed",
+                stop.action(),
                 format!("{app}/config/.env").as_str()
             ),
         ],

@@ -83,4 +83,18 @@ fn the_agent_says_which_programs_this_kernel_gets() {
         "BPF LSM is {}active, the agent says otherwise: {line}",
         if lsm_active { "" } else { "not " }
     );
+    // How opens and execs outside an enforce-mode profile are stopped follows from both.
+    let enforcement = err
+        .lines()
+        .find(|l| l.contains("enforcement in the kernel"))
+        .unwrap_or_else(|| panic!("no `enforcement in the kernel` line:\n{err}"));
+    let stopped = match (has_loop, lsm_active) {
+        (true, true) => "refused (EPERM, BPF LSM)",
+        (true, false) => "killed (SIGKILL at the syscall's return)",
+        (false, _) => "alerted only",
+    };
+    assert!(
+        enforcement.contains(&format!("opens_and_execs=\"{stopped}\"")),
+        "expected opens and execs {stopped}: {enforcement}"
+    );
 }

@@ -84,7 +84,7 @@ pub mod counter {
     /// A child of a process under enforcement could not be put under enforcement (the
     /// `ENFORCED` table was full): it runs unenforced, and user space reports it.
     pub const ENFORCE_LOST: u32 = 8;
-    /// A connect, send or bind the kernel refused.
+    /// A connect, send or bind the kernel refused, or (BPF LSM) an open or exec.
     pub const ENFORCE_BLOCKED: u32 = 9;
     /// A process the kernel killed (exec or open outside an enforce-mode profile).
     pub const ENFORCE_KILLED: u32 = 10;
@@ -108,6 +108,9 @@ pub mod switch {
     /// Non-zero: the agent is stopping; records are counted (`AFTER_STOP`), not sent, so its
     /// last drain of the ring buffer reads everything that was sent.
     pub const STOPPED: u32 = 2;
+    /// Non-zero: the BPF LSM hooks judge opens and execs of enforced processes (and refuse
+    /// with `EPERM`), so the tracepoints do not judge them again.
+    pub const LSM: u32 = 3;
     pub const COUNT: u32 = 4;
 }
 
@@ -179,6 +182,7 @@ pub mod off {
     pub const INODE_I_INO: usize = 51;
     pub const INODE_I_SB: usize = 52;
     pub const SUPER_BLOCK_S_MAGIC: usize = 53;
+    pub const BPRM_BUF: usize = 54;
     /// Number of offset slots (array length; spare slots stay `u32::MAX`).
     pub const COUNT: usize = 64;
 }
@@ -215,6 +219,8 @@ pub mod names {
     pub const NET_DENIED: &str = "NET_DENIED";
     pub const PROG_BIND4: &str = "enforce_bind4";
     pub const PROG_BIND6: &str = "enforce_bind6";
+    pub const PROG_LSM_FILE_OPEN: &str = "lsm_file_open";
+    pub const PROG_LSM_BPRM_CHECK: &str = "lsm_bprm_check";
     pub const PATH_RULES: &str = "PATH_RULES";
     pub const POLICY_SLOT: &str = "POLICY_SLOT";
     pub const SERVING_POLICY: &str = "SERVING_POLICY";

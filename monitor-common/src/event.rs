@@ -150,6 +150,9 @@ pub const FLAG_READ_ERROR: u32 = 1 << 2;
 /// The kernel killed the process (SIGKILL) before this exec's image or this open's file was
 /// used: the process is under an enforce-mode profile and the step is outside it.
 pub const FLAG_KILLED: u32 = 1 << 3;
+/// The kernel refused this step with `EPERM` (BPF LSM, an enforce-mode profile): the exec
+/// never replaced the image, the open returned no file; the process lives on.
+pub const FLAG_DENIED: u32 = 1 << 4;
 
 /// Payload of [`EventKind::Exec`] (raw tracepoint `sched_process_exec`).
 #[repr(C)]
@@ -242,6 +245,8 @@ pub const FMODE_CREATED: u32 = 0x10_0000;
 /// `FMODE_READ`, `FMODE_WRITE`.
 pub const FMODE_READ: u32 = 0x1;
 pub const FMODE_WRITE: u32 = 0x2;
+/// `FMODE_EXEC`: the kernel opened the file to execute it (exec, the ELF interpreter).
+pub const FMODE_EXEC: u32 = 0x20;
 
 /// Payload of every network-family kind (`sys_exit` dispatcher).
 #[repr(C)]

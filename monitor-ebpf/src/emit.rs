@@ -111,6 +111,21 @@ impl Record {
         })
     }
 
+    /// This CPU's scratch record with no header filled: a data area for a path that is
+    /// judged, not sent (by the BPF LSM hooks, which the `bounded-loops` build has not).
+    #[cfg(not(feature = "bounded-loops"))]
+    #[inline(always)]
+    pub fn scratch() -> Option<Self> {
+        let base = SCRATCH.get_ptr_mut(0)? as *mut u8;
+        Some(Self {
+            base,
+            data: Data {
+                base: base.wrapping_add(DATA_OFFSET),
+                used: 0,
+            },
+        })
+    }
+
     /// The payload, typed.
     #[inline(always)]
     pub fn payload<T>(&self) -> *mut T {

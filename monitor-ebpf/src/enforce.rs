@@ -61,8 +61,9 @@ pub static NET_ALLOW: LpmTrie<NetKey, u32> = LpmTrie::with_max_entries(NET_ALLOW
 #[map(name = "LISTEN_ALLOW")]
 pub static LISTEN_ALLOW: HashMap<u64, u32> = HashMap::with_max_entries(LISTEN_ALLOW_MAX, 0);
 
-/// Threads whose current syscall a `sock_addr` hook refused (pid_tgid -> 1), read and cleared
-/// by the `sys_exit` network handler (LRU: a refusal nobody reads falls out).
+/// Threads whose current syscall a `sock_addr` hook (or a BPF LSM hook, for an open) refused
+/// (pid_tgid -> 1), read and cleared by the `sys_exit` network and open handlers (LRU: a
+/// refusal nobody reads falls out).
 #[map(name = "NET_DENIED")]
 pub static NET_DENIED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
 
@@ -223,8 +224,10 @@ fn bind(ctx: &SockAddrContext, v6: bool) -> i32 {
     deny(id)
 }
 
+/// Counts a refusal of thread `id`'s current syscall and remembers it for its `sys_exit`
+/// record; returns the verdict of the cgroup hooks that refuses.
 #[inline(always)]
-fn deny(id: u64) -> i32 {
+pub fn deny(id: u64) -> i32 {
     count(counter::ENFORCE_BLOCKED);
     let _ = NET_DENIED.insert(id, 1, 0);
     0
@@ -301,14 +304,14 @@ extern "C" fn judge_step(index: u64, ctx: *mut c_void) -> i64 {
     0
 }
 
-/// Whether the process under `slot` may use path `s` of `rec` (the walk's encoding, complete)
-/// for every access in `need`.
+/// Whether the process under `slot` may use path `s` of the data area at `base` (the walk's
+/// encoding, complete) for every access in `need`.
 #[inline(always)]
-fn allowed(rec: &Record, s: StrRef, slot: u32, need: u32) -> bool {
+fn allowed(base: *const u8, s: StrRef, slot: u32, need: u32) -> bool {
     // SAFETY: as in `crate::maps::offset`.
     let seed = unsafe { core::ptr::read_volatile(&HASH_SEED) };
     let mut j = Judge {
-        base: rec.data.base,
+        base,
         end: u64::from(s.off) + u64::from(s.len),
         slot: u64::from(slot),
         hash: seed,
@@ -317,7 +320,7 @@ fn allowed(rec: &Record, s: StrRef, slot: u32, need: u32) -> bool {
         trees: 0,
     };
     // SAFETY: `judge_step` has the callback signature bpf_loop expects; `j` outlives the call.
-    // (The `bounded-loops` build keeps no reference to it: `judge_path` returns before calling
+    // (The `bounded-loops` build keeps no reference to it: `verdict` returns before calling
     // `allowed` there, a constant condition LLVM removes the call by.)
     unsafe {
         bpf_loop(
@@ -338,27 +341,38 @@ fn allowed(rec: &Record, s: StrRef, slot: u32, need: u32) -> bool {
     need & (!granted | denied) & 7 == 0
 }
 
-/// Kills the current process when it is under enforcement and path `s` of `rec` is outside
-/// its slot for `need`. `complete`: the path walk reached the root (else the path is not
-/// judged, and counted).
+/// Whether the process under `slot` may use path `s` of the data area at `base` for `need`
+/// (`None`: not judged, and counted). `complete`: the path walk reached the root.
 #[inline(always)]
-pub fn judge_path(rec: &Record, s: StrRef, complete: bool, need: u32) {
-    // SAFETY: helper without preconditions.
-    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
-    let Some(slot) = slot_of(tgid) else {
-        return;
-    };
+pub fn verdict(base: *const u8, s: StrRef, complete: bool, slot: u32, need: u32) -> Option<bool> {
     if need == 0 {
-        return;
+        return Some(true);
     }
     // Without bpf_loop (kernels before 5.17) paths are not judged in the kernel: a bounded
     // per-byte loop is more than those verifiers accept in time (even at 256 bytes, loading
     // took over a minute on 5.10 under QEMU). Counted as undecided; user space alerts.
     if !complete || s.len == 0 || cfg!(feature = "bounded-loops") {
         count(counter::ENFORCE_UNDECIDED);
+        return None;
+    }
+    Some(allowed(base, s, slot, need))
+}
+
+/// Kills the current process when it is under enforcement and path `s` of `rec` is outside
+/// its slot for `need`. `complete`: the path walk reached the root (else the path is not
+/// judged, and counted). Where the BPF LSM hooks judge (see [`crate::lsm`]), they refused the
+/// step before it happened and this judges nothing.
+#[inline(always)]
+pub fn judge_path(rec: &Record, s: StrRef, complete: bool, need: u32) {
+    if crate::maps::lsm_enforces() {
         return;
     }
-    if allowed(rec, s, slot, need) {
+    // SAFETY: helper without preconditions.
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let Some(slot) = slot_of(tgid) else {
+        return;
+    };
+    if verdict(rec.data.base, s, complete, slot, need) != Some(false) {
         return;
     }
     // SAFETY: helper on the current task; SIGKILL is delivered before it returns to user

@@ -4,8 +4,8 @@
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
-    EventKind, FILE_PATH_PSEUDO, FILE_PATH_RESOLVED, FMODE_CREATED, FMODE_READ, FMODE_WRITE,
-    FileEvent, OpenKey, OpenSeen, StrRef,
+    EventKind, FILE_PATH_PSEUDO, FILE_PATH_RESOLVED, FLAG_DENIED, FMODE_CREATED, FMODE_READ,
+    FMODE_WRITE, FileEvent, OpenKey, OpenSeen, StrRef,
     config::{counter, off},
     enforce::{ACCESS_READ, ACCESS_WRITE},
     syscalls::{
@@ -26,6 +26,7 @@ const O_WRONLY: u32 = 0o1;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 const O_EXCL: u32 = 0o200;
+const EPERM: i64 = -1;
 
 /// Writes the user path argument; when relative, also the directory it is relative to
 /// (`dirfd`'s file, or the cwd for `AT_FDCWD`). Returns (path, base).
@@ -90,6 +91,10 @@ pub fn try_open(sc: Syscall) -> Result<(), i64> {
     let Some(mut rec) = Record::new(EventKind::Open, task) else {
         return Ok(());
     };
+    // Only a refused open can have been refused by the BPF LSM hook.
+    if sc.ret == EPERM && crate::enforce::take_denied() {
+        rec.set_flag(FLAG_DENIED);
+    }
     let p = rec.payload::<FileEvent>();
     let mut trunc = false;
     // SAFETY: `p` points into this CPU's scratch record.

@@ -84,6 +84,12 @@ pub fn stopped() -> bool {
     SWITCHES.get(switch::STOPPED).is_some_and(|v| *v != 0)
 }
 
+/// Whether the BPF LSM hooks judge opens and execs (`switch::LSM`).
+#[inline(always)]
+pub fn lsm_enforces() -> bool {
+    SWITCHES.get(switch::LSM).is_some_and(|v| *v != 0)
+}
+
 /// The agent's own thread-group id: its activity is never recorded (no feedback loops).
 #[unsafe(no_mangle)]
 static AGENT_TGID: u32 = 0;

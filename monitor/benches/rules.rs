@@ -205,6 +205,7 @@ fn base(body: EventBody, i: usize) -> Event {
         profile: None,
         phase: None,
         killed: false,
+        denied: false,
         escaped: Vec::new(),
         body,
         ktime_ns: i as u64 * 2_000,

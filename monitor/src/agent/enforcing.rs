@@ -44,6 +44,20 @@ pub fn warn_uncompiled(rules: &RuleSet, sensor: &Sensor) {
     for w in rules.enforcement_warnings() {
         tracing::warn!("not enforced in the kernel as written: {w}");
     }
+    if sensor.enforcer.is_some() {
+        let files_and_execs = if sensor.lsm_enforces {
+            "refused (EPERM, BPF LSM)"
+        } else if sensor.features.variant() == Variant::Loop {
+            "killed (SIGKILL at the syscall's return)"
+        } else {
+            "alerted only"
+        };
+        tracing::info!(
+            opens_and_execs = files_and_execs,
+            connects_sends_binds = "refused (EPERM, cgroup hooks)",
+            "enforcement in the kernel"
+        );
+    }
     if rules.has_enforce_profiles() && sensor.features.variant() == Variant::Bounded {
         tracing::warn!(
             "this kernel has no bpf_loop helper (Linux 5.17): `mode: enforce` profiles refuse \

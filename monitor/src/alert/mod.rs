@@ -137,6 +137,7 @@ mod tests {
             profile: None,
             phase: None,
             killed: false,
+            denied: false,
             escaped: Vec::new(),
             body: EventBody::Fork(ForkBody {
                 child_pid: 2,

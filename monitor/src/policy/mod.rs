@@ -282,6 +282,9 @@ impl Policy {
                     }
                 }
             }
+            // An exec the kernel refused (BPF LSM) never happened: the process keeps its image,
+            // its assignment and what the kernel watches of it.
+            EventBody::Exec(_) if ev.denied => {}
             EventBody::Exec(x) => {
                 let key = start_key_from_ns(ev.start_time_ns);
                 // Before exec the process had its parent's (or its own earlier) assignment.

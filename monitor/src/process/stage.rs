@@ -193,6 +193,8 @@ impl Enricher {
             return false;
         }
         match &ev.body {
+            // Refused by the kernel (BPF LSM): the process still runs its old image.
+            EventBody::Exec(_) if ev.denied => {}
             EventBody::Exec(x) => {
                 let identity = self.exec_identity(ev.cgroup_id, ev.pid);
                 let image = ExecImage {

@@ -550,7 +550,9 @@ impl RuleSet {
             }
         }
         out.extend(self.sigma.check(&v, ctx, pname));
-        if let Some(p) = profile.filter(|_| ev.killed && !out.iter().any(|f| f.enforceable)) {
+        if let Some(p) =
+            profile.filter(|_| (ev.killed || ev.denied) && !out.iter().any(|f| f.enforceable))
+        {
             out.push(p.kernel_only(&v, ctx.phase));
         }
         out

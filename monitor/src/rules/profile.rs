@@ -228,7 +228,7 @@ impl Profile {
         self.check_lists(v, ctx, out);
     }
 
-    /// The kernel killed the process for a step that neither these lists nor a detection with
+    /// The kernel killed the process (or refused the step) for what neither these lists nor a detection with
     /// `action: kill` explain (the kernel's form of the lists is narrower, e.g. where a
     /// pattern named by `monitor rules check` differs): never a silent kill.
     pub fn kernel_only(&self, v: &View<'_>, phase: Phase) -> Finding {
@@ -246,10 +246,11 @@ impl Profile {
         };
         let mut f = self.violation(cat, v, &object, phase);
         f.message = format!(
-            "{} {}: killed by the kernel: outside profile {} {} as the kernel enforces it (see \
+            "{} {}: {} by the kernel: outside profile {} {} as the kernel enforces it (see \
              `monitor rules check`)",
             v.who(),
             v.action(),
+            if v.ev.denied { "refused" } else { "killed" },
             self.name,
             cat.allow_key()
         );

@@ -34,6 +34,7 @@ fn event(body: EventBody) -> Event {
         profile: None,
         phase: None,
         killed: false,
+        denied: false,
         escaped: Vec::new(),
         body,
         ktime_ns: 0,

@@ -76,9 +76,10 @@ impl<'a> View<'a> {
         v
     }
 
-    /// The syscall failed (a non-blocking connect under way has not).
+    /// The syscall failed (a non-blocking connect under way has not, nor has an exec or open
+    /// the kernel refused under an enforce-mode profile: the attempt is the step judged).
     pub fn failed(&self) -> bool {
-        self.result < 0 && !self.in_progress()
+        self.result < 0 && !self.in_progress() && !self.ev.denied
     }
 
     /// A non-blocking connect under way.

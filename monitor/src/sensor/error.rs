@@ -61,6 +61,19 @@ pub enum SensorError {
         #[source]
         source: ProgramError,
     },
+    #[error("could not read the kernel BTF {path} for the BPF LSM hooks")]
+    LsmBtf {
+        path: PathBuf,
+        #[source]
+        source: aya::BtfError,
+    },
+    #[error("could not attach kernel program `{name}` to LSM hook `{hook}`")]
+    AttachLsm {
+        name: &'static str,
+        hook: &'static str,
+        #[source]
+        source: ProgramError,
+    },
     #[error("could not memory-map the kernel watch array")]
     MapWatch(#[source] std::io::Error),
     #[error("ring buffer size {0} must be a power of two and at least 4096 bytes")]

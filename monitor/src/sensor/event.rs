@@ -73,6 +73,10 @@ pub struct Event {
     /// (an enforce-mode profile).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub killed: bool,
+    /// The kernel refused this exec or open with `EPERM` (BPF LSM, an enforce-mode profile):
+    /// the exec never replaced the image, the open returned no file; the process lives on.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub denied: bool,
     /// The fields whose kernel bytes were not valid UTF-8, so they are in the escaped form
     /// (`crate::sensor::text::escape_always`); every other string is exact.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -495,9 +499,10 @@ pub struct DnsBody {
 }
 
 impl Event {
-    /// The kernel refused this step (a network step under an enforce-mode profile).
+    /// The kernel refused this step with `EPERM` (a network step, or with BPF LSM an exec or
+    /// open, under an enforce-mode profile).
     pub fn blocked(&self) -> bool {
-        matches!(&self.body, EventBody::Net(n) if n.blocked)
+        self.denied || matches!(&self.body, EventBody::Net(n) if n.blocked)
     }
 }
 

@@ -95,6 +95,9 @@ pub struct Sensor {
     pub enforcer: Option<super::enforce::Enforcer>,
     /// What the kernel offers, probed at load.
     pub features: KernelFeatures,
+    /// The BPF LSM hooks judge opens and execs of enforced processes (`EPERM`); else the
+    /// tracepoints do (`SIGKILL`), where the programs judge paths at all.
+    pub lsm_enforces: bool,
 }
 
 /// Tail-called handlers of the `sys_exit` dispatcher: (slot, program name).
@@ -198,6 +201,20 @@ impl Sensor {
             }
             None
         };
+        let lsm_enforces = enforcer.is_some()
+            && features.bpf_lsm
+            && variant == Variant::Loop
+            && match super::lsm::attach(&mut ebpf, &config.btf_path, &mut switches) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(
+                        error = %crate::deliver::error_chain(&e),
+                        "BPF LSM hooks not attached: opens and execs outside `mode: enforce` \
+                         profiles are killed at the syscall's return instead of refused"
+                    );
+                    false
+                }
+            };
 
         let events: RingBuf<_> = typed_map(&mut ebpf, names::EVENTS)?;
         let counters: PerCpuArray<_, u64> = typed_map(&mut ebpf, names::COUNTERS)?;
@@ -220,6 +237,7 @@ impl Sensor {
             _handlers: handlers,
             enforcer,
             features,
+            lsm_enforces,
         })
     }
 

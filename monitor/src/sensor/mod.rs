@@ -13,6 +13,7 @@ pub mod event;
 pub mod features;
 pub mod hz;
 pub mod load;
+mod lsm;
 pub mod offsets;
 pub mod reader;
 pub mod text;

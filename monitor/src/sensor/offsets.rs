@@ -90,6 +90,9 @@ pub const FIELDS: &[(usize, &str, &str, Expect)] = &[
     (off::SIGNAL_LIVE, "signal_struct", "live", Expect::Bytes(4)),
     (off::BPRM_FILENAME, "linux_binprm", "filename", PTR),
     (off::BPRM_FILE, "linux_binprm", "file", PTR),
+    // `char buf[BINPRM_BUF_SIZE]` (256 since Linux 5.0): the BPF LSM exec check reads its
+    // first two bytes (`#!`: a script, whose interpreter is checked next).
+    (off::BPRM_BUF, "linux_binprm", "buf", Expect::Bytes(256)),
     (off::SOCKET_SK, "socket", "sk", PTR),
     (
         off::SOCK_FAMILY,

@@ -5,9 +5,11 @@
 
 mod agent;
 mod net;
+mod stop;
 
 pub use agent::OwnAgent;
 pub use net::{Provider, Receivers};
+pub use stop::Stop;
 
 use std::{
     fs,

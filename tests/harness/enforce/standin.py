@@ -54,14 +54,18 @@ def payload(step, args):
         dropped = os.path.join(args[0], "dropped")
         shutil.copy("/usr/bin/touch", dropped)
         os.chmod(dropped, 0o755)
-        r = subprocess.run([dropped, args[1]])
-        print(f"exit {r.returncode}")
+        try:
+            r = subprocess.run([dropped, args[1]])
+            print(f"exit {r.returncode}")
+        except OSError as e:  # the kernel refused the exec (BPF LSM)
+            print(f"err {e.errno}")
     elif step == "cred":
-        with open(args[0], "rb") as f:
-            f.read()
-        with open(args[1], "w") as f:
-            f.write("after the read\n")
-        print("ok")
+        def go():
+            with open(args[0], "rb") as f:
+                f.read()
+            with open(args[1], "w") as f:
+                f.write("after the read\n")
+        print(result(go))
     elif step == "bind":
         def go():
             with socket.socket() as s:

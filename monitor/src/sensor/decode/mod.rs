@@ -11,7 +11,8 @@ mod process;
 pub mod strings;
 
 use monitor_common::{
-    DATA_OFFSET, EventHeader, EventKind, FLAG_KILLED, MAX_RECORD, PAYLOAD_OFFSET, StrRef,
+    DATA_OFFSET, EventHeader, EventKind, FLAG_DENIED, FLAG_KILLED, MAX_RECORD, PAYLOAD_OFFSET,
+    StrRef,
 };
 
 use super::event::{Event, EventBody, FileOp, NetOp};
@@ -199,6 +200,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         profile: None,
         phase: None,
         killed: h.flags & FLAG_KILLED != 0,
+        denied: h.flags & FLAG_DENIED != 0,
         escaped: rec.escaped.take().into_iter().map(str::to_owned).collect(),
         body,
         ktime_ns: h.ktime_ns,
