@@ -67,10 +67,11 @@ enum Command {
         /// Stop a guest that runs longer than this.
         #[arg(long, default_value_t = 40)]
         timeout_minutes: u64,
-        /// Also run the sensor benchmark (`--bench sensor`: the open/close loop's floor and
-        /// the agent's ratios) in each guest, after the tests; ratios within one guest only.
-        #[arg(long)]
-        bench: bool,
+        /// Also run benchmarks in each guest, after the tests; ratios within one guest only.
+        /// Bare `--bench` runs the sensor benchmark (the open/close loop's floor and the
+        /// agent's ratios); `--bench enforce` (or several names) runs those bench targets.
+        #[arg(long, value_name = "NAME", num_args = 0..)]
+        bench: Option<Vec<String>>,
         /// Extra arguments for the test binaries, e.g. a name filter.
         #[arg(last = true)]
         extra: Vec<OsString>,
@@ -165,4 +166,33 @@ fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
             p.metadata()
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command};
+
+    fn bench_of(args: &[&str]) -> Option<Vec<String>> {
+        match Cli::try_parse_from(args).expect("parses").command {
+            Command::VmTest { bench, .. } => bench,
+            _ => panic!("not vm-test"),
+        }
+    }
+
+    #[test]
+    fn vm_test_bench_alone_or_with_names() {
+        let base = ["xtask", "vm-test", "--kernel", "debian-6.12"];
+        assert_eq!(bench_of(&base), None);
+        assert_eq!(bench_of(&[&base[..], &["--bench"]].concat()), Some(vec![]));
+        assert_eq!(
+            bench_of(&["xtask", "vm-test", "--bench", "--kernel", "debian-5.10"]),
+            Some(vec![])
+        );
+        assert_eq!(
+            bench_of(&[&base[..], &["--bench", "enforce", "sensor"]].concat()),
+            Some(vec!["enforce".to_owned(), "sensor".to_owned()])
+        );
+    }
 }

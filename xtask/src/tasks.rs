@@ -152,7 +152,7 @@ impl Workspace {
                 tests: Vec::new(),
                 extra: extra.to_vec(),
                 timeout_minutes: 20,
-                bench: false,
+                bench: None,
             };
             if let Err(e) = vm::run(self, &opts) {
                 eprintln!("xtask: vm-test failed: {e:#}");

@@ -7,6 +7,7 @@
 //! | < 5.8, or no BTF | none: the agent refuses to start, naming what is missing | | |
 //! | 5.8 – 5.16 (no `bpf_loop`) | `bounded`: path walks as bounded loops | everything | connect, send, bind (cgroup hooks, EPERM); file and exec paths are not judged in the kernel (alerts only) |
 //! | 5.17 and later (`bpf_loop`) | `loop`: path walks under `bpf_loop` | everything | connect, send, bind (EPERM); open and exec outside the profile: SIGKILL |
+//! | 5.17 and later, BPF LSM active | `loop` + LSM `file_open`, `bprm_check_security` | everything | connect, send, bind, open, exec: EPERM before the step has an effect |
 //!
 //! The README's kernel table holds what was measured on each kernel under QEMU.
 

@@ -43,6 +43,9 @@ const NEEDS_PATH_JUDGEMENT: &[&str] = &[
     "the_start_up_allowance_ends_at_the_listen_itself",
 ];
 
+/// The test binary [`NEEDS_PATH_JUDGEMENT`] names tests of.
+pub const SKIPS_IN: &str = "enforce";
+
 /// Why [`NEEDS_PATH_JUDGEMENT`] is skipped.
 pub const NO_BPF_LOOP: &str = "no bpf_loop: opens and execs are not judged in the kernel";
 

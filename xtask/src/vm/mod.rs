@@ -38,8 +38,8 @@ pub struct Options {
     pub extra: Vec<OsString>,
     /// Give up on a guest after this many minutes.
     pub timeout_minutes: u64,
-    /// Also run the sensor benchmark in each guest (after the tests).
-    pub bench: bool,
+    /// Bench targets to run in each guest after the tests (`Some(empty)`: the sensor one).
+    pub bench: Option<Vec<String>>,
 }
 
 /// Where fetched kernels are kept, outside the workspace so a fresh clone on the same machine
@@ -82,10 +82,10 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     prereqs::install()?;
     let agent = ws.build(true)?;
     let binaries = ws.test_binaries(&tests)?;
-    let benches = if opts.bench {
-        ws.bench_binaries(&["sensor".to_owned()])?
-    } else {
-        Vec::new()
+    let benches = match &opts.bench {
+        Some(names) if names.is_empty() => ws.bench_binaries(&["sensor".to_owned()])?,
+        Some(names) => ws.bench_binaries(names)?,
+        None => Vec::new(),
     };
     let work = ws.target_dir().join("vm");
     let initrd = work.join("initramfs.cpio");

@@ -422,3 +422,37 @@ fn a_kill_is_never_silent() {
         f[0].message
     );
 }
+
+/// An open refused with EPERM (BPF LSM): the attempt is the step judged, not a failed open.
+fn refused_open(path: &str) -> crate::sensor::Event {
+    let mut b = crate::rules::testutil::file_body(path);
+    b.access = Some(Access::Read);
+    b.result = -1;
+    b.fd = None;
+    let mut ev = crate::rules::testutil::file_event(EventKind::Open, b);
+    ev.denied = true;
+    ev
+}
+
+#[test]
+fn an_open_the_kernel_refused_is_judged_and_never_silent() {
+    let r = rules();
+    let c = ctx(WEB_ID);
+    let mut ev = refused_open("/root/.ssh/id_rsa");
+    ev.denied = false;
+    assert!(fired(&r, &ev, &c).is_empty(), "a failed open is no step");
+    ev.denied = true;
+    assert_eq!(fired(&r, &ev, &c), vec!["profile.read"]);
+    assert!(ev.blocked(), "the alert says blocked");
+    // Refused although the lists allow it (the kernel's form of them is narrower): said.
+    let f = check(&r, &refused_open("/app/model.bin"), &c);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].message.ends_with(
+            "refused by the kernel: outside profile web allow.read as the kernel enforces it \
+             (see `monitor rules check`)"
+        ),
+        "{}",
+        f[0].message
+    );
+}
