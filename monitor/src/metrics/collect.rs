@@ -153,7 +153,7 @@ impl Collector for Collect {
             ),
             (
                 "monitor_enforce_blocked",
-                "Connects, sends and binds the kernel refused (enforce mode)",
+                "Connects, sends, binds (and with BPF LSM opens and execs) the kernel refused (enforce mode)",
                 Counter,
                 k.enforce_blocked,
             ),

@@ -328,7 +328,7 @@ pub struct KernelCounters {
     /// DNS answers to a socket that queried, from another address than the one it queried
     /// (spoofed or stray): not reported.
     pub dns_unmatched: u64,
-    /// Connects, sends and binds the kernel refused (enforce-mode profiles).
+    /// Connects, sends, binds (and with BPF LSM opens and execs) the kernel refused.
     pub enforce_blocked: u64,
     /// Children of enforced processes that could not be put under enforcement (the table was
     /// full): they ran unenforced.
