@@ -1,6 +1,8 @@
 //! Macro benchmark (run as root: `cargo bench -p monitor --bench build`): a real C project
 //! from Debian's sources, GNU awk 5.2.1 (bookworm's `gawk` source package, its upstream
-//! tarball), configured and built with `./configure && make -j2` from a fresh tree:
+//! tarball), configured and built with `./configure && make -j2` from a fresh tree (the
+//! support library, the program and its extensions: the manual is left out, its source is not
+//! in the tarball Debian ships):
 //! - with no agent;
 //! - with the agent recording every process host-wide (`monitor run --watch-all --events`,
 //!   every record written as JSON to a file), repeated opens folded in the kernel (1 s);
@@ -219,7 +221,10 @@ fn sample(config: Config, tarball: &Path, jobs: u32, work: &Path) -> Sample {
         &tree,
         Command::new("/bin/sh").args([
             "-c",
-            &format!("./configure -q > /dev/null && make -s -j{jobs} > /dev/null"),
+            &format!(
+                "./configure -q > /dev/null && make -s -j{jobs} -C support > /dev/null && \
+                 make -s -j{jobs} gawk > /dev/null && make -s -j{jobs} -C extension > /dev/null"
+            ),
         ]),
         &work.join("build.log"),
     );
