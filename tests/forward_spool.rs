@@ -219,23 +219,6 @@ fn a_sink_with_events_true_gets_events_through_their_own_spool() {
     agent.stop();
 }
 
-/// Fills the filesystem of `dir` with one file until it is full; returns the file.
-fn fill(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::io::Write as _;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).expect("filler file");
-    let chunk = vec![0u8; 64 * 1024];
-    loop {
-        match f.write(&chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    // The last partial page too.
-    while f.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
-    path
-}
-
 #[test]
 fn a_full_disk_delays_forwarding_but_loses_nothing() {
     let dir = TempDir::new("fwd-enospc");
@@ -268,7 +251,7 @@ fn a_full_disk_delays_forwarding_but_loses_nothing() {
     );
 
     // The spool's disk is full: alerts still reach the local output, and wait in memory.
-    let filler = fill(tmpfs.path());
+    let filler = tmpfs.fill();
     raise_alerts(&watched, "full", 10);
     let stats = wait_until(
         TIMEOUT,

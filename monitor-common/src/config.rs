@@ -93,8 +93,13 @@ pub mod counter {
     pub const ENFORCE_UNDECIDED: u32 = 11;
     /// A record not sent because the agent is stopping (it no longer reads them).
     pub const AFTER_STOP: u32 = 12;
+    /// [`RINGBUF_DROP`] split by the dropped record's family: process (exec, fork, exit), file,
+    /// network (with DNS answers); `RINGBUF_DROP_PROCESS + kind / 100`.
+    pub const RINGBUF_DROP_PROCESS: u32 = 13;
+    pub const RINGBUF_DROP_FILE: u32 = 14;
+    pub const RINGBUF_DROP_NET: u32 = 15;
     /// Number of counters.
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 16;
 }
 
 /// Indices into the `SWITCHES` array: settings user space changes while the programs run.

@@ -75,6 +75,11 @@ pub unsafe fn output(base: *const u8, size: usize) {
     };
     if EVENTS.output::<[u8]>(record, flags as u64).is_err() {
         count(counter::RINGBUF_DROP);
+        // SAFETY: every record starts with its header, whose first field is the kind.
+        let family = unsafe { core::ptr::read(base as *const u32) } / 100;
+        if family <= counter::RINGBUF_DROP_NET - counter::RINGBUF_DROP_PROCESS {
+            count(counter::RINGBUF_DROP_PROCESS + family);
+        }
     } else {
         count(counter::EMITTED);
     }

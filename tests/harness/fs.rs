@@ -136,6 +136,18 @@ impl TmpfsMount {
         })
     }
 
+    /// Fills the file system with one file, to the last byte; the file to remove for room.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.target.join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler file");
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write(&chunk).is_ok_and(|n| n > 0) {}
+        // The last partial page too.
+        while f.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
+        path
+    }
+
     pub fn path(&self) -> &Path {
         &self.target
     }

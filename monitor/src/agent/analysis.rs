@@ -111,8 +111,13 @@ struct Stats<'a> {
     policy: PolicyStats,
     /// Local records not convertible to OCSF (written in native form).
     ocsf_errors: u64,
+    /// Lines local outputs could not write (a full disk): lost there.
+    local_lines_lost: u64,
     /// Network outputs: spools and sinks.
     delivery: Option<ForwardStats>,
+    /// The agent's resident memory now and at its peak (bytes; absent when /proc is not
+    /// readable).
+    memory: Option<super::memory::Memory>,
 }
 
 impl Analysis {
@@ -427,7 +432,9 @@ impl Analysis {
             runtime: self.enricher.runtime_stats(),
             policy: self.policy.stats(),
             ocsf_errors: crate::ocsf::OCSF_ERRORS.load(Ordering::Relaxed),
+            local_lines_lost: crate::output::stage::LOCAL_LINES_LOST.load(Ordering::Relaxed),
             delivery: io.forwarding.map(Forwarding::stats),
+            memory: super::memory::Memory::of_self(),
         });
         // Serialising plain counters cannot fail; should it, the line says so.
         let stats = stats.unwrap_or_else(

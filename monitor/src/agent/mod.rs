@@ -11,6 +11,7 @@ mod commands;
 pub mod control;
 mod enforcing;
 mod learning;
+mod memory;
 mod rule_files;
 
 pub use commands::{floor, rules_check};

@@ -105,18 +105,24 @@ impl LocalSink for FileSink {
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         let n = line.len() as u64 + 1;
         let max = self.rotation.max_bytes;
-        let mut rotation = Ok(());
-        if max > 0 && self.len > 0 && self.len + n > max {
-            rotation = self.rotate();
-            if rotation.is_err() {
-                // Keep writing to the file in hand; try again after another `max` bytes.
-                self.len = 0;
-            }
+        if max > 0
+            && self.len > 0
+            && self.len + n > max
+            && let Err(error) = self.rotate()
+        {
+            // Keep writing to the file in hand; try again after another `max` bytes.
+            tracing::error!(path = %self.path.display(), %error, "output file not rotated");
+            self.len = 0;
+        }
+        // Room for the whole line first: when the disk refuses the flush, nothing of the line
+        // is written (no torn line; what the buffer holds is written once there is room).
+        if self.out.capacity() - self.out.buffer().len() < line.len() + 1 {
+            self.out.flush()?;
         }
         self.out.write_all(line)?;
         self.out.write_all(b"\n")?;
         self.len += n;
-        rotation
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -168,10 +174,9 @@ mod tests {
         };
         let mut sink = FileSink::open(&path, rotation).expect("open");
         sink.write_line(b"abc").expect("first line fits");
-        assert!(
-            sink.write_line(b"def").is_err(),
-            "the rotation error is reported"
-        );
+        // The rotation error is logged; the line is written (an error would count it lost).
+        sink.write_line(b"def")
+            .expect("written despite the failed rotation");
         // Not retried on every line: the next one goes straight to the file.
         sink.write_line(b"g").expect("no new attempt yet");
         sink.flush().expect("flush");
@@ -179,6 +184,25 @@ mod tests {
             std::fs::read_to_string(&path).expect("read"),
             "abc\ndef\ng\n"
         );
+    }
+
+    #[test]
+    fn a_full_device_refuses_whole_lines_once_the_buffer_is_full() {
+        let mut sink = FileSink::open(std::path::Path::new("/dev/full"), Rotation::default())
+            .expect("open /dev/full");
+        let line = [b'x'; 999];
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..200 {
+            match sink.write_line(&line) {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(ok, 64 * 1024 / 1000, "what the buffer holds");
+        assert_eq!(refused, 200 - ok, "then every line is refused, whole");
     }
 
     #[test]

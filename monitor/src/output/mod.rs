@@ -52,7 +52,8 @@ pub enum OutputError {
 pub trait LocalSink: Send {
     /// Human-readable name for logs.
     fn name(&self) -> String;
-    /// Writes one record (without newline; the sink ends the line).
+    /// Writes one record (without newline; the sink ends the line). `Err`: the line was not
+    /// written (it is counted as lost).
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
 }

@@ -9,6 +9,7 @@
 //! [`OVERFLOW_REPORT_EVERY`].
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -26,6 +27,11 @@ const BATCH: usize = 4096;
 pub const OVERFLOW_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Rule name of the spool-overflow alert.
 pub const OVERFLOW_RULE: &str = "agent.spool-overflow";
+
+/// Lines a local output could not write (a full disk, a failing device): lost there, counted
+/// in `agent_stats` (`local_lines_lost`). A line another output wrote counts for each that
+/// did not.
+pub static LOCAL_LINES_LOST: AtomicU64 = AtomicU64::new(0);
 
 /// A message to the output stage.
 pub enum Out {
@@ -54,14 +60,25 @@ impl Local {
         }
     }
 
-    /// Logs the first failure of a streak; `write`: a successful write (not a flush) ends it.
+    /// Logs the first failure of a streak (and the recovery); `write`: a write (not a flush),
+    /// whose failure lost its line (counted), whose success ends the streak.
     fn report(&mut self, r: std::io::Result<()>, write: bool) {
+        if write && r.is_err() {
+            LOCAL_LINES_LOST.fetch_add(1, Ordering::Relaxed);
+        }
         match r {
-            Ok(()) if write => self.failing = false,
+            Ok(()) if write && self.failing => {
+                self.failing = false;
+                tracing::info!(output = %self.sink.name(), "output writing again");
+            }
             Ok(()) => {}
             Err(error) if !self.failing => {
                 self.failing = true;
-                tracing::error!(output = %self.sink.name(), %error, "output failing");
+                tracing::error!(
+                    output = %self.sink.name(),
+                    %error,
+                    "output failing: lines are lost (counted in agent_stats local_lines_lost)"
+                );
             }
             Err(_) => {}
         }

@@ -286,6 +286,11 @@ impl Sensor {
         KernelCounters {
             emitted: sum(counter::EMITTED),
             ringbuf_drops: sum(counter::RINGBUF_DROP),
+            ringbuf_drops_by_family: DropsByFamily {
+                process: sum(counter::RINGBUF_DROP_PROCESS),
+                file: sum(counter::RINGBUF_DROP_FILE),
+                network: sum(counter::RINGBUF_DROP_NET),
+            },
             path_truncated: sum(counter::PATH_TRUNCATED),
             tail_call_failed: sum(counter::TAIL_CALL_FAILED),
             opens_deduped: sum(counter::DEDUPED),
@@ -311,11 +316,24 @@ impl Sensor {
     }
 }
 
+/// Records the full ring buffer dropped, by family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DropsByFamily {
+    /// exec, fork, exit.
+    pub process: u64,
+    /// open, unlink, rename, chmod, memfd, link, symlink, truncate.
+    pub file: u64,
+    /// connect, accept, bind, listen, send, DNS answers.
+    pub network: u64,
+}
+
 /// Kernel-side counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelCounters {
     pub emitted: u64,
     pub ringbuf_drops: u64,
+    /// `ringbuf_drops` by the dropped record's family.
+    pub ringbuf_drops_by_family: DropsByFamily,
     pub path_truncated: u64,
     pub tail_call_failed: u64,
     /// Repeated opens folded in the kernel (not lost: see `repeats` on the next report).

@@ -40,12 +40,19 @@ impl OwnAgent {
         .map(Self)
     }
 
-    /// Every alert written so far.
-    pub fn alerts(&self) -> Vec<Value> {
+    /// Every record written so far (alerts, events, `agent_stats`).
+    pub fn records(&self) -> Vec<Value> {
         fs::read_to_string(self.0.output())
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+
+    /// Every alert written so far.
+    pub fn alerts(&self) -> Vec<Value> {
+        self.records()
+            .into_iter()
             .filter(|v| v["kind"] == "alert")
             .collect()
     }
@@ -81,6 +88,12 @@ impl OwnAgent {
     pub fn stop(mut self) -> String {
         self.0.stop();
         self.0.stderr_full()
+    }
+
+    /// [`Self::stop`], and every record it wrote (its last `agent_stats` among them).
+    pub fn stop_with_records(mut self) -> (String, Vec<Value>) {
+        self.0.stop();
+        (self.0.stderr_full(), self.records())
     }
 
     /// SIGKILL: no clean exit.

@@ -1,0 +1,275 @@
+//! Floods the agent must survive with every loss counted: an open flood into a ring buffer
+//! made small on purpose (every open missing from the output is a dropped file record in the
+//! kernel's count, exactly), and 100,000 short-lived processes (the agent keeps up or counts
+//! what it lost, its process table stays within its bound, its memory under 256 MiB); and a
+//! full disk under a file output (the lines it refuses are counted, whole, and it writes again
+//! once there is room). Real processes, real kernel hooks, a real tmpfs; behaviour is asserted,
+//! the figures are printed.
+
+use std::{fs, time::Duration};
+
+use monitor_tests::{
+    Proc, TempDir, enforce::OwnAgent, path_str, preflight, python, random_hex, skip_or_fail,
+};
+use serde_json::Value;
+
+/// The agent's documented bound on resident memory under these floods (README, Limits).
+const RSS_BOUND: u64 = 256 * 1024 * 1024;
+
+/// A profile selecting processes with `marker` in their argv: Python may run and read the
+/// system, nothing else (so every open of a file of the test is an alert).
+fn profile(marker: &str) -> String {
+    format!(
+        "profile: flood\nmatch:\n  argv_contains: [\"{marker}\"]\nallow:\n  exec: \
+         [\"/usr/bin/python3.11\", \"/usr/bin/python3\"]\n  read: [\"/usr/**\", \"/etc/**\", \
+         \"/proc/**\", \"/sys/**\", \"/dev/**\"]\n"
+    )
+}
+
+/// An agent with the flood profile and `args`, or `None` when it cannot run here (said loudly;
+/// a failure under CI).
+fn agent(dir: &TempDir, marker: &str, args: &[&str]) -> Option<OwnAgent> {
+    if let Err(why) = preflight() {
+        skip_or_fail(&why);
+        return None;
+    }
+    let rules = dir.join("rules");
+    fs::create_dir_all(&rules).expect("rules dir");
+    fs::write(rules.join("flood.yaml"), profile(marker)).expect("profile");
+    Some(
+        OwnAgent::start(&rules, args, &dir.join("spool"))
+            .unwrap_or_else(|e| panic!("the agent did not start: {e}")),
+    )
+}
+
+/// The last `agent_stats` record, which must be the one written at shutdown.
+fn shutdown_stats(records: &[Value]) -> &Value {
+    let stats = records
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == "agent_stats")
+        .expect("a last agent_stats line");
+    assert_eq!(stats["reason"], "shutdown", "{stats}");
+    assert_eq!(
+        stats["kernel"]["emitted"], stats["received"],
+        "every record the kernel sent was read: {stats}"
+    );
+    assert_eq!(stats["decode_errors"], 0, "{stats}");
+    stats
+}
+
+fn count(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+const OPENS: u64 = 20_000;
+
+/// Opens `sys.argv[1]` `sys.argv[2]` times once the agent has matched it (argv also carries
+/// the marker).
+const OPEN_FLOOD: &str = "import os, sys, time\ntime.sleep(0.5)\npath = sys.argv[1]\n\
+                          for _ in range(int(sys.argv[2])):\n    \
+                          os.close(os.open(path, os.O_RDONLY))\n";
+
+#[test]
+fn an_open_flood_into_a_small_ring_buffer_counts_every_open_it_loses() {
+    let dir = TempDir::new("flood-opens");
+    let marker = format!("flood-{}", random_hex(4));
+    let target = dir.join("target.txt");
+    fs::write(&target, "x\n").expect("target");
+    // 16 KiB holds a few dozen records: the reader cannot keep up, the kernel drops.
+    let Some(agent) = agent(
+        &dir,
+        &marker,
+        &["--ring-buffer-size", "16384", "--dedupe-window-ms", "0"],
+    ) else {
+        return;
+    };
+    let mut flood = Proc::spawn(python(OPEN_FLOOD).args([
+        path_str(&target).as_str(),
+        &OPENS.to_string(),
+        &marker,
+    ]));
+    flood.finish_ok(Duration::from_secs(120));
+    let (_, records) = agent.stop_with_records();
+    let stats = shutdown_stats(&records);
+    let seen = records
+        .iter()
+        .filter(|r| {
+            r["kind"] == "alert"
+                && r["rule"] == "profile.read"
+                && r["event"]["path"] == *path_str(&target)
+        })
+        .count() as u64;
+    let k = &stats["kernel"];
+    let file_drops = count(&k["ringbuf_drops_by_family"]["file"]);
+    eprintln!(
+        "open flood: {OPENS} opens, {seen} in the output, {file_drops} file records dropped \
+         ({} dropped in all)",
+        count(&k["ringbuf_drops"])
+    );
+    assert!(file_drops > 0, "the small ring buffer overflowed: {stats}");
+    assert!(seen > 0, "some opens got through: {stats}");
+    assert_eq!(
+        seen + file_drops,
+        OPENS,
+        "every open is in the output or counted as dropped: {stats}"
+    );
+    assert!(
+        count(&k["ringbuf_drops"]) >= file_drops,
+        "the families add up to at most the total: {stats}"
+    );
+}
+
+const PROCESSES: u64 = 100_000;
+
+/// Forks `sys.argv[1]` children that exit at once, one after the other; prints the seconds.
+const PROCESS_FLOOD: &str = "import os, sys, time\nt = time.monotonic()\n\
+                             for _ in range(int(sys.argv[1])):\n    pid = os.fork()\n    \
+                             if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n\
+                             print(round(time.monotonic() - t, 2))\n";
+
+#[test]
+fn a_hundred_thousand_short_lived_processes_are_survived_within_bounds() {
+    let dir = TempDir::new("flood-processes");
+    let marker = format!("flood-{}", random_hex(4));
+    let Some(agent) = agent(&dir, &marker, &[]) else {
+        return;
+    };
+    let mut flood = Proc::spawn(python(PROCESS_FLOOD).args([&PROCESSES.to_string(), &marker]));
+    let secs = flood.finish_ok(Duration::from_secs(600));
+    let (_, records) = agent.stop_with_records();
+    let stats = shutdown_stats(&records);
+    let k = &stats["kernel"];
+    let table = &stats["process_table"];
+    let memory = &stats["memory"];
+    eprintln!(
+        "process flood: {PROCESSES} processes in {} s; {} records sent, {} dropped ({} process \
+         records); table {} entries of {} ({} evicted, {} expired); peak RSS {} MiB",
+        secs.trim(),
+        count(&k["emitted"]),
+        count(&k["ringbuf_drops"]),
+        count(&k["ringbuf_drops_by_family"]["process"]),
+        count(&table["entries"]),
+        count(&table["capacity"]),
+        count(&table["evictions"]),
+        count(&table["expired"]),
+        count(&memory["peak_rss_bytes"]) / (1024 * 1024)
+    );
+    // A fork and an exit record per child, each sent or counted as dropped (other processes
+    // on the machine only add to both sides).
+    assert!(
+        count(&k["emitted"]) + count(&k["ringbuf_drops_by_family"]["process"]) >= 2 * PROCESSES,
+        "every fork and exit was sent or counted: {stats}"
+    );
+    assert!(
+        count(&table["entries"]) <= count(&table["capacity"]),
+        "the process table stays within its bound: {stats}"
+    );
+    assert!(
+        count(&memory["peak_rss_bytes"]) < RSS_BOUND,
+        "resident memory stays under {RSS_BOUND} bytes: {stats}"
+    );
+}
+
+/// Opens every file named in its argv after the first (the marker, first: argv is recorded up
+/// to 4 KiB), in order.
+const READER: &str = "import sys\nfor p in sys.argv[2:]:\n    open(p).read()\n";
+
+/// Reads `names` (files in `dir`, created here) under the flood profile: one alert each.
+fn read_files(dir: &TempDir, marker: &str, names: &[String]) {
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let p = dir.join(n);
+            fs::write(&p, "x\n").expect("file");
+            path_str(&p)
+        })
+        .collect();
+    Proc::spawn(python(READER).arg(marker).args(&paths)).finish_ok(Duration::from_secs(60));
+}
+
+fn alerts_in(text: &str) -> usize {
+    text.lines()
+        .filter(|l| l.contains("\"kind\":\"alert\""))
+        .count()
+}
+
+#[test]
+fn a_full_disk_under_the_file_output_counts_the_lines_it_loses_and_recovers() {
+    let dir = TempDir::new("flood-disk");
+    let mount = dir.join("outfs");
+    fs::create_dir_all(&mount).expect("mount point");
+    let tmpfs = match monitor_tests::TmpfsMount::new(&mount) {
+        Ok(m) => m,
+        Err(e) => {
+            skip_or_fail(&format!("cannot mount a tmpfs for the output: {e}"));
+            return;
+        }
+    };
+    let marker = format!("flood-{}", random_hex(4));
+    // A second file output on a 4 MiB tmpfs; the agent's usual one has room and keeps all.
+    let small = tmpfs.path().join("out.jsonl");
+    let output = format!("file:{}", path_str(&small));
+    let Some(agent) = agent(&dir, &marker, &["--output", &output]) else {
+        return;
+    };
+    // Until the alert on the file `name` of the test is out.
+    let wait_alert = |name: &str| {
+        let path = path_str(dir.join(name));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !agent
+            .alerts()
+            .iter()
+            .any(|a| a["event"]["path"] == *path.as_str())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no alert on {path}: {:#?}",
+                agent.alerts().last()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    read_files(&dir, &marker, &["before".to_owned()]);
+    wait_alert("before");
+
+    // The disk is full: 300 alerts (about 2 KB each) overflow the output's 64 KiB buffer.
+    let filler = tmpfs.fill();
+    let full: Vec<String> = (0..300).map(|i| format!("full-{i}")).collect();
+    read_files(&dir, &marker, &full);
+    wait_alert("full-299");
+
+    // Room again: the next alert is written there, after what the buffer kept.
+    fs::remove_file(&filler).expect("remove filler");
+    read_files(&dir, &marker, &["after".to_owned()]);
+    wait_alert("after");
+    let (_, records) = agent.stop_with_records();
+    let stats = shutdown_stats(&records);
+    let lost = count(&stats["local_lines_lost"]);
+    let kept = fs::read_to_string(&small).expect("the small output");
+    // Every line the output with room got (alerts, the final agent_stats) is on the full disk's
+    // output or counted as lost there.
+    let all = records.len() as u64;
+    let kept_lines = kept.lines().count() as u64;
+    eprintln!(
+        "full disk: {all} lines ({} alerts), {kept_lines} on the full disk's output ({} alerts), \
+         {lost} lost",
+        records.iter().filter(|r| r["kind"] == "alert").count(),
+        alerts_in(&kept)
+    );
+    assert!(lost > 0, "the full disk lost lines: {stats}");
+    assert_eq!(
+        kept_lines + lost,
+        all,
+        "every line is on the full disk's output or counted as lost: {stats}"
+    );
+    assert!(
+        kept.lines().any(|l| l.contains("/after")),
+        "written again once there was room"
+    );
+    assert!(
+        kept.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "no torn line"
+    );
+}
