@@ -9,8 +9,11 @@
 //! 2. the event rate the pipeline sustains with zero loss: the loop flat out under
 //!    `monitor run --events`, counting kernel drops from the agent's final statistics.
 //!
+//! The generator of part 2 runs pinned to one core (the last), the agent free on all.
+//!
 //! Environment: `MONITOR_BIN` (default `target/release/monitor`), `BENCH_ITERS` (loop
-//! iterations per sample, default 200000), `BENCH_ROUNDS` (default 5).
+//! iterations per sample, default 200000), `BENCH_ROUNDS` (default 5), `BENCH_PERF=FILE`
+//! (`perf record` the agent during part 2 into FILE and print where its time goes).
 
 #[allow(dead_code, reason = "this benchmark uses part of the shared set-up")]
 mod common;
@@ -39,7 +42,11 @@ impl Running {
         if args[0] == "run" {
             cmd.arg("--no-control-socket")
                 .arg("--output")
-                .arg(format!("file:{}", dir.join("out.jsonl").display()));
+                // One file, never rotated: the pipeline run counts every line it wrote.
+                .arg(format!(
+                    "file:{}?max_size=0",
+                    dir.join("out.jsonl").display()
+                ));
         }
         let stderr = std::fs::File::create(dir.join("stderr")).expect("stderr file");
         let mut child = cmd
@@ -191,9 +198,14 @@ fn main() {
         "rate",
     );
     let n = iters * 2;
+    // The load generator gets one core (the last), as the agent's host would give a workload.
+    let cpu = pin_to_last_cpu();
+    let perf = std::env::var_os("BENCH_PERF").map(|out| Profiler::start(agent.child.id(), out));
     let start = Instant::now();
     open_close_loop(&path, n);
     let gen_secs = start.elapsed().as_secs_f64();
+    let report = perf.map(Profiler::finish);
+    unpin();
     let out = agent.stop();
     let stats = out
         .lines()
@@ -218,8 +230,98 @@ fn main() {
         "LOSS"
     };
     println!(
-        "pipeline: {n} opens in {gen_secs:.2} s = {:.0} events/s offered; {mine} of them \
-         written ({received} records received in all); kernel drops {drops} ({verdict})",
+        "pipeline: {n} opens in {gen_secs:.2} s = {:.0} events/s offered (generator on CPU \
+         {cpu}); {mine} of them written ({received} records received in all); kernel drops \
+         {drops} ({verdict})",
         n as f64 / gen_secs,
     );
+    if let Some(report) = report {
+        println!("agent profile during the pipeline run (perf, self time):\n{report}");
+    }
+}
+
+/// Pins this thread to the last CPU; returns it.
+fn pin_to_last_cpu() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let cpu = cpus - 1;
+    // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    cpu
+}
+
+/// Lets this thread run on every CPU again.
+fn unpin() {
+    // SAFETY: as in `pin_to_last_cpu`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// `perf record` of the agent (`BENCH_PERF=FILE`), for where the pipeline's time goes.
+struct Profiler {
+    child: Child,
+    out: std::ffi::OsString,
+}
+
+impl Profiler {
+    fn start(pid: u32, out: std::ffi::OsString) -> Self {
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-F",
+                "999",
+                "-g",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf (apt-get install linux-perf)");
+        // perf needs a moment to attach.
+        std::thread::sleep(Duration::from_millis(500));
+        Self { child, out }
+    }
+
+    /// Stops recording; the top of `perf report` by shared object and symbol (self time).
+    fn finish(mut self) -> String {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let report = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--percent-limit",
+                "1.5",
+                "--sort",
+                "dso,sym",
+                "-i",
+            ])
+            .arg(&self.out)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        report
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
