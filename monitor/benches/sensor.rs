@@ -33,6 +33,11 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str], tag: &str) -> Self {
+        Self::try_start(args, tag).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// `Err`: why the command exited before it was ready.
+    fn try_start(args: &[&str], tag: &str) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("monitor-bench-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -58,7 +63,8 @@ impl Running {
         while !ready.exists() {
             if let Ok(Some(status)) = child.try_wait() {
                 let err = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
-                panic!("monitor {args:?} exited early ({status}): {err}");
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("monitor {args:?} exited early ({status}): {err}"));
             }
             assert!(
                 Instant::now() < deadline,
@@ -66,7 +72,7 @@ impl Running {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        Self { child, dir }
+        Ok(Self { child, dir })
     }
 
     /// Stops the agent and returns its output lines.
@@ -114,6 +120,8 @@ enum Config {
     Unwatched,
     Recorded,
     RecordedNoDedupe,
+    /// The floor with `sys_exit` as a `tp_btf` program (where the kernel loads one).
+    FloorTpBtf,
 }
 
 fn sample(config: Config, path: &CString, iters: usize) -> f64 {
@@ -129,6 +137,7 @@ fn sample(config: Config, path: &CString, iters: usize) -> f64 {
             &["run", "--events", "--dedupe-window-ms", "0"],
             "recorded-all",
         )),
+        Config::FloorTpBtf => Some(Running::start(&["floor", "--tp-btf"], "floor-tp-btf")),
     };
     open_close_loop(path, iters / 10); // warm up
     let ns = open_close_loop(path, iters);
@@ -142,13 +151,21 @@ fn main() {
     let iters = common::env_or("BENCH_ITERS", 200_000usize);
     let rounds = common::env_or("BENCH_ROUNDS", 5usize);
     let path = CString::new("/etc/hostname").expect("c string");
-    let configs = [
+    let mut configs = vec![
         Config::Bare,
         Config::Floor,
         Config::Unwatched,
         Config::Recorded,
         Config::RecordedNoDedupe,
     ];
+    // tp_btf loads where the kernel allows BTF-typed tracing programs (not everywhere).
+    match Running::try_start(&["floor", "--tp-btf"], "probe-tp-btf") {
+        Ok(probe) => {
+            drop(probe);
+            configs.push(Config::FloorTpBtf);
+        }
+        Err(why) => println!("tp_btf floor: not loadable on this kernel ({})", why.trim()),
+    }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for round in 0..rounds {
         for (i, c) in configs.iter().enumerate() {

@@ -37,6 +37,9 @@ pub enum Command {
         /// Created once the empty programs are attached.
         #[arg(long, value_name = "PATH")]
         ready_file: Option<PathBuf>,
+        /// Attach `sys_exit` as a BTF-typed tracepoint (`tp_btf`) instead of a raw one.
+        #[arg(long)]
+        tp_btf: bool,
     },
 }
 

@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Rules(cli::RulesCommand::Diff { old, new }) => {
             return learn::diff::run(&old, &new);
         }
-        cli::Command::Floor { ready_file } => agent::floor(ready_file),
+        cli::Command::Floor { ready_file, tp_btf } => agent::floor(ready_file, tp_btf),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

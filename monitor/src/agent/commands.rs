@@ -32,8 +32,9 @@ pub fn rules_check(paths: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 /// `monitor floor`: empty programs on the same hooks, until SIGINT/SIGTERM (benchmark floor).
-pub fn floor(ready_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let _floor = crate::sensor::load::Floor::load()?;
+pub fn floor(ready_file: Option<PathBuf>, tp_btf: bool) -> anyhow::Result<()> {
+    let btf = std::path::Path::new(crate::sensor::load::KERNEL_BTF);
+    let _floor = crate::sensor::load::Floor::load(tp_btf, btf)?;
     if let Some(path) = &ready_file {
         std::fs::write(path, b"ready\n")
             .with_context(|| format!("writing ready file {}", path.display()))?;

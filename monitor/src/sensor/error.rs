@@ -61,8 +61,8 @@ pub enum SensorError {
         #[source]
         source: ProgramError,
     },
-    #[error("could not read the kernel BTF {path} for the BPF LSM hooks")]
-    LsmBtf {
+    #[error("could not read the kernel BTF {path} (for BTF-typed programs)")]
+    KernelBtf {
         path: PathBuf,
         #[source]
         source: aya::BtfError,

@@ -414,8 +414,9 @@ const FLOOR: [(&str, &str); 4] = [
 ];
 
 impl Floor {
-    /// Loads the object and attaches only the empty floor programs.
-    pub fn load() -> Result<Self, SensorError> {
+    /// Loads the object and attaches only the empty floor programs; `tp_btf`: `sys_exit` in its
+    /// BTF-typed form (against the kernel BTF at `btf_path`).
+    pub fn load(tp_btf: bool, btf_path: &Path) -> Result<Self, SensorError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(SensorError::NotRoot);
@@ -425,7 +426,27 @@ impl Floor {
             .map_max_entries(names::EVENTS, 4096)
             .load(OBJECT)
             .map_err(SensorError::Load)?;
-        attach_all(&mut ebpf, &FLOOR)?;
+        if !tp_btf {
+            attach_all(&mut ebpf, &FLOOR)?;
+            return Ok(Self { _ebpf: ebpf });
+        }
+        attach_all(&mut ebpf, &FLOOR[..3])?;
+        let btf = aya::Btf::parse_file(btf_path, aya::Endianness::default()).map_err(|source| {
+            SensorError::KernelBtf {
+                path: btf_path.to_path_buf(),
+                source,
+            }
+        })?;
+        let name = "floor_btf_sys_exit";
+        let prog: &mut aya::programs::BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or(SensorError::MissingProgram { name })?
+            .try_into()
+            .map_err(|source| SensorError::Program { name, source })?;
+        prog.load("sys_exit", &btf)
+            .map_err(|source| SensorError::Program { name, source })?;
+        prog.attach()
+            .map_err(|source| SensorError::Program { name, source })?;
         Ok(Self { _ebpf: ebpf })
     }
 }

@@ -24,7 +24,7 @@ pub(super) fn attach(
     switches: &mut aya::maps::Array<aya::maps::MapData, u32>,
 ) -> Result<(), SensorError> {
     let btf = aya::Btf::parse_file(btf_path, Endianness::default()).map_err(|source| {
-        SensorError::LsmBtf {
+        SensorError::KernelBtf {
             path: btf_path.to_path_buf(),
             source,
         }
