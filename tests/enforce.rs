@@ -126,7 +126,7 @@ fn an_enforced_server_serves_and_each_attack_step_is_stopped_before_it_has_an_ef
     let steps = attack(&s, &site, &rx);
     // The network syscalls fail with EPERM (errno 1); the exec and the read too with BPF LSM,
     // else the children are killed there (SIGKILL, -9).
-    let stop = Stop::here();
+    let stop = Stop::of(&agent);
     assert_eq!(steps.exfil4, "0 err 1");
     assert_eq!(steps.exfil6, "0 err 1");
     assert_eq!(steps.tfo, "0 err 1", "TCP Fast Open is a connect too");
@@ -199,7 +199,7 @@ fn the_start_up_allowance_ends_at_the_listen_itself() {
     );
     let mut server = site.spawn(&marker);
     let status = server.wait(TIMEOUT);
-    let stop = Stop::here();
+    let stop = Stop::of(&agent);
     // Refused, the read raises PermissionError and the server exits with status 1.
     let (signal, code) = match stop {
         Stop::Kill => (Some(9), None),
@@ -234,7 +234,7 @@ fn start_up_may_do_what_startup_allows_and_serving_may_not() {
     // It read startup.txt half a second after its exec, enforced by then, before it listened.
     s.infer(1);
     let after = site.tmp("after-serving");
-    let stop = Stop::here();
+    let stop = Stop::of(&agent);
     assert_eq!(
         s.attack("cred", &[&path_str(&startup), &path_str(&after)]),
         stop.cred(),
@@ -409,7 +409,7 @@ fn a_kill_detection_kills_a_read_the_profile_allows_and_spares_its_exceptions() 
             &[&format!("{app}/{file}"), &path_str(site.tmp(after))],
         )
     };
-    let stop = Stop::here();
+    let stop = Stop::of(&agent);
     assert_eq!(read("secrets/token", "after-token"), stop.cred(), "a tree");
     assert_eq!(
         read("config/.env", "after-env"),

@@ -13,6 +13,16 @@ use monitor_tests::{
 };
 use serde_json::Value;
 
+/// One flood at a time: an agent watches every process exec'd until it has matched it, so a
+/// second test's processes would add to the first one's exact counts.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The agent's documented bound on resident memory under these floods (README, Limits).
 const RSS_BOUND: u64 = 256 * 1024 * 1024;
 
@@ -72,6 +82,7 @@ const OPEN_FLOOD: &str = "import os, sys, time\ntime.sleep(0.5)\npath = sys.argv
 
 #[test]
 fn an_open_flood_into_a_small_ring_buffer_counts_every_open_it_loses() {
+    let _serial = serial();
     let dir = TempDir::new("flood-opens");
     let marker = format!("flood-{}", random_hex(4));
     let target = dir.join("target.txt");
@@ -130,6 +141,7 @@ const PROCESS_FLOOD: &str = "import os, sys, time\nt = time.monotonic()\n\
 
 #[test]
 fn a_hundred_thousand_short_lived_processes_are_survived_within_bounds() {
+    let _serial = serial();
     let dir = TempDir::new("flood-processes");
     let marker = format!("flood-{}", random_hex(4));
     let Some(agent) = agent(&dir, &marker, &[]) else {
@@ -196,6 +208,7 @@ fn alerts_in(text: &str) -> usize {
 
 #[test]
 fn a_full_disk_under_the_file_output_counts_the_lines_it_loses_and_recovers() {
+    let _serial = serial();
     let dir = TempDir::new("flood-disk");
     let mount = dir.join("outfs");
     fs::create_dir_all(&mount).expect("mount point");

@@ -245,8 +245,9 @@ pub const FMODE_CREATED: u32 = 0x10_0000;
 /// `FMODE_READ`, `FMODE_WRITE`.
 pub const FMODE_READ: u32 = 0x1;
 pub const FMODE_WRITE: u32 = 0x2;
-/// `FMODE_EXEC`: the kernel opened the file to execute it (exec, the ELF interpreter).
-pub const FMODE_EXEC: u32 = 0x20;
+/// `__FMODE_EXEC`, in a file's `f_flags` (not `f_mode`): the kernel opened it to execute it
+/// (exec, the ELF interpreter); user space cannot pass it to open.
+pub const FFLAGS_EXEC: u32 = 0x20;
 
 /// Payload of every network-family kind (`sys_exit` dispatcher).
 #[repr(C)]

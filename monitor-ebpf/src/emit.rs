@@ -99,6 +99,12 @@ impl Record {
     #[inline(always)]
     pub fn new(kind: EventKind, task: *const u8) -> Option<Self> {
         let base = SCRATCH.get_ptr_mut(0)? as *mut u8;
+        Some(Self::new_at(base, kind, task))
+    }
+
+    /// A record in the scratch space at `base` (a [`crate::maps::Scratch`]), header filled.
+    #[inline(always)]
+    pub fn new_at(base: *mut u8, kind: EventKind, task: *const u8) -> Self {
         // SAFETY: the header and payload live in the scratch record.
         unsafe {
             fill_header(base as *mut EventHeader, kind, task);
@@ -107,28 +113,27 @@ impl Record {
                 base.add(PAYLOAD_OFFSET) as *mut [u64; (DATA_OFFSET - PAYLOAD_OFFSET) / 8];
             *payload = [0; (DATA_OFFSET - PAYLOAD_OFFSET) / 8];
         }
-        Some(Self {
+        Self {
             base,
             data: Data {
                 base: base.wrapping_add(DATA_OFFSET),
                 used: 0,
             },
-        })
+        }
     }
 
-    /// This CPU's scratch record with no header filled: a data area for a path that is
+    /// The scratch space at `base` with no header filled: a data area for a path that is
     /// judged, not sent (by the BPF LSM hooks, which the `bounded-loops` build has not).
     #[cfg(not(feature = "bounded-loops"))]
     #[inline(always)]
-    pub fn scratch() -> Option<Self> {
-        let base = SCRATCH.get_ptr_mut(0)? as *mut u8;
-        Some(Self {
+    pub fn bare_at(base: *mut u8) -> Self {
+        Self {
             base,
             data: Data {
                 base: base.wrapping_add(DATA_OFFSET),
                 used: 0,
             },
-        })
+        }
     }
 
     /// The payload, typed.

@@ -14,7 +14,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::generated::{bpf_get_current_pid_tgid, bpf_loop, bpf_send_signal},
+    helpers::generated::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop, bpf_send_signal},
     macros::{cgroup_sock_addr, map},
     maps::{HashMap, LpmTrie, LruHashMap, lpm_trie::Key},
     programs::SockAddrContext,
@@ -64,8 +64,15 @@ pub static LISTEN_ALLOW: HashMap<u64, u32> = HashMap::with_max_entries(LISTEN_AL
 /// Threads whose current syscall a `sock_addr` hook (or a BPF LSM hook, for an open) refused
 /// (pid_tgid -> 1), read and cleared by the `sys_exit` network and open handlers (LRU: a
 /// refusal nobody reads falls out).
+/// The value is the refusal's boot time: a mark older than [`DENIED_FRESH_NS`] is stale (left
+/// by a refusal in a syscall no handler reports, e.g. an io_uring open) and does not flag a
+/// later failure of the thread.
 #[map(name = "NET_DENIED")]
-pub static NET_DENIED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
+pub static NET_DENIED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// How long a refusal mark stays valid: a refused syscall returns at once (the hooks run
+/// before anything that could block).
+const DENIED_FRESH_NS: u64 = 100_000_000;
 
 /// What each slot may run, read and write: [`PathKey`] -> access bits.
 #[map(name = "PATH_RULES")]
@@ -229,7 +236,9 @@ fn bind(ctx: &SockAddrContext, v6: bool) -> i32 {
 #[inline(always)]
 pub fn deny(id: u64) -> i32 {
     count(counter::ENFORCE_BLOCKED);
-    let _ = NET_DENIED.insert(id, 1, 0);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = NET_DENIED.insert(id, now, 0);
     0
 }
 
@@ -239,11 +248,12 @@ pub fn take_denied() -> bool {
     // SAFETY: helper without preconditions.
     let id = unsafe { bpf_get_current_pid_tgid() };
     // SAFETY: as in `slot_of`.
-    if unsafe { NET_DENIED.get(id) }.is_none() {
+    let Some(at) = (unsafe { NET_DENIED.get(id) }).copied() else {
         return false;
-    }
+    };
     let _ = NET_DENIED.remove(id);
-    true
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }.wrapping_sub(at) < DENIED_FRESH_NS
 }
 
 /// `bind(2)` on an IPv4 socket.

@@ -10,11 +10,23 @@
 //!
 //! A refused open is reported by the `sys_exit` open handler (flagged denied); a refused exec
 //! never reaches `sched_process_exec`, so its record (flagged denied) is sent from here.
+//!
+//! Unlike tracepoints, LSM programs can be preempted (on kernels built with full preemption):
+//! another task's program may run on the same CPU meanwhile. So these hooks have a scratch
+//! space of their own (never the tracepoints'), taken with a per-CPU busy flag: a hook that
+//! finds it taken judges nothing (counted as undecided; user space still alerts).
 
-use aya_ebpf::{helpers::generated::bpf_get_current_pid_tgid, macros::lsm, programs::LsmContext};
+use core::intrinsics::{AtomicOrdering, atomic_xchg};
+
+use aya_ebpf::{
+    helpers::generated::bpf_get_current_pid_tgid,
+    macros::{lsm, map},
+    maps::PerCpuArray,
+    programs::LsmContext,
+};
 use monitor_common::{
-    EventKind, ExecEvent, FLAG_DENIED, FMODE_CREATED, FMODE_EXEC, FMODE_READ, FMODE_WRITE,
-    config::off,
+    EventKind, ExecEvent, FFLAGS_EXEC, FLAG_DENIED, FMODE_CREATED, FMODE_READ, FMODE_WRITE,
+    config::{counter, off},
     enforce::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
 };
 
@@ -22,8 +34,51 @@ use crate::{
     emit::Record,
     enforce::{deny, slot_of, verdict},
     kernel::{current_task, read, read_ptr},
-    maps::offset,
+    maps::{Scratch, count, offset},
 };
+
+/// The LSM hooks' scratch record, one per CPU.
+#[map(name = "LSM_SCRATCH")]
+static LSM_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per CPU, whether an LSM hook holds `LSM_SCRATCH` (1) or not (0).
+#[map(name = "LSM_BUSY")]
+static LSM_BUSY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's `LSM_SCRATCH`, held until dropped.
+struct Held {
+    busy: *mut u64,
+    base: *mut u8,
+}
+
+impl Held {
+    #[inline(always)]
+    fn take() -> Option<Self> {
+        let busy = LSM_BUSY.get_ptr_mut(0)?;
+        // SAFETY: a per-CPU map value; the exchange is atomic against a hook that preempted
+        // this one on the same CPU.
+        if unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(busy, 1) } != 0 {
+            count(counter::ENFORCE_UNDECIDED);
+            return None;
+        }
+        // Dropped (the flag cleared) if the scratch lookup fails.
+        let mut held = Self {
+            busy,
+            base: core::ptr::null_mut(),
+        };
+        held.base = LSM_SCRATCH.get_ptr_mut(0)? as *mut u8;
+        Some(held)
+    }
+}
+
+impl Drop for Held {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: the flag this hook set in `take`; only its holder clears it, so a plain
+        // store does (BPF has no atomic store).
+        unsafe { core::ptr::write_volatile(self.busy, 0) };
+    }
+}
 
 /// `-EPERM`: what a refusing LSM hook returns.
 const EPERM: i32 = -1;
@@ -45,12 +100,14 @@ fn file_open(file: *const u8) -> i32 {
     let Some(slot) = slot_of((id >> 32) as u32) else {
         return 0;
     };
-    let fmode: u32 = read(file, offset(off::FILE_F_MODE)).unwrap_or(0);
-    // The kernel's own opens for an exec (the binary, the ELF interpreter): the exec check
-    // judges what runs, as the tracepoints do.
-    if fmode & FMODE_EXEC != 0 {
+    // The kernel's own opens for an exec (the binary, the ELF interpreter, a script's
+    // interpreter): the exec check judges what runs, as the tracepoints do, and a binary
+    // `allow.exec` names need not be in `allow.read`.
+    let fflags: u32 = read(file, offset(off::FILE_F_FLAGS)).unwrap_or(0);
+    if fflags & FFLAGS_EXEC != 0 {
         return 0;
     }
+    let fmode: u32 = read(file, offset(off::FILE_F_MODE)).unwrap_or(0);
     let mut need = 0;
     if fmode & FMODE_READ != 0 {
         need |= ACCESS_READ;
@@ -58,9 +115,10 @@ fn file_open(file: *const u8) -> i32 {
     if fmode & (FMODE_WRITE | FMODE_CREATED) != 0 {
         need |= ACCESS_WRITE;
     }
-    let Some(mut scratch) = Record::scratch() else {
+    let Some(held) = Held::take() else {
         return 0;
     };
+    let mut scratch = Record::bare_at(held.base);
     let w = scratch
         .data
         .push_path(file.wrapping_add(offset(off::FILE_F_PATH)));
@@ -99,9 +157,10 @@ fn bprm_check(bprm: *const u8) -> i32 {
         return 0;
     };
     let task = current_task();
-    let Some(mut rec) = Record::new(EventKind::Exec, task) else {
+    let Some(held) = Held::take() else {
         return 0;
     };
+    let mut rec = Record::new_at(held.base, EventKind::Exec, task);
     let w = rec
         .data
         .push_path(file.wrapping_add(offset(off::FILE_F_PATH)));
@@ -128,6 +187,8 @@ fn bprm_check(bprm: *const u8) -> i32 {
     }
     rec.set_flag(FLAG_DENIED);
     rec.send();
-    deny(id);
+    // Counted, not marked: the record above is the report (no `sys_exit` handler reads a
+    // mark for execve).
+    count(counter::ENFORCE_BLOCKED);
     EPERM
 }

@@ -114,15 +114,13 @@ impl LocalSink for FileSink {
             tracing::error!(path = %self.path.display(), %error, "output file not rotated");
             self.len = 0;
         }
-        // Room for the whole line first: when the disk refuses the flush, nothing of the line
-        // is written (no torn line; what the buffer holds is written once there is room).
-        if self.out.capacity() - self.out.buffer().len() < line.len() + 1 {
-            self.out.flush()?;
-        }
-        self.out.write_all(line)?;
-        self.out.write_all(b"\n")?;
+        super::write_whole(&mut self.out, line)?;
         self.len += n;
         Ok(())
+    }
+
+    fn unwritten_lines(&self) -> u64 {
+        super::buffered_lines(&self.out)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -52,6 +52,10 @@ pub enum OutputError {
 pub trait LocalSink: Send {
     /// Human-readable name for logs.
     fn name(&self) -> String;
+    /// Lines accepted but still buffered (lost if the sink is never flushed again).
+    fn unwritten_lines(&self) -> u64 {
+        0
+    }
     /// Writes one record (without newline; the sink ends the line). `Err`: the line was not
     /// written (it is counted as lost).
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()>;
@@ -84,4 +88,25 @@ pub fn open_local(
         out.push(Local::new(sink, spec.format().unwrap_or(format), events));
     }
     Ok(out)
+}
+
+/// Writes `line` and its newline through `out` whole or not at all: room for both is made
+/// first, so when the device refuses the flush (a full disk) nothing of the line is buffered
+/// and no torn line is left; what the buffer holds is written once there is room. (A line
+/// longer than the buffer goes straight to the device and can be cut by it.)
+fn write_whole<W: std::io::Write>(
+    out: &mut std::io::BufWriter<W>,
+    line: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if out.capacity() - out.buffer().len() < line.len() + 1 {
+        out.flush()?;
+    }
+    out.write_all(line)?;
+    out.write_all(b"\n")
+}
+
+/// Lines in a writer's buffer.
+fn buffered_lines<W: std::io::Write>(out: &std::io::BufWriter<W>) -> u64 {
+    out.buffer().iter().filter(|&&b| b == b'\n').count() as u64
 }

@@ -200,6 +200,10 @@ impl Stage {
         written += self.handle(&mut batch, true);
         for local in &mut self.locals {
             let r = local.sink.flush();
+            if r.is_err() {
+                // The last chance: what is still buffered is lost.
+                LOCAL_LINES_LOST.fetch_add(local.sink.unwritten_lines(), Ordering::Relaxed);
+            }
             local.report(r, false);
         }
         if let Some((lane, _)) = &self.alerts

@@ -22,8 +22,11 @@ impl LocalSink for StdoutSink {
     }
 
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(line)?;
-        self.out.write_all(b"\n")
+        super::write_whole(&mut self.out, line)
+    }
+
+    fn unwritten_lines(&self) -> u64 {
+        super::buffered_lines(&self.out)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -29,18 +29,37 @@ pub(super) fn attach(
             source,
         }
     })?;
-    for (name, hook) in HOOKS {
-        let prog: &mut Lsm = ebpf
-            .program_mut(name)
-            .ok_or(SensorError::MissingProgram { name })?
-            .try_into()
-            .map_err(|source| SensorError::Program { name, source })?;
-        prog.load(hook, &btf)
-            .map_err(|source| SensorError::Program { name, source })?;
-        prog.attach()
-            .map_err(|source| SensorError::AttachLsm { name, hook, source })?;
+    for (i, (name, hook)) in HOOKS.into_iter().enumerate() {
+        if let Err(e) = load_attach(ebpf, name, hook, &btf) {
+            // Both or neither: a lone hook would refuse while the log says processes are
+            // killed. Unloading detaches.
+            for (attached, _) in &HOOKS[..=i] {
+                if let Some(Ok(prog)) = ebpf.program_mut(attached).map(<&mut Lsm>::try_from) {
+                    let _ = prog.unload();
+                }
+            }
+            return Err(e);
+        }
     }
     switches
         .set(switch::LSM, 1, 0)
         .map_err(map_error(names::SWITCHES))
+}
+
+fn load_attach(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    hook: &'static str,
+    btf: &aya::Btf,
+) -> Result<(), SensorError> {
+    let prog: &mut Lsm = ebpf
+        .program_mut(name)
+        .ok_or(SensorError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| SensorError::Program { name, source })?;
+    prog.load(hook, btf)
+        .map_err(|source| SensorError::Program { name, source })?;
+    prog.attach()
+        .map_err(|source| SensorError::AttachLsm { name, hook, source })?;
+    Ok(())
 }

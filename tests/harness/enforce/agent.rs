@@ -79,6 +79,11 @@ impl OwnAgent {
         }
     }
 
+    /// All it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.0.stderr_full()
+    }
+
     /// Sends `signal` to the agent.
     pub fn signal(&self, signal: i32) {
         self.0.signal(signal);

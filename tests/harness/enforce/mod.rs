@@ -68,13 +68,15 @@ impl Site {
         )
     }
 
-    /// The profile of the stand-in started with `marker` in its argv, in `mode`.
+    /// The profile of the stand-in started with `marker` in its argv, in `mode`. The programs
+    /// it may run (`/usr/bin/uname` at each inference) are not in its `read` list: running a
+    /// binary is not reading it (the payload's `drop` step reads `/usr/bin/touch`, listed).
     pub fn profile(&self, name: &str, marker: &str, mode: &str) -> String {
         let app = path_str(&self.app);
         format!(
             "profile: {name}\nmatch:\n  argv_contains: [\"{marker}\"]\nmode: {mode}\n\
              allow:\n  exec: [\"/usr/bin/python3.11\", \"/usr/bin/python3\", \"/usr/bin/uname\"]\n\
-             \x20 read: [\"/usr/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{app}/**\"]\n\
+             \x20 read: [\"/usr/lib/**\", \"/usr/local/**\", \"/usr/share/**\", \"/usr/bin/touch\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{app}/**\"]\n\
              \x20 write: [\"{app}/logs/**\", \"{app}/tmp/**\"]\n\
              \x20 connect:\n    - {{ host: 127.0.0.1, port: {} }}\n\
              \x20 listen:\n    - {{ port: {} }}\n",

@@ -10,13 +10,20 @@ pub enum Stop {
 }
 
 impl Stop {
-    /// The agent refuses where BPF LSM is active (`bpf` in the kernel's LSM list), else kills.
-    pub fn here() -> Self {
-        let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
-        if lsm.trim().split(',').any(|l| l == "bpf") {
+    /// What `agent` said at start (`enforcement in the kernel opens_and_execs=...`): refused
+    /// where BPF LSM is active and its hooks attached, else killed.
+    pub fn of(agent: &super::OwnAgent) -> Self {
+        let said = agent.stderr();
+        let line = said
+            .lines()
+            .find(|l| l.contains("enforcement in the kernel"))
+            .unwrap_or_else(|| panic!("no `enforcement in the kernel` line:\n{said}"));
+        if line.contains("opens_and_execs=\"refused") {
             Stop::Refuse
-        } else {
+        } else if line.contains("opens_and_execs=\"killed") {
             Stop::Kill
+        } else {
+            panic!("this kernel does not stop opens and execs: {line}")
         }
     }
 
