@@ -1,6 +1,6 @@
 //! Floods the agent must survive with every loss counted: an open flood into a ring buffer
 //! made small on purpose (every open missing from the output is a dropped file record in the
-//! kernel's count, exactly), and 100,000 short-lived processes (the agent keeps up or counts
+//! kernel's count; exact on a quiet host), and 100,000 short-lived processes (the agent keeps up or counts
 //! what it lost, its process table stays within its bound, its memory under 256 MiB); and a
 //! full disk under a file output (the lines it refuses are counted, whole, and it writes again
 //! once there is room). Real processes, real kernel hooks, a real tmpfs; behaviour is asserted,
@@ -121,10 +121,17 @@ fn an_open_flood_into_a_small_ring_buffer_counts_every_open_it_loses() {
     );
     assert!(file_drops > 0, "the small ring buffer overflowed: {stats}");
     assert!(seen > 0, "some opens got through: {stats}");
-    assert_eq!(
-        seen + file_drops,
-        OPENS,
+    // Every open missing from the output is a counted file drop. The family counter is the
+    // agent's: a process exec'd meanwhile elsewhere on the host is watched until matched, and
+    // its file records can be dropped too (CI saw 20 such), so the sum may exceed the opens by
+    // a few; on a quiet host it is exact.
+    assert!(
+        seen + file_drops >= OPENS,
         "every open is in the output or counted as dropped: {stats}"
+    );
+    assert!(
+        seen + file_drops <= OPENS + OPENS / 100,
+        "drops beyond the flood's are a few other processes' records: {stats}"
     );
     assert!(
         count(&k["ringbuf_drops"]) >= file_drops,
