@@ -20,12 +20,13 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use monitor_common::{
-    FLAG_KILLED, StrRef,
+    FLAG_KILLED, FMODE_CREATED, FMODE_READ, FMODE_WRITE, StrRef,
     config::{DATA_MASK, counter},
     enforce::{
-        DENY_SHIFT, DENY_TREE_SHIFT, ENFORCED_MAX, EXACT_SHIFT, EXCLUDED_SHIFT, INHERIT, KIND_NAME,
-        KIND_PATH, LISTEN_ALLOW_MAX, NET_ALLOW_MAX, NET_KEY_FIXED_BITS, NetKey, OPEN_SHIFT,
-        PATH_RULES_MAX, PathKey, TREE_SHIFT, hash_byte, listen_key,
+        ACCESS_READ, ACCESS_WRITE, DENY_SHIFT, DENY_TREE_SHIFT, ENFORCED_MAX, EXACT_SHIFT,
+        EXCLUDED_SHIFT, INHERIT, KIND_NAME, KIND_PATH, LISTEN_ALLOW_MAX, NET_ALLOW_MAX,
+        NET_KEY_FIXED_BITS, NetKey, OPEN_SHIFT, PATH_RULES_MAX, PathKey, TREE_SHIFT, hash_byte,
+        listen_key,
     },
 };
 
@@ -283,6 +284,20 @@ struct Judge {
     seed: u64,
     /// Access bits of every directory on the way.
     trees: u64,
+}
+
+/// The access an open asks for, from the file's `f_mode`: read, and write (an open that
+/// created the file writes it, whatever its mode).
+#[inline(always)]
+pub fn need_of(fmode: u32) -> u32 {
+    let mut need = 0;
+    if fmode & FMODE_READ != 0 {
+        need |= ACCESS_READ;
+    }
+    if fmode & (FMODE_WRITE | FMODE_CREATED) != 0 {
+        need |= ACCESS_WRITE;
+    }
+    need
 }
 
 #[inline(always)]

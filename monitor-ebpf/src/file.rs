@@ -7,7 +7,6 @@ use monitor_common::{
     EventKind, FILE_PATH_PSEUDO, FILE_PATH_RESOLVED, FLAG_DENIED, FMODE_CREATED, FMODE_READ,
     FMODE_WRITE, FileEvent, OpenKey, OpenSeen, StrRef,
     config::{counter, off},
-    enforce::{ACCESS_READ, ACCESS_WRITE},
     syscalls::{
         AT_FDCWD, CHMOD, CREAT, FCHMOD, FCHMODAT, FCHMODAT2, FTRUNCATE, LINK, LINKAT, MEMFD_CREATE,
         OPEN, OPENAT, OPENAT2, RENAME, RENAMEAT, RENAMEAT2, SYMLINK, SYMLINKAT, TRUNCATE, UNLINK,
@@ -118,14 +117,7 @@ pub fn try_open(sc: Syscall) -> Result<(), i64> {
             (*p).mode = fmode;
             (*p).file_flags = FILE_PATH_RESOLVED;
             resolved = true;
-            let mut need = 0;
-            if fmode & FMODE_READ != 0 {
-                need |= ACCESS_READ;
-            }
-            if fmode & (FMODE_WRITE | FMODE_CREATED) != 0 {
-                need |= ACCESS_WRITE;
-            }
-            crate::enforce::judge_path(&rec, w.s, !w.truncated, need);
+            crate::enforce::judge_path(&rec, w.s, !w.truncated, crate::enforce::need_of(fmode));
             if w.pseudo
                 && let Ok(inode) = read_ptr(file, off::FILE_F_INODE)
             {

@@ -25,14 +25,14 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use monitor_common::{
-    EventKind, ExecEvent, FFLAGS_EXEC, FLAG_DENIED, FMODE_CREATED, FMODE_READ, FMODE_WRITE,
+    EventKind, ExecEvent, FFLAGS_EXEC, FLAG_DENIED,
     config::{counter, off},
-    enforce::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
+    enforce::ACCESS_EXEC,
 };
 
 use crate::{
     emit::Record,
-    enforce::{deny, slot_of, verdict},
+    enforce::{deny, need_of, slot_of, verdict},
     kernel::{current_task, read, read_ptr},
     maps::{Scratch, count, offset},
 };
@@ -108,13 +108,7 @@ fn file_open(file: *const u8) -> i32 {
         return 0;
     }
     let fmode: u32 = read(file, offset(off::FILE_F_MODE)).unwrap_or(0);
-    let mut need = 0;
-    if fmode & FMODE_READ != 0 {
-        need |= ACCESS_READ;
-    }
-    if fmode & (FMODE_WRITE | FMODE_CREATED) != 0 {
-        need |= ACCESS_WRITE;
-    }
+    let need = need_of(fmode);
     let Some(held) = Held::take() else {
         return 0;
     };
