@@ -6,6 +6,7 @@
 //! computes, per alert, the wall-clock time at which its line was read minus the kernel
 //! timestamp of the triggering event (`event.time`). Prints the median and 99th percentile.
 
+#[allow(dead_code, reason = "this benchmark uses part of the shared set-up")]
 mod common;
 
 use std::{

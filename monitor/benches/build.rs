@@ -23,9 +23,10 @@
 mod common;
 
 use std::{
+    ffi::OsString,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Instant,
 };
 
 const URL: &str = "http://deb.debian.org/debian/pool/main/g/gawk/gawk_5.2.1.orig.tar.xz";
@@ -131,65 +132,26 @@ fn process_cpu(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
-/// The agent recording host-wide into `dir/out.jsonl`; stopped with SIGTERM.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
+/// Starts the agent recording host-wide into `dir/out.jsonl`.
+fn start_agent(dir: &Path, args: &[&str]) -> common::Monitor {
+    let mut all: Vec<OsString> = ["run", "--no-control-socket", "--watch-all"]
+        .iter()
+        .chain(args)
+        .map(OsString::from)
+        .collect();
+    all.extend(common::file_output(dir));
+    common::Monitor::start(&all, dir)
 }
 
-impl Agent {
-    fn start(dir: &Path, args: &[&str]) -> Self {
-        let ready = dir.join("ready");
-        let stderr = std::fs::File::create(dir.join("agent.stderr")).expect("stderr file");
-        let mut child = Command::new(common::monitor_bin())
-            .args(["run", "--no-control-socket", "--watch-all"])
-            .args(args)
-            .arg("--output")
-            .arg(format!("file:{}", dir.join("out.jsonl").display()))
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn monitor");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready.exists() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("monitor exited early ({status}), see {}", dir.display());
-            }
-            assert!(Instant::now() < deadline, "monitor not ready in 60 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self {
-            child,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// Stops the agent; (records written, kernel drops) from its final statistics.
-    fn stop(mut self) -> (u64, u64) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        let out = std::fs::read_to_string(self.dir.join("out.jsonl")).unwrap_or_default();
-        let records = out.lines().count() as u64;
-        let stats = out
-            .lines()
-            .rev()
-            .find(|l| l.contains("\"agent_stats\""))
-            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .unwrap_or_default();
-        let drops = stats["kernel"]["ringbuf_drops"].as_u64().unwrap_or(0);
-        (records, drops)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child; harmless if already gone.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
+/// Stops the agent; (records written, kernel drops) from its final statistics.
+fn stop_agent(agent: common::Monitor) -> (u64, u64) {
+    let dir = agent.dir.clone();
+    agent.stop();
+    let out = common::output(&dir);
+    let drops = common::final_stats(&out)["kernel"]["ringbuf_drops"]
+        .as_u64()
+        .unwrap_or(0);
+    (out.lines().count() as u64, drops)
 }
 
 /// Runs `cmd` in `dir`, its output to `log`; panics on failure.
@@ -213,7 +175,7 @@ fn sample(config: Config, tarball: &Path, jobs: u32, work: &Path) -> Sample {
         &work.join("tar.log"),
     );
     let tree = work.join(TREE);
-    let agent = config.args().map(|a| Agent::start(work, a));
+    let agent = config.args().map(|a| start_agent(work, a));
     let agent_before = agent.as_ref().map_or(0.0, |a| process_cpu(a.child.id()));
     let cpu_before = children_cpu();
     let start = Instant::now();
@@ -233,7 +195,7 @@ fn sample(config: Config, tarball: &Path, jobs: u32, work: &Path) -> Sample {
     let agent_cpu = agent
         .as_ref()
         .map_or(0.0, |a| process_cpu(a.child.id()) - agent_before);
-    let (records, drops) = agent.map_or((0, 0), Agent::stop);
+    let (records, drops) = agent.map_or((0, 0), stop_agent);
     let _ = std::fs::remove_dir_all(work);
     Sample {
         wall,

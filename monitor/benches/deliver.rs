@@ -15,6 +15,7 @@
 //!
 //! Every id must arrive; duplicates (at-least-once) are counted and reported.
 
+#[allow(dead_code, reason = "this benchmark uses part of the shared set-up")]
 mod common;
 
 use std::{

@@ -19,17 +19,13 @@
 mod common;
 
 use std::{
-    ffi::CString,
-    path::PathBuf,
+    ffi::{CString, OsString},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-/// A running agent (or floor), stopped with SIGTERM on drop.
-struct Running {
-    child: Child,
-    dir: PathBuf,
-}
+/// A running agent (or floor) in its own scratch directory, removed when it stops.
+struct Running(Option<common::Monitor>);
 
 impl Running {
     fn start(args: &[&str], tag: &str) -> Self {
@@ -41,55 +37,46 @@ impl Running {
         let dir = std::env::temp_dir().join(format!("monitor-bench-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let ready = dir.join("ready");
-        let mut cmd = Command::new(common::monitor_bin());
-        cmd.args(args).arg("--ready-file").arg(&ready);
+        let mut all: Vec<OsString> = args.iter().map(OsString::from).collect();
         if args[0] == "run" {
-            cmd.arg("--no-control-socket")
-                .arg("--output")
-                // One file, never rotated: the pipeline run counts every line it wrote.
-                .arg(format!(
-                    "file:{}?max_size=0",
-                    dir.join("out.jsonl").display()
-                ));
+            all.push("--no-control-socket".into());
+            all.extend(common::file_output(&dir));
         }
         let stderr = std::fs::File::create(dir.join("stderr")).expect("stderr file");
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn monitor");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready.exists() {
-            if let Ok(Some(status)) = child.try_wait() {
+        match common::Monitor::try_start(&all, &dir, stderr.into()) {
+            Ok(monitor) => Ok(Self(Some(monitor))),
+            Err(why) => {
                 let err = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(format!("monitor {args:?} exited early ({status}): {err}"));
+                Err(format!("monitor {args:?}: {why}: {err}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "monitor {args:?} not ready in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(Self { child, dir })
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, |m| m.child.id())
     }
 
     /// Stops the agent and returns its output lines.
     fn stop(mut self) -> String {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        std::fs::read_to_string(self.dir.join("out.jsonl")).unwrap_or_default()
+        let Some(monitor) = self.0.take() else {
+            return String::new();
+        };
+        let dir = monitor.dir.clone();
+        monitor.stop();
+        let out = common::output(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        out
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child; harmless if already gone.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(monitor) = self.0.take() {
+            let dir = monitor.dir.clone();
+            drop(monitor);
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -217,19 +204,14 @@ fn main() {
     let n = iters * 2;
     // The load generator gets one core (the last), as the agent's host would give a workload.
     let cpu = pin_to_last_cpu();
-    let perf = std::env::var_os("BENCH_PERF").map(|out| Profiler::start(agent.child.id(), out));
+    let perf = std::env::var_os("BENCH_PERF").map(|out| Profiler::start(agent.pid(), out));
     let start = Instant::now();
     open_close_loop(&path, n);
     let gen_secs = start.elapsed().as_secs_f64();
     let report = perf.map(Profiler::finish);
     unpin();
     let out = agent.stop();
-    let stats = out
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"agent_stats\""))
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .unwrap_or_default();
+    let stats = common::final_stats(&out);
     let drops = stats["kernel"]["ringbuf_drops"]
         .as_u64()
         .unwrap_or(u64::MAX);

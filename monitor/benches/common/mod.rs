@@ -3,7 +3,7 @@
 //! with SIGTERM on drop.
 
 use std::{
-    ffi::OsString,
+    ffi::{OsStr, OsString},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -53,47 +53,127 @@ pub fn scratch(label: &str, rule: &str) -> PathBuf {
     dir
 }
 
-/// The running agent; SIGTERM and wait on drop.
-pub struct Agent(Child);
+/// A `monitor` process that has written its ready file; SIGKILLed on drop unless stopped.
+pub struct Monitor {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl Monitor {
+    /// `monitor ARGS --ready-file DIR/ready`, once ready. `Err`: why it exited before.
+    pub fn try_start<S: AsRef<OsStr>>(
+        args: &[S],
+        dir: &Path,
+        stderr: Stdio,
+    ) -> Result<Self, String> {
+        let ready = dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let mut child = Command::new(monitor_bin())
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn monitor");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "monitor exited before it was ready ({status}); see {}",
+                    dir.display()
+                ));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("monitor not ready in 60 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Self {
+            child,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// As `try_start`, stderr to `DIR/stderr`; panics when it does not start.
+    pub fn start<S: AsRef<OsStr>>(args: &[S], dir: &Path) -> Self {
+        let stderr = std::fs::File::create(dir.join("stderr")).expect("stderr file");
+        Self::try_start(args, dir, stderr.into()).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Stops it with SIGTERM and waits: it flushes its outputs and writes final statistics.
+    pub fn stop(mut self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child; harmless if already gone.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `--output file:DIR/out.jsonl?max_size=0`: one file, never rotated, so a benchmark counts
+/// every line written.
+pub fn file_output(dir: &Path) -> [OsString; 2] {
+    [
+        "--output".into(),
+        format!("file:{}?max_size=0", dir.join("out.jsonl").display()).into(),
+    ]
+}
+
+/// The agent's output in `DIR/out.jsonl` (see [`file_output`]).
+pub fn output(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("out.jsonl")).unwrap_or_default()
+}
+
+/// The last `agent_stats` record in an output (its final statistics, after a stop).
+pub fn final_stats(out: &str) -> serde_json::Value {
+    out.lines()
+        .rev()
+        .find(|l| l.contains("\"agent_stats\""))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default()
+}
+
+/// The running agent (`monitor run --watch-all` with a scratch directory's rules); stopped
+/// with SIGTERM on drop.
+pub struct Agent(Option<Monitor>);
 
 impl Agent {
     /// `monitor run --watch-all --alert-fold-secs 0 --stats-interval 0 --rules DIR/rules
     /// --ready-file DIR/ready ARGS`, once it is ready.
     pub fn start(dir: &Path, args: &[OsString], stderr: Stdio) -> Self {
-        let ready = dir.join("ready");
-        let child = Command::new(monitor_bin())
-            .args([
-                "run",
-                "--no-control-socket",
-                "--watch-all",
-                "--alert-fold-secs",
-                "0",
-                "--stats-interval",
-                "0",
-            ])
-            .arg("--rules")
-            .arg(dir.join("rules"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn monitor");
-        let agent = Self(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "monitor not ready in 60 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        agent
+        let mut all: Vec<OsString> = [
+            "run",
+            "--no-control-socket",
+            "--watch-all",
+            "--alert-fold-secs",
+            "0",
+            "--stats-interval",
+            "0",
+            "--rules",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        all.push(dir.join("rules").into());
+        all.extend_from_slice(args);
+        Self(Some(
+            Monitor::try_start(&all, dir, stderr).unwrap_or_else(|why| panic!("{why}")),
+        ))
     }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
+        if let Some(monitor) = self.0.take() {
+            monitor.stop();
+        }
     }
 }
