@@ -116,7 +116,10 @@ pub mod switch {
     /// Non-zero: the BPF LSM hooks judge opens and execs of enforced processes (and refuse
     /// with `EPERM`), so the tracepoints do not judge them again.
     pub const LSM: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// Non-zero once user space has put a process under enforcement (never cleared): until
+    /// then no process has a slot, and the open dedupe does not look for one.
+    pub const ENFORCING: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Slots of the `SYSCALL_HANDLERS` program array used by the `sys_exit` dispatcher.

@@ -87,14 +87,37 @@ pub fn fd_file(task: *const u8, fd: i64) -> Result<*const u8, i64> {
 
 /// The `struct file *` of an fd the current syscall just installed (open's result): it is
 /// below `max_fds` by construction, so the bound is not re-read.
+///
+/// The `loop` build (Linux 5.17+) walks `task->files->fdt->fd` with direct loads from the
+/// BTF-typed current task (`bpf_get_current_task_btf`, the verifier checks each against the
+/// kernel's BTF, offsets being constants of the read-only globals) and reads only the slot
+/// itself with a helper: one helper call where the `bounded` build makes four.
 #[inline(always)]
-pub fn new_fd_file(task: *const u8, fd: i64) -> Result<*const u8, i64> {
+pub fn new_fd_file(fd: i64) -> Result<*const u8, i64> {
     if fd < 0 {
         return Err(-9);
     }
-    let files = read_ptr(task, off::TASK_FILES)?;
-    let fdt = read_ptr(files, off::FILES_FDT)?;
-    let arr = read_ptr(fdt, off::FDT_FD)?;
+    #[cfg(not(feature = "bounded-loops"))]
+    let arr = {
+        // SAFETY: helper without preconditions; the loads are from BTF-typed pointers (the
+        // verifier turns them into fault-safe loads: a null or stale pointer reads 0).
+        unsafe {
+            let task = aya_ebpf::helpers::generated::bpf_get_current_task_btf() as *const u8;
+            let load = |base: *const u8, slot: usize| {
+                core::ptr::read_volatile(base.add(offset(slot)) as *const *const u8)
+            };
+            load(
+                load(load(task, off::TASK_FILES), off::FILES_FDT),
+                off::FDT_FD,
+            )
+        }
+    };
+    #[cfg(feature = "bounded-loops")]
+    let arr = {
+        let files = read_ptr(current_task(), off::TASK_FILES)?;
+        let fdt = read_ptr(files, off::FILES_FDT)?;
+        read_ptr(fdt, off::FDT_FD)?
+    };
     let file = read::<*const u8>(arr, ((fd as usize) & 0xff_ffff) * 8)?;
     if file.is_null() {
         return Err(-9);

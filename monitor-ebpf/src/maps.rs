@@ -90,6 +90,12 @@ pub fn lsm_enforces() -> bool {
     SWITCHES.get(switch::LSM).is_some_and(|v| *v != 0)
 }
 
+/// Whether user space has put any process under enforcement (`switch::ENFORCING`).
+#[inline(always)]
+pub fn enforcing() -> bool {
+    SWITCHES.get(switch::ENFORCING).is_some_and(|v| *v != 0)
+}
+
 /// The agent's own thread-group id: its activity is never recorded (no feedback loops).
 #[unsafe(no_mangle)]
 static AGENT_TGID: u32 = 0;

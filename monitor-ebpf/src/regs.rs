@@ -20,6 +20,32 @@ pub const USER_CS: u64 = 0x33;
 /// Set in the syscall number of x32 syscalls; their numbers are the 64-bit ones otherwise.
 pub const X32_SYSCALL_BIT: u64 = 0x4000_0000;
 
+/// `orig_ax`, `ip` and `cs` of the current syscall (adjacent words): the dispatcher's
+/// number and ABI check. With `bpf_task_pt_regs` (Linux 5.15; the `loop` build needs 5.17)
+/// the registers are a BTF-typed pointer the program loads from directly, a few instructions;
+/// else one `bpf_probe_read_kernel` from the tracepoint's `regs` argument.
+#[inline(always)]
+pub fn nr_ip_cs(ctx: &RawTracePointContext) -> Result<[u64; 3], i64> {
+    #[cfg(not(feature = "bounded-loops"))]
+    {
+        let _ = ctx;
+        // SAFETY: helpers without preconditions; `bpf_task_pt_regs` of the current task is
+        // never null, and the verifier checks each load against `struct pt_regs`'s BTF.
+        unsafe {
+            use aya_ebpf::helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs};
+            let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u64;
+            let at = |off: usize| core::ptr::read_volatile(regs.byte_add(off));
+            Ok([
+                at(REGS_ORIG_AX),
+                at(REGS_ORIG_AX + 8),
+                at(REGS_ORIG_AX + 16),
+            ])
+        }
+    }
+    #[cfg(feature = "bounded-loops")]
+    read::<[u64; 3]>(ctx.arg(0), REGS_ORIG_AX)
+}
+
 /// A syscall that just returned: number, result and arguments.
 pub struct Syscall {
     pub nr: u64,

@@ -12,17 +12,14 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::read,
     maps::{SYSCALL_HANDLERS, count, count_err, is_watched},
-    regs::{REGS_ORIG_AX, Syscall, USER_CS, X32_SYSCALL_BIT},
+    regs::{Syscall, USER_CS, X32_SYSCALL_BIT, nr_ip_cs},
 };
 
 /// Raw tracepoint `sys_exit`: `TP_PROTO(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    let regs: *const u8 = ctx.arg(0);
-    // orig_ax, ip and cs are adjacent: one read serves the dispatch and the ABI check.
-    let Ok([raw_nr, _ip, cs]) = read::<[u64; 3]>(regs, REGS_ORIG_AX) else {
+    let Ok([raw_nr, _ip, cs]) = nr_ip_cs(&ctx) else {
         return 0;
     };
     let nr = raw_nr & !X32_SYSCALL_BIT;
@@ -43,7 +40,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     unsafe {
         match slot {
             handler::FILE_OPEN => {
-                count_err(crate::file::try_open(Syscall::with_nr(&ctx, nr)));
+                count_err(crate::file::try_open(Syscall::with_nr(&ctx, nr), tgid));
                 return 0;
             }
             handler::FILE_OTHER => SYSCALL_HANDLERS.tail_call(&ctx, handler::FILE_OTHER),

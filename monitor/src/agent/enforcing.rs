@@ -8,7 +8,7 @@ use crate::{
     alert::boot_id,
     policy::Policy,
     rules::RuleSet,
-    sensor::{Sensor, features::Variant, load::EnforceHooks},
+    sensor::{Sensor, enforce::KernelOp, features::Variant, load::EnforceHooks},
 };
 
 /// Whether the sensor loads the enforcement hooks: required when profiles enforce, else
@@ -72,6 +72,24 @@ pub fn apply(policy: &mut Policy, sensor: &mut Sensor) {
     let ops = policy.take_kernel_ops();
     if ops.is_empty() {
         return;
+    }
+    let puts_under = ops.iter().any(|op| {
+        matches!(
+            op,
+            KernelOp::Process {
+                policy: Some(_),
+                ..
+            }
+        )
+    });
+    if puts_under
+        && sensor.enforcer.is_some()
+        && let Err(e) = sensor.mark_enforcing()
+    {
+        tracing::error!(
+            error = %crate::deliver::error_chain(&e),
+            "could not tell the kernel programs that processes are enforced"
+        );
     }
     if let Some(enforcer) = sensor.enforcer.as_mut()
         && let Err(e) = enforcer.apply(ops)

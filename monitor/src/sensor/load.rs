@@ -89,6 +89,8 @@ pub struct Sensor {
     /// Per thread group, the generation of its last open-dedupe reset.
     opens_reset: HashMap<MapData, u32, u32>,
     reset_gen: u32,
+    /// `switch::ENFORCING` is set.
+    enforcing: bool,
     /// Kept open: the kernel empties a program array when its last user-space fd closes.
     _handlers: ProgramArray<MapData>,
     /// The enforcement maps, when enforcing.
@@ -234,6 +236,7 @@ impl Sensor {
             switches,
             opens_reset,
             reset_gen: 0,
+            enforcing: false,
             _handlers: handlers,
             enforcer,
             features,
@@ -257,6 +260,20 @@ impl Sensor {
         self.switches
             .set(switch::RESET_GEN, self.reset_gen, 0)
             .map_err(map_error(names::SWITCHES))
+    }
+
+    /// Tells the kernel programs that processes may be under enforcement from now on (the open
+    /// dedupe then looks up each process's slot); set before the first process is put under
+    /// enforcement, never cleared.
+    pub fn mark_enforcing(&mut self) -> Result<(), SensorError> {
+        if self.enforcing {
+            return Ok(());
+        }
+        self.switches
+            .set(switch::ENFORCING, 1, 0)
+            .map_err(map_error(names::SWITCHES))?;
+        self.enforcing = true;
+        Ok(())
     }
 
     /// Starts or stops watching every exec'ing process until user space decides about it.
