@@ -98,6 +98,9 @@ pub mod counter {
     pub const RINGBUF_DROP_PROCESS: u32 = 13;
     pub const RINGBUF_DROP_FILE: u32 = 14;
     pub const RINGBUF_DROP_NET: u32 = 15;
+    /// Thread groups the kernel keeps ring buffer drops of (`DROPS_BY_PROCESS`, LRU: the
+    /// processes that dropped longest ago fall out; the family counters above stay exact).
+    pub const DROPS_BY_PROCESS_MAX: u32 = 4096;
     /// Number of counters.
     pub const COUNT: u32 = 16;
 }
@@ -213,6 +216,7 @@ pub mod names {
     pub const PROG_EXIT: &str = "sched_process_exit";
     pub const DNS_SOCKETS: &str = "DNS_SOCKETS";
     pub const OPENS_SEEN: &str = "OPENS_SEEN";
+    pub const DROPS_BY_PROCESS: &str = "DROPS_BY_PROCESS";
     pub const PROG_DNS_CONNECT4: &str = "dns_connect4";
     pub const PROG_DNS_CONNECT6: &str = "dns_connect6";
     pub const PROG_DNS_SENDMSG4: &str = "dns_sendmsg4";

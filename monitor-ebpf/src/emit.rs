@@ -79,6 +79,7 @@ pub unsafe fn output(base: *const u8, size: usize) {
         let family = unsafe { core::ptr::read(base as *const u32) } / 100;
         if family <= counter::RINGBUF_DROP_NET - counter::RINGBUF_DROP_PROCESS {
             count(counter::RINGBUF_DROP_PROCESS + family);
+            crate::maps::count_process_drop(family);
         }
     } else {
         count(counter::EMITTED);

@@ -42,6 +42,33 @@ pub static WATCHED: Array<u64> = Array::with_max_entries(WATCH_WORDS, BPF_F_MMAP
 #[map(name = "OPENS_SEEN")]
 pub static OPENS_SEEN: LruHashMap<OpenKey, OpenSeen> = LruHashMap::with_max_entries(65536, 0);
 
+/// Ring buffer drops per thread group and family: key `tgid << 2 | family` (0 process, 1
+/// file, 2 network), the count as value. Written only when a record is dropped.
+#[map(name = "DROPS_BY_PROCESS")]
+pub static DROPS_BY_PROCESS: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(counter::DROPS_BY_PROCESS_MAX, 0);
+
+/// Counts a dropped record of `family` for the current thread group.
+#[inline(always)]
+pub fn count_process_drop(family: u32) {
+    let tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32;
+    let key = (tgid << 2) | u64::from(family & 3);
+    // Two tries: an insert racing another CPU's finds the entry on the second lookup.
+    for _ in 0..2 {
+        if let Some(n) = DROPS_BY_PROCESS.get_ptr_mut(key) {
+            // SAFETY: map value pointer from a successful lookup, shared between CPUs.
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(n, 1) };
+            return;
+        }
+        if DROPS_BY_PROCESS.insert(key, 1, BPF_NOEXIST).is_ok() {
+            return;
+        }
+    }
+}
+
+/// `BPF_NOEXIST`.
+const BPF_NOEXIST: u64 = 1;
+
 /// Per thread group, the generation of its last dedupe reset: opens reported before it are
 /// reported again on their next repeat (user space resets a workload when it starts serving,
 /// so the serving phase sees every file it uses). Written by user space only.

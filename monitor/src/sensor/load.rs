@@ -13,6 +13,7 @@ use super::cgroup_hooks::{attach_dns, load_enforcement};
 pub use super::error::SensorError;
 use super::{
     btf::Btf,
+    drops::{DropsByFamily, ProcessDrops, by_process},
     error::{map_error, take_map, typed_map},
     features::{self, KernelFeatures, Variant},
     hz, offsets,
@@ -86,6 +87,8 @@ pub struct Sensor {
     counters: PerCpuArray<MapData, u64>,
     watched: WatchMap,
     switches: Array<MapData, u32>,
+    /// Ring buffer drops per process and family.
+    drops_by_process: HashMap<MapData, u64, u64>,
     /// Per thread group, the generation of its last open-dedupe reset.
     opens_reset: HashMap<MapData, u32, u32>,
     reset_gen: u32,
@@ -170,6 +173,7 @@ impl Sensor {
         }
 
         let opens_reset: HashMap<_, u32, u32> = typed_map(&mut ebpf, names::OPENS_RESET)?;
+        let drops_by_process = typed_map(&mut ebpf, names::DROPS_BY_PROCESS)?;
         let mut switches: Array<_, u32> = typed_map(&mut ebpf, names::SWITCHES)?;
         switches
             .set(switch::WATCH_ON_EXEC, u32::from(config.watch_on_exec), 0)
@@ -235,6 +239,7 @@ impl Sensor {
             watched,
             switches,
             opens_reset,
+            drops_by_process,
             reset_gen: 0,
             enforcing: false,
             _handlers: handlers,
@@ -308,6 +313,7 @@ impl Sensor {
                 file: sum(counter::RINGBUF_DROP_FILE),
                 network: sum(counter::RINGBUF_DROP_NET),
             },
+            ringbuf_drops_by_process: by_process(&self.drops_by_process),
             path_truncated: sum(counter::PATH_TRUNCATED),
             tail_call_failed: sum(counter::TAIL_CALL_FAILED),
             opens_deduped: sum(counter::DEDUPED),
@@ -333,24 +339,15 @@ impl Sensor {
     }
 }
 
-/// Records the full ring buffer dropped, by family.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DropsByFamily {
-    /// exec, fork, exit.
-    pub process: u64,
-    /// open, unlink, rename, chmod, memfd, link, symlink, truncate.
-    pub file: u64,
-    /// connect, accept, bind, listen, send, DNS answers.
-    pub network: u64,
-}
-
 /// Kernel-side counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelCounters {
     pub emitted: u64,
     pub ringbuf_drops: u64,
     /// `ringbuf_drops` by the dropped record's family.
     pub ringbuf_drops_by_family: DropsByFamily,
+    /// The processes with the most drops (at most [`super::drops::LISTED`]).
+    pub ringbuf_drops_by_process: Vec<ProcessDrops>,
     pub path_truncated: u64,
     pub tail_call_failed: u64,
     /// Repeated opens folded in the kernel (not lost: see `repeats` on the next report).

@@ -7,6 +7,7 @@
 pub mod btf;
 mod cgroup_hooks;
 pub mod decode;
+pub mod drops;
 pub mod enforce;
 pub mod error;
 pub mod event;
