@@ -12,13 +12,26 @@ use monitor_common::{
 };
 
 use crate::{
-    maps::{SYSCALL_HANDLERS, count, count_err, is_watched},
+    maps::{SYSCALL_HANDLERS, count, count_err, is_watched, record_all},
     regs::{Syscall, USER_CS, X32_SYSCALL_BIT, nr_ip_cs},
 };
 
 /// Raw tracepoint `sys_exit`: `TP_PROTO(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    // Unless everything is recorded, most processes are not watched, and their watch bit (one
+    // helper call and an array read) is cheaper than their registers (two helper calls): it is
+    // checked first. Recording everything, only the agent is not watched: registers first.
+    // (`record_all` is a load-time constant: the verifier prunes the other order.)
+    let early = if record_all() {
+        None
+    } else {
+        let tgid = current_tgid();
+        if !is_watched(tgid) {
+            return 0;
+        }
+        Some(tgid)
+    };
     let Ok([raw_nr, _ip, cs]) = nr_ip_cs(&ctx) else {
         return 0;
     };
@@ -26,10 +39,16 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let Some(slot) = handler_for(nr) else {
         return 0;
     };
-    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    if !is_watched(tgid) {
-        return 0;
-    }
+    let tgid = match early {
+        Some(tgid) => tgid,
+        None => {
+            let tgid = current_tgid();
+            if !is_watched(tgid) {
+                return 0;
+            }
+            tgid
+        }
+    };
     if cs != USER_CS {
         count(counter::COMPAT_SKIPPED);
         return 0;
@@ -49,4 +68,10 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     }
     count(counter::TAIL_CALL_FAILED);
     0
+}
+
+/// The current thread group.
+#[inline(always)]
+fn current_tgid() -> u32 {
+    (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32
 }
