@@ -1,6 +1,7 @@
 //! Floods the agent must survive with every loss counted: an open flood into a ring buffer
 //! made small on purpose (every open of the flooding process missing from the output is a
-//! dropped file record the kernel counted against it, exactly), and 100,000 short-lived processes (the agent keeps up or counts
+//! dropped file record the kernel counted against it, exactly), a fork bomb (11,111 processes,
+//! about 1,100 alive at once) and 100,000 short-lived processes (the agent keeps up or counts
 //! what it lost, its process table stays within its bound, its memory under 256 MiB); and a
 //! full disk under a file output (the lines it refuses are counted, whole, and it writes again
 //! once there is room). Real processes, real kernel hooks, a real tmpfs; behaviour is asserted,
@@ -222,6 +223,58 @@ fn a_hundred_thousand_short_lived_processes_are_survived_within_bounds() {
     // on the machine only add to both sides).
     assert!(
         count(&k["emitted"]) + count(&k["ringbuf_drops_by_family"]["process"]) >= 2 * PROCESSES,
+        "every fork and exit was sent or counted: {stats}"
+    );
+    assert!(
+        count(&table["entries"]) <= count(&table["capacity"]),
+        "the process table stays within its bound: {stats}"
+    );
+    assert!(
+        count(&memory["peak_rss_bytes"]) < RSS_BOUND,
+        "resident memory stays under {RSS_BOUND} bytes: {stats}"
+    );
+}
+
+/// `sh -c FORK_BOMB MARKER`: a fork bomb that ends: every process forks ten children (each a
+/// subshell, no exec), down four generations, and waits for them: 11,111 processes, about
+/// 1,100 alive at once, all created within seconds.
+const FORK_BOMB: &str = "f() { if [ \"$1\" -gt 0 ]; then for i in 0 1 2 3 4 5 6 7 8 9; do \
+                         f $(($1 - 1)) & done; wait; fi; }; f 4";
+
+/// Processes the fork bomb creates (the shell itself excluded).
+const BOMB_FORKS: u64 = 10 + 100 + 1_000 + 10_000;
+
+#[test]
+fn a_fork_bomb_of_ten_thousand_processes_is_survived_with_every_loss_counted() {
+    let _serial = serial();
+    let dir = TempDir::new("flood-fork-bomb");
+    let marker = format!("flood-{}", random_hex(4));
+    let Some(agent) = agent(&dir, &marker, &[]) else {
+        return;
+    };
+    let mut bomb =
+        Proc::spawn(std::process::Command::new("/bin/sh").args(["-c", FORK_BOMB, &marker]));
+    let start = std::time::Instant::now();
+    bomb.finish_ok(Duration::from_secs(300));
+    let secs = start.elapsed().as_secs_f64();
+    let (_, records) = agent.stop_with_records();
+    let stats = shutdown_stats(&records);
+    let k = &stats["kernel"];
+    let table = &stats["process_table"];
+    let memory = &stats["memory"];
+    eprintln!(
+        "fork bomb: {BOMB_FORKS} processes in {secs:.1} s; {} records sent, {} dropped ({} \
+         process records); table {} entries of {} ({} evicted); peak RSS {} MiB",
+        count(&k["emitted"]),
+        count(&k["ringbuf_drops"]),
+        count(&k["ringbuf_drops_by_family"]["process"]),
+        count(&table["entries"]),
+        count(&table["capacity"]),
+        count(&table["evictions"]),
+        count(&memory["peak_rss_bytes"]) / (1024 * 1024)
+    );
+    assert!(
+        count(&k["emitted"]) + count(&k["ringbuf_drops_by_family"]["process"]) >= 2 * BOMB_FORKS,
         "every fork and exit was sent or counted: {stats}"
     );
     assert!(
