@@ -7,7 +7,7 @@
 //! once there is room). Real processes, real kernel hooks, a real tmpfs; behaviour is asserted,
 //! the figures are printed.
 
-use std::{fs, time::Duration};
+use std::{fs, os::unix::process::CommandExt, time::Duration};
 
 use monitor_tests::{
     Proc, TempDir, enforce::OwnAgent, path_str, preflight, python, random_hex, skip_or_fail,
@@ -76,8 +76,7 @@ fn count(v: &Value) -> u64 {
 const OPENS: u64 = 20_000;
 
 /// `sh -c OPEN_FLOOD MARKER PATH N`: opens PATH N times (a redirection of the `:` builtin: no
-/// fork, and the shell's start-up opens a couple of files, where Python's opens dozens, which
-/// the small ring buffer would drop too and the exact count would not hold).
+/// fork; the shell's own start-up opens are few, where Python's are dozens).
 const OPEN_FLOOD: &str = "i=0; while [ \"$i\" -lt \"$2\" ]; do : < \"$1\"; i=$((i + 1)); done";
 
 /// The file-family event kinds.
@@ -95,7 +94,7 @@ fn file_events_of(records: &[Value], pid: u32) -> u64 {
 
 /// The file records the kernel dropped for `pid`, from `agent_stats.kernel
 /// .ringbuf_drops_by_process` (the processes with most drops, at most 16: a process absent from
-/// a shorter list dropped nothing).
+/// a shorter list dropped nothing; the flooding process is the first).
 fn file_drops_of(stats: &Value, pid: u32) -> u64 {
     let list = stats["kernel"]["ringbuf_drops_by_process"]
         .as_array()
@@ -119,22 +118,6 @@ fn an_open_flood_into_a_small_ring_buffer_counts_every_open_it_loses() {
     let marker = format!("flood-{}", random_hex(4));
     let target = dir.join("target.txt");
     fs::write(&target, "x\n").expect("target");
-    // 16 KiB holds a few dozen records: the reader cannot keep up, the kernel drops. Every
-    // event is written (`--events`), so each file record of a process is in the output or
-    // counted against it as dropped.
-    let Some(agent) = agent(
-        &dir,
-        &marker,
-        &[
-            "--events",
-            "--ring-buffer-size",
-            "16384",
-            "--dedupe-window-ms",
-            "0",
-        ],
-    ) else {
-        return;
-    };
     let flood = |n: u64| {
         let mut p = Proc::spawn(std::process::Command::new("/bin/sh").args([
             "-c",
@@ -146,16 +129,34 @@ fn an_open_flood_into_a_small_ring_buffer_counts_every_open_it_loses() {
         p.finish_ok(Duration::from_secs(120));
         p.pid()
     };
-    // The same shell without the loop: its start-up opens, which the flood's shell makes too.
+    // Every event is written (`--events`, no folding), so each file record of a process is in
+    // the output or counted against it as dropped. First the same shell without the loop,
+    // under a ring buffer of the default size (it drops nothing, or the list names it): its
+    // start-up opens, which the flood's shell makes too.
+    let events = ["--events", "--dedupe-window-ms", "0"];
+    let Some(baseline) = agent(&dir, &marker, &events) else {
+        return;
+    };
     let quiet = flood(0);
+    let (_, records) = baseline.stop_with_records();
+    let stats = shutdown_stats(&records);
+    let start_up = file_events_of(&records, quiet) + file_drops_of(stats, quiet);
+    // Then the flood into 16 KiB, which holds a few dozen records: the reader cannot keep up,
+    // the kernel drops.
+    let Some(small) = agent(
+        &dir,
+        &marker,
+        &[&events[..], &["--ring-buffer-size", "16384"]].concat(),
+    ) else {
+        return;
+    };
     let loud = flood(OPENS);
-    let (_, records) = agent.stop_with_records();
+    let (_, records) = small.stop_with_records();
     let stats = shutdown_stats(&records);
     let seen = records
         .iter()
         .filter(|r| r["kind"] == "open" && r["pid"] == loud && r["path"] == *path_str(&target))
         .count() as u64;
-    let start_up = file_events_of(&records, quiet) + file_drops_of(stats, quiet);
     let (written, dropped) = (file_events_of(&records, loud), file_drops_of(stats, loud));
     let k = &stats["kernel"];
     eprintln!(
@@ -241,6 +242,18 @@ fn a_hundred_thousand_short_lived_processes_are_survived_within_bounds() {
 const FORK_BOMB: &str = "f() { if [ \"$1\" -gt 0 ]; then for i in 0 1 2 3 4 5 6 7 8 9; do \
                          f $(($1 - 1)) & done; wait; fi; }; f 4";
 
+/// The fork bomb's process group (its first shell's pid), killed on drop: the test failed before
+/// the bomb ended. The group outlives its first shell while any subshell lives, so its id is not
+/// reused meanwhile (and pids are handed out in sequence up to `pid_max`, millions).
+struct Group(u32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of the process group this test created.
+        unsafe { libc::kill(-(self.0 as i32), libc::SIGKILL) };
+    }
+}
+
 /// Processes the fork bomb creates (the shell itself excluded).
 const BOMB_FORKS: u64 = 10 + 100 + 1_000 + 10_000;
 
@@ -252,11 +265,18 @@ fn a_fork_bomb_of_ten_thousand_processes_is_survived_with_every_loss_counted() {
     let Some(agent) = agent(&dir, &marker, &[]) else {
         return;
     };
-    let mut bomb =
-        Proc::spawn(std::process::Command::new("/bin/sh").args(["-c", FORK_BOMB, &marker]));
+    // Its own process group, so a failure (a timeout) stops every subshell, not only the first.
+    let mut bomb = Proc::spawn(
+        std::process::Command::new("/bin/sh")
+            .args(["-c", FORK_BOMB, &marker])
+            .process_group(0),
+    );
+    let group = Group(bomb.pid());
     let start = std::time::Instant::now();
     bomb.finish_ok(Duration::from_secs(300));
     let secs = start.elapsed().as_secs_f64();
+    // Every process of the group has exited (each waits for its children): nothing to stop.
+    std::mem::forget(group);
     let (_, records) = agent.stop_with_records();
     let stats = shutdown_stats(&records);
     let k = &stats["kernel"];

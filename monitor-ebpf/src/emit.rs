@@ -79,7 +79,13 @@ pub unsafe fn output(base: *const u8, size: usize) {
         let family = unsafe { core::ptr::read(base as *const u32) } / 100;
         if family <= counter::RINGBUF_DROP_NET - counter::RINGBUF_DROP_PROCESS {
             count(counter::RINGBUF_DROP_PROCESS + family);
-            crate::maps::count_process_drop(family);
+            // SAFETY: as above: the header's pid field.
+            let tgid = unsafe {
+                core::ptr::read_unaligned(
+                    base.add(core::mem::offset_of!(EventHeader, pid)) as *const u32
+                )
+            };
+            crate::maps::count_process_drop(family, tgid);
         }
     } else {
         count(counter::EMITTED);

@@ -91,7 +91,7 @@ pub fn fd_file(task: *const u8, fd: i64) -> Result<*const u8, i64> {
 /// The `loop` build (Linux 5.17+) walks `task->files->fdt->fd` with direct loads from the
 /// BTF-typed current task (`bpf_get_current_task_btf`, the verifier checks each against the
 /// kernel's BTF, offsets being constants of the read-only globals) and reads only the slot
-/// itself with a helper: one helper call where the `bounded` build makes four.
+/// itself with `bpf_probe_read_kernel`: two helper calls where the `bounded` build makes five.
 #[inline(always)]
 pub fn new_fd_file(fd: i64) -> Result<*const u8, i64> {
     if fd < 0 {

@@ -48,11 +48,12 @@ pub static OPENS_SEEN: LruHashMap<OpenKey, OpenSeen> = LruHashMap::with_max_entr
 pub static DROPS_BY_PROCESS: LruHashMap<u64, u64> =
     LruHashMap::with_max_entries(counter::DROPS_BY_PROCESS_MAX, 0);
 
-/// Counts a dropped record of `family` for the current thread group.
+/// Counts a dropped record of `family` for thread group `tgid` (the record's own: the DNS
+/// hook runs in whatever context the packet arrives in, and may not ask for the current one
+/// before Linux 6.10).
 #[inline(always)]
-pub fn count_process_drop(family: u32) {
-    let tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32;
-    let key = (tgid << 2) | u64::from(family & 3);
+pub fn count_process_drop(family: u32, tgid: u32) {
+    let key = (u64::from(tgid) << 2) | u64::from(family & 3);
     // Two tries: an insert racing another CPU's finds the entry on the second lookup.
     for _ in 0..2 {
         if let Some(n) = DROPS_BY_PROCESS.get_ptr_mut(key) {

@@ -20,8 +20,8 @@ use crate::{
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     // Unless everything is recorded, most processes are not watched, and their watch bit (one
-    // helper call and an array read) is cheaper than their registers (two helper calls): it is
-    // checked first. Recording everything, only the agent is not watched: registers first.
+    // helper call and an array read) is cheaper than their registers (two helper calls in the
+    // `loop` build, a `bpf_probe_read_kernel` in the `bounded` one): it is checked first. Recording everything, only the agent is not watched: registers first.
     // (`record_all` is a load-time constant: the verifier prunes the other order.)
     let early = if record_all() {
         None

@@ -105,7 +105,7 @@ impl Monitor {
 
     /// Stops it with SIGTERM and waits: it flushes its outputs and writes final statistics.
     pub fn stop(mut self) {
-        // SAFETY: plain kill(2) on our own child.
+        // SAFETY: plain kill(2) on our own child, not yet reaped (so its pid is still ours).
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
@@ -113,8 +113,8 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child; harmless if already gone.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        // `Child::kill` signals only a child not yet reaped (never a reused pid).
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

@@ -422,7 +422,7 @@ impl Analysis {
             kind: "agent_stats",
             time: crate::clock::now_rfc3339(),
             reason,
-            kernel: self.sensor.counters(),
+            kernel: self.sensor.counters_by_process(),
             received: io.reader_stats.received.load(Ordering::Relaxed),
             decode_errors: io.reader_stats.decode_errors.load(Ordering::Relaxed),
             lines_written: self.written,

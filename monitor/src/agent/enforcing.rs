@@ -86,10 +86,14 @@ pub fn apply(policy: &mut Policy, sensor: &mut Sensor) {
         && sensor.enforcer.is_some()
         && let Err(e) = sensor.mark_enforcing()
     {
+        // Without the switch the open fold would not tell an enforced process's opens from
+        // the ones it made before: nothing is put under enforcement rather than half of it.
         tracing::error!(
             error = %crate::deliver::error_chain(&e),
-            "could not tell the kernel programs that processes are enforced"
+            "could not tell the kernel programs that processes are enforced: the kernel's \
+             enforcement maps are left as they were"
         );
+        return;
     }
     if let Some(enforcer) = sensor.enforcer.as_mut()
         && let Err(e) = enforcer.apply(ops)

@@ -3,7 +3,7 @@
 //! drop), so a flood is attributed to the process that caused it and a process's lost records
 //! are known exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap as StdHashMap};
 
 use aya::maps::{HashMap, MapData};
 
@@ -37,10 +37,15 @@ pub struct ProcessDrops {
 pub const LISTED: usize = 16;
 
 /// The processes with the most drops since the agent started, most first (then by pid), at
-/// most [`LISTED`]. The kernel keeps the last `DROPS_BY_PROCESS_MAX` processes that dropped.
+/// most [`LISTED`]. The kernel keeps `DROPS_BY_PROCESS_MAX` (process, family) pairs, least
+/// recently dropping out first; a pid reused keeps its predecessor's count (pids are not
+/// forgotten at exit), so the list tells who lost records, and exactly only while the map
+/// is not full.
 pub fn by_process(map: &HashMap<MapData, u64, u64>) -> Vec<ProcessDrops> {
-    let entries = map.iter().filter_map(Result::ok);
-    top(entries, LISTED)
+    // Keyed first: a walk that loses its place (the LRU evicted the key it stood on) starts
+    // over, and must not count an entry twice.
+    let entries: StdHashMap<u64, u64> = map.iter().filter_map(Result::ok).collect();
+    top(entries.into_iter(), LISTED)
 }
 
 /// Groups `(tgid << 2 | family, count)` entries by process and keeps the `n` with most drops.

@@ -22,8 +22,9 @@ use super::error::SensorError;
 /// The probed features the sensor's choices depend on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelFeatures {
-    /// The `bpf_loop` helper (5.17; backported by some distributions): path walks and
-    /// in-kernel path judgement run under it.
+    /// The `bpf_loop` helper (5.17; backported by some distributions), with the BTF-typed
+    /// helpers the `loop` build also calls: path walks and in-kernel path judgement run under
+    /// it.
     pub bpf_loop: bool,
     /// BPF LSM is active (`bpf` in /sys/kernel/security/lsm).
     pub bpf_lsm: bool,
@@ -107,8 +108,21 @@ pub fn probe() -> Result<KernelFeatures, SensorError> {
             )));
         }
     }
-    let bpf_loop = is_helper_supported(ProgramType::RawTracePoint, BpfHelper::BPF_FUNC_loop)
-        .map_err(|e| probe_error("bpf_loop", &e))?;
+    // The `loop` build also reads registers and the fd table through BTF-typed pointers
+    // (`bpf_task_pt_regs`, 5.15; `bpf_get_current_task_btf`, 5.11): a kernel with `bpf_loop`
+    // backported but not those gets the `bounded` build.
+    let mut bpf_loop = true;
+    for (helper, name) in [
+        (BpfHelper::BPF_FUNC_loop, "bpf_loop"),
+        (BpfHelper::BPF_FUNC_task_pt_regs, "bpf_task_pt_regs"),
+        (
+            BpfHelper::BPF_FUNC_get_current_task_btf,
+            "bpf_get_current_task_btf",
+        ),
+    ] {
+        bpf_loop &= is_helper_supported(ProgramType::RawTracePoint, helper)
+            .map_err(|e| probe_error(name, &e))?;
+    }
     Ok(KernelFeatures {
         bpf_loop,
         bpf_lsm: lsm_active("bpf"),

@@ -313,7 +313,7 @@ impl Sensor {
                 file: sum(counter::RINGBUF_DROP_FILE),
                 network: sum(counter::RINGBUF_DROP_NET),
             },
-            ringbuf_drops_by_process: by_process(&self.drops_by_process),
+            ringbuf_drops_by_process: Vec::new(),
             path_truncated: sum(counter::PATH_TRUNCATED),
             tail_call_failed: sum(counter::TAIL_CALL_FAILED),
             opens_deduped: sum(counter::DEDUPED),
@@ -326,6 +326,16 @@ impl Sensor {
             enforce_undecided: sum(counter::ENFORCE_UNDECIDED),
             after_stop: sum(counter::AFTER_STOP),
         }
+    }
+
+    /// [`Self::counters`] with the processes that lost the most records (a walk of the
+    /// kernel's map: for `agent_stats`, not for every metrics scrape).
+    pub fn counters_by_process(&self) -> KernelCounters {
+        let mut c = self.counters();
+        if c.ringbuf_drops > 0 {
+            c.ringbuf_drops_by_process = by_process(&self.drops_by_process);
+        }
+        c
     }
 
     /// The watch array: which processes' file and network activity is recorded.
