@@ -203,14 +203,24 @@ fn a_hundred_thousand_short_lived_processes_are_survived_within_bounds() {
     let mut flood = Proc::spawn(python(PROCESS_FLOOD).args([&PROCESSES.to_string(), &marker]));
     let secs = flood.finish_ok(Duration::from_secs(600));
     let (_, records) = agent.stop_with_records();
-    let stats = shutdown_stats(&records);
+    survived_within_bounds(
+        "process flood",
+        PROCESSES,
+        secs.trim().parse().unwrap_or(f64::NAN),
+        shutdown_stats(&records),
+    );
+}
+
+/// Prints a process flood's figures and asserts what every one must leave: a fork and an exit
+/// record per process, each sent or counted as dropped (other processes on the machine only
+/// add to both sides), the process table within its bound, resident memory under the bound.
+fn survived_within_bounds(what: &str, processes: u64, secs: f64, stats: &Value) {
     let k = &stats["kernel"];
     let table = &stats["process_table"];
     let memory = &stats["memory"];
     eprintln!(
-        "process flood: {PROCESSES} processes in {} s; {} records sent, {} dropped ({} process \
+        "{what}: {processes} processes in {secs:.1} s; {} records sent, {} dropped ({} process \
          records); table {} entries of {} ({} evicted, {} expired); peak RSS {} MiB",
-        secs.trim(),
         count(&k["emitted"]),
         count(&k["ringbuf_drops"]),
         count(&k["ringbuf_drops_by_family"]["process"]),
@@ -220,10 +230,8 @@ fn a_hundred_thousand_short_lived_processes_are_survived_within_bounds() {
         count(&table["expired"]),
         count(&memory["peak_rss_bytes"]) / (1024 * 1024)
     );
-    // A fork and an exit record per child, each sent or counted as dropped (other processes
-    // on the machine only add to both sides).
     assert!(
-        count(&k["emitted"]) + count(&k["ringbuf_drops_by_family"]["process"]) >= 2 * PROCESSES,
+        count(&k["emitted"]) + count(&k["ringbuf_drops_by_family"]["process"]) >= 2 * processes,
         "every fork and exit was sent or counted: {stats}"
     );
     assert!(
@@ -278,33 +286,7 @@ fn a_fork_bomb_of_ten_thousand_processes_is_survived_with_every_loss_counted() {
     // Every process of the group has exited (each waits for its children): nothing to stop.
     std::mem::forget(group);
     let (_, records) = agent.stop_with_records();
-    let stats = shutdown_stats(&records);
-    let k = &stats["kernel"];
-    let table = &stats["process_table"];
-    let memory = &stats["memory"];
-    eprintln!(
-        "fork bomb: {BOMB_FORKS} processes in {secs:.1} s; {} records sent, {} dropped ({} \
-         process records); table {} entries of {} ({} evicted); peak RSS {} MiB",
-        count(&k["emitted"]),
-        count(&k["ringbuf_drops"]),
-        count(&k["ringbuf_drops_by_family"]["process"]),
-        count(&table["entries"]),
-        count(&table["capacity"]),
-        count(&table["evictions"]),
-        count(&memory["peak_rss_bytes"]) / (1024 * 1024)
-    );
-    assert!(
-        count(&k["emitted"]) + count(&k["ringbuf_drops_by_family"]["process"]) >= 2 * BOMB_FORKS,
-        "every fork and exit was sent or counted: {stats}"
-    );
-    assert!(
-        count(&table["entries"]) <= count(&table["capacity"]),
-        "the process table stays within its bound: {stats}"
-    );
-    assert!(
-        count(&memory["peak_rss_bytes"]) < RSS_BOUND,
-        "resident memory stays under {RSS_BOUND} bytes: {stats}"
-    );
+    survived_within_bounds("fork bomb", BOMB_FORKS, secs, shutdown_stats(&records));
 }
 
 /// Opens every file named in its argv after the first (the marker, first: argv is recorded up

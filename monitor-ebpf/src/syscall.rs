@@ -21,15 +21,15 @@ use crate::{
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     // Unless everything is recorded, most processes are not watched, and their watch bit (one
     // helper call and an array read) is cheaper than their registers (two helper calls in the
-    // `loop` build, a `bpf_probe_read_kernel` in the `bounded` one): it is checked first. Recording everything, only the agent is not watched: registers first.
-    // (`record_all` is a load-time constant: the verifier prunes the other order.)
+    // `loop` build, a `bpf_probe_read_kernel` in the `bounded` one): it is checked first.
+    // Recording everything, only the agent is not watched: registers first. (`record_all` is
+    // a load-time constant: the verifier prunes the other order.)
     let early = if record_all() {
         None
     } else {
-        let tgid = current_tgid();
-        if !is_watched(tgid) {
+        let Some(tgid) = watched_tgid() else {
             return 0;
-        }
+        };
         Some(tgid)
     };
     let Ok([raw_nr, _ip, cs]) = nr_ip_cs(&ctx) else {
@@ -39,15 +39,8 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let Some(slot) = handler_for(nr) else {
         return 0;
     };
-    let tgid = match early {
-        Some(tgid) => tgid,
-        None => {
-            let tgid = current_tgid();
-            if !is_watched(tgid) {
-                return 0;
-            }
-            tgid
-        }
+    let Some(tgid) = early.or_else(watched_tgid) else {
+        return 0;
     };
     if cs != USER_CS {
         count(counter::COMPAT_SKIPPED);
@@ -70,8 +63,9 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// The current thread group.
+/// The current thread group, when its file and network activity is recorded.
 #[inline(always)]
-fn current_tgid() -> u32 {
-    (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32
+fn watched_tgid() -> Option<u32> {
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    is_watched(tgid).then_some(tgid)
 }

@@ -24,8 +24,8 @@ impl DropsByFamily {
     }
 }
 
-/// One process's dropped records (a record is counted against the process in whose context
-/// the kernel produced it: a fork's against the parent).
+/// One process's dropped records (a record is counted against the process its header names: a
+/// fork's against the parent, a DNS answer's against the process that asked).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessDrops {
     pub pid: u32,
