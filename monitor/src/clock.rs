@@ -93,13 +93,53 @@ impl WallTime {
 
 impl std::fmt::Display for WallTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&rfc3339_ns(self.0.into()))
+        f.write_str(self.rfc3339().as_str())
     }
 }
 
 impl serde::Serialize for WallTime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.rfc3339().as_str())
+    }
+}
+
+/// A time as RFC 3339 UTC with nanoseconds, e.g. `2026-11-25T21:00:00.123456789Z`: always
+/// 30 ASCII bytes, since a `WallTime` spans years 1677 to 2262. Every record carries one, so
+/// it is written into a fixed buffer, without the allocation and the formatting machinery of
+/// chrono's `to_rfc3339_opts` (measured: ~2% of the agent's CPU when recording everything).
+pub struct Rfc3339([u8; 30]);
+
+impl Rfc3339 {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00.000000000Z")
+    }
+}
+
+impl WallTime {
+    /// This time in RFC 3339 UTC with nanoseconds.
+    pub fn rfc3339(self) -> Rfc3339 {
+        use chrono::{Datelike, Timelike};
+        let t = self.utc();
+        let (date, time) = (t.date_naive(), t.time());
+        let mut b = *b"0000-00-00T00:00:00.000000000Z";
+        let year = u32::try_from(date.year()).unwrap_or(0);
+        digits(&mut b[0..4], year);
+        digits(&mut b[5..7], date.month());
+        digits(&mut b[8..10], date.day());
+        digits(&mut b[11..13], time.hour());
+        digits(&mut b[14..16], time.minute());
+        digits(&mut b[17..19], time.second());
+        digits(&mut b[20..29], time.nanosecond());
+        Rfc3339(b)
+    }
+}
+
+/// `v` in decimal, right-aligned and zero-padded to fill `dst` (higher digits cut off).
+fn digits(dst: &mut [u8], mut v: u32) {
+    for c in dst.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
     }
 }
 
@@ -128,12 +168,9 @@ pub fn now_rfc3339() -> String {
 }
 
 /// RFC 3339 UTC with nanoseconds, e.g. `2026-11-25T21:00:00.123456789Z`.
+/// (clamped to the years a `WallTime` spans).
 pub fn rfc3339_ns(wall_ns: i128) -> String {
-    let secs = wall_ns.div_euclid(1_000_000_000) as i64;
-    let nanos = wall_ns.rem_euclid(1_000_000_000) as u32;
-    chrono::DateTime::from_timestamp(secs, nanos)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
-        .unwrap_or_else(|| "1970-01-01T00:00:00.000000000Z".to_owned())
+    WallTime::from_ns(wall_ns).rfc3339().as_str().to_owned()
 }
 
 #[cfg(test)]
@@ -160,5 +197,25 @@ mod tests {
             rfc3339_ns(1_000_000_000 * 86_400 + 5),
             "1970-01-02T00:00:00.000000005Z"
         );
+    }
+
+    /// The fixed-buffer form is chrono's RFC 3339 form, over the whole range and around
+    /// the edges of days, years and leap days.
+    #[test]
+    fn fixed_form_is_chronos_form() {
+        let mut samples = vec![i64::MIN, i64::MAX, -1, 0, 1, 951_782_400_000_000_000];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            samples.push(x as i64);
+        }
+        for ns in samples {
+            let t = WallTime::from_ns(ns.into());
+            let chrono = t.utc().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            assert_eq!(t.rfc3339().as_str(), chrono, "{ns}");
+            assert_eq!(t.to_string(), chrono);
+        }
     }
 }

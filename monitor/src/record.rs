@@ -136,11 +136,15 @@ impl From<Repeats> for Record {
 
 /// Serialises a value as one JSON record (no newline: outputs end their lines).
 pub fn json_line<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_else(|e| {
-        let msg = serde_json::to_string(&format!("serialisation failed: {e}"))
-            .unwrap_or_else(|_| "\"serialisation failed\"".to_owned());
-        format!("{{\"kind\":\"agent_error\",\"error\":{msg}}}").into_bytes()
-    })
+    // Sized for a typical event line: growing from empty cost several reallocations a record.
+    let mut line = Vec::with_capacity(512);
+    serde_json::to_writer(&mut line, v)
+        .map(|()| line)
+        .unwrap_or_else(|e| {
+            let msg = serde_json::to_string(&format!("serialisation failed: {e}"))
+                .unwrap_or_else(|_| "\"serialisation failed\"".to_owned());
+            format!("{{\"kind\":\"agent_error\",\"error\":{msg}}}").into_bytes()
+        })
 }
 
 #[cfg(test)]

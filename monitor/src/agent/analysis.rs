@@ -68,7 +68,8 @@ pub struct Analysis {
 
 /// What the stage reads from and writes to.
 pub struct Io<'a> {
-    pub events: mpsc::Receiver<Event>,
+    /// Batches of decoded events, in order.
+    pub events: mpsc::Receiver<Vec<Event>>,
     pub out: mpsc::Sender<Out>,
     pub requests: Option<mpsc::Receiver<Request>>,
     pub reader_stats: Arc<ReaderStats>,
@@ -161,9 +162,9 @@ impl Analysis {
         let mut rule_files = RuleFiles::read(&io.rule_paths);
         loop {
             tokio::select! {
-                ev = io.events.recv() => {
-                    let Some(ev) = ev else { break };
-                    let records = self.on_event(ev);
+                batch = io.events.recv() => {
+                    let Some(batch) = batch else { break };
+                    let records = self.on_events(batch);
                     self.send(&io.out, records).await?;
                 }
                 _ = fold_tick.tick() => {
@@ -234,6 +235,16 @@ impl Analysis {
             Some(ev) => self.judge(ev),
             None => Vec::new(),
         }
+    }
+
+    /// A batch of the sensor stage's events, in order: one turn of the stage's loop and one
+    /// message to the output stage per batch, not per event.
+    fn on_events(&mut self, batch: Vec<Event>) -> Vec<Record> {
+        let mut records = Vec::with_capacity(batch.len());
+        for ev in batch {
+            records.extend(self.on_event(ev));
+        }
+        records
     }
 
     /// The runtime named a container: the events that waited for it go on, in order.
@@ -321,8 +332,8 @@ impl Analysis {
         // A watch send fails only when its task has already ended: nothing to stop then.
         let _ = io.reader_stop.send(true);
         let _ = io.shutdown.send(true);
-        while let Some(ev) = io.events.recv().await {
-            let records = self.on_event(ev);
+        while let Some(batch) = io.events.recv().await {
+            let records = self.on_events(batch);
             self.send(&io.out, records).await?;
         }
         // Events waiting for the runtime: its answers (each comes within the lookup timeout),
@@ -369,13 +380,13 @@ impl Analysis {
         Ok(self)
     }
 
-    /// Hands records to the output stage, counting them.
+    /// Hands records to the output stage in one message, counting them.
     async fn send(&mut self, out: &mpsc::Sender<Out>, records: Vec<Record>) -> anyhow::Result<()> {
-        for record in records {
-            self.written += 1;
-            to_output(out, Out::Record(record)).await?;
+        if records.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.written += records.len() as u64;
+        to_output(out, Out::Records(records)).await
     }
 
     fn reloaded(&self, ok: bool) {
@@ -440,7 +451,7 @@ impl Analysis {
         let stats = stats.unwrap_or_else(
             |e| serde_json::json!({ "kind": "agent_stats", "error": e.to_string() }),
         );
-        Out::Record(Record::Stats(stats))
+        Out::Records(vec![Record::Stats(stats)])
     }
 }
 

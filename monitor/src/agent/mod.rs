@@ -35,7 +35,8 @@ use crate::{
     sensor::{Sensor, SensorConfig, reader},
 };
 
-/// Capacity of the channels between stages (events).
+/// Events the sensor stage may queue for the analysis stage (sent in batches of up to
+/// `reader::BATCH`).
 const CHANNEL: usize = 8192;
 /// How long start-up waits for the first DNS answers of profile hosts.
 const FIRST_RESOLVE: Duration = Duration::from_secs(3);
@@ -214,8 +215,8 @@ pub async fn run_pipeline(args: RunArgs, opts: Options) -> anyhow::Result<()> {
     // Sensor stage: the ring buffer's reader.
     let ring = sensor.events.take().context("ring buffer already taken")?;
     let reader_stats = Arc::new(reader::ReaderStats::default());
-    let (ev_tx, ev_rx) = mpsc::channel(CHANNEL);
-    let (out_tx, out_rx) = mpsc::channel::<Out>(CHANNEL);
+    let (ev_tx, ev_rx) = mpsc::channel(CHANNEL / reader::BATCH);
+    let (out_tx, out_rx) = mpsc::channel::<Out>(crate::output::stage::CHANNEL);
     let (reader_stop_tx, reader_stop_rx) = tokio::sync::watch::channel(false);
     let reader = tokio::spawn(reader::run(
         ring,

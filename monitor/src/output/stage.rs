@@ -21,8 +21,12 @@ use crate::{
     record::{Class, Record},
 };
 
-/// Most messages handled per batch (one spool append, one flush of each output).
+/// Most records handled per batch (one spool append, one flush of each output); a message
+/// that would pass it is handled in the batch after.
 const BATCH: usize = 4096;
+/// Capacity of the channel to the output stage, in messages (each up to a batch of the
+/// sensor stage's events and their alerts).
+pub const CHANNEL: usize = 64;
 /// Least time between two spool-overflow alerts.
 pub const OVERFLOW_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Rule name of the spool-overflow alert.
@@ -35,10 +39,21 @@ pub static LOCAL_LINES_LOST: AtomicU64 = AtomicU64::new(0);
 
 /// A message to the output stage.
 pub enum Out {
-    /// A record, typed: the stage formats it for each output.
-    Record(Record),
+    /// Records, typed, in order: the stage formats each for each output. The analysis stage
+    /// sends the records of a batch of events as one message (one wake of this thread).
+    Records(Vec<Record>),
     /// Sent about once a second: retry unwritable spools, report spool overflow.
     Tick,
+}
+
+impl Out {
+    /// Records in the message.
+    fn len(&self) -> usize {
+        match self {
+            Self::Records(r) => r.len(),
+            Self::Tick => 0,
+        }
+    }
 }
 
 /// A local output and what it gets.
@@ -186,12 +201,16 @@ impl Stage {
     /// Runs until the channel closes; returns the records written to local outputs.
     pub fn run(mut self, mut rx: mpsc::Receiver<Out>) -> u64 {
         let mut written = 0;
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Vec::new();
         while let Some(first) = rx.blocking_recv() {
+            let mut records = first.len();
             batch.push(first);
-            while batch.len() < BATCH {
+            while records < BATCH {
                 match rx.try_recv() {
-                    Ok(m) => batch.push(m),
+                    Ok(m) => {
+                        records += m.len();
+                        batch.push(m);
+                    }
                     Err(_) => break,
                 }
             }
@@ -220,13 +239,16 @@ impl Stage {
 
     /// Spools, then writes one batch; `last`: the channel is closed, report what is pending.
     fn handle(&mut self, batch: &mut Vec<Out>, last: bool) -> u64 {
-        let mut records: Vec<(Record, Vec<u8>)> = Vec::with_capacity(batch.len());
+        let mut records: Vec<(Record, Vec<u8>)> =
+            Vec::with_capacity(batch.iter().map(Out::len).sum());
         let mut tick = last;
         for m in batch.drain(..) {
             match m {
-                Out::Record(record) => {
-                    let native = record.native();
-                    records.push((record, native));
+                Out::Records(batch) => {
+                    records.extend(batch.into_iter().map(|r| {
+                        let native = r.native();
+                        (r, native)
+                    }));
                 }
                 Out::Tick => tick = true,
             }

@@ -154,7 +154,15 @@ impl Enricher {
     /// of the event. /proc is read when the event is processed, later than the exec: a process
     /// that moved in between (a shell that puts itself into a container's cgroup, then execs)
     /// shows its new cgroup there, which must not be credited to the old one.
+    ///
+    /// On a unified host the event's cgroup, when the tree knows it, is the whole answer (the
+    /// only line /proc could show for it is the same path): no read per exec.
     fn exec_identity(&mut self, cgroup_id: u64, pid: u32) -> Option<ContainerIdentity> {
+        if self.cgroups.as_ref().is_some_and(CgroupResolver::unified)
+            && let Some(identity) = self.cgroup_identity(cgroup_id)
+        {
+            return Some(identity);
+        }
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
             let unified = text.lines().find_map(|l| l.strip_prefix("0::"));
             let same_cgroup = match (unified, self.cgroups.as_ref()) {

@@ -26,7 +26,7 @@ pub struct ReaderStats {
 /// Reads records until the channel's receiver is gone.
 pub async fn run(
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Vec<Event>>,
     stats: Arc<ReaderStats>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -51,10 +51,9 @@ pub async fn run(
             clock.resample();
             let batch = drain(fd.get_mut(), &clock, &stats);
             let more = batch.len() >= BATCH;
-            for ev in batch {
-                if tx.send(ev).await.is_err() {
-                    return Ok(());
-                }
+            // The batch as one message: the pipeline is woken once for it, not per event.
+            if !batch.is_empty() && tx.send(batch).await.is_err() {
+                return Ok(());
             }
             if !more {
                 break;
@@ -68,8 +67,9 @@ pub async fn run(
     }
 }
 
-/// Most records decoded before handing them on (items must not live across awaits).
-const BATCH: usize = 256;
+/// Most records decoded before handing them on, as one message (items must not live across
+/// awaits).
+pub const BATCH: usize = 256;
 /// How often the ring buffer is polled when the kernel has not woken us.
 const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
