@@ -294,33 +294,31 @@ impl Profiler {
         Self { child, out }
     }
 
-    /// Stops recording; the top of `perf report` by shared object and symbol (self time).
+    /// Stops recording; `perf report`'s shares by thread (`monitor`: the analysis stage,
+    /// `output`: the output stage, `tokio-rt-worker`: the ring buffer's reader), then the top
+    /// by shared object and symbol (self time).
     fn finish(mut self) -> String {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
-        let report = Command::new("perf")
-            .args([
-                "report",
-                "--stdio",
-                "--no-children",
-                "-g",
-                "none",
-                "--percent-limit",
-                "1.5",
-                "--sort",
-                "dso,sym",
-                "-i",
-            ])
-            .arg(&self.out)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        report
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
+        let report = |sort: &str, limit: &str, lines: usize| {
+            let out = Command::new("perf")
+                .args(["report", "--stdio", "--no-children", "-g", "none"])
+                .args(["--percent-limit", limit, "--sort", sort, "-i"])
+                .arg(&self.out)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            out.lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .take(lines)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        format!(
+            "by thread:\n{}\nby symbol:\n{}",
+            report("comm", "0.5", 8),
+            report("dso,sym", "1.5", 30)
+        )
     }
 }
