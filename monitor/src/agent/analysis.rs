@@ -237,10 +237,10 @@ impl Analysis {
         }
     }
 
-    /// A batch of the sensor stage's events, in order: one turn of the stage's loop and one
-    /// message to the output stage per batch, not per event.
+    /// A batch of the sensor stage's events, in order: one turn of the stage's loop per batch,
+    /// not per event, and its records handed on together.
     fn on_events(&mut self, batch: Vec<Event>) -> Vec<Record> {
-        let mut records = Vec::with_capacity(batch.len());
+        let mut records = Vec::with_capacity(if self.want_events { batch.len() } else { 0 });
         for ev in batch {
             records.extend(self.on_event(ev));
         }
@@ -380,13 +380,13 @@ impl Analysis {
         Ok(self)
     }
 
-    /// Hands records to the output stage in one message, counting them.
+    /// Hands records to the output stage, counting them (see [`Out::records`]).
     async fn send(&mut self, out: &mpsc::Sender<Out>, records: Vec<Record>) -> anyhow::Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
         self.written += records.len() as u64;
-        to_output(out, Out::Records(records)).await
+        for message in Out::records(records) {
+            to_output(out, message).await?;
+        }
+        Ok(())
     }
 
     fn reloaded(&self, ok: bool) {

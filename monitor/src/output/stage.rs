@@ -24,9 +24,11 @@ use crate::{
 /// Most records handled per batch (one spool append, one flush of each output); a message
 /// that would pass it is handled in the batch after.
 const BATCH: usize = 4096;
-/// Capacity of the channel to the output stage, in messages (each up to a batch of the
-/// sensor stage's events and their alerts).
-pub const CHANNEL: usize = 64;
+/// Most records in one message to the output stage.
+const MESSAGE: usize = 256;
+/// Capacity of the channel to the output stage, in messages of at most [`MESSAGE`] records:
+/// 8,192 records queued at most.
+pub const CHANNEL: usize = 32;
 /// Least time between two spool-overflow alerts.
 pub const OVERFLOW_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Rule name of the spool-overflow alert.
@@ -47,6 +49,17 @@ pub enum Out {
 }
 
 impl Out {
+    /// `records` as messages of at most [`MESSAGE`] records each, in order (none when there
+    /// are none): the channel's bound in messages then bounds the records queued, even for a
+    /// release of many parked events at once.
+    pub fn records(records: Vec<Record>) -> impl Iterator<Item = Out> {
+        let mut rest = records.into_iter();
+        std::iter::from_fn(move || {
+            let chunk: Vec<Record> = rest.by_ref().take(MESSAGE).collect();
+            (!chunk.is_empty()).then_some(Out::Records(chunk))
+        })
+    }
+
     /// Records in the message.
     fn len(&self) -> usize {
         match self {
@@ -304,4 +317,37 @@ fn lines_of(records: &[(Record, Vec<u8>)], want: Class) -> Vec<&[u8]> {
         .filter(|(r, _)| r.class() == want)
         .map(|(_, l)| l.as_slice())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MESSAGE, Out};
+    use crate::record::Record;
+
+    /// Records go in order, in messages of at most `MESSAGE`, none left out, no empty message.
+    #[test]
+    fn records_are_cut_into_bounded_messages_in_order() {
+        for n in [0, 1, MESSAGE, MESSAGE + 1, 3 * MESSAGE + 7] {
+            let records: Vec<Record> = (0..n)
+                .map(|i| Record::Stats(serde_json::json!({ "kind": "agent_stats", "i": i })))
+                .collect();
+            let messages: Vec<Out> = Out::records(records).collect();
+            assert_eq!(messages.len(), n.div_ceil(MESSAGE), "{n} records");
+            let mut next = 0;
+            for m in messages {
+                let Out::Records(batch) = m else {
+                    panic!("only records")
+                };
+                assert!(!batch.is_empty() && batch.len() <= MESSAGE);
+                for r in batch {
+                    let Record::Stats(v) = r else {
+                        panic!("a stats record")
+                    };
+                    assert_eq!(v["i"], next);
+                    next += 1;
+                }
+            }
+            assert_eq!(next, n);
+        }
+    }
 }
