@@ -167,8 +167,8 @@ pub fn now_rfc3339() -> String {
     rfc3339_ns(clock_ns(libc::CLOCK_REALTIME))
 }
 
-/// RFC 3339 UTC with nanoseconds, e.g. `2026-11-25T21:00:00.123456789Z`.
-/// (clamped to the years a `WallTime` spans).
+/// RFC 3339 UTC with nanoseconds, e.g. `2026-11-25T21:00:00.123456789Z` (clamped to the
+/// years a `WallTime` spans).
 pub fn rfc3339_ns(wall_ns: i128) -> String {
     WallTime::from_ns(wall_ns).rfc3339().as_str().to_owned()
 }

@@ -42,7 +42,8 @@ pub static LOCAL_LINES_LOST: AtomicU64 = AtomicU64::new(0);
 /// A message to the output stage.
 pub enum Out {
     /// Records, typed, in order: the stage formats each for each output. The analysis stage
-    /// sends the records of a batch of events as one message (one wake of this thread).
+    /// sends a batch of events' records together, in messages of at most [`MESSAGE`] (see
+    /// [`Out::records`]), so this thread is woken per batch, not per record.
     Records(Vec<Record>),
     /// Sent about once a second: retry unwritable spools, report spool overflow.
     Tick,
@@ -257,8 +258,8 @@ impl Stage {
         let mut tick = last;
         for m in batch.drain(..) {
             match m {
-                Out::Records(batch) => {
-                    records.extend(batch.into_iter().map(|r| {
+                Out::Records(sent) => {
+                    records.extend(sent.into_iter().map(|r| {
                         let native = r.native();
                         (r, native)
                     }));
