@@ -62,6 +62,14 @@ fn the_agent_says_which_programs_this_kernel_gets() {
         .lines()
         .find(|l| l.contains("kernel features probed"))
         .unwrap_or_else(|| panic!("no `kernel features probed` line:\n{err}"));
+    // How long loading took (verification, mostly; each program's time with
+    // RUST_LOG=monitor::sensor=debug): shown with --nocapture.
+    for loaded in err
+        .lines()
+        .filter(|l| l.contains("loaded") || l.contains("relocated"))
+    {
+        eprintln!("{loaded}");
+    }
     let has_loop = line.contains("bpf_loop=true");
     let programs = if has_loop {
         "programs=\"loop\""

@@ -22,10 +22,13 @@ use crate::{
     warn,
 };
 
-/// How long the agent may take to load its rules and attach its probes.
+/// How long the agent may take to load its rules and attach its probes, on this host (see
+/// [`time_scale`]).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the agent may take to exit after SIGTERM before it is killed.
+/// How long the agent may take to exit after SIGTERM before it is killed, on this host.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Names how many times slower than a host the machine under test runs.
+const TIME_SCALE_VAR: &str = "MONITOR_TEST_TIME_SCALE";
 /// How much of the start and of the end of the agent's stderr a report shows (the first error
 /// line comes first; a verifier log can run to megabytes).
 const STDERR_HEAD: usize = 1500;
@@ -43,6 +46,22 @@ pub(crate) struct Launch {
     pub(crate) args: Vec<OsString>,
     /// Added to the hint of a timeout report, after the one about `MONITOR_TEST_KEEP`.
     pub(crate) keep_hint: &'static str,
+}
+
+/// How many times slower than a host the machine under test runs: `MONITOR_TEST_TIME_SCALE`, a
+/// whole number from 1 (unset: 1). `cargo xtask vm-test` sets it in its guests, which are
+/// emulated without KVM; the agent's start and stop deadlines are multiplied by it.
+pub fn time_scale() -> u32 {
+    match env::var(TIME_SCALE_VAR) {
+        Err(env::VarError::NotPresent) => 1,
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n @ 1..=100) => n,
+            _ => panic!("{TIME_SCALE_VAR}={v:?}: expected a whole number from 1 to 100"),
+        },
+        Err(env::VarError::NotUnicode(v)) => {
+            panic!("{TIME_SCALE_VAR}={v:?}: expected a whole number from 1 to 100")
+        }
+    }
 }
 
 /// Checks that the agent can run at all (root, a built binary) and returns its binary.
@@ -176,9 +195,10 @@ impl AgentProcess {
                     self.stderr_excerpt()
                 ));
             }
-            if started.elapsed() >= READY_TIMEOUT {
+            let timeout = READY_TIMEOUT * time_scale();
+            if started.elapsed() >= timeout {
                 return Err(format!(
-                    "the agent did not create its ready file within {READY_TIMEOUT:?}: {}\n\
+                    "the agent did not create its ready file within {timeout:?}: {}\n\
                      command: {described}\nits stderr:\n{}",
                     self.stderr_first_line(),
                     self.stderr_excerpt()
@@ -269,13 +289,14 @@ impl AgentProcess {
     /// SIGTERM, a bounded wait, then SIGKILL.
     pub(crate) fn stop(&mut self) {
         let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        match terminate(child, STOP_TIMEOUT) {
+        let timeout = STOP_TIMEOUT * time_scale();
+        match terminate(child, timeout) {
             Stopped::Exited(status) if !status.success() => warn(&format!(
                 "WARNING: the agent exited with {} after SIGTERM",
                 describe(status)
             )),
             Stopped::Killed => warn(&format!(
-                "WARNING: the agent did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it"
+                "WARNING: the agent did not exit within {timeout:?} of SIGTERM; killed it"
             )),
             Stopped::Already | Stopped::Exited(_) => {}
         }

@@ -90,8 +90,14 @@ where
         .ok_or(SensorError::MissingProgram { name })?
         .try_into()
         .map_err(|source| SensorError::Program { name, source })?;
+    let started = std::time::Instant::now();
     prog.load_program()
         .map_err(|source| SensorError::Program { name, source })?;
+    tracing::debug!(
+        program = name,
+        ms = started.elapsed().as_millis(),
+        "program loaded"
+    );
     Ok(prog)
 }
 

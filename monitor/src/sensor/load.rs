@@ -131,6 +131,7 @@ impl Sensor {
         if size < 4096 || !size.is_power_of_two() {
             return Err(SensorError::RingBufferSize(size));
         }
+        let started = std::time::Instant::now();
         raise_memlock_limit();
         let btf = Btf::from_file(Path::new(&config.btf_path))?;
         let features = features::probe()?;
@@ -158,12 +159,14 @@ impl Sensor {
             .map_max_entries(names::EVENTS, size)
             .load(object)
             .map_err(SensorError::Load)?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            "object relocated against the kernel's BTF, maps created"
+        );
 
         let mut handlers: ProgramArray<_> = typed_map(&mut ebpf, names::SYSCALL_HANDLERS)?;
         for (slot, name) in HANDLERS {
-            let prog = raw_tp(&mut ebpf, name)?;
-            prog.load()
-                .map_err(|source| SensorError::Program { name, source })?;
+            let prog = load_raw_tp(&mut ebpf, name)?;
             let fd = prog
                 .fd()
                 .map_err(|source| SensorError::Program { name, source })?;
@@ -222,6 +225,10 @@ impl Sensor {
                 }
             };
 
+        tracing::info!(
+            ms = started.elapsed().as_millis(),
+            "kernel programs loaded and attached"
+        );
         let events: RingBuf<_> = typed_map(&mut ebpf, names::EVENTS)?;
         let counters: PerCpuArray<_, u64> = typed_map(&mut ebpf, names::COUNTERS)?;
         let watched = match take_map(&mut ebpf, names::WATCHED)? {
@@ -387,9 +394,7 @@ pub struct KernelCounters {
 /// Loads (verifies) and attaches each (program, raw tracepoint) pair, in order.
 fn attach_all(ebpf: &mut Ebpf, progs: &[(&'static str, &'static str)]) -> Result<(), SensorError> {
     for &(name, tracepoint) in progs {
-        let prog = raw_tp(ebpf, name)?;
-        prog.load()
-            .map_err(|source| SensorError::Program { name, source })?;
+        let prog = load_raw_tp(ebpf, name)?;
         prog.attach(tracepoint)
             .map_err(|source| SensorError::Attach {
                 name,
@@ -398,6 +403,24 @@ fn attach_all(ebpf: &mut Ebpf, progs: &[(&'static str, &'static str)]) -> Result
             })?;
     }
     Ok(())
+}
+
+/// Loads the raw tracepoint program `name` (the kernel verifies it here), saying how long that
+/// took at debug level: the bounded build's verification is most of a start on old kernels.
+fn load_raw_tp<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut RawTracePoint, SensorError> {
+    let prog = raw_tp(ebpf, name)?;
+    let started = std::time::Instant::now();
+    prog.load()
+        .map_err(|source| SensorError::Program { name, source })?;
+    tracing::debug!(
+        program = name,
+        ms = started.elapsed().as_millis(),
+        "program loaded"
+    );
+    Ok(prog)
 }
 
 fn raw_tp<'a>(
