@@ -1,20 +1,20 @@
-//! Link, symlink and truncate end to end: each syscall variant (link, linkat, symlink,
-//! symlinkat, truncate, ftruncate) made directly through `syscall(2)`, so the test pins the
-//! syscall and not whatever the C library prefers, with the exact fields of its event.
+//! Link, symlink and truncate end to end, and the fd and flag variants of chmod, rename and
+//! unlink: each syscall variant (link, linkat, symlink, symlinkat, truncate, ftruncate, fchmod,
+//! renameat2, unlinkat) made directly through `syscall(2)`, so the test pins the syscall and not
+//! whatever the C library prefers, with the exact fields of its event.
 
 use std::fs;
 
 use monitor_tests::{Agent, TIMEOUT, TempDir, path_str, python};
 use serde_json::json;
 
-/// Makes each syscall under test by number, relative paths resolved against `sys.argv[1]`
-/// (the cwd) or a directory fd on its `sub/`. Fails if any call's result differs from the
-/// one expected.
-const LINKS_AND_TRUNCATES: &str = "
+/// `call(nr, *args, fail=errno)`: one syscall by number; exits if its errno is not the one
+/// expected (0 unless `fail` is given).
+const CALL: &str = "
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
-AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400
+AT_FDCWD, AT_SYMLINK_FOLLOW, AT_REMOVEDIR, RENAME_NOREPLACE = -100, 0x400, 0x200, 1
 
 def call(nr, *args, fail=None):
     args = [a.encode() if isinstance(a, str) else a for a in args]
@@ -23,7 +23,11 @@ def call(nr, *args, fail=None):
     err = ctypes.get_errno() if r < 0 else 0
     if err != (fail or 0):
         sys.exit('syscall %d: errno %d, expected %s' % (nr, err, fail))
+";
 
+/// Makes each syscall under test by number, relative paths resolved against `sys.argv[1]`
+/// (the cwd) or a directory fd on its `sub/`.
+const LINKS_AND_TRUNCATES: &str = "
 os.chdir(sys.argv[1])
 call(86, 'f.txt', 'hard.txt')                                    # link
 dfd = os.open('sub', os.O_RDONLY | os.O_DIRECTORY)
@@ -43,7 +47,8 @@ fn link_symlink_and_truncate_report_their_paths_and_lengths() {
     fs::create_dir(dir.join("sub")).expect("creating sub");
     fs::write(dir.join("f.txt"), "ff").expect("writing f.txt");
     fs::write(dir.join("sub/g.txt"), "gg").expect("writing sub/g.txt");
-    let mut child = agent.spawn(python(LINKS_AND_TRUNCATES).arg(dir.path()).current_dir("/"));
+    let script = format!("{CALL}{LINKS_AND_TRUNCATES}");
+    let mut child = agent.spawn(python(&script).arg(dir.path()).current_dir("/"));
     child.finish_ok(TIMEOUT);
     let pid = child.pid();
     let p = |rel: &str| path_str(dir.join(rel));
@@ -80,4 +85,54 @@ fn link_symlink_and_truncate_report_their_paths_and_lengths() {
         fs::read_link(dir.join("sub/rel-link")).expect("rel-link"),
         std::path::Path::new("../f.txt")
     );
+}
+
+/// The fd form of chmod (the path walked by the kernel from the file), renameat2 with a flag,
+/// unlinkat of a directory, and a chmod of a bad fd.
+const FD_AND_FLAG_VARIANTS: &str = "
+os.chdir(sys.argv[1])
+fd = os.open('sub/g.txt', os.O_RDONLY)
+call(91, fd, 0o604)                                              # fchmod
+dfd = os.open('sub', os.O_RDONLY | os.O_DIRECTORY)
+call(316, dfd, 'g.txt', AT_FDCWD, 'moved.txt', RENAME_NOREPLACE) # renameat2
+call(263, dfd, 'gone', AT_REMOVEDIR)                             # unlinkat
+call(91, 999, 0o600, fail=9)                                     # fchmod, EBADF
+";
+
+#[test]
+fn fchmod_renameat2_and_unlinkat_report_their_paths_and_flags() {
+    let Some(agent) = Agent::start() else { return };
+    let dir = TempDir::new("fd-variants");
+    fs::create_dir_all(dir.join("sub/gone")).expect("creating sub/gone");
+    fs::write(dir.join("sub/g.txt"), "gg").expect("writing sub/g.txt");
+    let script = format!("{CALL}{FD_AND_FLAG_VARIANTS}");
+    let mut child = agent.spawn(python(&script).arg(dir.path()).current_dir("/"));
+    child.finish_ok(TIMEOUT);
+    let pid = child.pid();
+    let p = |rel: &str| path_str(dir.join(rel));
+
+    let found = agent.wait_for_all(
+        TIMEOUT,
+        &[
+            json!({"kind": "chmod", "pid": pid, "result": 0}),
+            json!({"kind": "rename", "pid": pid}),
+            json!({"kind": "unlink", "pid": pid}),
+            json!({"kind": "chmod", "pid": pid, "result": -libc::EBADF}),
+        ],
+    );
+    let expected = [
+        json!({"path": p("sub/g.txt"), "mode": 0o604, "flags": 0}),
+        json!({"path": p("sub/g.txt"), "new_path": p("moved.txt"), "flags": 1, "result": 0}),
+        json!({"path": p("sub/gone"), "flags": 0x200, "result": 0}),
+        json!({"mode": 0o600}),
+    ];
+    for (event, fields) in found.iter().zip(&expected) {
+        agent.assert_event(event, fields);
+    }
+    assert!(
+        found[3].get("path").is_none_or(|v| v.is_null()),
+        "a chmod of a bad fd names no file: {}",
+        found[3]
+    );
+    assert!(dir.join("moved.txt").is_file() && !dir.join("sub/gone").exists());
 }

@@ -230,6 +230,20 @@ impl Data {
         }
     }
 
+    /// Passes `used` through map memory (the record header's size field, as [`Self::push_path`]
+    /// does): the verifier then holds it as a bounded unknown, so paths through a program
+    /// that differ only in how much they wrote meet, and what follows is checked once.
+    #[inline(always)]
+    pub fn settle(&mut self) {
+        let cursor = self.base.wrapping_sub(DATA_OFFSET) as *mut EventHeader;
+        // SAFETY: `base` is the data area of the scratch record, after its header.
+        let used = unsafe {
+            core::ptr::write_volatile(&mut (*cursor).size, self.used as u32);
+            core::ptr::read_volatile(&(*cursor).size)
+        };
+        self.used = (used as usize & (DATA_SIZE * 2 - 1)).min(DATA_SIZE);
+    }
+
     /// Writes the path of `struct path *p` (kernel pointer) by walking dentries up to the root,
     /// crossing mount points. Encoding: components leaf first, each followed by `/`; a walk that
     /// reached the root ends with one more `/` (so `/` alone is the root itself). A walk without
