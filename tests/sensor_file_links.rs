@@ -115,8 +115,8 @@ fn fchmod_renameat2_and_unlinkat_report_their_paths_and_flags() {
         TIMEOUT,
         &[
             json!({"kind": "chmod", "pid": pid, "result": 0}),
-            json!({"kind": "rename", "pid": pid}),
-            json!({"kind": "unlink", "pid": pid}),
+            json!({"kind": "rename", "pid": pid, "path": p("sub/g.txt")}),
+            json!({"kind": "unlink", "pid": pid, "path": p("sub/gone")}),
             json!({"kind": "chmod", "pid": pid, "result": -libc::EBADF}),
         ],
     );

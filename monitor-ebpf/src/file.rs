@@ -229,7 +229,8 @@ pub struct PathSrc {
     kind: u64,
     fd: i64,
     ptr: u64,
-    /// The user string, once written (`AT`), kept here across the dentry walk.
+    /// The user string once written (`AT`): read back from here, so the written string's
+    /// bounds do not tell the verifier's states apart before the walk.
     named: StrRef,
 }
 

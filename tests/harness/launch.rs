@@ -50,22 +50,32 @@ pub(crate) struct Launch {
 
 /// How many times slower than a host the machine under test runs: `MONITOR_TEST_TIME_SCALE`, a
 /// whole number from 1 (unset: 1). `cargo xtask vm-test` sets it in its guests, which are
-/// emulated without KVM; the agent's start and stop deadlines are multiplied by it.
+/// emulated without KVM; the agent's start and stop deadlines are multiplied by it. A bad value
+/// is refused by [`preflight`], before any agent starts; here it counts as 1.
 pub fn time_scale() -> u32 {
+    parse_time_scale().unwrap_or(1)
+}
+
+fn parse_time_scale() -> Result<u32, String> {
+    let bad = |v: &dyn std::fmt::Debug| {
+        format!("{TIME_SCALE_VAR}={v:?}: expected a whole number from 1 to 100")
+    };
     match env::var(TIME_SCALE_VAR) {
-        Err(env::VarError::NotPresent) => 1,
+        Err(env::VarError::NotPresent) => Ok(1),
         Ok(v) => match v.trim().parse::<u32>() {
-            Ok(n @ 1..=100) => n,
-            _ => panic!("{TIME_SCALE_VAR}={v:?}: expected a whole number from 1 to 100"),
+            Ok(n @ 1..=100) => Ok(n),
+            _ => Err(bad(&v)),
         },
-        Err(env::VarError::NotUnicode(v)) => {
-            panic!("{TIME_SCALE_VAR}={v:?}: expected a whole number from 1 to 100")
-        }
+        Err(env::VarError::NotUnicode(v)) => Err(bad(&v)),
     }
 }
 
 /// Checks that the agent can run at all (root, a built binary) and returns its binary.
 pub fn preflight() -> Result<PathBuf, String> {
+    // A misconfiguration, not a missing capability: never a skip.
+    if let Err(e) = parse_time_scale() {
+        panic!("{e}");
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(
