@@ -22,6 +22,8 @@ use tokio::{
     task::JoinHandle,
 };
 
+mod reload;
+
 use super::{
     control::Request,
     enforcing,
@@ -41,7 +43,6 @@ use crate::{
         stage::Enricher,
     },
     record::Record,
-    rules::RuleSet,
     sensor::{Event, Sensor, load::KernelCounters, reader::ReaderStats},
 };
 
@@ -285,41 +286,6 @@ impl Analysis {
         repeats.into_iter().map(Record::from).collect()
     }
 
-    /// SIGHUP: the new rules, or the old ones kept with the reason.
-    fn reload(&mut self, paths: &[PathBuf]) {
-        match RuleSet::load(paths) {
-            Ok(new) if !self.no_enforce && !self.enforce && new.has_enforce_profiles() => {
-                self.reloaded(false);
-                tracing::error!(
-                    "rules reload refused; keeping the previous rules: they have `mode: enforce` \
-                     profiles and enforcement is not loaded (it was not available at start)"
-                );
-            }
-            Ok(new) => {
-                enforcing::warn_uncompiled(&new, &self.sensor);
-                if self.marker.is_none() && self.enforce && new.has_enforce_profiles() {
-                    self.marker = Some(enforcing::Marker::start(&self.spool_dir));
-                }
-                self.policy.replace_rules(
-                    Arc::new(new),
-                    self.enricher.table(),
-                    self.sensor.watched(),
-                );
-                enforcing::apply(&mut self.policy, &mut self.sensor);
-                learning::switch(&self.policy, &mut self.sensor);
-                tracing::info!(
-                    detections = self.policy.rules().detection_count(),
-                    "rules reloaded"
-                );
-                self.reloaded(true);
-            }
-            Err(e) => {
-                self.reloaded(false);
-                tracing::error!("rules reload failed; keeping the previous rules:\n{e}");
-            }
-        }
-    }
-
     /// The stop: the programs stop sending (and count what they no longer send); once those
     /// running now are done, the reader drains the ring buffer one last time, so the last
     /// `agent_stats` accounts for every record (emitted = received + drops).
@@ -387,12 +353,6 @@ impl Analysis {
             to_output(out, message).await?;
         }
         Ok(())
-    }
-
-    fn reloaded(&self, ok: bool) {
-        if let Some(m) = &self.metrics {
-            m.reloaded(ok);
-        }
     }
 
     /// The stages' counters, for `--metrics-addr`.
