@@ -7,21 +7,13 @@ use std::{
     process::{Command, Stdio},
 };
 
-use monitor_tests::{TempDir, enforce::OwnAgent, preflight, rules::shipped_rules, skip_or_fail};
+use monitor_tests::{
+    TempDir, enforce::OwnAgent, kernel_version, preflight, rules::shipped_rules, skip_or_fail,
+};
 
 /// The agent's binary, or `None` (said loudly; a failure under CI) when it cannot run here.
 fn binary_or_skip() -> Option<std::path::PathBuf> {
     preflight().map_err(|why| skip_or_fail(&why)).ok()
-}
-
-/// The running kernel's (major, minor).
-fn kernel_version() -> (u32, u32) {
-    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
-    let mut parts = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 #[test]

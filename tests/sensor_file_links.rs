@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use monitor_tests::{Agent, TIMEOUT, TempDir, path_str, python};
+use monitor_tests::{Agent, TIMEOUT, TempDir, kernel_version, path_str, python};
 use serde_json::json;
 
 /// `call(nr, *args, fail=errno)`: one syscall by number; exits if its errno is not the one
@@ -15,6 +15,7 @@ import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 AT_FDCWD, AT_SYMLINK_FOLLOW, AT_REMOVEDIR, RENAME_NOREPLACE = -100, 0x400, 0x200, 1
+AT_SYMLINK_NOFOLLOW = 0x100
 
 def call(nr, *args, fail=None):
     args = [a.encode() if isinstance(a, str) else a for a in args]
@@ -88,7 +89,8 @@ fn link_symlink_and_truncate_report_their_paths_and_lengths() {
 }
 
 /// The fd form of chmod (the path walked by the kernel from the file), renameat2 with a flag,
-/// unlinkat of a directory, and a chmod of a bad fd.
+/// unlinkat of a directory, a chmod of a bad fd, and fchmodat2 with its flag (ENOSYS before
+/// 6.6: `sys.argv[2]` says whether the kernel has it).
 const FD_AND_FLAG_VARIANTS: &str = "
 os.chdir(sys.argv[1])
 fd = os.open('sub/g.txt', os.O_RDONLY)
@@ -97,6 +99,8 @@ dfd = os.open('sub', os.O_RDONLY | os.O_DIRECTORY)
 call(316, dfd, 'g.txt', AT_FDCWD, 'moved.txt', RENAME_NOREPLACE) # renameat2
 call(263, dfd, 'gone', AT_REMOVEDIR)                             # unlinkat
 call(91, 999, 0o600, fail=9)                                     # fchmod, EBADF
+ENOSYS = 0 if int(sys.argv[2]) else 38
+call(452, AT_FDCWD, 'moved.txt', 0o640, AT_SYMLINK_NOFOLLOW, fail=ENOSYS) # fchmodat2
 ";
 
 #[test]
@@ -106,7 +110,13 @@ fn fchmod_renameat2_and_unlinkat_report_their_paths_and_flags() {
     fs::create_dir_all(dir.join("sub/gone")).expect("creating sub/gone");
     fs::write(dir.join("sub/g.txt"), "gg").expect("writing sub/g.txt");
     let script = format!("{CALL}{FD_AND_FLAG_VARIANTS}");
-    let mut child = agent.spawn(python(&script).arg(dir.path()).current_dir("/"));
+    let has_fchmodat2 = kernel_version() >= (6, 6);
+    let mut child = agent.spawn(
+        python(&script)
+            .arg(dir.path())
+            .arg(if has_fchmodat2 { "1" } else { "0" })
+            .current_dir("/"),
+    );
     child.finish_ok(TIMEOUT);
     let pid = child.pid();
     let p = |rel: &str| path_str(dir.join(rel));
@@ -114,17 +124,20 @@ fn fchmod_renameat2_and_unlinkat_report_their_paths_and_flags() {
     let found = agent.wait_for_all(
         TIMEOUT,
         &[
-            json!({"kind": "chmod", "pid": pid, "result": 0}),
+            json!({"kind": "chmod", "pid": pid, "path": p("sub/g.txt")}),
             json!({"kind": "rename", "pid": pid, "path": p("sub/g.txt")}),
             json!({"kind": "unlink", "pid": pid, "path": p("sub/gone")}),
             json!({"kind": "chmod", "pid": pid, "result": -libc::EBADF}),
+            json!({"kind": "chmod", "pid": pid, "path": p("moved.txt")}),
         ],
     );
+    let fchmodat2_result = if has_fchmodat2 { 0 } else { -libc::ENOSYS };
     let expected = [
-        json!({"path": p("sub/g.txt"), "mode": 0o604, "flags": 0}),
+        json!({"path": p("sub/g.txt"), "mode": 0o604, "flags": 0, "result": 0}),
         json!({"path": p("sub/g.txt"), "new_path": p("moved.txt"), "flags": 1, "result": 0}),
         json!({"path": p("sub/gone"), "flags": 0x200, "result": 0}),
         json!({"mode": 0o600}),
+        json!({"mode": 0o640, "flags": 0x100, "result": fchmodat2_result}),
     ];
     for (event, fields) in found.iter().zip(&expected) {
         agent.assert_event(event, fields);

@@ -360,7 +360,9 @@ fn try_file(ctx: &RawTracePointContext) -> Result<(), i64> {
         }
         CHMOD => (PathSrc::at(cwd, arg(0)), PathSrc::NONE, 0, arg(1), 0),
         FCHMOD => (PathSrc::fd(fd(0)), PathSrc::NONE, 0, arg(1), 0),
-        FCHMODAT | FCHMODAT2 => (PathSrc::at(fd(0), arg(1)), PathSrc::NONE, 0, arg(2), 0),
+        FCHMODAT => (PathSrc::at(fd(0), arg(1)), PathSrc::NONE, 0, arg(2), 0),
+        // fchmodat2 (6.6) has the flags fchmodat never had (AT_SYMLINK_NOFOLLOW).
+        FCHMODAT2 => (PathSrc::at(fd(0), arg(1)), PathSrc::NONE, arg(3), arg(2), 0),
         // The target is a string stored in the link, relative to the link's directory.
         SYMLINK => (PathSrc::str(arg(0)), PathSrc::at(cwd, arg(1)), 0, 0, 0),
         SYMLINKAT => (PathSrc::str(arg(0)), PathSrc::at(fd(1), arg(2)), 0, 0, 0),

@@ -53,6 +53,16 @@ pub use launch::{agent_binary, preflight};
 pub use port::ReservedPort;
 pub use process::{Finished, Proc, python};
 
+/// The running kernel's (major, minor).
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
 /// Whether a test that cannot run must fail (`CI=true`) rather than skip.
 pub fn under_ci() -> bool {
     env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
