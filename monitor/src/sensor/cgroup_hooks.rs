@@ -5,7 +5,10 @@ use std::path::Path;
 
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError,
+        RawTracePoint,
+    },
 };
 use monitor_common::config::names;
 
@@ -79,8 +82,12 @@ fn attach_sock_addr(
     Ok(())
 }
 
-/// Program `name` of `ebpf` as the program type `P`, loaded (verified).
-fn loaded<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, SensorError>
+/// Program `name` of `ebpf` as the program type `P`, loaded (verified), saying how long that
+/// took at debug level: the bounded build's verification is most of a start on old kernels.
+pub(super) fn loaded<'a, P>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut P, SensorError>
 where
     &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     P: Load,
@@ -101,8 +108,8 @@ where
     Ok(prog)
 }
 
-/// The cgroup program types' `load` (aya gives each its own inherent method).
-trait Load {
+/// The program types' `load` (aya gives each its own inherent method).
+pub(super) trait Load {
     fn load_program(&mut self) -> Result<(), ProgramError>;
 }
 
@@ -113,6 +120,12 @@ impl Load for CgroupSockAddr {
 }
 
 impl Load for CgroupSkb {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+}
+
+impl Load for RawTracePoint {
     fn load_program(&mut self) -> Result<(), ProgramError> {
         self.load()
     }

@@ -9,7 +9,7 @@ use aya::{
 };
 use monitor_common::config::{counter, handler, names, switch};
 
-use super::cgroup_hooks::{attach_dns, load_enforcement};
+use super::cgroup_hooks::{attach_dns, load_enforcement, loaded};
 pub use super::error::SensorError;
 use super::{
     btf::Btf,
@@ -166,7 +166,7 @@ impl Sensor {
 
         let mut handlers: ProgramArray<_> = typed_map(&mut ebpf, names::SYSCALL_HANDLERS)?;
         for (slot, name) in HANDLERS {
-            let prog = load_raw_tp(&mut ebpf, name)?;
+            let prog = loaded::<RawTracePoint>(&mut ebpf, name)?;
             let fd = prog
                 .fd()
                 .map_err(|source| SensorError::Program { name, source })?;
@@ -394,7 +394,7 @@ pub struct KernelCounters {
 /// Loads (verifies) and attaches each (program, raw tracepoint) pair, in order.
 fn attach_all(ebpf: &mut Ebpf, progs: &[(&'static str, &'static str)]) -> Result<(), SensorError> {
     for &(name, tracepoint) in progs {
-        let prog = load_raw_tp(ebpf, name)?;
+        let prog = loaded::<RawTracePoint>(ebpf, name)?;
         prog.attach(tracepoint)
             .map_err(|source| SensorError::Attach {
                 name,
@@ -403,35 +403,6 @@ fn attach_all(ebpf: &mut Ebpf, progs: &[(&'static str, &'static str)]) -> Result
             })?;
     }
     Ok(())
-}
-
-/// Loads the raw tracepoint program `name` (the kernel verifies it here), saying how long that
-/// took at debug level: the bounded build's verification is most of a start on old kernels.
-fn load_raw_tp<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut RawTracePoint, SensorError> {
-    let prog = raw_tp(ebpf, name)?;
-    let started = std::time::Instant::now();
-    prog.load()
-        .map_err(|source| SensorError::Program { name, source })?;
-    tracing::debug!(
-        program = name,
-        ms = started.elapsed().as_millis(),
-        "program loaded"
-    );
-    Ok(prog)
-}
-
-fn raw_tp<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut RawTracePoint, SensorError> {
-    let prog = ebpf
-        .program_mut(name)
-        .ok_or(SensorError::MissingProgram { name })?;
-    prog.try_into()
-        .map_err(|source| SensorError::Program { name, source })
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; lift it. Harmless elsewhere.
