@@ -16,11 +16,10 @@
 mod common;
 
 use std::{
-    ffi::CString,
+    ffi::{CString, OsString},
     net::UdpSocket,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Instant,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -30,11 +29,9 @@ enum Config {
     Enforce,
 }
 
-/// The agent with this process's profile in `mode`; SIGTERM on drop.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
-}
+/// The agent with this process's profile in `mode`; stopped with SIGTERM on drop, its scratch
+/// directory removed unless `BENCH_KEEP` is set.
+struct Agent(Option<common::Monitor>);
 
 impl Agent {
     fn start(mode: &str, port: u16) -> Self {
@@ -57,46 +54,34 @@ impl Agent {
             ),
         )
         .expect("profile");
-        let ready = dir.join("ready");
-        let child = Command::new(&monitor)
-            .args(["run", "--no-control-socket", "--stats-interval", "0"])
-            .arg("--rules")
-            .arg(dir.join("rules"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .arg("--output")
-            .arg(format!("file:{}", dir.join("out.jsonl").display()))
-            .arg("--spool-dir")
-            .arg(dir.join("spool"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn monitor");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "monitor not ready in 60 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self { child, dir }
+        let mut args: Vec<OsString> = ["run", "--no-control-socket", "--stats-interval", "0"]
+            .map(OsString::from)
+            .into();
+        args.extend(["--rules".into(), dir.join("rules").into()]);
+        args.extend(common::file_output(&dir));
+        args.extend(["--spool-dir".into(), dir.join("spool").into()]);
+        Self(Some(common::Monitor::start(&args, &dir)))
     }
 
     /// Alerts written (the profile allows the loops: there should be none).
     fn alerts(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("out.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("\"kind\":\"alert\""))
-            .count()
+        self.0.as_ref().map_or(0, |m| {
+            common::output(&m.dir)
+                .lines()
+                .filter(|l| l.contains("\"kind\":\"alert\""))
+                .count()
+        })
     }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        if std::env::var_os("BENCH_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(m) = self.0.take() {
+            let dir = m.dir.clone();
+            m.stop();
+            if std::env::var_os("BENCH_KEEP").is_none() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
     }
 }
