@@ -4,6 +4,7 @@
 //! matchers, then evaluated per event by [`RuleSet::check`].
 
 mod allow;
+mod cond;
 mod content;
 mod deny;
 mod detection;
