@@ -5,15 +5,13 @@ use std::path::Path;
 
 use aya::{
     Ebpf,
-    programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError,
-        RawTracePoint,
-    },
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError},
 };
 use monitor_common::config::names;
 
 use super::enforce::Enforcer;
 use super::error::{SensorError, typed_map};
+use super::program::loaded;
 
 /// The DNS hooks: (program name, sock_addr or skb) on the cgroup v2 root.
 const DNS_SOCK_ADDR: [&str; 4] = [
@@ -80,55 +78,6 @@ fn attach_sock_addr(
             .map_err(attach_error(name, root))?;
     }
     Ok(())
-}
-
-/// Program `name` of `ebpf` as the program type `P`, loaded (verified), saying how long that
-/// took at debug level: the bounded build's verification is most of a start on old kernels.
-pub(super) fn loaded<'a, P>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut P, SensorError>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
-    P: Load,
-{
-    let prog: &mut P = ebpf
-        .program_mut(name)
-        .ok_or(SensorError::MissingProgram { name })?
-        .try_into()
-        .map_err(|source| SensorError::Program { name, source })?;
-    let started = std::time::Instant::now();
-    prog.load_program()
-        .map_err(|source| SensorError::Program { name, source })?;
-    tracing::debug!(
-        program = name,
-        ms = started.elapsed().as_millis(),
-        "program loaded"
-    );
-    Ok(prog)
-}
-
-/// The program types' `load` (aya gives each its own inherent method).
-pub(super) trait Load {
-    fn load_program(&mut self) -> Result<(), ProgramError>;
-}
-
-impl Load for CgroupSockAddr {
-    fn load_program(&mut self) -> Result<(), ProgramError> {
-        self.load()
-    }
-}
-
-impl Load for CgroupSkb {
-    fn load_program(&mut self) -> Result<(), ProgramError> {
-        self.load()
-    }
-}
-
-impl Load for RawTracePoint {
-    fn load_program(&mut self) -> Result<(), ProgramError> {
-        self.load()
-    }
 }
 
 fn attach_error(name: &'static str, root: &Path) -> impl Fn(ProgramError) -> SensorError {

@@ -9,8 +9,9 @@ use aya::{
 };
 use monitor_common::config::{counter, handler, names, switch};
 
-use super::cgroup_hooks::{attach_dns, load_enforcement, loaded};
+use super::cgroup_hooks::{attach_dns, load_enforcement};
 pub use super::error::SensorError;
+use super::program::loaded;
 use super::{
     btf::Btf,
     drops::{DropsByFamily, ProcessDrops, by_process},

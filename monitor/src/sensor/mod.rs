@@ -16,6 +16,7 @@ pub mod hz;
 pub mod load;
 mod lsm;
 pub mod offsets;
+mod program;
 pub mod reader;
 pub mod text;
 pub mod watch;
